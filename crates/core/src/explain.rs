@@ -1,0 +1,99 @@
+//! Turning pipeline state into the records analysts read: score records and self-explaining
+//! alerts (composite, domain scores, and the indicators that contributed most, each with its
+//! value, expected value and score). Numbers are rounded so that outputs are short and stable.
+
+use std::collections::BTreeMap;
+
+use vigil_alert::Transition;
+use vigil_model::record::{AlertRecord, IndicatorScore, ScoreRecord};
+use vigil_model::time::format_utc;
+use vigil_model::{Level, Ts};
+use vigil_rules::RuleSet;
+use vigil_score::rollup::Rollup;
+
+use crate::pipeline::IndicatorState;
+
+/// How many indicators an alert names.
+pub const TOP_CONTRIBUTORS: usize = 5;
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    let r = (x * f).round() / f;
+    if r == 0.0 { 0.0 } else { r }
+}
+
+fn score(x: Option<f64>) -> Option<f64> {
+    x.map(|v| round(v, 1))
+}
+
+fn value(x: Option<f64>) -> Option<f64> {
+    x.map(|v| round(v, 3))
+}
+
+fn indicator_score(rules: &RuleSet, i: usize, st: &IndicatorState, r: usize) -> IndicatorScore {
+    let l = st.latest[r];
+    let ind = &rules.indicators[i];
+    // Small cells are never published as values (the statistical-disclosure threshold rule).
+    let v = if l.support < ind.min_support as u64 { None } else { l.value };
+    IndicatorScore { indicator: ind.id.clone(), value: value(v), expected: value(l.expected), score: score(l.score) }
+}
+
+fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
+    rules.domains.iter().zip(&roll.domains).map(|(d, s)| (d.id.clone(), score(*s))).collect()
+}
+
+pub(crate) fn score_record(rules: &RuleSet, r: usize, t: Ts, roll: &Rollup, grade: Option<Level>, full: Option<&[IndicatorState]>) -> ScoreRecord {
+    ScoreRecord {
+        region: rules.regions.codes[r].clone(),
+        level: rules.regions.level_name(r as u32).to_string(),
+        window_end: format_utc(t),
+        rules_version: rules.version.clone(),
+        composite: score(roll.composite),
+        grade,
+        domains: domains(rules, roll),
+        categories: rules.categories.iter().zip(&roll.categories).map(|(c, s)| (c.id.clone(), score(*s))).collect(),
+        indicators: full.map_or_else(Vec::new, |st| (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], r)).collect()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn alert_record(
+    rules: &RuleSet,
+    r: usize,
+    t: Ts,
+    scope: &str,
+    domain: Option<usize>,
+    scope_score: Option<f64>,
+    tr: Transition,
+    roll: &Rollup,
+    st: &[IndicatorState],
+) -> AlertRecord {
+    // Rank indicators by their weighted contribution to the scope's score; ties by id so the
+    // order is stable.
+    let mut ranked: Vec<(f64, usize)> = rules
+        .indicators
+        .iter()
+        .enumerate()
+        .filter(|(_, ind)| domain.is_none_or(|d| ind.domain == d))
+        .filter_map(|(i, ind)| st[i].latest[r].score.filter(|s| *s > 0.0).map(|s| (s * ind.global_weight, i)))
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(rules.indicators[a.1].id.cmp(&rules.indicators[b.1].id)));
+    let code = &rules.regions.codes[r];
+    AlertRecord {
+        alert_id: format!("{code}:{scope}:{}", format_utc(tr.episode_start)),
+        seq: tr.seq,
+        event: tr.event,
+        level: tr.level,
+        previous_level: tr.previous,
+        region: code.clone(),
+        region_name: rules.regions.names[r].clone(),
+        region_level: rules.regions.level_name(r as u32).to_string(),
+        scope: scope.to_string(),
+        score: score(scope_score),
+        window_end: format_utc(t),
+        rules_version: rules.version.clone(),
+        reason: tr.reason.as_str().to_string(),
+        domains: domains(rules, roll),
+        top_contributors: ranked.iter().take(TOP_CONTRIBUTORS).map(|&(_, i)| indicator_score(rules, i, &st[i], r)).collect(),
+    }
+}

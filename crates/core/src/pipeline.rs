@@ -1,0 +1,377 @@
+//! The pipeline: routing, evaluation schedule, roll-up and grading.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use vigil_alert::GradeState;
+use vigil_model::record::{AlertRecord, ScoreRecord};
+use vigil_model::time::HOUR;
+use vigil_model::{Event, Level, Ts};
+use vigil_rules::filter::EvalCtx;
+use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
+use vigil_score::history::History;
+use vigil_score::normalise::{self, DetectorState, Scored};
+use vigil_score::rollup::{Rollup, rollup};
+use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
+use vigil_window::Bins;
+
+use crate::explain;
+
+/// How much of the scores to emit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreDetail {
+    /// No score records (alerts only).
+    None,
+    /// Composite, domains and categories.
+    Summary,
+    /// Also every indicator's value, expected value and score.
+    Full,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub scores: ScoreDetail,
+    /// Region levels (city, district, street, grid) whose score records are emitted.
+    pub score_levels: [bool; 4],
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { scores: ScoreDetail::Summary, score_levels: [true, true, true, false] }
+    }
+}
+
+/// Where the pipeline's results go.
+pub trait Output {
+    fn score(&mut self, record: ScoreRecord);
+    fn alert(&mut self, record: AlertRecord);
+}
+
+/// An [`Output`] that keeps everything in memory (tests, `rules test`).
+#[derive(Debug, Default)]
+pub struct VecOutput {
+    pub scores: Vec<ScoreRecord>,
+    pub alerts: Vec<AlertRecord>,
+}
+
+impl Output for VecOutput {
+    fn score(&mut self, record: ScoreRecord) {
+        self.scores.push(record);
+    }
+    fn alert(&mut self, record: AlertRecord) {
+        self.alerts.push(record);
+    }
+}
+
+/// What became of one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    Accepted,
+    /// Behind the watermark but within the allowed lateness: counted in bins that later windows
+    /// read; windows already evaluated are not re-emitted.
+    AcceptedLate,
+    /// Behind the watermark by more than the allowed lateness.
+    Late,
+    /// So far ahead of the watermark that its bins would overwrite data still needed.
+    TooEarly,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub accepted: u64,
+    pub accepted_late: u64,
+    pub late: u64,
+    pub too_early: u64,
+    pub evaluations: u64,
+    pub alerts: u64,
+}
+
+/// The latest evaluation of one (indicator, region).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Latest {
+    pub value: Option<f64>,
+    pub expected: Option<f64>,
+    pub score: Option<f64>,
+    pub support: u64,
+}
+
+/// The scoring state of one indicator across all regions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct IndicatorState {
+    pub bins: Bins,
+    pub hist: History,
+    pub det: Vec<DetectorState>,
+    /// Latest result per region.
+    pub latest: Vec<Latest>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    ind: u16,
+    leg: Leg,
+}
+
+/// Everything the pipeline remembers, as saved in a snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct State {
+    pub rules_version: String,
+    pub indicators: Vec<IndicatorState>,
+    /// Per region: composite grade, then one per domain.
+    pub grades: Vec<Vec<GradeState>>,
+    pub watermark: Option<Ts>,
+    pub last_eval: Option<Ts>,
+    pub counters: Counters,
+}
+
+pub struct Pipeline {
+    rules: Arc<RuleSet>,
+    options: Options,
+    tz: i64,
+    layouts: Vec<Layout>,
+    taps: Vec<Vec<Tap>>,
+    lateness: Vec<i64>,
+    pub(crate) state: State,
+    // Scratch reused across evaluations.
+    ind_scores: Vec<Option<f64>>,
+    roll: Rollup,
+}
+
+impl Pipeline {
+    pub fn new(rules: Arc<RuleSet>, options: Options) -> Pipeline {
+        let regions = rules.regions.len();
+        let layouts: Vec<Layout> = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
+        let indicators = rules
+            .indicators
+            .iter()
+            .zip(&layouts)
+            .map(|(ind, layout)| {
+                let needs = normalise::history_needs(ind);
+                IndicatorState {
+                    bins: layout.new_bins(regions),
+                    hist: History::new(regions, needs.len, needs.width),
+                    det: vec![DetectorState::None; regions],
+                    latest: vec![Latest::default(); regions],
+                }
+            })
+            .collect();
+        let grades = vec![vec![GradeState::default(); 1 + rules.domains.len()]; regions];
+        let state = State {
+            rules_version: rules.version.clone(),
+            indicators,
+            grades,
+            watermark: None,
+            last_eval: None,
+            counters: Counters::default(),
+        };
+        Self::with_state(rules, options, layouts, state)
+    }
+
+    fn with_state(rules: Arc<RuleSet>, options: Options, layouts: Vec<Layout>, state: State) -> Pipeline {
+        let mut taps = vec![Vec::new(); rules.sources.len()];
+        for (i, ind) in rules.indicators.iter().enumerate() {
+            taps[ind.source as usize].push(Tap { ind: i as u16, leg: Leg::Primary });
+            if let Some(c) = &ind.compare {
+                taps[c.source as usize].push(Tap { ind: i as u16, leg: Leg::Compare });
+            }
+        }
+        let lateness = rules.sources.iter().map(|s| s.allowed_lateness.0).collect();
+        let n = rules.indicators.len();
+        Pipeline {
+            tz: rules.tz_offset.0,
+            rules,
+            options,
+            layouts,
+            taps,
+            lateness,
+            state,
+            ind_scores: vec![None; n],
+            roll: Rollup::default(),
+        }
+    }
+
+    pub(crate) fn from_state(rules: Arc<RuleSet>, options: Options, state: State) -> Pipeline {
+        let layouts = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
+        Self::with_state(rules, options, layouts, state)
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+
+    pub fn watermark(&self) -> Option<Ts> {
+        self.state.watermark
+    }
+
+    /// The last hour boundary evaluated.
+    pub fn last_evaluated(&self) -> Option<Ts> {
+        self.state.last_eval
+    }
+
+    /// Routes one decoded event into the bins of every indicator of its source that it passes,
+    /// for its region and each ancestor.
+    pub fn ingest(&mut self, ev: &Event) -> Ingest {
+        let s = ev.source as usize;
+        let mut outcome = Ingest::Accepted;
+        if let Some(wm) = self.state.watermark {
+            if ev.ts < wm - self.lateness[s] {
+                self.state.counters.late += 1;
+                return Ingest::Late;
+            }
+            if ev.ts >= wm + AHEAD_HOURS * HOUR {
+                self.state.counters.too_early += 1;
+                return Ingest::TooEarly;
+            }
+            if self.state.last_eval.is_some_and(|t| ev.ts < t) {
+                outcome = Ingest::AcceptedLate;
+            }
+        }
+        let cx = EvalCtx::new(ev, self.tz);
+        let chain = &self.rules.regions.chains[ev.region as usize];
+        for tap in &self.taps[s] {
+            let i = tap.ind as usize;
+            let ind = &self.rules.indicators[i];
+            let pred = match tap.leg {
+                Leg::Primary => &ind.filter,
+                Leg::Compare => match &ind.compare {
+                    Some(c) => &c.filter,
+                    None => continue,
+                },
+            };
+            if !pred.matches(&cx) {
+                continue;
+            }
+            let layout = &self.layouts[i];
+            let bin = layout.bin_of(ev.ts, self.tz);
+            let bins = &mut self.state.indicators[i].bins;
+            for &r in chain {
+                if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
+                    measure::update(ind, layout, tap.leg, &cx, lanes);
+                }
+            }
+        }
+        match outcome {
+            Ingest::AcceptedLate => self.state.counters.accepted_late += 1,
+            _ => self.state.counters.accepted += 1,
+        }
+        outcome
+    }
+
+    /// Moves the watermark to `wm` (never backwards) and evaluates every hour boundary it
+    /// passed, in order.
+    pub fn advance(&mut self, wm: Ts, out: &mut dyn Output) {
+        if self.state.watermark.is_some_and(|w| wm <= w) {
+            return;
+        }
+        self.state.watermark = Some(wm);
+        let every = self.rules.evaluate_every.0;
+        let last = match self.state.last_eval {
+            Some(t) => t,
+            None => {
+                // The hour in progress when time starts is incomplete: start after it.
+                let t = wm.div_euclid(every) * every;
+                self.state.last_eval = Some(t);
+                t
+            }
+        };
+        let mut t = last + every;
+        while t <= wm {
+            self.evaluate(t, out);
+            self.state.last_eval = Some(t);
+            t += every;
+        }
+    }
+
+    /// The latest result of one indicator for one region (the value unsuppressed) and the
+    /// support behind it.
+    pub fn latest(&self, indicator: usize, region: usize) -> (Scored, u64) {
+        let l = self.state.indicators[indicator].latest[region];
+        (Scored { value: l.value, expected: l.expected, score: l.score }, l.support)
+    }
+
+    fn evaluate(&mut self, t: Ts, out: &mut dyn Output) {
+        let rules = Arc::clone(&self.rules);
+        let regions = rules.regions.len();
+        for (i, ind) in rules.indicators.iter().enumerate() {
+            if (t + self.tz).rem_euclid(ind.hop.0) != 0 {
+                continue;
+            }
+            let layout = &self.layouts[i];
+            let st = &mut self.state.indicators[i];
+            for r in 0..regions {
+                let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz);
+                st.hist.set(r, &normalise::history_entry(ind, wv.value, wv.support));
+                let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r]);
+                st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
+            }
+            st.hist.advance();
+            self.state.counters.evaluations += regions as u64;
+        }
+        for r in 0..regions {
+            self.region_results(&rules, r, t, out);
+        }
+    }
+
+    fn region_results(&mut self, rules: &RuleSet, r: usize, t: Ts, out: &mut dyn Output) {
+        for (i, st) in self.state.indicators.iter().enumerate() {
+            self.ind_scores[i] = st.latest[r].score;
+        }
+        rollup(rules, &self.ind_scores, &mut self.roll);
+        let level = rules.regions.levels[r] as usize;
+        if rules.alert_levels[level] {
+            self.grade(rules, r, t, out);
+        }
+        if self.options.scores != ScoreDetail::None && self.options.score_levels[level] {
+            let grade = self.state.grades[r][0].level;
+            let full = self.options.scores == ScoreDetail::Full;
+            out.score(explain::score_record(rules, r, t, &self.roll, grade, full.then_some(&self.state.indicators[..])));
+        }
+    }
+
+    fn grade(&mut self, rules: &RuleSet, r: usize, t: Ts, out: &mut dyn Output) {
+        let grading = &rules.grading;
+        // Domains first: their grades feed the composite's floor.
+        for (d, domain) in rules.domains.iter().enumerate() {
+            let mut floor: Option<Level> = None;
+            for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::HardIndicator && o.target == OverrideTarget::Domain) {
+                let triggered = domain.categories.iter().flat_map(|&c| &rules.categories[c].indicators).any(|&i| {
+                    rules.indicators[i].hard && self.ind_scores[i].and_then(|s| grading.indicator_band(s)) >= Some(o.at_least)
+                });
+                if triggered {
+                    floor = floor.max(Some(o.floor));
+                }
+            }
+            let score = self.roll.domains[d];
+            if let Some(tr) = self.state.grades[r][1 + d].step(grading, t, score, floor) {
+                self.state.counters.alerts += 1;
+                out.alert(explain::alert_record(rules, r, t, &domain.id, Some(d), score, tr, &self.roll, &self.state.indicators));
+            }
+        }
+        let mut floor: Option<Level> = None;
+        for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::AnyDomain) {
+            if self.state.grades[r][1..].iter().any(|g| g.level >= Some(o.at_least)) {
+                floor = floor.max(Some(o.floor));
+            }
+        }
+        let score = self.roll.composite;
+        if let Some(tr) = self.state.grades[r][0].step(grading, t, score, floor) {
+            self.state.counters.alerts += 1;
+            out.alert(explain::alert_record(rules, r, t, "composite", None, score, tr, &self.roll, &self.state.indicators));
+        }
+    }
+
+    /// Bytes of scoring state per (region, indicator) series, averaged and at most.
+    pub fn state_bytes_per_series(&self) -> (f64, usize) {
+        let mut total = 0usize;
+        let mut max = 0usize;
+        for st in &self.state.indicators {
+            let b = st.bins.bytes_per_region() + st.hist.bytes_per_region() + std::mem::size_of::<DetectorState>() + std::mem::size_of::<Latest>();
+            total += b;
+            max = max.max(b);
+        }
+        (total as f64 / self.state.indicators.len().max(1) as f64, max)
+    }
+}

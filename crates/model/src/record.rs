@@ -1,0 +1,131 @@
+//! The JSON records vigil writes: scores, alerts and rejections. Field order here is the field
+//! order on the wire; maps are `BTreeMap`s so that output bytes are stable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::level::Level;
+
+/// One indicator's contribution, as carried by score records and alerts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorScore {
+    pub indicator: String,
+    /// The window value; `None` when suppressed (fewer than `min_support` events).
+    pub value: Option<f64>,
+    /// The expected value from the region's own baseline, where the method has one.
+    pub expected: Option<f64>,
+    /// Risk score 0..100; `None` while grey (no baseline yet, or too little support).
+    pub score: Option<f64>,
+}
+
+/// One record per (region, evaluation time) on `vigil.scores`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRecord {
+    pub region: String,
+    pub level: String,
+    pub window_end: String,
+    pub rules_version: String,
+    pub composite: Option<f64>,
+    pub grade: Option<Level>,
+    pub domains: BTreeMap<String, Option<f64>>,
+    pub categories: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indicators: Vec<IndicatorScore>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEvent {
+    Opened,
+    Escalated,
+    Deescalated,
+    Resolved,
+}
+
+impl AlertEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::Opened => "opened",
+            AlertEvent::Escalated => "escalated",
+            AlertEvent::Deescalated => "deescalated",
+            AlertEvent::Resolved => "resolved",
+        }
+    }
+}
+
+/// One lifecycle event of an alert episode on `vigil.alerts`.
+///
+/// `alert_id` names the episode (region, scope, the window end at which it opened) and stays the
+/// same through escalations and de-escalations; `seq` numbers the lifecycle events within the
+/// episode, so (`alert_id`, `seq`) identifies one record and is the de-duplication key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub alert_id: String,
+    pub seq: u32,
+    pub event: AlertEvent,
+    pub level: Option<Level>,
+    pub previous_level: Option<Level>,
+    pub region: String,
+    pub region_name: String,
+    pub region_level: String,
+    pub scope: String,
+    pub score: Option<f64>,
+    pub window_end: String,
+    pub rules_version: String,
+    /// Why the level is what it is: "score", "fast_path" or an override such as
+    /// "override:domain_red".
+    pub reason: String,
+    pub domains: BTreeMap<String, Option<f64>>,
+    pub top_contributors: Vec<IndicatorScore>,
+}
+
+/// Why an event was not accepted. The `code` is machine-readable and bounded (it is a metric
+/// label); `detail` is for people.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    Empty,
+    TooLarge,
+    NotUtf8,
+    MalformedJson,
+    NotAnObject,
+    MissingField,
+    WrongType,
+    UnknownSource,
+    UnknownRegion,
+    UnknownValue,
+    OutOfRange,
+    BadTimestamp,
+    TimestampOutOfRange,
+    NotFinite,
+    Late,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::Empty => "empty",
+            RejectCode::TooLarge => "too_large",
+            RejectCode::NotUtf8 => "not_utf8",
+            RejectCode::MalformedJson => "malformed_json",
+            RejectCode::NotAnObject => "not_an_object",
+            RejectCode::MissingField => "missing_field",
+            RejectCode::WrongType => "wrong_type",
+            RejectCode::UnknownSource => "unknown_source",
+            RejectCode::UnknownRegion => "unknown_region",
+            RejectCode::UnknownValue => "unknown_value",
+            RejectCode::OutOfRange => "out_of_range",
+            RejectCode::BadTimestamp => "bad_timestamp",
+            RejectCode::TimestampOutOfRange => "timestamp_out_of_range",
+            RejectCode::NotFinite => "not_finite",
+            RejectCode::Late => "late",
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Raw rule files: plain structs that mirror the TOML text, with spans kept for every value the
+//! compiler may need to point at. Parsing only checks shape (unknown fields, wrong types); all
+//! meaning is checked by the compiler.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawName {
+    pub zh: String,
+    pub en: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleset {
+    pub name: S<String>,
+    pub timezone: S<String>,
+    pub evaluate_every: S<String>,
+    #[serde(default)]
+    pub alert_region_levels: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub id: S<String>,
+    pub name: RawName,
+    pub topic: S<String>,
+    pub allowed_delay: S<String>,
+    pub allowed_lateness: S<String>,
+    #[serde(default)]
+    pub attr: Vec<S<RawAttr>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttr {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub ty: S<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub values: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub min: Option<S<f64>>,
+    #[serde(default)]
+    pub max: Option<S<f64>>,
+    #[serde(default)]
+    pub decimals: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaxonomy {
+    pub name: RawName,
+    pub values: S<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    #[serde(default)]
+    pub method: Option<S<String>>,
+    #[serde(default)]
+    pub min_available: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub id: S<String>,
+    pub name: RawName,
+    pub weight: S<f64>,
+    #[serde(default)]
+    pub method: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCategory {
+    pub id: S<String>,
+    pub domain: S<String>,
+    pub name: RawName,
+    pub weight: S<f64>,
+    #[serde(default)]
+    pub method: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub when: S<String>,
+    pub at_least: S<String>,
+    pub then: S<String>,
+    pub floor: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrading {
+    pub fast_path_margin: S<f64>,
+    #[serde(default)]
+    pub grey_min_history: Option<f64>,
+    pub indicator_bands: S<RawBands>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBands {
+    pub blue: f64,
+    pub yellow: f64,
+    pub orange: f64,
+    pub red: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub id: S<String>,
+    pub label: RawName,
+    pub colour: S<String>,
+    pub rank: S<String>,
+    #[serde(default)]
+    pub response: String,
+    pub enter: S<f64>,
+    pub clear: S<f64>,
+    #[serde(rename = "for")]
+    pub for_count: S<i64>,
+    pub hold: S<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndicator {
+    pub id: S<String>,
+    pub name: RawName,
+    pub category: S<String>,
+    pub source: S<String>,
+    #[serde(default)]
+    pub filter: Option<S<String>>,
+    pub measure: S<String>,
+    #[serde(default)]
+    pub compare: Option<S<RawLeg>>,
+    pub window: S<String>,
+    pub hop: S<String>,
+    #[serde(default)]
+    pub lag: Option<S<String>>,
+    pub direction: S<String>,
+    #[serde(default)]
+    pub min_support: Option<S<i64>>,
+    pub weight: S<f64>,
+    #[serde(default)]
+    pub hard: bool,
+    pub normalise: S<RawNormalise>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub test: Vec<S<RawTest>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeg {
+    pub source: S<String>,
+    #[serde(default)]
+    pub filter: Option<S<String>>,
+}
+
+/// Every parameter any method takes; the compiler checks which ones apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNormalise {
+    pub method: S<String>,
+    pub baseline: Option<S<String>>,
+    pub guard: Option<S<String>>,
+    pub seasonality: Option<S<String>>,
+    pub dist: Option<S<String>>,
+    pub min_count: Option<S<i64>>,
+    pub windows: Option<S<i64>>,
+    pub sigma_min: Option<S<f64>>,
+    pub transform: Option<S<String>>,
+    pub low: Option<S<f64>>,
+    pub high: Option<S<f64>>,
+    pub history: Option<S<String>>,
+    pub min_history: Option<S<String>>,
+    pub variant: Option<S<String>>,
+    pub k: Option<S<f64>>,
+    pub h: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTest {
+    pub events: S<String>,
+    pub region: S<String>,
+    pub at: S<String>,
+    pub expect: S<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub value: Option<f64>,
+    pub score_min: Option<f64>,
+    pub score_max: Option<f64>,
+    pub grey: Option<bool>,
+}

@@ -1,0 +1,342 @@
+//! The compiled, validated rule set. Everything here has been checked by the compiler: names
+//! are resolved to indices, durations are aligned to bins, weights sum as declared. Code
+//! downstream can index without checking again.
+
+use std::collections::HashMap;
+
+use vigil_model::{Duration, Level, SourceIdx};
+
+use crate::filter::Pred;
+
+/// A bilingual display name.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Name {
+    pub zh: String,
+    pub en: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrType {
+    /// Values are stored as their index in this list.
+    Enum(Vec<String>),
+    Int { min: i64, max: i64 },
+    /// Stored as `round(x * scale)` with `scale = 10^decimals`.
+    Float { min: f64, max: f64, decimals: u32, scale: i64 },
+    Bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attr {
+    pub name: String,
+    pub ty: AttrType,
+    pub required: bool,
+}
+
+impl Attr {
+    /// The real value of an encoded attribute (for output and averaging).
+    pub fn to_real(&self, v: i64) -> f64 {
+        match self.ty {
+            AttrType::Float { scale, .. } => v as f64 / scale as f64,
+            _ => v as f64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    pub id: String,
+    pub name: Name,
+    pub topic: String,
+    pub allowed_delay: Duration,
+    pub allowed_lateness: Duration,
+    pub attrs: Vec<Attr>,
+    /// Indices of required attributes as a bit mask.
+    pub required_mask: u32,
+}
+
+impl Source {
+    pub fn attr_index(&self, name: &str) -> Option<usize> {
+        self.attrs.iter().position(|a| a.name == name)
+    }
+}
+
+/// Region levels from the root down.
+pub const REGION_LEVELS: [&str; 4] = ["city", "district", "street", "grid"];
+
+/// The region tree, stored as parallel vectors indexed by `RegionIdx`. Regions are sorted by
+/// code, so indices are stable for a given registry.
+#[derive(Clone, Debug, Default)]
+pub struct Regions {
+    pub codes: Vec<String>,
+    pub names: Vec<String>,
+    pub levels: Vec<u8>,
+    pub parents: Vec<Option<u32>>,
+    pub populations: Vec<u64>,
+    /// For each region: itself and all its ancestors, finest first.
+    pub chains: Vec<Vec<u32>>,
+    pub by_code: HashMap<String, u32>,
+}
+
+impl Regions {
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    pub fn lookup(&self, code: &str) -> Option<u32> {
+        self.by_code.get(code).copied()
+    }
+    pub fn level_name(&self, r: u32) -> &'static str {
+        REGION_LEVELS[self.levels[r as usize] as usize]
+    }
+    /// True when `a` is `b` or one of its ancestors.
+    pub fn is_ancestor_or_self(&self, a: u32, b: u32) -> bool {
+        self.chains[b as usize].contains(&a)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seasonality {
+    None,
+    DayOfWeek,
+    HourOfWeek,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountDist {
+    Poisson,
+    NegBin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    None,
+    Log1p,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EarsVariant {
+    C1,
+    C2,
+    C3,
+}
+
+/// How a window value becomes a 0..100 risk score.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Normalise {
+    BaselinePvalue { baseline: Duration, guard: Duration, seasonality: Seasonality, dist: CountDist, min_count: u32 },
+    Binomial { windows: u32 },
+    RobustZ { windows: u32, sigma_min: f64, transform: Transform },
+    Goalposts { low: f64, high: f64 },
+    Percentile { history: Duration, min_history: Duration },
+    Ears { variant: EarsVariant, sigma_min: f64 },
+    Ewma,
+    Cusum { k: f64, h: f64, baseline: Duration },
+}
+
+/// What an indicator computes over its window.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Measure {
+    Count,
+    Sum { attr: usize },
+    Mean { attr: usize },
+    Quantile { attr: usize, q: f64 },
+    Share { num: Pred },
+    Ratio { num: Pred, den: Pred },
+    WeightedShare { attr: usize, num: Pred },
+    MaxBin,
+    DistinctDays,
+    KeysAtLeast { key: usize, n: u32 },
+    KeysSpread { key: usize, by: usize, n: u32 },
+    Growth { step: Duration, n: u32 },
+    Overlap { key: usize, top: u32 },
+    Coelevation { alpha: f64 },
+}
+
+/// The second stream of a two-stream measure (`overlap`, `coelevation`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leg {
+    pub source: SourceIdx,
+    pub filter: Pred,
+    pub filter_sql: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndicatorTest {
+    pub events: String,
+    pub region: String,
+    pub at: i64,
+    pub expect_value: Option<f64>,
+    pub score_min: Option<f64>,
+    pub score_max: Option<f64>,
+    pub grey: Option<bool>,
+    /// Where the test is declared, for reporting.
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Indicator {
+    pub id: String,
+    pub name: Name,
+    pub category: usize,
+    pub domain: usize,
+    pub source: SourceIdx,
+    pub filter: Pred,
+    /// The filter with taxonomies expanded: the text handed to SQL engines.
+    pub filter_sql: String,
+    pub measure: Measure,
+    pub compare: Option<Leg>,
+    pub window: Duration,
+    pub hop: Duration,
+    pub lag: Duration,
+    /// Base bin width: one hour or one day.
+    pub bin: Duration,
+    pub direction: Direction,
+    pub min_support: u32,
+    /// Weight within the category.
+    pub weight: f64,
+    /// Weight in the composite (category weight x domain weight x weight).
+    pub global_weight: f64,
+    pub hard: bool,
+    pub normalise: Normalise,
+    pub tests: Vec<IndicatorTest>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregation {
+    Arithmetic,
+    GeometricSafety,
+    Max,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Category {
+    pub id: String,
+    pub name: Name,
+    pub domain: usize,
+    pub weight: f64,
+    pub method: Aggregation,
+    pub indicators: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Domain {
+    pub id: String,
+    pub name: Name,
+    pub weight: f64,
+    pub method: Aggregation,
+    pub categories: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverrideWhen {
+    AnyDomain,
+    HardIndicator,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverrideTarget {
+    Composite,
+    Domain,
+}
+
+/// A non-compensatory floor: when the trigger reaches `at_least`, the target's grade is at
+/// least `floor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Override {
+    pub when: OverrideWhen,
+    pub at_least: Level,
+    pub target: OverrideTarget,
+    pub floor: Level,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelSpec {
+    pub level: Level,
+    pub label: Name,
+    pub colour: String,
+    pub rank: String,
+    pub response: String,
+    pub enter: f64,
+    pub clear: f64,
+    pub for_count: u32,
+    pub hold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grading {
+    /// Indexed by `Level::rank() - 1`.
+    pub levels: Vec<LevelSpec>,
+    pub fast_path_margin: f64,
+    /// Indicator bands (blue, yellow, orange, red) for explanations.
+    pub indicator_bands: [f64; 4],
+}
+
+impl Grading {
+    pub fn spec(&self, l: Level) -> &LevelSpec {
+        &self.levels[l.rank() as usize - 1]
+    }
+
+    /// The band of a single indicator score, for explanations.
+    pub fn indicator_band(&self, score: f64) -> Option<Level> {
+        let mut out = None;
+        for (i, t) in self.indicator_bands.iter().enumerate() {
+            if score >= *t {
+                out = Level::from_rank(i as u8 + 1);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    pub name: String,
+    /// A short hash of every rule file: names the rules in every score and alert.
+    pub version: String,
+    pub tz_offset: Duration,
+    pub evaluate_every: Duration,
+    /// Indexed by region level: whether regions of that level raise alerts.
+    pub alert_levels: [bool; 4],
+    pub sources: Vec<Source>,
+    pub regions: Regions,
+    pub indicators: Vec<Indicator>,
+    pub categories: Vec<Category>,
+    pub domains: Vec<Domain>,
+    pub index_method: Aggregation,
+    pub min_available: f64,
+    pub overrides: Vec<Override>,
+    pub grading: Grading,
+    /// Fixture files of the inline tests, by path relative to the rule set.
+    pub fixtures: HashMap<String, String>,
+}
+
+impl RuleSet {
+    pub fn source_index(&self, id: &str) -> Option<SourceIdx> {
+        self.sources.iter().position(|s| s.id == id).map(|i| i as SourceIdx)
+    }
+
+    pub fn indicator_index(&self, id: &str) -> Option<usize> {
+        self.indicators.iter().position(|i| i.id == id)
+    }
+
+    /// A one-line summary, as printed by `vigil rules check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "rules ok: {} sources, {} regions, {} indicators, {} categories, {} domains (version {})",
+            self.sources.len(),
+            self.regions.len(),
+            self.indicators.len(),
+            self.categories.len(),
+            self.domains.len(),
+            self.version
+        )
+    }
+}

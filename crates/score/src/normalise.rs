@@ -1,0 +1,347 @@
+//! Scoring one indicator's window value against the region's own history, by the method the
+//! rule declares (methodology §3 and §4): the result is a 0..100 risk score, an expected value
+//! for the explanation, or grey when the history is too short.
+//!
+//! Everything here is pure arithmetic on the value, the history ring and the detector state.
+
+use serde::{Deserialize, Serialize};
+use vigil_model::time::DAY;
+use vigil_rules::{CountDist, Direction, Indicator, Measure, Normalise, Seasonality, Transform};
+
+use crate::detectors::{self, CusumState, EwmaState};
+use crate::history::History;
+use crate::stats;
+
+/// Expected counts below this are raised to it: a region that never saw an event is not
+/// "infinitely surprised" by one.
+pub const EXPECTED_COUNT_FLOOR: f64 = 1.0;
+
+/// Most history values a detector looks at in one evaluation.
+const MAX_SERIES: usize = 64;
+
+/// Recursive detector state of one series.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum DetectorState {
+    #[default]
+    None,
+    Ewma(EwmaState),
+    Cusum(CusumState),
+}
+
+/// The scored result of one evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    /// The indicator's value (for growth measures the ratio); `None` when undefined. Callers
+    /// publish it only when its support reaches `min_support`.
+    pub value: Option<f64>,
+    pub expected: Option<f64>,
+    /// `None` = grey.
+    pub score: Option<f64>,
+}
+
+/// Whether low support makes the indicator grey (ratios, means) or only hides its value
+/// (counts).
+pub fn is_ratio_like(m: &Measure) -> bool {
+    matches!(
+        m,
+        Measure::Share { .. }
+            | Measure::Ratio { .. }
+            | Measure::WeightedShare { .. }
+            | Measure::Mean { .. }
+            | Measure::Quantile { .. }
+            | Measure::Overlap { .. }
+    )
+}
+
+/// Geometry of the history one indicator needs, in evaluations (hops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryNeeds {
+    pub len: usize,
+    pub width: usize,
+}
+
+fn hops(ind: &Indicator, ms: i64) -> usize {
+    (ms / ind.hop.0).max(0) as usize
+}
+
+/// How long a history ring the indicator's normalisation (and growth measure) needs.
+pub fn history_needs(ind: &Indicator) -> HistoryNeeds {
+    let w = hops(ind, ind.window.0).max(1);
+    let per_day = hops(ind, DAY).max(1);
+    let mut len = match &ind.normalise {
+        Normalise::BaselinePvalue { baseline, guard, seasonality, .. } => match seasonality {
+            Seasonality::None => w + hops(ind, guard.0) + hops(ind, baseline.0),
+            _ => hops(ind, baseline.0),
+        },
+        Normalise::Binomial { windows } => w * *windows as usize,
+        Normalise::RobustZ { windows, .. } => w + per_day * *windows as usize,
+        Normalise::Goalposts { .. } => 0,
+        Normalise::Percentile { history, .. } => hops(ind, history.0),
+        Normalise::Ears { .. } => 12,
+        Normalise::Ewma => 40,
+        Normalise::Cusum { baseline, .. } => hops(ind, baseline.0) + 3,
+    };
+    if let Measure::Growth { step, n } = &ind.measure {
+        len = len.max(hops(ind, step.0) * *n as usize).max(w);
+    }
+    let width = if matches!(ind.normalise, Normalise::Binomial { .. }) { 2 } else { 1 };
+    HistoryNeeds { len: len + 1, width }
+}
+
+/// The value written into the history for this evaluation.
+pub fn history_entry(ind: &Indicator, value: Option<f64>, support: u64) -> [f32; 2] {
+    let _ = ind;
+    [value.map_or(f32::NAN, |v| v as f32), support as f32]
+}
+
+/// Scores the current evaluation of one series. `value` is the measure's window value (for a
+/// growth measure, the window count) and has already been written to `hist` at lag 0.
+pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>, support: u64, det: &mut DetectorState) -> Scored {
+    // Growth measures turn the count into a ratio against earlier windows first.
+    let (value, expected_growth) = match (&ind.measure, value) {
+        (Measure::Growth { step, n }, Some(x)) => match growth(ind, hist, region, *step, *n) {
+            Some(reference) => (Some((x + 1.0) / (reference + 1.0)), Some(reference)),
+            None => return Scored { value: None, expected: None, score: None },
+        },
+        (_, v) => (v, None),
+    };
+    let low_support = support < ind.min_support as u64;
+    if low_support && is_ratio_like(&ind.measure) {
+        return Scored { value: None, expected: None, score: None };
+    }
+    let Some(x) = value else {
+        return Scored { value: None, expected: None, score: None };
+    };
+    let up = ind.direction == Direction::Up;
+    let w = hops(ind, ind.window.0).max(1);
+    let per_day = hops(ind, DAY).max(1);
+    let (score, expected) = match &ind.normalise {
+        Normalise::Goalposts { low, high } => {
+            let u = 100.0 * ((x - low) / (high - low)).clamp(0.0, 1.0);
+            (Some(u), expected_growth)
+        }
+        Normalise::BaselinePvalue { baseline, guard, seasonality, dist, min_count } => {
+            let mut sum = 0.0;
+            let mut sum2 = 0.0;
+            let mut n = 0usize;
+            let mut add = |v: f64| {
+                sum += v;
+                sum2 += v * v;
+                n += 1;
+            };
+            match seasonality {
+                Seasonality::None => {
+                    let first = w + hops(ind, guard.0);
+                    for lag in first..first + hops(ind, baseline.0) {
+                        if let Some(v) = hist.value(region, lag) {
+                            add(v);
+                        }
+                    }
+                }
+                _ => {
+                    let week = hops(ind, 7 * DAY);
+                    for k in 1..=(baseline.0 / (7 * DAY)) as usize {
+                        if let Some(v) = hist.value(region, k * week) {
+                            add(v);
+                        }
+                    }
+                }
+            }
+            let needed = match seasonality {
+                Seasonality::None => hops(ind, baseline.0) / 2,
+                _ => 2,
+            };
+            if n < needed.max(2) {
+                (None, None)
+            } else {
+                let mean = sum / n as f64;
+                let var = ((sum2 - n as f64 * mean * mean) / (n as f64 - 1.0)).max(0.0);
+                let mu = mean.max(EXPECTED_COUNT_FLOOR);
+                let phi = match dist {
+                    CountDist::Poisson => 1.0,
+                    CountDist::NegBin => (var / mu).max(1.0),
+                };
+                let k = x.round().max(0.0) as u64;
+                let u = if up {
+                    if (k as f64) < *min_count as f64 || (k as f64) <= mu {
+                        0.0
+                    } else {
+                        stats::p_to_score(stats::negbin_sf(k, mu, phi))
+                    }
+                } else if (k as f64) >= mean {
+                    0.0
+                } else {
+                    // P(Y <= k) = 1 - P(Y >= k + 1).
+                    stats::p_to_score(1.0 - stats::negbin_sf(k + 1, mu, phi))
+                };
+                (Some(u), Some(mean))
+            }
+        }
+        Normalise::Binomial { windows } => {
+            let (mut num, mut den) = (0.0, 0.0);
+            for k in 1..=*windows as usize {
+                if let Some(e) = hist.get(region, k * w)
+                    && e[0].is_finite()
+                {
+                    num += e[0] as f64 * e[1] as f64;
+                    den += e[1] as f64;
+                }
+            }
+            if den < 1.0 || (hist.filled() < 2 * w) {
+                (None, None)
+            } else {
+                let p0 = (num / den).clamp(1e-4, 1.0 - 1e-4);
+                let n = support;
+                let k = (x * n as f64).round() as u64;
+                let u = if up {
+                    if (k as f64) <= p0 * n as f64 { 0.0 } else { stats::p_to_score(stats::binomial_sf(k, n, p0)) }
+                } else if (k as f64) >= p0 * n as f64 {
+                    0.0
+                } else {
+                    stats::p_to_score(1.0 - stats::binomial_sf(k + 1, n, p0))
+                };
+                (Some(u), Some(p0))
+            }
+        }
+        Normalise::RobustZ { windows, sigma_min, transform } => {
+            let mut buf = [0f64; 512];
+            let mut n = 0;
+            let t = |v: f64| if *transform == Transform::Log1p { v.max(0.0).ln_1p() } else { v };
+            for k in 0..*windows as usize {
+                if n == buf.len() {
+                    break;
+                }
+                if let Some(v) = hist.value(region, w + k * per_day) {
+                    buf[n] = t(v);
+                    n += 1;
+                }
+            }
+            if n < (*windows as usize / 2).max(5) {
+                (None, None)
+            } else {
+                let s = &mut buf[..n];
+                let med = stats::median_in_place(s).unwrap_or(0.0);
+                let mad = stats::mad_in_place(s, med).unwrap_or(0.0) * 1.4826;
+                let sigma = mad.max(*sigma_min);
+                let z = if up { (t(x) - med) / sigma } else { (med - t(x)) / sigma };
+                let expected = if *transform == Transform::Log1p { med.exp_m1() } else { med };
+                (Some(stats::z_to_score(z)), Some(expected))
+            }
+        }
+        Normalise::Percentile { history, min_history } => {
+            let len = hops(ind, history.0);
+            let (mut n, mut ge, mut le) = (0usize, 0usize, 0usize);
+            let mut buf = [0f64; 2048];
+            for lag in 1..=len {
+                if let Some(v) = hist.value(region, lag) {
+                    if n < buf.len() {
+                        buf[n] = v;
+                    }
+                    n += 1;
+                    if v >= x {
+                        ge += 1;
+                    }
+                    if v <= x {
+                        le += 1;
+                    }
+                }
+            }
+            if n < hops(ind, min_history.0).max(1) {
+                (None, None)
+            } else {
+                let p = if up { (ge + 1) as f64 / (n + 1) as f64 } else { (le + 1) as f64 / (n + 1) as f64 };
+                let med = stats::median_in_place(&mut buf[..n.min(2048)]);
+                (Some(stats::p_to_score(p)), med)
+            }
+        }
+        Normalise::Ears { variant, sigma_min } => {
+            let mut series = [0f64; 13];
+            let mut ok = true;
+            for (i, slot) in series.iter_mut().enumerate() {
+                match hist.value(region, 12 - i) {
+                    Some(v) => *slot = v,
+                    None => ok = false,
+                }
+            }
+            let v = match variant {
+                vigil_rules::EarsVariant::C1 => detectors::EarsVariant::C1,
+                vigil_rules::EarsVariant::C2 => detectors::EarsVariant::C2,
+                vigil_rules::EarsVariant::C3 => detectors::EarsVariant::C3,
+            };
+            match (ok, detectors::ears(&series, v, *sigma_min)) {
+                (true, Some(out)) => {
+                    // C1/C2 are z-like; C3's alarm threshold 2 is mapped onto z = 3.09 (the
+                    // orange band), matching C1/C2's alarm at 3 sigma.
+                    let z = match variant {
+                        vigil_rules::EarsVariant::C3 => out.stat * 3.09 / 2.0,
+                        _ => out.stat,
+                    };
+                    let z = if up { z } else { -z };
+                    (Some(stats::z_to_score(z)), Some(out.mean))
+                }
+                _ => (None, None),
+            }
+        }
+        Normalise::Ewma => {
+            let mut series = [0f64; MAX_SERIES];
+            let avail = hist.filled().min(MAX_SERIES - 1);
+            let mut n = 0;
+            for lag in (0..=avail).rev() {
+                series[n] = hist.value(region, lag).unwrap_or(0.0);
+                n += 1;
+            }
+            if !matches!(det, DetectorState::Ewma(_)) {
+                *det = DetectorState::Ewma(EwmaState::default());
+            }
+            let DetectorState::Ewma(state) = det else { unreachable!() };
+            match detectors::ewma_step(state, &series[..n]) {
+                Some(out) => (Some(stats::p_to_score(out.p)), Some(out.mean)),
+                None => (None, None),
+            }
+        }
+        Normalise::Cusum { k, h, baseline } => {
+            let mut buf = [0f64; 400];
+            let mut n = 0;
+            for lag in 3..3 + hops(ind, baseline.0) {
+                if n == buf.len() {
+                    break;
+                }
+                if let Some(v) = hist.value(region, lag) {
+                    buf[n] = v;
+                    n += 1;
+                }
+            }
+            match stats::mean_sd(&buf[..n]) {
+                Some((mu, sd)) if n >= 7 => {
+                    if !matches!(det, DetectorState::Cusum(_)) {
+                        *det = DetectorState::Cusum(CusumState::default());
+                    }
+                    let DetectorState::Cusum(state) = det else { unreachable!() };
+                    let y = if up { x } else { 2.0 * mu - x };
+                    let out = detectors::cusum_step(state, y, mu, sd.max(0.5), *k, *h);
+                    (Some(stats::z_to_score(3.09 * out.s / h)), Some(mu))
+                }
+                _ => (None, None),
+            }
+        }
+    };
+    Scored { value, expected: expected.or(expected_growth), score }
+}
+
+/// Mean count of the windows ending 1..n steps earlier, falling back to the previous window
+/// when none of them is in the history yet.
+fn growth(ind: &Indicator, hist: &History, region: usize, step: vigil_model::Duration, n: u32) -> Option<f64> {
+    let s = hops(ind, step.0);
+    let mut sum = 0.0;
+    let mut k_found = 0;
+    for k in 1..=n as usize {
+        if let Some(v) = hist.value(region, k * s) {
+            sum += v;
+            k_found += 1;
+        }
+    }
+    if k_found > 0 {
+        return Some(sum / k_found as f64);
+    }
+    hist.value(region, hops(ind, ind.window.0).max(1))
+}

@@ -1,0 +1,82 @@
+//! Fixed rings of base bins. One `Bins` holds, for one indicator, a ring of `ring` slots per
+//! region, each slot `lanes` integers wide and tagged with the absolute bin number it holds.
+//! A slot is reset lazily when a newer bin claims it, so advancing time costs nothing per
+//! region. All storage is allocated once, up front: updating a bin never allocates.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bins {
+    pub lanes: usize,
+    pub ring: usize,
+    /// Absolute bin number held by each (region, slot); `i64::MIN` when empty.
+    tags: Vec<i64>,
+    data: Vec<i64>,
+}
+
+/// Why a bin could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinError {
+    /// The slot already holds a newer bin: the event is older than the ring remembers.
+    Evicted,
+}
+
+impl Bins {
+    pub fn new(regions: usize, ring: usize, lanes: usize) -> Bins {
+        Bins { lanes, ring, tags: vec![i64::MIN; regions * ring], data: vec![0; regions * ring * lanes] }
+    }
+
+    /// The lanes of `bin` for `region`, claiming (and zeroing) the slot if it holds an older
+    /// bin.
+    #[inline]
+    pub fn slot_mut(&mut self, region: usize, bin: i64) -> Result<&mut [i64], BinError> {
+        let slot = bin.rem_euclid(self.ring as i64) as usize;
+        let t = region * self.ring + slot;
+        let tag = self.tags[t];
+        let start = t * self.lanes;
+        if tag != bin {
+            if tag > bin {
+                return Err(BinError::Evicted);
+            }
+            self.tags[t] = bin;
+            self.data[start..start + self.lanes].fill(0);
+        }
+        Ok(&mut self.data[start..start + self.lanes])
+    }
+
+    /// The lanes of `bin` for `region`, or `None` when no event fell into it.
+    #[inline]
+    pub fn slot(&self, region: usize, bin: i64) -> Option<&[i64]> {
+        let slot = bin.rem_euclid(self.ring as i64) as usize;
+        let t = region * self.ring + slot;
+        if self.tags[t] == bin {
+            let start = t * self.lanes;
+            Some(&self.data[start..start + self.lanes])
+        } else {
+            None
+        }
+    }
+
+    /// Heap bytes held per region.
+    pub fn bytes_per_region(&self) -> usize {
+        self.ring * (8 + 8 * self.lanes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazily_resets_and_refuses_evicted() {
+        let mut b = Bins::new(2, 4, 2);
+        b.slot_mut(0, 10).unwrap()[0] += 3;
+        assert_eq!(b.slot(0, 10), Some(&[3, 0][..]));
+        assert_eq!(b.slot(1, 10), None);
+        // Bin 14 shares slot 2 with bin 10 and replaces it.
+        b.slot_mut(0, 14).unwrap()[1] += 1;
+        assert_eq!(b.slot(0, 10), None);
+        assert_eq!(b.slot(0, 14), Some(&[0, 1][..]));
+        assert_eq!(b.slot_mut(0, 10), Err(BinError::Evicted));
+    }
+}

@@ -1,0 +1,369 @@
+//! Measures over bins: what each measure keeps per base bin (its lanes), how an event updates
+//! them, and how a window's value is read back from the bins it spans.
+//!
+//! Lanes are integers and merge by addition (or bitwise OR for sets), so a window's value does
+//! not depend on the order its events arrived in.
+
+use vigil_model::Event;
+use vigil_model::time::{DAY, HOUR};
+use vigil_rules::filter::EvalCtx;
+use vigil_rules::{AttrType, Indicator, Measure, RuleSet};
+
+use crate::bins::Bins;
+
+/// Buckets of the quantile sketch.
+pub const QUANTILE_BUCKETS: usize = 40;
+/// Widest lane layout any measure uses (overlap over a 64-value enum).
+pub const MAX_LANES: usize = 1 + 2 * 64;
+/// How far ahead of the evaluation front an event may be and still find its bin in the ring.
+pub const AHEAD_HOURS: i64 = 24;
+
+/// Which stream of an indicator an event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leg {
+    Primary,
+    Compare,
+}
+
+/// The fixed geometry of one indicator's bins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub lanes: usize,
+    pub ring: usize,
+    /// Bin width in ms (one hour or one day).
+    pub bin: i64,
+    pub window_bins: i64,
+    pub lag_bins: i64,
+    /// Bins before the window that the measure also reads (coelevation's 7-day lookback).
+    pub lookback_bins: i64,
+    /// Keys of the enum the measure groups by (keys_*, overlap).
+    pub keys: usize,
+    /// OR-merged lanes (sets) instead of added ones.
+    pub or_merge: bool,
+    /// Encoded-integer to real factor of the attribute a sum or mean reads.
+    pub value_scale: f64,
+    quantile: Option<QuantileScale>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct QuantileScale {
+    /// Encoded-integer to real factor.
+    inv_scale: f64,
+    lo: f64,
+    inv_ln_gamma: f64,
+    ln_gamma: f64,
+}
+
+impl QuantileScale {
+    #[inline]
+    fn bucket(&self, v: i64) -> usize {
+        let x = v as f64 * self.inv_scale;
+        if x <= self.lo {
+            0
+        } else {
+            (1 + ((x / self.lo).ln() * self.inv_ln_gamma) as usize).min(QUANTILE_BUCKETS - 1)
+        }
+    }
+
+    /// A representative value of bucket `b` (geometric middle).
+    fn value(&self, b: usize) -> f64 {
+        if b == 0 { self.lo / 2.0 } else { self.lo * ((b as f64 - 0.5) * self.ln_gamma).exp() }
+    }
+}
+
+fn enum_len(rules: &RuleSet, ind: &Indicator, attr: usize) -> usize {
+    match &rules.sources[ind.source as usize].attrs[attr].ty {
+        AttrType::Enum(v) => v.len(),
+        _ => 0,
+    }
+}
+
+impl Layout {
+    pub fn for_indicator(rules: &RuleSet, ind: &Indicator) -> Layout {
+        let bin = ind.bin.0;
+        let mut lateness = rules.sources[ind.source as usize].allowed_lateness.0;
+        if let Some(c) = &ind.compare {
+            lateness = lateness.max(rules.sources[c.source as usize].allowed_lateness.0);
+        }
+        let mut keys = 0;
+        let mut or_merge = false;
+        let mut quantile = None;
+        let mut lookback_bins = 0;
+        let lanes = match &ind.measure {
+            Measure::Count | Measure::Growth { .. } | Measure::MaxBin | Measure::DistinctDays => 1,
+            Measure::Sum { .. } | Measure::Mean { .. } | Measure::Share { .. } | Measure::Ratio { .. } => 2,
+            Measure::WeightedShare { .. } => 3,
+            Measure::Quantile { attr, .. } => {
+                let a = &rules.sources[ind.source as usize].attrs[*attr];
+                let (hi, inv_scale) = match a.ty {
+                    AttrType::Float { max, scale, .. } => (max, 1.0 / scale as f64),
+                    AttrType::Int { max, .. } => (max as f64, 1.0),
+                    _ => (1.0, 1.0),
+                };
+                let hi = hi.clamp(1e-9, 1e15);
+                let lo = hi * 1e-4;
+                let ln_gamma = (hi / lo).ln() / (QUANTILE_BUCKETS - 2) as f64;
+                quantile = Some(QuantileScale { inv_scale, lo, inv_ln_gamma: 1.0 / ln_gamma, ln_gamma });
+                1 + QUANTILE_BUCKETS
+            }
+            Measure::KeysAtLeast { key, .. } => {
+                keys = enum_len(rules, ind, *key);
+                1 + keys
+            }
+            Measure::KeysSpread { key, .. } => {
+                keys = enum_len(rules, ind, *key);
+                or_merge = true;
+                1 + keys
+            }
+            Measure::Overlap { key, .. } => {
+                keys = enum_len(rules, ind, *key);
+                1 + 2 * keys
+            }
+            Measure::Coelevation { .. } => {
+                lookback_bins = 7 * DAY / bin;
+                2
+            }
+        };
+        let value_scale = match &ind.measure {
+            Measure::Sum { attr } | Measure::Mean { attr } | Measure::WeightedShare { attr, .. } => {
+                match rules.sources[ind.source as usize].attrs[*attr].ty {
+                    AttrType::Float { scale, .. } => 1.0 / scale as f64,
+                    _ => 1.0,
+                }
+            }
+            _ => 1.0,
+        };
+        let window_bins = ind.window.0 / bin;
+        let lag_bins = ind.lag.0 / bin;
+        let slack = (lateness + bin - 1) / bin + (AHEAD_HOURS * HOUR + bin - 1) / bin + 1;
+        let ring = (window_bins + lag_bins + lookback_bins + slack) as usize;
+        Layout { lanes, ring, bin, window_bins, lag_bins, lookback_bins, keys, or_merge, value_scale, quantile }
+    }
+
+    pub fn new_bins(&self, regions: usize) -> Bins {
+        Bins::new(regions, self.ring, self.lanes)
+    }
+
+    /// The bin number an event time falls into (bins are aligned to local time).
+    #[inline]
+    pub fn bin_of(&self, ts: i64, tz_ms: i64) -> i64 {
+        (ts + tz_ms).div_euclid(self.bin)
+    }
+}
+
+/// Applies one event (already known to pass the leg's filter) to its bin lanes.
+#[inline]
+pub fn update(ind: &Indicator, layout: &Layout, leg: Leg, cx: &EvalCtx<'_>, lanes: &mut [i64]) {
+    let ev: &Event = cx.event;
+    match &ind.measure {
+        Measure::Count | Measure::Growth { .. } | Measure::MaxBin | Measure::DistinctDays => lanes[0] += 1,
+        Measure::Sum { attr } => {
+            lanes[0] += 1;
+            if let Some(v) = ev.get(*attr) {
+                lanes[1] += v;
+            }
+        }
+        Measure::Mean { attr } => {
+            if let Some(v) = ev.get(*attr) {
+                lanes[0] += 1;
+                lanes[1] += v;
+            }
+        }
+        Measure::Quantile { attr, .. } => {
+            if let (Some(v), Some(q)) = (ev.get(*attr), &layout.quantile) {
+                lanes[0] += 1;
+                lanes[1 + q.bucket(v)] += 1;
+            }
+        }
+        Measure::Share { num } => {
+            lanes[0] += 1;
+            if num.matches(cx) {
+                lanes[1] += 1;
+            }
+        }
+        Measure::Ratio { num, den } => {
+            if den.matches(cx) {
+                lanes[0] += 1;
+            }
+            if num.matches(cx) {
+                lanes[1] += 1;
+            }
+        }
+        Measure::WeightedShare { attr, num } => {
+            lanes[0] += 1;
+            if let Some(v) = ev.get(*attr) {
+                lanes[1] += v;
+                if num.matches(cx) {
+                    lanes[2] += v;
+                }
+            }
+        }
+        Measure::KeysAtLeast { key, .. } => {
+            lanes[0] += 1;
+            if let Some(k) = ev.get(*key) {
+                lanes[1 + k as usize] += 1;
+            }
+        }
+        Measure::KeysSpread { key, by, .. } => {
+            lanes[0] += 1;
+            if let (Some(k), Some(b)) = (ev.get(*key), ev.get(*by)) {
+                lanes[1 + k as usize] |= 1 << b;
+            }
+        }
+        Measure::Overlap { key, .. } => {
+            if let Some(k) = ev.get(*key) {
+                match leg {
+                    Leg::Primary => {
+                        lanes[0] += 1;
+                        lanes[1 + k as usize] += 1;
+                    }
+                    Leg::Compare => lanes[1 + layout.keys + k as usize] += 1,
+                }
+            }
+        }
+        Measure::Coelevation { .. } => match leg {
+            Leg::Primary => lanes[0] += 1,
+            Leg::Compare => lanes[1] += 1,
+        },
+    }
+}
+
+/// A window's value and the number of events behind it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowValue {
+    /// `None` when the measure is undefined (no denominator, no events for a mean).
+    pub value: Option<f64>,
+    /// Events (or denominator units) the value rests on, for `min_support`.
+    pub support: u64,
+}
+
+/// Reads the value of the window ending (exclusive) at `end` for `region`.
+pub fn extract(ind: &Indicator, layout: &Layout, bins: &Bins, region: usize, end: i64, tz_ms: i64) -> WindowValue {
+    let last = layout.bin_of(end - 1, tz_ms) - layout.lag_bins;
+    let first = last - layout.window_bins + 1;
+    let mut acc = [0i64; MAX_LANES];
+    let lanes = layout.lanes;
+    let mut max_bin = 0i64;
+    let mut nonzero_bins = 0u64;
+    for b in first..=last {
+        if let Some(s) = bins.slot(region, b) {
+            if layout.or_merge {
+                acc[0] += s[0];
+                for i in 1..lanes {
+                    acc[i] |= s[i];
+                }
+            } else {
+                for i in 0..lanes {
+                    acc[i] += s[i];
+                }
+            }
+            max_bin = max_bin.max(s[0]);
+            if s[0] > 0 {
+                nonzero_bins += 1;
+            }
+        }
+    }
+    let scale = |_attr: usize| -> f64 { layout.value_scale };
+    let n = acc[0].max(0) as u64;
+    let ratio = |num: i64, den: i64| if den > 0 { Some(num as f64 / den as f64) } else { None };
+    match &ind.measure {
+        Measure::Count | Measure::Growth { .. } => WindowValue { value: Some(acc[0] as f64), support: n },
+        Measure::Sum { attr } => WindowValue { value: Some(acc[1] as f64 * scale(*attr)), support: n },
+        Measure::Mean { attr } => WindowValue { value: ratio(acc[1], acc[0]).map(|m| m * scale(*attr)), support: n },
+        Measure::Quantile { q, .. } => {
+            let value = layout.quantile.as_ref().and_then(|qs| {
+                if n == 0 {
+                    return None;
+                }
+                let rank = ((*q * n as f64).ceil() as i64).max(1);
+                let mut seen = 0;
+                for b in 0..QUANTILE_BUCKETS {
+                    seen += acc[1 + b];
+                    if seen >= rank {
+                        return Some(qs.value(b));
+                    }
+                }
+                None
+            });
+            WindowValue { value, support: n }
+        }
+        Measure::Share { .. } | Measure::Ratio { .. } => WindowValue { value: ratio(acc[1], acc[0]), support: n },
+        Measure::WeightedShare { .. } => WindowValue { value: ratio(acc[2], acc[1]), support: n },
+        Measure::MaxBin => WindowValue { value: Some(max_bin as f64), support: n },
+        Measure::DistinctDays => WindowValue { value: Some(nonzero_bins as f64), support: n },
+        Measure::KeysAtLeast { n: at_least, .. } => {
+            let k = acc[1..1 + layout.keys].iter().filter(|&&c| c >= *at_least as i64).count();
+            WindowValue { value: Some(k as f64), support: n }
+        }
+        Measure::KeysSpread { n: at_least, .. } => {
+            let k = acc[1..1 + layout.keys].iter().filter(|&&m| (m as u64).count_ones() >= *at_least).count();
+            WindowValue { value: Some(k as f64), support: n }
+        }
+        Measure::Overlap { top, .. } => {
+            let a = &acc[1..1 + layout.keys];
+            let b = &acc[1 + layout.keys..1 + 2 * layout.keys];
+            let (sa, sb) = (top_set(a, *top as usize), top_set(b, *top as usize));
+            let union = (sa | sb).count_ones();
+            let value = if union == 0 { None } else { Some((sa & sb).count_ones() as f64 / union as f64) };
+            let support = a.iter().sum::<i64>().min(b.iter().sum::<i64>()).max(0) as u64;
+            WindowValue { value, support }
+        }
+        Measure::Coelevation { alpha } => {
+            let mut hours = 0u32;
+            for b in first..=last {
+                let now = bins.slot(region, b).map_or([0, 0], |s| [s[0], s[1]]);
+                let mut mean = [0f64; 2];
+                for k in 1..=7 {
+                    if let Some(s) = bins.slot(region, b - k * 24) {
+                        mean[0] += s[0] as f64;
+                        mean[1] += s[1] as f64;
+                    }
+                }
+                let elevated = |i: usize| now[i] as f64 > poisson_upper(mean[i] / 7.0, *alpha);
+                if elevated(0) && elevated(1) {
+                    hours += 1;
+                }
+            }
+            WindowValue { value: Some(hours as f64), support: n }
+        }
+    }
+}
+
+/// Bit set of the `top` keys with the largest counts (ties to the lower key), counts > 0 only.
+fn top_set(counts: &[i64], top: usize) -> u64 {
+    let mut set = 0u64;
+    for _ in 0..top {
+        let mut best: Option<usize> = None;
+        for (i, &c) in counts.iter().enumerate() {
+            if c > 0 && set & (1 << i) == 0 && best.is_none_or(|b| c > counts[b]) {
+                best = Some(i);
+            }
+        }
+        match best {
+            Some(i) => set |= 1 << i,
+            None => break,
+        }
+    }
+    set
+}
+
+/// The smallest count u with P(Y > u) <= alpha for Y ~ Poisson(mean): counts above it are
+/// unusual at level alpha. Summed directly: hourly means here are small.
+pub fn poisson_upper(mean: f64, alpha: f64) -> f64 {
+    if !(mean > 0.0) {
+        return 0.0;
+    }
+    let mut p = (-mean).exp();
+    let mut cdf = p;
+    let mut k = 0u32;
+    while 1.0 - cdf > alpha && k < 10_000 {
+        k += 1;
+        p *= mean / k as f64;
+        cdf += p;
+        if p == 0.0 && cdf < 1e-300 {
+            // exp(-mean) underflowed: fall back to a normal approximation.
+            return mean + 1.645 * mean.sqrt();
+        }
+    }
+    k as f64
+}
