@@ -50,13 +50,12 @@ fn run_one(rules: &Arc<RuleSet>, i: usize, t: &vigil_rules::IndicatorTest) -> Re
     let region = rules.regions.lookup(&t.region).ok_or_else(|| format!("unknown region `{}`", t.region))? as usize;
     let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::None, score_levels: [false; 4] });
     let mut sink = VecOutput::default();
-    if let Some(first) = events.first() {
-        if first.ts >= t.at {
-            return Err("every fixture event must be before `at`".into());
-        }
-        p.advance(first.ts, &mut sink);
+    if events.last().is_some_and(|e| e.ts >= t.at) {
+        return Err("every fixture event must be before `at`".into());
     }
+    // Time follows the fixture's events, as it would on a live stream.
     for ev in &events {
+        p.advance(ev.ts, &mut sink);
         p.ingest(ev);
     }
     p.advance(t.at, &mut sink);

@@ -7,6 +7,8 @@ pub mod decode;
 pub mod diag;
 pub mod filter;
 pub mod raw;
+#[doc(hidden)]
+pub mod testing;
 pub mod types;
 
 pub use compile::{RuleFiles, compile, load};

@@ -1,6 +1,6 @@
 //! Filters and the decoder against the mini rule set.
 
-mod mini;
+use vigil_rules::testing as mini;
 
 use vigil_model::Event;
 use vigil_model::record::RejectCode;

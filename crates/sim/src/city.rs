@@ -110,14 +110,28 @@ pub(crate) const DISTRICTS: [DistrictDef; 8] = [
         name: "高新区",
         kind: AreaKind::NewArea,
         population: 330_000,
-        streets: &["科技园街道", "创新街道", "软件园街道", "云谷街道", "丰泽街道", "龙湾镇"],
+        streets: &[
+            "科技园街道",
+            "创新街道",
+            "软件园街道",
+            "云谷街道",
+            "丰泽街道",
+            "龙湾镇",
+        ],
     },
     DistrictDef {
         suffix: 5,
         name: "滨江新区",
         kind: AreaKind::NewArea,
         population: 250_000,
-        streets: &["滨江街道", "江湾街道", "临港街道", "新城街道", "白鹭洲街道", "沙洲镇"],
+        streets: &[
+            "滨江街道",
+            "江湾街道",
+            "临港街道",
+            "新城街道",
+            "白鹭洲街道",
+            "沙洲镇",
+        ],
     },
     DistrictDef {
         suffix: 6,
@@ -125,7 +139,15 @@ pub(crate) const DISTRICTS: [DistrictDef; 8] = [
         kind: AreaKind::County,
         population: 360_000,
         streets: &[
-            "城关镇", "临江镇", "河西镇", "石桥镇", "青山镇", "柳树乡", "白沙镇", "双河镇", "黄田乡",
+            "城关镇",
+            "临江镇",
+            "河西镇",
+            "石桥镇",
+            "青山镇",
+            "柳树乡",
+            "白沙镇",
+            "双河镇",
+            "黄田乡",
         ],
     },
     DistrictDef {
@@ -133,14 +155,30 @@ pub(crate) const DISTRICTS: [DistrictDef; 8] = [
         name: "北山县",
         kind: AreaKind::County,
         population: 290_000,
-        streets: &["北山街道", "松林镇", "石门镇", "龙泉镇", "高岭乡", "杨柳镇", "马坪乡"],
+        streets: &[
+            "北山街道",
+            "松林镇",
+            "石门镇",
+            "龙泉镇",
+            "高岭乡",
+            "杨柳镇",
+            "马坪乡",
+        ],
     },
     DistrictDef {
         suffix: 8,
         name: "南岭县",
         kind: AreaKind::County,
         population: 260_000,
-        streets: &["岭南街道", "南岭镇", "竹溪镇", "茶山镇", "大坪乡", "梅花镇", "水口镇"],
+        streets: &[
+            "岭南街道",
+            "南岭镇",
+            "竹溪镇",
+            "茶山镇",
+            "大坪乡",
+            "梅花镇",
+            "水口镇",
+        ],
     },
 ];
 
@@ -159,18 +197,25 @@ pub(crate) fn area_kind_of_district(code: &str) -> AreaKind {
         .unwrap_or(AreaKind::Urban)
 }
 
+/// A street with its grid cells, while the tree is built bottom-up.
+type Street = (RegionSpec, Vec<RegionSpec>);
+
 /// The default region registry: 清河市 with its districts, streets and grid cells, parents
 /// before children (depth-first), every parent's population the sum of its children's.
 pub fn default_city() -> Vec<RegionSpec> {
     let mut rng = Rng::new(0x5149_4e47_4845, stream::CITY);
-    let mut districts: Vec<(RegionSpec, Vec<(RegionSpec, Vec<RegionSpec>)>)> = Vec::new();
+    let mut districts: Vec<(RegionSpec, Vec<Street>)> = Vec::new();
     for d in &DISTRICTS {
         let dcode = format!("9901{:02}", d.suffix);
         // Street weights: uniform spread, with a county seat twice as populous as a township.
         let weights: Vec<f64> = (0..d.streets.len())
             .map(|i| {
                 let w = 0.6 + 0.9 * rng.uniform();
-                if d.kind == AreaKind::County && i == 0 { 2.2 * w } else { w }
+                if d.kind == AreaKind::County && i == 0 {
+                    2.2 * w
+                } else {
+                    w
+                }
             })
             .collect();
         let wsum: f64 = weights.iter().sum();
@@ -293,18 +338,31 @@ mod tests {
             assert_eq!(r.code.len(), len, "{}", r.code);
             assert!(r.code.bytes().all(|b| b.is_ascii_digit()));
             if r.level != "city" {
-                assert!(by_code.contains_key(r.parent.as_str()), "parent of {}", r.code);
+                assert!(
+                    by_code.contains_key(r.parent.as_str()),
+                    "parent of {}",
+                    r.code
+                );
                 *child_sum.entry(r.parent.as_str()).or_default() += r.population;
             }
             if r.level == "street" || r.level == "grid" {
-                assert!(r.code.starts_with(&r.parent), "{} under {}", r.code, r.parent);
+                assert!(
+                    r.code.starts_with(&r.parent),
+                    "{} under {}",
+                    r.code,
+                    r.parent
+                );
             }
             if r.level == "grid" {
                 assert!((GRID_MIN..=GRID_MAX).contains(&r.population));
                 assert!(r.name.contains("网格"));
             }
             if r.level == "district" {
-                assert!((150_000..=700_000).contains(&r.population), "{}", r.population);
+                assert!(
+                    (150_000..=700_000).contains(&r.population),
+                    "{}",
+                    r.population
+                );
             }
         }
         for (code, sum) in child_sum {
@@ -329,7 +387,10 @@ mod tests {
             std::fs::write(path, &want).unwrap();
         }
         let have = std::fs::read_to_string(path).expect("rules/regions.csv is missing");
-        assert!(have == want, "rules/regions.csv differs from default_city(); see the test doc");
+        assert!(
+            have == want,
+            "rules/regions.csv differs from default_city(); see the test doc"
+        );
     }
 
     #[test]
@@ -341,6 +402,9 @@ mod tests {
             name: "a,\"b\"".into(),
             population: 5,
         };
-        assert_eq!(csv_text(&[r]), "code,parent,level,name,population\n1,,city,\"a,\"\"b\"\"\",5\n");
+        assert_eq!(
+            csv_text(&[r]),
+            "code,parent,level,name,population\n1,,city,\"a,\"\"b\"\"\",5\n"
+        );
     }
 }

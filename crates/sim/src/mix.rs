@@ -112,11 +112,17 @@ const POLICE_MIX: [(f64, f64, u8); 26] = [
 ];
 
 /// Priority 1..4 probabilities per urgency class; most calls end up 3 or 4.
-const PRIORITY_BY_URGENCY: [[f64; 4]; 3] =
-    [[0.30, 0.45, 0.20, 0.05], [0.05, 0.25, 0.50, 0.20], [0.01, 0.06, 0.45, 0.48]];
+const PRIORITY_BY_URGENCY: [[f64; 4]; 3] = [
+    [0.30, 0.45, 0.20, 0.05],
+    [0.05, 0.25, 0.50, 0.20],
+    [0.01, 0.06, 0.45, 0.48],
+];
 
 pub(crate) fn police_type_index(name: &str) -> u8 {
-    INCIDENT_TYPES.iter().position(|t| *t == name).expect("known incident type") as u8
+    INCIDENT_TYPES
+        .iter()
+        .position(|t| *t == name)
+        .expect("known incident type") as u8
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,7 +168,12 @@ pub(crate) struct CaseType {
 }
 
 const fn ct(weight: f64, criminal: bool, severity: [f64; 5], clearance: f64) -> CaseType {
-    CaseType { weight, criminal, severity, clearance }
+    CaseType {
+        weight,
+        criminal,
+        severity,
+        clearance,
+    }
 }
 
 pub(crate) const CASE_MIX: [CaseType; 24] = [
@@ -193,14 +204,21 @@ pub(crate) const CASE_MIX: [CaseType; 24] = [
 ];
 
 pub(crate) fn case_type_index(name: &str) -> u8 {
-    CASE_TYPES.iter().position(|t| *t == name).expect("known case type") as u8
+    CASE_TYPES
+        .iter()
+        .position(|t| *t == name)
+        .expect("known case type") as u8
 }
 
 /// Filings per day such that filings plus the solved events they later produce meet the
 /// daily case target: solved events arrive at the filing rate times the criminal clearance.
 pub(crate) fn case_filing_share() -> f64 {
     let total: f64 = CASE_MIX.iter().map(|c| c.weight).sum();
-    let solved: f64 = CASE_MIX.iter().filter(|c| c.criminal).map(|c| c.weight * c.clearance).sum();
+    let solved: f64 = CASE_MIX
+        .iter()
+        .filter(|c| c.criminal)
+        .map(|c| c.weight * c.clearance)
+        .sum();
     1.0 / (1.0 + solved / total)
 }
 
@@ -244,17 +262,22 @@ pub(crate) fn topic_index(name: &str) -> u8 {
 /// Petition topic shares (percent) for an urban district, and multipliers by area kind:
 /// land and demolition grievances concentrate where land is being taken, property-management
 /// complaints where there are housing estates.
-const PETITION_TOPICS: [f64; 18] =
-    [5.0, 2.0, 2.0, 4.0, 3.0, 8.0, 4.0, 14.0, 12.0, 2.0, 9.0, 7.0, 6.0, 6.0, 7.0, 3.0, 1.0, 5.0];
-const PETITION_TOPIC_CORE: [f64; 18] =
-    [0.8, 0.3, 1.5, 0.6, 1.0, 1.0, 1.0, 1.2, 1.2, 0.5, 0.9, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
-const PETITION_TOPIC_NEW: [f64; 18] =
-    [1.8, 2.0, 1.5, 2.0, 1.2, 0.8, 0.8, 1.0, 1.0, 1.5, 1.3, 1.0, 0.9, 0.8, 0.9, 1.0, 1.0, 1.0];
-const PETITION_TOPIC_COUNTY: [f64; 18] =
-    [1.2, 2.5, 1.2, 0.6, 0.8, 1.3, 1.3, 0.4, 0.6, 3.0, 1.1, 0.9, 1.0, 1.0, 1.2, 1.0, 1.2, 1.0];
+const PETITION_TOPICS: [f64; 18] = [
+    5.0, 2.0, 2.0, 4.0, 3.0, 8.0, 4.0, 14.0, 12.0, 2.0, 9.0, 7.0, 6.0, 6.0, 7.0, 3.0, 1.0, 5.0,
+];
+const PETITION_TOPIC_CORE: [f64; 18] = [
+    0.8, 0.3, 1.5, 0.6, 1.0, 1.0, 1.0, 1.2, 1.2, 0.5, 0.9, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+];
+const PETITION_TOPIC_NEW: [f64; 18] = [
+    1.8, 2.0, 1.5, 2.0, 1.2, 0.8, 0.8, 1.0, 1.0, 1.5, 1.3, 1.0, 0.9, 0.8, 0.9, 1.0, 1.0, 1.0,
+];
+const PETITION_TOPIC_COUNTY: [f64; 18] = [
+    1.2, 2.5, 1.2, 0.6, 0.8, 1.3, 1.3, 0.4, 0.6, 3.0, 1.1, 0.9, 1.0, 1.0, 1.2, 1.0, 1.2, 1.0,
+];
 
-const OPINION_TOPICS: [f64; 18] =
-    [3.0, 1.5, 1.5, 5.0, 2.0, 4.0, 3.0, 8.0, 10.0, 1.0, 9.0, 14.0, 10.0, 8.0, 5.0, 8.0, 1.0, 6.0];
+const OPINION_TOPICS: [f64; 18] = [
+    3.0, 1.5, 1.5, 5.0, 2.0, 4.0, 3.0, 8.0, 10.0, 1.0, 9.0, 14.0, 10.0, 8.0, 5.0, 8.0, 1.0, 6.0,
+];
 
 /// Mean sentiment per topic: grievance topics read clearly negative, the catch-all neutral.
 const SENTIMENT_MEAN: [f64; 18] = [
@@ -263,11 +286,21 @@ const SENTIMENT_MEAN: [f64; 18] = [
 ];
 pub(crate) const SENTIMENT_SD: f64 = 0.35;
 
-pub(crate) const PLATFORMS: [&str; 8] =
-    ["weibo", "wechat", "douyin", "kuaishou", "toutiao", "xiaohongshu", "forum", "news_site"];
+pub(crate) const PLATFORMS: [&str; 8] = [
+    "weibo",
+    "wechat",
+    "douyin",
+    "kuaishou",
+    "toutiao",
+    "xiaohongshu",
+    "forum",
+    "news_site",
+];
 const PLATFORM_MIX: [f64; 8] = [22.0, 20.0, 20.0, 8.0, 10.0, 8.0, 7.0, 5.0];
 /// Median reach of an ordinary item per platform (views or readers).
-const PLATFORM_REACH: [f64; 8] = [800.0, 500.0, 2_000.0, 1_200.0, 1_000.0, 400.0, 150.0, 3_000.0];
+const PLATFORM_REACH: [f64; 8] = [
+    800.0, 500.0, 2_000.0, 1_200.0, 1_000.0, 400.0, 150.0, 3_000.0,
+];
 const REACH_SIGMA: f64 = 1.5;
 pub(crate) const VIRAL_P: f64 = 0.002;
 const COUNT_CAP: u64 = 1_000_000_000;
@@ -361,7 +394,10 @@ impl Mix {
         let hour = [
             [police, police],
             [case, case],
-            [normalised(HOUR_PETITION_WEEKDAY), normalised(HOUR_PETITION_WEEKEND)],
+            [
+                normalised(HOUR_PETITION_WEEKDAY),
+                normalised(HOUR_PETITION_WEEKEND),
+            ],
             [opinion, opinion],
         ];
         let dow = DOW.map(normalised);
@@ -379,7 +415,14 @@ impl Mix {
                 petition_topics[slot][i] = PETITION_TOPICS[i] * mult[i];
             }
         }
-        Mix { hour, dow, police_day, police_night, case_weights, petition_topics }
+        Mix {
+            hour,
+            dow,
+            police_day,
+            police_night,
+            case_weights,
+            petition_topics,
+        }
     }
 
     /// The relative rate of a source in a local hour: hour-of-day times day-of-week, with
@@ -389,14 +432,12 @@ impl Mix {
         self.hour[s][ctx.weekend() as usize][ctx.hour as usize] * self.dow[s][ctx.dow as usize]
     }
 
-    /// A local hour for an event that happens "sometime that day", weighted by the source's
-    /// weekday hour profile.
-    pub fn sample_hour(&mut self, rng: &mut Rng, src: Src) -> u32 {
-        rng.pick(&self.hour[src as usize][0]) as u32
-    }
-
     pub fn police(&self, rng: &mut Rng, ctx: HourCtx, kind: AreaKind) -> Attrs {
-        let weights = if ctx.night() { &self.police_night } else { &self.police_day };
+        let weights = if ctx.night() {
+            &self.police_night
+        } else {
+            &self.police_day
+        };
         let ty = rng.pick(weights) as u8;
         police_of_type(rng, ty, 0, kind)
     }
@@ -405,16 +446,6 @@ impl Mix {
     pub fn case_filed(&self, rng: &mut Rng) -> (u8, u8) {
         let ty = rng.pick(&self.case_weights) as u8;
         (ty, case_severity(rng, ty))
-    }
-
-    /// A filed criminal case (for the pre-history whose solved events fall into the run).
-    pub fn criminal_case(&self, rng: &mut Rng) -> (u8, u8) {
-        loop {
-            let (ty, sev) = self.case_filed(rng);
-            if CASE_MIX[ty as usize].criminal {
-                return (ty, sev);
-            }
-        }
     }
 
     pub fn petition(&self, rng: &mut Rng, ctx: HourCtx, kind: AreaKind) -> Attrs {
@@ -436,7 +467,15 @@ impl Mix {
     pub fn opinion(&self, rng: &mut Rng) -> Attrs {
         let platform = rng.pick(&PLATFORM_MIX) as u8;
         let topic = rng.pick(&OPINION_TOPICS) as u8;
-        opinion_with(rng, platform, topic, SENTIMENT_MEAN[topic as usize], SENTIMENT_SD, 1.0, VIRAL_P)
+        opinion_with(
+            rng,
+            platform,
+            topic,
+            SENTIMENT_MEAN[topic as usize],
+            SENTIMENT_SD,
+            1.0,
+            VIRAL_P,
+        )
     }
 }
 
@@ -473,7 +512,11 @@ pub(crate) fn police_of_type(rng: &mut Rng, ty: u8, urgency_shift: i32, kind: Ar
         };
         Some(rng.lognormal(12.0 * p * area, 0.45).clamp(0.5, 1440.0))
     };
-    Attrs::Police { ty, priority, response }
+    Attrs::Police {
+        ty,
+        priority,
+        response,
+    }
 }
 
 pub(crate) fn case_severity(rng: &mut Rng, ty: u8) -> u8 {
@@ -512,7 +555,13 @@ pub(crate) fn petition_with(
     let repeat_flag = rng.chance(0.85).then(|| rng.chance(repeat));
     let resolved_p = if channel == 1 { 0.75 } else { 0.62 };
     let resolved_flag = rng.chance(0.8).then(|| rng.chance(resolved_p));
-    Attrs::Petition { channel, topic, repeat: repeat_flag, resolved: resolved_flag, group: group_size }
+    Attrs::Petition {
+        channel,
+        topic,
+        repeat: repeat_flag,
+        resolved: resolved_flag,
+        group: group_size,
+    }
 }
 
 /// An opinion item. `engagement_boost` scales interaction (a heated thread draws more);
@@ -551,10 +600,30 @@ pub(crate) fn opinion_with(
 /// The attributes of one event, as indices into the vocabularies above.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Attrs {
-    Police { ty: u8, priority: u8, response: Option<f64> },
-    Case { ty: u8, severity: u8, solved: bool },
-    Petition { channel: u8, topic: u8, repeat: Option<bool>, resolved: Option<bool>, group: Option<u32> },
-    Opinion { platform: u8, topic: u8, sentiment: f64, reach: Option<u64>, engagement: Option<u64> },
+    Police {
+        ty: u8,
+        priority: u8,
+        response: Option<f64>,
+    },
+    Case {
+        ty: u8,
+        severity: u8,
+        solved: bool,
+    },
+    Petition {
+        channel: u8,
+        topic: u8,
+        repeat: Option<bool>,
+        resolved: Option<bool>,
+        group: Option<u32>,
+    },
+    Opinion {
+        platform: u8,
+        topic: u8,
+        sentiment: f64,
+        reach: Option<u64>,
+        engagement: Option<u64>,
+    },
 }
 
 /// One generated event before it is given an id.
@@ -580,9 +649,16 @@ fn push_fixed(out: &mut String, x: f64, decimals: usize) {
 /// Appends one event as a JSON object (no newline). The attribute names are written in
 /// declaration order; all strings here are plain ASCII or digits and need no escaping.
 pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, attrs: &Attrs) {
-    let _ = write!(out, "{{\"id\":\"{id}\",\"region\":\"{region}\",\"ts\":\"{ts}\",\"attrs\":{{");
+    let _ = write!(
+        out,
+        "{{\"id\":\"{id}\",\"region\":\"{region}\",\"ts\":\"{ts}\",\"attrs\":{{"
+    );
     match *attrs {
-        Attrs::Police { ty, priority, response } => {
+        Attrs::Police {
+            ty,
+            priority,
+            response,
+        } => {
             let _ = write!(
                 out,
                 "\"incident_type\":\"{}\",\"priority\":{priority}",
@@ -593,7 +669,11 @@ pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, at
                 push_fixed(out, r, 1);
             }
         }
-        Attrs::Case { ty, severity, solved } => {
+        Attrs::Case {
+            ty,
+            severity,
+            solved,
+        } => {
             let status = if solved { "solved" } else { "filed" };
             let _ = write!(
                 out,
@@ -601,7 +681,13 @@ pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, at
                 CASE_TYPES[ty as usize]
             );
         }
-        Attrs::Petition { channel, topic, repeat, resolved, group } => {
+        Attrs::Petition {
+            channel,
+            topic,
+            repeat,
+            resolved,
+            group,
+        } => {
             let _ = write!(
                 out,
                 "\"channel\":\"{}\",\"topic\":\"{}\"",
@@ -617,7 +703,13 @@ pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, at
                 let _ = write!(out, ",\"group_size\":{g}");
             }
         }
-        Attrs::Opinion { platform, topic, sentiment, reach, engagement } => {
+        Attrs::Opinion {
+            platform,
+            topic,
+            sentiment,
+            reach,
+            engagement,
+        } => {
             let _ = write!(
                 out,
                 "\"platform\":\"{}\",\"topic\":\"{}\",\"sentiment\":",
@@ -664,8 +756,18 @@ mod tests {
     #[test]
     fn wire_form() {
         let mut s = String::new();
-        let a = Attrs::Police { ty: 0, priority: 3, response: Some(11.46) };
-        write_event(&mut s, "p-20260105-000001", "990101001001", "2026-01-05T10:03:00+08:00", &a);
+        let a = Attrs::Police {
+            ty: 0,
+            priority: 3,
+            response: Some(11.46),
+        };
+        write_event(
+            &mut s,
+            "p-20260105-000001",
+            "990101001001",
+            "2026-01-05T10:03:00+08:00",
+            &a,
+        );
         assert_eq!(
             s,
             r#"{"id":"p-20260105-000001","region":"990101001001","ts":"2026-01-05T10:03:00+08:00","attrs":{"incident_type":"theft","priority":3,"response_minutes":11.5}}"#

@@ -1,6 +1,7 @@
-//! A small, valid rule set built in memory, shared by the compiler, filter and decoder tests.
+//! A small, valid rule set kept in memory: the shared fixture of the tests of this and the
+//! downstream crates (compiler errors are tested as edits of it). Not used at run time.
 
-use vigil_rules::RuleFiles;
+use crate::RuleFiles;
 
 pub const RULESET: &str = r#"
 [ruleset]

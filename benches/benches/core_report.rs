@@ -1,0 +1,119 @@
+//! A report of the scoring core's speed and memory on the synthetic city, with the baseline
+//! measured in the same run. Prints a Markdown table and, with `VIGIL_BENCH_RECORD=1`, appends
+//! it to `benches/results/core.md`. Run: `cargo bench -p vigil-benches --bench core_report`.
+//!
+//! Figures: events/s on one core through decode, through routing (filter + bin update for every
+//! indicator of the event's source, for its region and each ancestor), and through the whole
+//! core with hourly evaluation of all 60 indicators for every region; the naive hash-map
+//! routing of the same events as the baseline; bytes of state per (region, indicator) series;
+//! peak resident memory.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use vigil_core::{Options, Pipeline, ScoreDetail, VecOutput};
+use vigil_model::Event;
+use vigil_rules::decode::{Decoder, SourceHint};
+use vigil_rules::filter::EvalCtx;
+
+fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
+    (0..runs).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let days: u32 = std::env::var("VIGIL_BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(30);
+    let rules = vigil_benches::default_rules();
+    let lines = vigil_benches::city_lines(&rules, days, 7);
+    let events = vigil_benches::decode_all(&rules, &lines);
+    let n = events.len() as f64;
+    let opts = Options { scores: ScoreDetail::None, score_levels: [false; 4] };
+
+    let decode_s = best_of(3, || {
+        let decoder = Decoder::new(&rules);
+        let mut ev = Event::default();
+        let t = Instant::now();
+        for (s, l) in &lines {
+            black_box(decoder.decode(SourceHint::Fixed(*s), l.as_bytes(), &mut ev).ok());
+        }
+        t.elapsed().as_secs_f64()
+    });
+    let ingest_s = best_of(3, || {
+        let mut p = Pipeline::new(rules.clone(), opts);
+        let t = Instant::now();
+        for ev in &events {
+            black_box(p.ingest(ev));
+        }
+        t.elapsed().as_secs_f64()
+    });
+    let mut alerts = 0;
+    let mut evaluations = 0;
+    let full_s = best_of(2, || {
+        let mut p = Pipeline::new(rules.clone(), opts);
+        let mut out = VecOutput::default();
+        let t = Instant::now();
+        for ev in &events {
+            p.advance(ev.ts, &mut out);
+            p.ingest(ev);
+        }
+        let s = t.elapsed().as_secs_f64();
+        alerts = out.alerts.len();
+        evaluations = p.counters().evaluations;
+        s
+    });
+    let baseline_s = best_of(3, || {
+        let t = Instant::now();
+        let mut map: HashMap<(u16, u32, i64), u64> = HashMap::new();
+        for ev in &events {
+            let cx = EvalCtx::new(ev, rules.tz_offset.0);
+            for (i, ind) in rules.indicators.iter().enumerate() {
+                if ind.source != ev.source || !ind.filter.matches(&cx) {
+                    continue;
+                }
+                let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
+                for &r in &rules.regions.chains[ev.region as usize] {
+                    *map.entry((i as u16, r, bin)).or_default() += 1;
+                }
+            }
+        }
+        black_box(map.len());
+        t.elapsed().as_secs_f64()
+    });
+    let p = Pipeline::new(rules.clone(), opts);
+    let (avg_bytes, max_bytes) = p.state_bytes_per_series();
+    let series = rules.regions.len() * rules.indicators.len();
+    let peak = vigil_benches::peak_rss_kib().unwrap_or(0);
+    let date = vigil_model::time::format_utc(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+    let report = format!(
+        "## core benchmark, {date}\n\nMachine: {}. Input: {days} days of the synthetic city (seed 7), {} events, {} regions, {} indicators ({series} series).\n\n\
+| stage | time (s) | events/s (one core) |\n|---|---|---|\n\
+| decode (JSON -> Event) | {decode_s:.3} | {:.0} |\n\
+| routing: filter + bin update (all indicators, region + ancestors) | {ingest_s:.3} | {:.0} |\n\
+| whole core: routing + hourly evaluation, scoring, roll-up, grading | {full_s:.3} | {:.0} |\n\
+| baseline: the same routing into a HashMap<(indicator, region, bin), count> | {baseline_s:.3} | {:.0} |\n\n\
+Routing vs baseline: {:.2}x faster. Whole core: {evaluations} indicator evaluations, {alerts} alert events.\n\
+State per (region, indicator) series: {avg_bytes:.0} bytes on average, {max_bytes} at most ({:.1} MiB in all). Peak RSS of the benchmark process: {:.1} MiB.\n",
+        vigil_benches::machine(),
+        events.len(),
+        rules.regions.len(),
+        rules.indicators.len(),
+        n / decode_s,
+        n / ingest_s,
+        n / full_s,
+        n / baseline_s,
+        baseline_s / ingest_s,
+        avg_bytes * series as f64 / (1024.0 * 1024.0),
+        peak as f64 / 1024.0,
+    );
+    println!("{report}");
+    if std::env::var_os("VIGIL_BENCH_RECORD").is_some() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/core.md");
+        let mut old = std::fs::read_to_string(&path).unwrap_or_default();
+        old.push_str(&report);
+        old.push('\n');
+        std::fs::write(&path, old).expect("write results");
+    }
+}

@@ -1,0 +1,131 @@
+//! Whole-pipeline tests on the mini rule set: a golden scenario (events + rules -> expected
+//! alerts), run straight through and with a snapshot/restore in the middle, and determinism.
+
+use std::sync::Arc;
+
+use vigil_core::{Options, Pipeline, ScoreDetail, VecOutput};
+use vigil_model::Event;
+use vigil_model::record::AlertEvent;
+use vigil_model::time::{HOUR, MINUTE};
+use vigil_rules::testing as mini;
+use vigil_rules::{RuleSet, compile};
+
+fn rules() -> Arc<RuleSet> {
+    Arc::new(compile(&mini::files_with(&[])).unwrap())
+}
+
+/// A deterministic scenario: 16 days of police calls in two districts, about one crime call an
+/// hour in D1 and a burst of eight an hour on day 12 from 10:00 to 16:00.
+fn scenario(rules: &RuleSet) -> Vec<Event> {
+    let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+    let g1 = rules.regions.lookup("G1").unwrap();
+    let d2 = rules.regions.lookup("D2").unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::new();
+    for h in 0..16 * 24 {
+        let day = h / 24;
+        let hour = h % 24;
+        let burst = day == 12 && (10..16).contains(&hour);
+        let n = if burst { 8 } else { (next() % 3) as i64 };
+        for _ in 0..n {
+            let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
+            e.set(0, (next() % 2) as i64); // theft or fight
+            e.set(2, 50 + (next() % 105) as i64); // 5.0 .. 15.4 minutes
+            out.push(e);
+        }
+        if next() % 2 == 0 {
+            let mut e = Event { region: d2, ts: start + h * HOUR + 30 * MINUTE, ..Event::default() };
+            e.set(0, 3);
+            out.push(e);
+        }
+    }
+    out.sort_by_key(|e| e.ts);
+    out
+}
+
+fn opts() -> Options {
+    Options { scores: ScoreDetail::Full, score_levels: [true, true, false, false] }
+}
+
+/// Runs the events through a pipeline; with `split`, snapshots after that many events and
+/// continues in a pipeline restored from the snapshot.
+fn run(rules: &Arc<RuleSet>, events: &[Event], split: Option<usize>) -> (Vec<String>, Vec<String>) {
+    let mut p = Pipeline::new(Arc::clone(rules), opts());
+    let mut out = VecOutput::default();
+    for (i, ev) in events.iter().enumerate() {
+        if split == Some(i) {
+            let bytes = p.snapshot();
+            p = Pipeline::restore(Arc::clone(rules), opts(), &bytes).unwrap();
+        }
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    if let Some(last) = events.last() {
+        p.advance(last.ts, &mut out);
+    }
+    let alerts = out.alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+    let scores = out.scores.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
+    (alerts, scores)
+}
+
+#[test]
+fn golden_alerts_straight_through_and_across_a_restart() {
+    let rules = rules();
+    let events = scenario(&rules);
+    let (alerts, scores) = run(&rules, &events, None);
+    let golden_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/mini_alerts.jsonl");
+    let text = alerts.join("\n") + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden_path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(golden_path).expect("golden file (run with UPDATE_GOLDEN=1 to create it)");
+    assert_eq!(text, golden, "alerts differ from the golden file");
+
+    // The burst must open an alert on D1 and the city, and nothing may alert on D2.
+    let parsed: Vec<vigil_model::record::AlertRecord> = alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    assert!(parsed.iter().any(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-13")));
+    assert!(parsed.iter().all(|a| a.region != "D2"));
+    assert!(parsed.iter().all(|a| !a.top_contributors.is_empty() || a.event == AlertEvent::Resolved));
+
+    for split in [1, events.len() / 3, events.len() / 2, events.len() - 1] {
+        let (a2, s2) = run(&rules, &events, Some(split));
+        assert_eq!(alerts, a2, "alerts differ after a restart at event {split}");
+        assert_eq!(scores, s2, "scores differ after a restart at event {split}");
+    }
+}
+
+#[test]
+fn same_input_gives_byte_identical_output() {
+    let rules = rules();
+    let events = scenario(&rules);
+    assert_eq!(run(&rules, &events, None), run(&rules, &events, None));
+}
+
+#[test]
+fn snapshot_refuses_other_rules_and_garbage() {
+    let rules = rules();
+    let p = Pipeline::new(Arc::clone(&rules), opts());
+    let bytes = p.snapshot();
+    let other = Arc::new(compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap());
+    assert!(matches!(Pipeline::restore(other, opts(), &bytes), Err(vigil_core::snapshot::SnapshotError::RulesMismatch { .. })));
+    assert!(Pipeline::restore(Arc::clone(&rules), opts(), &bytes[..bytes.len() / 2]).is_err());
+    assert!(Pipeline::restore(rules, opts(), b"not a snapshot").is_err());
+}
+
+#[test]
+fn inline_rule_tests_pass_and_catch_a_wrong_expectation() {
+    let rules = rules();
+    let outcomes = vigil_core::ruletest::run(&rules);
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].failure, None);
+    let wrong = mini::INDICATORS.replace("expect = { value = 0.5", "expect = { value = 0.75");
+    let rules = Arc::new(compile(&mini::files_with(&[("indicators/police.toml", &wrong)])).unwrap());
+    let outcomes = vigil_core::ruletest::run(&rules);
+    assert!(outcomes[0].failure.as_deref().unwrap_or_default().contains("expected 0.75, got 0.5"), "{outcomes:?}");
+}
