@@ -86,7 +86,9 @@ fn main() {
     let (avg_bytes, max_bytes) = p.state_bytes_per_series();
     let series = rules.regions.len() * rules.indicators.len();
     let peak = vigil_benches::peak_rss_kib().unwrap_or(0);
-    let date = vigil_model::time::format_utc(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+    let date = vigil_model::time::format_utc(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+    );
     let report = format!(
         "## core benchmark, {date}\n\nMachine: {}. Input: {days} days of the synthetic city (seed 7), {} events, {} regions, {} indicators ({series} series).\n\n\
 | stage | time (s) | events/s (one core) |\n|---|---|---|\n\

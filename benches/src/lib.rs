@@ -40,7 +40,7 @@ pub fn city_lines(rules: &RuleSet, days: u32, seed: u64) -> Vec<(u8, String)> {
             all.push((ev.ts, s, line));
         }
     }
-    all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    all.sort_by_key(|a| (a.0, a.1));
     all.into_iter().map(|(_, s, l)| (s, l)).collect()
 }
 
@@ -67,7 +67,11 @@ pub fn peak_rss_kib() -> Option<u64> {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cpu}, {cores} cores available")

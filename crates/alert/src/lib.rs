@@ -91,7 +91,14 @@ impl GradeState {
                     AlertEvent::Escalated
                 };
                 let reason = if !persisted && reason == Reason::Score { Reason::FastPath } else { reason };
-                return Some(Transition { event, level: target, previous, episode_start: self.episode_start.unwrap_or(at), seq: self.seq, reason });
+                return Some(Transition {
+                    event,
+                    level: target,
+                    previous,
+                    episode_start: self.episode_start.unwrap_or(at),
+                    seq: self.seq,
+                    reason,
+                });
             }
             return None;
         }
@@ -112,7 +119,14 @@ impl GradeState {
                 } else {
                     AlertEvent::Deescalated
                 };
-                return Some(Transition { event, level: next, previous: Some(current), episode_start: start, seq: self.seq, reason: Reason::Clear });
+                return Some(Transition {
+                    event,
+                    level: next,
+                    previous: Some(current),
+                    episode_start: start,
+                    seq: self.seq,
+                    reason: Reason::Clear,
+                });
             }
         } else {
             self.down = 0;

@@ -86,7 +86,13 @@ pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
         let f = File::create(&path).with_context(|| format!("create {}", path.display()))?;
         sinks.files.push((s.to_string(), BufWriter::with_capacity(1 << 16, f)));
     }
-    let cfg = GenConfig { seed: args.seed, days: args.days, volume: args.volume, incidents: IncidentPlan::Auto, ..GenConfig::default() };
+    let cfg = GenConfig {
+        seed: args.seed,
+        days: args.days,
+        volume: args.volume,
+        incidents: IncidentPlan::Auto,
+        ..GenConfig::default()
+    };
     let truth = vigil_sim::generate(&cfg, &regions, &mut sinks).context("generate events")?;
     for (_, w) in &mut sinks.files {
         w.flush()?;
@@ -99,9 +105,10 @@ pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
 
 pub fn run_scorecard(args: ScorecardArgs) -> Result<ExitCode> {
     let regions = regions(&args.rules)?;
-    let truth: vigil_sim::GroundTruth =
-        serde_json::from_reader(BufReader::new(File::open(&args.truth).with_context(|| format!("open {}", args.truth.display()))?))
-            .context("read ground truth")?;
+    let truth: vigil_sim::GroundTruth = serde_json::from_reader(BufReader::new(
+        File::open(&args.truth).with_context(|| format!("open {}", args.truth.display()))?,
+    ))
+    .context("read ground truth")?;
     let mut alerts: Vec<AlertRecord> = Vec::new();
     let f = BufReader::new(File::open(&args.alerts).with_context(|| format!("open {}", args.alerts.display()))?);
     for (n, line) in f.lines().enumerate() {

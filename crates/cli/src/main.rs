@@ -144,8 +144,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ScoresArg::Full => ScoreDetail::Full,
             };
             let started = std::time::Instant::now();
-            let summary = vigil_replay::replay_files(rules, &args.events, &args.out, Options { scores, score_levels: levels })
-                .with_context(|| format!("replay into {}", args.out.display()))?;
+            let summary =
+                vigil_replay::replay_files(rules, &args.events, &args.out, Options { scores, score_levels: levels })
+                    .with_context(|| format!("replay into {}", args.out.display()))?;
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);
             eprintln!("replayed in {:.2}s; outputs in {}", started.elapsed().as_secs_f64(), args.out.display());
             Ok(ExitCode::SUCCESS)

@@ -42,7 +42,14 @@ fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
     rules.domains.iter().zip(&roll.domains).map(|(d, s)| (d.id.clone(), score(*s))).collect()
 }
 
-pub(crate) fn score_record(rules: &RuleSet, r: usize, t: Ts, roll: &Rollup, grade: Option<Level>, full: Option<&[IndicatorState]>) -> ScoreRecord {
+pub(crate) fn score_record(
+    rules: &RuleSet,
+    r: usize,
+    t: Ts,
+    roll: &Rollup,
+    grade: Option<Level>,
+    full: Option<&[IndicatorState]>,
+) -> ScoreRecord {
     ScoreRecord {
         region: rules.regions.codes[r].clone(),
         level: rules.regions.level_name(r as u32).to_string(),
@@ -52,7 +59,9 @@ pub(crate) fn score_record(rules: &RuleSet, r: usize, t: Ts, roll: &Rollup, grad
         grade,
         domains: domains(rules, roll),
         categories: rules.categories.iter().zip(&roll.categories).map(|(c, s)| (c.id.clone(), score(*s))).collect(),
-        indicators: full.map_or_else(Vec::new, |st| (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], r)).collect()),
+        indicators: full.map_or_else(Vec::new, |st| {
+            (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], r)).collect()
+        }),
     }
 }
 
@@ -94,6 +103,10 @@ pub(crate) fn alert_record(
         rules_version: rules.version.clone(),
         reason: tr.reason.as_str().to_string(),
         domains: domains(rules, roll),
-        top_contributors: ranked.iter().take(TOP_CONTRIBUTORS).map(|&(_, i)| indicator_score(rules, i, &st[i], r)).collect(),
+        top_contributors: ranked
+            .iter()
+            .take(TOP_CONTRIBUTORS)
+            .map(|&(_, i)| indicator_score(rules, i, &st[i], r))
+            .collect(),
     }
 }

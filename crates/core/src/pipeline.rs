@@ -12,8 +12,8 @@ use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
 use vigil_score::history::History;
 use vigil_score::normalise::{self, DetectorState, Scored};
 use vigil_score::rollup::{Rollup, rollup};
-use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 use vigil_window::Bins;
+use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 
 use crate::explain;
 
@@ -327,7 +327,14 @@ impl Pipeline {
         if self.options.scores != ScoreDetail::None && self.options.score_levels[level] {
             let grade = self.state.grades[r][0].level;
             let full = self.options.scores == ScoreDetail::Full;
-            out.score(explain::score_record(rules, r, t, &self.roll, grade, full.then_some(&self.state.indicators[..])));
+            out.score(explain::score_record(
+                rules,
+                r,
+                t,
+                &self.roll,
+                grade,
+                full.then_some(&self.state.indicators[..]),
+            ));
         }
     }
 
@@ -336,9 +343,14 @@ impl Pipeline {
         // Domains first: their grades feed the composite's floor.
         for (d, domain) in rules.domains.iter().enumerate() {
             let mut floor: Option<Level> = None;
-            for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::HardIndicator && o.target == OverrideTarget::Domain) {
+            for o in rules
+                .overrides
+                .iter()
+                .filter(|o| o.when == OverrideWhen::HardIndicator && o.target == OverrideTarget::Domain)
+            {
                 let triggered = domain.categories.iter().flat_map(|&c| &rules.categories[c].indicators).any(|&i| {
-                    rules.indicators[i].hard && self.ind_scores[i].and_then(|s| grading.indicator_band(s)) >= Some(o.at_least)
+                    rules.indicators[i].hard
+                        && self.ind_scores[i].and_then(|s| grading.indicator_band(s)) >= Some(o.at_least)
                 });
                 if triggered {
                     floor = floor.max(Some(o.floor));
@@ -347,7 +359,17 @@ impl Pipeline {
             let score = self.roll.domains[d];
             if let Some(tr) = self.state.grades[r][1 + d].step(grading, t, score, floor) {
                 self.state.counters.alerts += 1;
-                out.alert(explain::alert_record(rules, r, t, &domain.id, Some(d), score, tr, &self.roll, &self.state.indicators));
+                out.alert(explain::alert_record(
+                    rules,
+                    r,
+                    t,
+                    &domain.id,
+                    Some(d),
+                    score,
+                    tr,
+                    &self.roll,
+                    &self.state.indicators,
+                ));
             }
         }
         let mut floor: Option<Level> = None;
@@ -359,7 +381,17 @@ impl Pipeline {
         let score = self.roll.composite;
         if let Some(tr) = self.state.grades[r][0].step(grading, t, score, floor) {
             self.state.counters.alerts += 1;
-            out.alert(explain::alert_record(rules, r, t, "composite", None, score, tr, &self.roll, &self.state.indicators));
+            out.alert(explain::alert_record(
+                rules,
+                r,
+                t,
+                "composite",
+                None,
+                score,
+                tr,
+                &self.roll,
+                &self.state.indicators,
+            ));
         }
     }
 
@@ -368,7 +400,10 @@ impl Pipeline {
         let mut total = 0usize;
         let mut max = 0usize;
         for st in &self.state.indicators {
-            let b = st.bins.bytes_per_region() + st.hist.bytes_per_region() + std::mem::size_of::<DetectorState>() + std::mem::size_of::<Latest>();
+            let b = st.bins.bytes_per_region()
+                + st.hist.bytes_per_region()
+                + std::mem::size_of::<DetectorState>()
+                + std::mem::size_of::<Latest>();
             total += b;
             max = max.max(b);
         }

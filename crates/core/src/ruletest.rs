@@ -41,9 +41,9 @@ fn run_one(rules: &Arc<RuleSet>, i: usize, t: &vigil_rules::IndicatorTest) -> Re
             continue;
         }
         let mut ev = Event::default();
-        decoder
-            .decode(SourceHint::Default(ind.source), line.as_bytes(), &mut ev)
-            .map_err(|r| format!("{}:{}: fixture event rejected ({}): {}", t.events, n + 1, r.code.as_str(), r.detail))?;
+        decoder.decode(SourceHint::Default(ind.source), line.as_bytes(), &mut ev).map_err(|r| {
+            format!("{}:{}: fixture event rejected ({}): {}", t.events, n + 1, r.code.as_str(), r.detail)
+        })?;
         events.push(ev);
     }
     events.sort_by_key(|e| e.ts);
@@ -53,7 +53,10 @@ fn run_one(rules: &Arc<RuleSet>, i: usize, t: &vigil_rules::IndicatorTest) -> Re
     if events.last().is_some_and(|e| e.ts >= t.at) {
         return Err("every fixture event must be before `at`".into());
     }
-    // Time follows the fixture's events, as it would on a live stream.
+    // The stream is taken to be live from before the window under test, so that the window is
+    // fully observed; then time follows the fixture's events, as it would on a live stream.
+    let start = t.at - ind.window.0 - ind.lag.0 - ind.hop.0;
+    p.advance(events.first().map_or(start, |e| e.ts.min(start)), &mut sink);
     for ev in &events {
         p.advance(ev.ts, &mut sink);
         p.ingest(ev);

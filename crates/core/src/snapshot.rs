@@ -44,7 +44,10 @@ impl Pipeline {
             return Err(SnapshotError::Version { found: env.version });
         }
         if env.state.rules_version != rules.version {
-            return Err(SnapshotError::RulesMismatch { found: env.state.rules_version, expected: rules.version.clone() });
+            return Err(SnapshotError::RulesMismatch {
+                found: env.state.rules_version,
+                expected: rules.version.clone(),
+            });
         }
         Ok(Pipeline::from_state(rules, options, env.state))
     }

@@ -85,11 +85,25 @@ fn golden_alerts_straight_through_and_across_a_restart() {
         std::fs::write(golden_path, &text).unwrap();
     }
     let golden = std::fs::read_to_string(golden_path).expect("golden file (run with UPDATE_GOLDEN=1 to create it)");
-    assert_eq!(text, golden, "alerts differ from the golden file");
+    if text != golden {
+        let (i, (a, b)) =
+            text.lines().zip(golden.lines()).enumerate().find(|(_, (a, b))| a != b).unwrap_or((0, ("", "")));
+        panic!(
+            "alerts differ from the golden file ({} vs {} lines); first difference at line {}:\n got: {a}\nwant: {b}",
+            text.lines().count(),
+            golden.lines().count(),
+            i + 1
+        );
+    }
 
     // The burst must open an alert on D1 and the city, and nothing may alert on D2.
-    let parsed: Vec<vigil_model::record::AlertRecord> = alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
-    assert!(parsed.iter().any(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-13")));
+    let parsed: Vec<vigil_model::record::AlertRecord> =
+        alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    assert!(
+        parsed
+            .iter()
+            .any(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-13"))
+    );
     assert!(parsed.iter().all(|a| a.region != "D2"));
     assert!(parsed.iter().all(|a| !a.top_contributors.is_empty() || a.event == AlertEvent::Resolved));
 
@@ -112,8 +126,13 @@ fn snapshot_refuses_other_rules_and_garbage() {
     let rules = rules();
     let p = Pipeline::new(Arc::clone(&rules), opts());
     let bytes = p.snapshot();
-    let other = Arc::new(compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap());
-    assert!(matches!(Pipeline::restore(other, opts(), &bytes), Err(vigil_core::snapshot::SnapshotError::RulesMismatch { .. })));
+    let other = Arc::new(
+        compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap(),
+    );
+    assert!(matches!(
+        Pipeline::restore(other, opts(), &bytes),
+        Err(vigil_core::snapshot::SnapshotError::RulesMismatch { .. })
+    ));
     assert!(Pipeline::restore(Arc::clone(&rules), opts(), &bytes[..bytes.len() / 2]).is_err());
     assert!(Pipeline::restore(rules, opts(), b"not a snapshot").is_err());
 }

@@ -37,9 +37,7 @@ impl Duration {
         if digits == 0 {
             return Err(format!("bad duration `{text}`: expected a number followed by ms, s, m, h, d or w"));
         }
-        let n: i64 = text[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration `{text}`: number too large"))?;
+        let n: i64 = text[..digits].parse().map_err(|_| format!("bad duration `{text}`: number too large"))?;
         let unit = match &text[digits..] {
             "ms" => 1,
             "s" => SECOND,
@@ -48,14 +46,10 @@ impl Duration {
             "d" => DAY,
             "w" => WEEK,
             other => {
-                return Err(format!(
-                    "bad duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
-                ));
+                return Err(format!("bad duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"));
             }
         };
-        n.checked_mul(unit)
-            .map(Duration)
-            .ok_or_else(|| format!("bad duration `{text}`: too large"))
+        n.checked_mul(unit).map(Duration).ok_or_else(|| format!("bad duration `{text}`: too large"))
     }
 }
 
@@ -134,7 +128,13 @@ pub fn parse_rfc3339(s: &str) -> Result<Ts, TsError> {
     if b[13] != b':' || b[16] != b':' {
         return Err(TsError::Syntax);
     }
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return Err(TsError::Syntax);
     }
     let mut i = 19;
@@ -185,7 +185,11 @@ fn days_in_month(y: i64, m: u32) -> u32 {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
         _ => {
-            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 29 } else { 28 }
+            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                29
+            } else {
+                28
+            }
         }
     }
 }
@@ -255,7 +259,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_text_and_range() {
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-22T10:03:00", "2026-11-22T10:03:00+0800", "x026-11-22T10:03:00Z"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-22T10:03:00",
+            "2026-11-22T10:03:00+0800",
+            "x026-11-22T10:03:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), Err(TsError::Syntax), "{bad}");
         }
         assert_eq!(parse_rfc3339("1999-12-31T23:59:59Z"), Err(TsError::OutOfRange));

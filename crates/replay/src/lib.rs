@@ -127,17 +127,10 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     }
     let mut first: Option<Ts> = None;
     let mut last: Option<Ts> = None;
-    loop {
-        // The stream whose next event is earliest (ties: the first input).
-        let Some(i) = streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.head.as_ref().map(|(e, _)| (e.ts, i)))
-            .min()
-            .map(|(_, i)| i)
-        else {
-            break;
-        };
+    // Always take the stream whose next event is earliest (ties: the first input).
+    while let Some(i) =
+        streams.iter().enumerate().filter_map(|(i, s)| s.head.as_ref().map(|(e, _)| (e.ts, i))).min().map(|(_, i)| i)
+    {
         let Some((ev, line)) = streams[i].head.take() else { break };
         first = Some(first.map_or(ev.ts, |f: Ts| f.min(ev.ts)));
         last = Some(last.map_or(ev.ts, |l: Ts| l.max(ev.ts)));
@@ -199,7 +192,12 @@ fn refill<S: Sink>(s: &mut Stream, decoder: &Decoder<'_>, summary: &mut Summary,
             }
             Err(rej) => {
                 *summary.rejected.entry(rej.code.as_str().to_string()).or_default() += 1;
-                sink.rejected(Rejected { input: s.input.name.clone(), line: s.line_no, code: rej.code, detail: rej.detail });
+                sink.rejected(Rejected {
+                    input: s.input.name.clone(),
+                    line: s.line_no,
+                    code: rej.code,
+                    detail: rej.detail,
+                });
             }
         }
     }
@@ -217,8 +215,16 @@ pub struct DirSink {
 impl DirSink {
     pub fn create(dir: &Path) -> io::Result<DirSink> {
         std::fs::create_dir_all(dir)?;
-        let f = |n: &str| -> io::Result<BufWriter<File>> { Ok(BufWriter::with_capacity(1 << 16, File::create(dir.join(n))?)) };
-        Ok(DirSink { scores: f("scores.jsonl")?, alerts: f("alerts.jsonl")?, rejected: f("rejected.jsonl")?, late: f("late.jsonl")?, error: None })
+        let f = |n: &str| -> io::Result<BufWriter<File>> {
+            Ok(BufWriter::with_capacity(1 << 16, File::create(dir.join(n))?))
+        };
+        Ok(DirSink {
+            scores: f("scores.jsonl")?,
+            alerts: f("alerts.jsonl")?,
+            rejected: f("rejected.jsonl")?,
+            late: f("late.jsonl")?,
+            error: None,
+        })
     }
 
     fn write<T: Serialize>(w: &mut BufWriter<File>, error: &mut Option<io::Error>, v: &T) {

@@ -22,7 +22,10 @@ fn run(rules: &Arc<RuleSet>, inputs: Vec<(&str, String)>) -> (MemSink, vigil_rep
             reader: Box::new(Cursor::new(text.into_bytes())),
         })
         .collect();
-    let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] });
+    let mut p = Pipeline::new(
+        Arc::clone(rules),
+        Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
+    );
     let mut sink = MemSink::default();
     let summary = replay(&mut p, inputs, &mut sink).unwrap();
     (sink, summary)
@@ -40,8 +43,21 @@ fn real_chicago_assaults_replay_deterministically() {
     assert_eq!(sa.lines, 15_328);
     assert_eq!(sa.accepted, 15_328, "{sa:?}");
     assert!(sa.rejected.is_empty());
-    assert!(!a.alerts.is_empty(), "a year of real data raises some alerts");
-    assert!(a.alerts.len() < 2_000, "but not a flood: {}", a.alerts.len());
+    // The Fourth of July is Chicago's best-known surge in assaults: the city composite reaches
+    // orange within a day of it.
+    let july4 = a.alerts.iter().filter(|x| {
+        x.region == "CHI"
+            && x.scope == "composite"
+            && x.window_end.as_str() >= "2019-07-04T12"
+            && x.window_end.as_str() <= "2019-07-06T12"
+    });
+    assert!(
+        july4.filter_map(|x| x.level).max() >= Some(vigil_model::Level::Orange),
+        "no orange around the Fourth of July"
+    );
+    // Quiet stretches stay quiet: fewer than one episode a week per (region, scope) on average.
+    let opened = a.alerts.iter().filter(|x| x.event == vigil_model::record::AlertEvent::Opened).count();
+    assert!(opened < 23 * 2 * 52, "{opened} episodes opened");
     let (b, _) = run(&rules, vec![("police.jsonl", text)]);
     assert_eq!(lines(&a.alerts), lines(&b.alerts));
     assert_eq!(lines(&a.scores), lines(&b.scores));
@@ -51,7 +67,11 @@ fn mini_city() -> (Arc<RuleSet>, String) {
     let rules = Arc::new(vigil_rules::load(&root().join("testdata/chicago/rules")).unwrap());
     let text = std::fs::read_to_string(root().join("testdata/chicago/police.jsonl")).unwrap();
     // The first 60 days are enough here.
-    let cut: String = text.lines().filter(|l| l.contains("\"ts\":\"2019-01") || l.contains("\"ts\":\"2019-02")).map(|l| format!("{l}\n")).collect();
+    let cut: String = text
+        .lines()
+        .filter(|l| l.contains("\"ts\":\"2019-01") || l.contains("\"ts\":\"2019-02"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     (rules, cut)
 }
 
@@ -71,8 +91,8 @@ fn bad_lines_are_rejected_with_reasons_and_change_nothing_else() {
     for (i, line) in clean.lines().enumerate() {
         dirty.push_str(line);
         dirty.push('\n');
-        if i % 500 == 7 {
-            let (b, _) = bad[(i / 500) % bad.len()];
+        if i % 300 == 7 {
+            let (b, _) = bad[(i / 300) % bad.len()];
             dirty.push_str(b);
             dirty.push('\n');
         }
@@ -98,7 +118,11 @@ fn identity_fields_added_upstream_never_reach_an_output() {
         .lines()
         .map(|l| {
             let l = l.replacen("{\"id\"", "{\"name\":\"Zhang Wei\",\"phone\":\"13912345678\",\"id\"", 1);
-            l.replacen("\"attrs\":{", "\"attrs\":{\"id_card\":\"110101199003071234\",\"device_id\":\"IMEI-356938035643809\",", 1) + "\n"
+            l.replacen(
+                "\"attrs\":{",
+                "\"attrs\":{\"id_card\":\"110101199003071234\",\"device_id\":\"IMEI-356938035643809\",",
+                1,
+            ) + "\n"
         })
         .collect();
     let (a, sa) = run(&rules, vec![("police.jsonl", clean)]);

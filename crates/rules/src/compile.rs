@@ -41,7 +41,10 @@ impl RuleFiles {
             let d = if sub.is_empty() { dir.to_path_buf() } else { dir.join(sub) };
             if !d.is_dir() {
                 if sub.is_empty() {
-                    return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} is not a directory", d.display())));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{} is not a directory", d.display()),
+                    ));
                 }
                 continue;
             }
@@ -121,9 +124,39 @@ fn is_snake_id(s: &str) -> bool {
 
 /// Attribute names that would carry a personal identifier. Matched on `_`-separated tokens.
 const IDENTITY_TOKENS: &[&str] = &[
-    "name", "names", "phone", "mobile", "tel", "telephone", "idcard", "passport", "address", "email", "user", "username",
-    "userid", "uid", "account", "handle", "device", "imei", "imsi", "mac", "ip", "person", "people", "citizen", "plate",
-    "wechat", "qq", "openid", "surname", "birthday", "birthdate", "ssn", "sfz",
+    "name",
+    "names",
+    "phone",
+    "mobile",
+    "tel",
+    "telephone",
+    "idcard",
+    "passport",
+    "address",
+    "email",
+    "user",
+    "username",
+    "userid",
+    "uid",
+    "account",
+    "handle",
+    "device",
+    "imei",
+    "imsi",
+    "mac",
+    "ip",
+    "person",
+    "people",
+    "citizen",
+    "plate",
+    "wechat",
+    "qq",
+    "openid",
+    "surname",
+    "birthday",
+    "birthdate",
+    "ssn",
+    "sfz",
 ];
 
 fn identity_like(name: &str) -> bool {
@@ -146,7 +179,11 @@ impl<'a, 's> Compiler<'a, 's> {
     }
 
     /// Parses one TOML file into its top-level entries, reporting unknown keys.
-    fn parse_toml<'i>(&mut self, src: &SourceText<'i>, allowed: &[&str]) -> Option<Vec<(String, Spanned<DeValue<'i>>)>> {
+    fn parse_toml<'i>(
+        &mut self,
+        src: &SourceText<'i>,
+        allowed: &[&str],
+    ) -> Option<Vec<(String, Spanned<DeValue<'i>>)>> {
         if src.text.starts_with('\u{0}') {
             self.sink.at(src, 0..0, format!("file is larger than {MAX_RULE_FILE_BYTES} bytes"));
             return None;
@@ -259,7 +296,8 @@ impl<'a, 's> Compiler<'a, 's> {
         let grading = self.grading();
         let (categories, domains, index_method, min_available, overrides) = index?;
         let mut categories = categories;
-        let indicators = self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, ruleset.as_ref().map(|r| r.1));
+        let indicators =
+            self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, ruleset.as_ref().map(|r| r.1));
         let (name, tz, evaluate_every, alert_levels) = ruleset?;
         let grading = grading?;
         let indicators = indicators?;
@@ -311,7 +349,11 @@ impl<'a, 's> Compiler<'a, 's> {
         if let Some(e) = every
             && e.0 != HOUR
         {
-            self.sink.at(&src, span_of(&raw.evaluate_every), "evaluate_every must be \"1h\" (the base bin of hourly indicators)");
+            self.sink.at(
+                &src,
+                span_of(&raw.evaluate_every),
+                "evaluate_every must be \"1h\" (the base bin of hourly indicators)",
+            );
         }
         let mut levels = [true, true, true, false];
         if let Some(list) = &raw.alert_region_levels {
@@ -319,7 +361,11 @@ impl<'a, 's> Compiler<'a, 's> {
             for l in list.get_ref() {
                 match REGION_LEVELS.iter().position(|x| x == l.get_ref()) {
                     Some(i) => levels[i] = true,
-                    None => self.sink.at(&src, span_of(l), format!("unknown region level `{}` (city, district, street, grid)", l.get_ref())),
+                    None => self.sink.at(
+                        &src,
+                        span_of(l),
+                        format!("unknown region level `{}` (city, district, street, grid)", l.get_ref()),
+                    ),
                 }
             }
         }
@@ -362,25 +408,39 @@ impl<'a, 's> Compiler<'a, 's> {
         if let Some(l) = lateness
             && l.0 > 7 * DAY
         {
-            self.sink.at(src, span_of(&raw.allowed_lateness), "allowed_lateness longer than 7d would keep bins alive too long");
+            self.sink.at(
+                src,
+                span_of(&raw.allowed_lateness),
+                "allowed_lateness longer than 7d would keep bins alive too long",
+            );
         }
         let mut attrs: Vec<Attr> = Vec::new();
         let mut required_mask = 0u32;
         if raw.attr.len() > vigil_model::MAX_ATTRS {
-            self.sink.at(src, span_of(&raw.id), format!("a source declares at most {} attributes", vigil_model::MAX_ATTRS));
+            self.sink.at(
+                src,
+                span_of(&raw.id),
+                format!("a source declares at most {} attributes", vigil_model::MAX_ATTRS),
+            );
         }
         for a in raw.attr.into_iter().take(vigil_model::MAX_ATTRS) {
             let span = a.span();
             let a = a.into_inner();
             let name = a.name.get_ref().clone();
             if !is_snake_id(&name) || name == "hour" || name == "dow" {
-                self.sink.at(src, span_of(&a.name), format!("attribute name `{name}` must be snake_case and not `hour` or `dow`"));
+                self.sink.at(
+                    src,
+                    span_of(&a.name),
+                    format!("attribute name `{name}` must be snake_case and not `hour` or `dow`"),
+                );
             }
             if identity_like(&name) {
                 self.sink.at(
                     src,
                     span_of(&a.name),
-                    format!("attribute `{name}` looks like a personal identifier; vigil keeps aggregate attributes only"),
+                    format!(
+                        "attribute `{name}` looks like a personal identifier; vigil keeps aggregate attributes only"
+                    ),
                 );
             }
             if attrs.iter().any(|x| x.name == name) {
@@ -431,7 +491,11 @@ impl<'a, 's> Compiler<'a, 's> {
                 }
                 "bool" => AttrType::Bool,
                 other => {
-                    self.sink.at(src, span_of(&a.ty), format!("unknown attribute type `{other}` (enum, int, float, bool)"));
+                    self.sink.at(
+                        src,
+                        span_of(&a.ty),
+                        format!("unknown attribute type `{other}` (enum, int, float, bool)"),
+                    );
                     continue;
                 }
             };
@@ -475,7 +539,12 @@ impl<'a, 's> Compiler<'a, 's> {
             Err(errs) => {
                 for (row, msg) in errs {
                     let (line, _) = src.line_col(0);
-                    self.sink.push(crate::diag::Diagnostic { file: file.into(), line: line + row + 1, col: 1, message: msg });
+                    self.sink.push(crate::diag::Diagnostic {
+                        file: file.into(),
+                        line: line + row + 1,
+                        col: 1,
+                        message: msg,
+                    });
                 }
                 Regions::default()
             }
@@ -534,7 +603,13 @@ impl<'a, 's> Compiler<'a, 's> {
                         }
                         self.check_weight(&src, &d.weight);
                         let method = self.aggregation(&src, d.method.as_ref());
-                        domains.push(Domain { id, name: name_of(d.name), weight: *d.weight.get_ref(), method, categories: Vec::new() });
+                        domains.push(Domain {
+                            id,
+                            name: name_of(d.name),
+                            weight: *d.weight.get_ref(),
+                            method,
+                            categories: Vec::new(),
+                        });
                     }
                 }
                 "category" => {
@@ -551,7 +626,11 @@ impl<'a, 's> Compiler<'a, 's> {
                             "any_domain" => Some(OverrideWhen::AnyDomain),
                             "hard_indicator" => Some(OverrideWhen::HardIndicator),
                             w => {
-                                self.sink.at(&src, span_of(&o.when), format!("unknown override trigger `{w}` (any_domain, hard_indicator)"));
+                                self.sink.at(
+                                    &src,
+                                    span_of(&o.when),
+                                    format!("unknown override trigger `{w}` (any_domain, hard_indicator)"),
+                                );
                                 None
                             }
                         };
@@ -559,13 +638,18 @@ impl<'a, 's> Compiler<'a, 's> {
                             "composite" => Some(OverrideTarget::Composite),
                             "domain" => Some(OverrideTarget::Domain),
                             w => {
-                                self.sink.at(&src, span_of(&o.then), format!("unknown override target `{w}` (composite, domain)"));
+                                self.sink.at(
+                                    &src,
+                                    span_of(&o.then),
+                                    format!("unknown override target `{w}` (composite, domain)"),
+                                );
                                 None
                             }
                         };
                         let at_least = self.level(&src, &o.at_least);
                         let floor = self.level(&src, &o.floor);
-                        if let (Some(when), Some(target), Some(at_least), Some(floor)) = (when, target, at_least, floor) {
+                        if let (Some(when), Some(target), Some(at_least), Some(floor)) = (when, target, at_least, floor)
+                        {
                             if when == OverrideWhen::AnyDomain && target == OverrideTarget::Domain {
                                 self.sink.at(&src, span_of(&o.then), "an any_domain override targets the composite");
                             }
@@ -598,7 +682,14 @@ impl<'a, 's> Compiler<'a, 's> {
             self.check_weight(&src, &c.weight);
             let method = self.aggregation(&src, c.method.as_ref());
             domains[d].categories.push(categories.len());
-            categories.push(Category { id, name: name_of(c.name), domain: d, weight: *c.weight.get_ref(), method, indicators: Vec::new() });
+            categories.push(Category {
+                id,
+                name: name_of(c.name),
+                domain: d,
+                weight: *c.weight.get_ref(),
+                method,
+                indicators: Vec::new(),
+            });
         }
         for d in &domains {
             let sum: f64 = d.categories.iter().map(|&c| categories[c].weight).sum();
@@ -641,7 +732,11 @@ impl<'a, 's> Compiler<'a, 's> {
             Some("max") => Aggregation::Max,
             Some(other) => {
                 if let Some(s) = m {
-                    self.sink.at(src, span_of(s), format!("unknown aggregation `{other}` (arithmetic, geometric_safety, max)"));
+                    self.sink.at(
+                        src,
+                        span_of(s),
+                        format!("unknown aggregation `{other}` (arithmetic, geometric_safety, max)"),
+                    );
                 }
                 Aggregation::Arithmetic
             }
@@ -680,7 +775,11 @@ impl<'a, 's> Compiler<'a, 's> {
                     self.sink.at(&src, span_of(&l.enter), "enter must be within 0..100");
                 }
                 if clear >= enter || clear < 0.0 {
-                    self.sink.at(&src, span_of(&l.clear), format!("clear ({clear}) must be below enter ({enter}) and not negative"));
+                    self.sink.at(
+                        &src,
+                        span_of(&l.clear),
+                        format!("clear ({clear}) must be below enter ({enter}) and not negative"),
+                    );
                 }
                 for (n, s) in [("for", &l.for_count), ("hold", &l.hold)] {
                     if !(1..=1000).contains(s.get_ref()) {
@@ -709,7 +808,17 @@ impl<'a, 's> Compiler<'a, 's> {
         }
         for w in out.windows(2) {
             if w[1].enter <= w[0].enter {
-                self.sink.at(&src, 0..0, format!("enter thresholds must increase: {} ({}) is not above {} ({})", w[1].level.as_str(), w[1].enter, w[0].level.as_str(), w[0].enter));
+                self.sink.at(
+                    &src,
+                    0..0,
+                    format!(
+                        "enter thresholds must increase: {} ({}) is not above {} ({})",
+                        w[1].level.as_str(),
+                        w[1].enter,
+                        w[0].level.as_str(),
+                        w[0].enter
+                    ),
+                );
             }
         }
         let Some(head) = head else {
@@ -759,7 +868,11 @@ impl<'a, 's> Compiler<'a, 's> {
                     let id = raw.id.get_ref().clone();
                     let (line, col) = src.line_col(span_of(&raw.id).start);
                     if let Some(prev) = origins.get(&id) {
-                        self.sink.at(&src, span_of(&raw.id), format!("duplicate indicator id `{id}` (first declared at {prev})"));
+                        self.sink.at(
+                            &src,
+                            span_of(&raw.id),
+                            format!("duplicate indicator id `{id}` (first declared at {prev})"),
+                        );
                     } else {
                         origins.insert(id.clone(), format!("{path}:{line}:{col}"));
                     }
@@ -813,19 +926,33 @@ impl<'a, 's> Compiler<'a, 's> {
         Some(out)
     }
 
-    fn indicator(&mut self, src: &SourceText<'_>, raw: RawIndicator, cx: &IndicatorCx<'_>, item_span: Range<usize>) -> Option<Indicator> {
+    fn indicator(
+        &mut self,
+        src: &SourceText<'_>,
+        raw: RawIndicator,
+        cx: &IndicatorCx<'_>,
+        item_span: Range<usize>,
+    ) -> Option<Indicator> {
         let id = raw.id.get_ref().clone();
         if !is_snake_id(&id) {
             self.sink.at(src, span_of(&raw.id), format!("indicator id `{id}` must be snake_case (a-z, 0-9, _)"));
         }
         let category = cx.categories.iter().position(|c| &c.id == raw.category.get_ref());
         if category.is_none() {
-            self.sink.at(src, span_of(&raw.category), format!("unknown category `{}` (declare it in index.toml)", raw.category.get_ref()));
+            self.sink.at(
+                src,
+                span_of(&raw.category),
+                format!("unknown category `{}` (declare it in index.toml)", raw.category.get_ref()),
+            );
         }
         let source = cx.sources.iter().position(|s| &s.id == raw.source.get_ref());
         if source.is_none() {
             let known: Vec<&str> = cx.sources.iter().map(|s| s.id.as_str()).collect();
-            self.sink.at(src, span_of(&raw.source), format!("unknown source `{}` (declared: {})", raw.source.get_ref(), known.join(", ")));
+            self.sink.at(
+                src,
+                span_of(&raw.source),
+                format!("unknown source `{}` (declared: {})", raw.source.get_ref(), known.join(", ")),
+            );
         }
         let window = self.duration(src, &raw.window);
         let hop = self.duration(src, &raw.hop);
@@ -850,7 +977,11 @@ impl<'a, 's> Compiler<'a, 's> {
                 self.sink.at(src, span_of(&raw.window), "window longer than 400d");
             }
             if b.0 == HOUR && w.0 > 7 * DAY {
-                self.sink.at(src, span_of(&raw.window), "hourly indicators (hop 1h) have windows of at most 7d; use hop 1d");
+                self.sink.at(
+                    src,
+                    span_of(&raw.window),
+                    "hourly indicators (hop 1h) have windows of at most 7d; use hop 1d",
+                );
             }
         }
         if let (Some(l), Some(b), Some(lag_s)) = (lag, bin, raw.lag.as_ref())
@@ -915,7 +1046,11 @@ impl<'a, 's> Compiler<'a, 's> {
                 }
             }
             (None, Some(Measure::Overlap { .. } | Measure::Coelevation { .. })) => {
-                self.sink.at(src, span_of(&raw.measure), "this measure compares two streams: add compare = { source = \"...\" }");
+                self.sink.at(
+                    src,
+                    span_of(&raw.measure),
+                    "this measure compares two streams: add compare = { source = \"...\" }",
+                );
                 None
             }
             _ => None,
@@ -923,14 +1058,20 @@ impl<'a, 's> Compiler<'a, 's> {
         // Measure constraints that depend on the bin width.
         if let (Some(m), Some(b), Some(w)) = (&measure, bin, window) {
             match m {
-                Measure::MaxBin if b.0 != HOUR => self.sink.at(src, span_of(&raw.measure), "max_bin needs hourly bins (hop \"1h\")"),
-                Measure::DistinctDays if b.0 != DAY => self.sink.at(src, span_of(&raw.measure), "distinct_days needs daily bins (hop \"1d\")"),
+                Measure::MaxBin if b.0 != HOUR => {
+                    self.sink.at(src, span_of(&raw.measure), "max_bin needs hourly bins (hop \"1h\")")
+                }
+                Measure::DistinctDays if b.0 != DAY => {
+                    self.sink.at(src, span_of(&raw.measure), "distinct_days needs daily bins (hop \"1d\")")
+                }
                 Measure::Coelevation { .. } if b.0 != HOUR || w.0 > DAY => {
                     self.sink.at(src, span_of(&raw.measure), "coelevation needs hop \"1h\" and a window of at most 24h")
                 }
-                Measure::Growth { step, .. } if step.0 % b.0 != 0 => {
-                    self.sink.at(src, span_of(&raw.measure), format!("growth step {step} is not a whole number of {b} bins"))
-                }
+                Measure::Growth { step, .. } if step.0 % b.0 != 0 => self.sink.at(
+                    src,
+                    span_of(&raw.measure),
+                    format!("growth step {step} is not a whole number of {b} bins"),
+                ),
                 _ => {}
             }
         }
@@ -965,7 +1106,13 @@ impl<'a, 's> Compiler<'a, 's> {
         })
     }
 
-    fn filter(&mut self, src: &SourceText<'_>, f: &S<String>, source: &Source, tax: &Taxonomies) -> Option<filter::CompiledFilter> {
+    fn filter(
+        &mut self,
+        src: &SourceText<'_>,
+        f: &S<String>,
+        source: &Source,
+        tax: &Taxonomies,
+    ) -> Option<filter::CompiledFilter> {
         match filter::compile_filter(f.get_ref(), source, tax) {
             Ok(c) => Some(c),
             Err(errs) => {
@@ -973,8 +1120,17 @@ impl<'a, 's> Compiler<'a, 's> {
                 let (bl, bc) = src.line_col(base);
                 for e in errs {
                     // Positions inside a one-line string map onto the file: +1 for the quote.
-                    let (line, col) = if e.line <= 1 { (bl, bc + e.col as usize) } else { (bl + e.line as usize - 1, e.col as usize) };
-                    self.sink.push(crate::diag::Diagnostic { file: src.name.to_string(), line, col, message: format!("filter: {}", e.message) });
+                    let (line, col) = if e.line <= 1 {
+                        (bl, bc + e.col as usize)
+                    } else {
+                        (bl + e.line as usize - 1, e.col as usize)
+                    };
+                    self.sink.push(crate::diag::Diagnostic {
+                        file: src.name.to_string(),
+                        line,
+                        col,
+                        message: format!("filter: {}", e.message),
+                    });
                 }
                 None
             }
@@ -991,7 +1147,15 @@ impl<'a, 's> Compiler<'a, 's> {
         }
     }
 
-    fn normalise(&mut self, src: &SourceText<'_>, n: &S<RawNormalise>, m: &Measure, window: Duration, bin: Duration, dir: Direction) -> Option<Normalise> {
+    fn normalise(
+        &mut self,
+        src: &SourceText<'_>,
+        n: &S<RawNormalise>,
+        m: &Measure,
+        window: Duration,
+        bin: Duration,
+        dir: Direction,
+    ) -> Option<Normalise> {
         let r = n.get_ref();
         let at = n.span();
         let method = r.method.get_ref().as_str();
@@ -1059,7 +1223,11 @@ impl<'a, 's> Compiler<'a, 's> {
                     Some("day_of_week") => Seasonality::DayOfWeek,
                     Some("hour_of_week") => Seasonality::HourOfWeek,
                     Some(o) => {
-                        self.sink.at(src, at.clone(), format!("unknown seasonality `{o}` (none, day_of_week, hour_of_week)"));
+                        self.sink.at(
+                            src,
+                            at.clone(),
+                            format!("unknown seasonality `{o}` (none, day_of_week, hour_of_week)"),
+                        );
                         Seasonality::None
                     }
                 };
@@ -1128,7 +1296,9 @@ impl<'a, 's> Compiler<'a, 's> {
                 }
                 match dir {
                     Direction::Up if high < low => self.sink.at(src, at.clone(), "direction \"up\" needs high > low"),
-                    Direction::Down if high > low => self.sink.at(src, at.clone(), "direction \"down\" needs high < low (the risky end is `high`)"),
+                    Direction::Down if high > low => {
+                        self.sink.at(src, at.clone(), "direction \"down\" needs high < low (the risky end is `high`)")
+                    }
                     _ => {}
                 }
                 Normalise::Goalposts { low, high }
@@ -1183,14 +1353,25 @@ impl<'a, 's> Compiler<'a, 's> {
         Some(out)
     }
 
-    fn tests(&mut self, src: &SourceText<'_>, raw: &[S<RawTest>], cx: &IndicatorCx<'_>, hop: Option<Duration>, tz: Duration) -> Vec<IndicatorTest> {
+    fn tests(
+        &mut self,
+        src: &SourceText<'_>,
+        raw: &[S<RawTest>],
+        cx: &IndicatorCx<'_>,
+        hop: Option<Duration>,
+        tz: Duration,
+    ) -> Vec<IndicatorTest> {
         let mut out = Vec::new();
         for t in raw {
             let span = t.span();
             let t = t.get_ref();
             let events = t.events.get_ref().clone();
             if !self.files.files.contains_key(&events) {
-                self.sink.at(src, span_of(&t.events), format!("test fixture `{events}` not found (paths are relative to the rule set)"));
+                self.sink.at(
+                    src,
+                    span_of(&t.events),
+                    format!("test fixture `{events}` not found (paths are relative to the rule set)"),
+                );
             }
             if cx.regions.lookup(t.region.get_ref()).is_none() && !cx.regions.is_empty() {
                 self.sink.at(src, span_of(&t.region), format!("unknown region `{}`", t.region.get_ref()));
@@ -1290,7 +1471,9 @@ pub fn parse_measure(text: &str, source: &Source, tax: &Taxonomies) -> Result<Me
         if args.len() == n { Ok(()) } else { Err(format!("`{name}` takes {n} argument(s), got {}", args.len())) }
     };
     let attr = |a: &str, numeric: bool| -> Result<usize, String> {
-        let i = source.attr_index(a).ok_or_else(|| format!("`{a}` is not a declared attribute of source `{}`", source.id))?;
+        let i = source
+            .attr_index(a)
+            .ok_or_else(|| format!("`{a}` is not a declared attribute of source `{}`", source.id))?;
         let ty = &source.attrs[i].ty;
         if numeric && !matches!(ty, AttrType::Int { .. } | AttrType::Float { .. }) {
             return Err(format!("`{a}` is not numeric"));
@@ -1451,7 +1634,10 @@ pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String
     let mut row_of = Vec::with_capacity(specs.len());
     for (idx, &row) in order.iter().enumerate() {
         let s = &specs[row];
-        if s.code.is_empty() || s.code.len() > 32 || !s.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if s.code.is_empty()
+            || s.code.len() > 32
+            || !s.code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             errs.push((row, format!("region code `{}` must be 1-32 letters, digits, - or _", s.code)));
         }
         if by_code.insert(s.code.clone(), idx as u32).is_some() {
@@ -1498,7 +1684,10 @@ pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String
             cur = p as usize;
         }
         if cycle {
-            errs.push((row_of[idx], format!("region `{}` is part of a cycle in the parent links", specs[row_of[idx]].code)));
+            errs.push((
+                row_of[idx],
+                format!("region `{}` is part of a cycle in the parent links", specs[row_of[idx]].code),
+            ));
         } else if let Some(p) = parents[idx]
             && levels[p as usize] >= levels[idx]
         {

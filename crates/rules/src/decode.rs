@@ -102,13 +102,25 @@ impl<'r> Decoder<'r> {
             return Err(reject(RejectCode::Empty, "empty message"));
         }
         if bytes.len() > self.max_bytes {
-            return Err(reject(RejectCode::TooLarge, format!("message of {} bytes exceeds the limit of {}", bytes.len(), self.max_bytes)));
+            return Err(reject(
+                RejectCode::TooLarge,
+                format!("message of {} bytes exceeds the limit of {}", bytes.len(), self.max_bytes),
+            ));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| reject(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
+        // serde would also read a struct from a JSON array; an event is an object or nothing.
+        if !text.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
+                Err(e) => reject(RejectCode::MalformedJson, format!("malformed JSON: {e}")),
+            });
+        }
         let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
-                Category::Data if text.trim_start().starts_with('{') => reject(RejectCode::WrongType, format!("wrong type: {e}")),
+                Category::Data if text.trim_start().starts_with('{') => {
+                    reject(RejectCode::WrongType, format!("wrong type: {e}"))
+                }
                 Category::Data => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
                 _ => reject(RejectCode::MalformedJson, format!("malformed JSON: {e}")),
             }
@@ -121,11 +133,16 @@ impl<'r> Decoder<'r> {
                     return Err(reject(RejectCode::UnknownSource, format!("unknown source `{}`", truncate(name))));
                 };
                 if matches!(hint, SourceHint::Fixed(h) if h != i) {
-                    return Err(reject(RejectCode::UnknownSource, format!("event names source `{}` but arrived on another source's input", truncate(name))));
+                    return Err(reject(
+                        RejectCode::UnknownSource,
+                        format!("event names source `{}` but arrived on another source's input", truncate(name)),
+                    ));
                 }
                 i
             }
-            (SourceHint::None, None) => return Err(reject(RejectCode::MissingField, "`source` is required when the input does not imply one")),
+            (SourceHint::None, None) => {
+                return Err(reject(RejectCode::MissingField, "`source` is required when the input does not imply one"));
+            }
         };
         let schema = &rules.sources[src_idx as usize];
         let region = env.region.ok_or_else(|| reject(RejectCode::MissingField, "`region` is required"))?;
@@ -152,7 +169,10 @@ impl<'r> Decoder<'r> {
                     let mut code = code.get();
                     if e.to_string().contains("number out of range") {
                         code = RejectCode::NotFinite;
-                    } else if matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+                    } else if matches!(
+                        e.classify(),
+                        serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+                    ) {
                         code = RejectCode::MalformedJson;
                     }
                     let msg = if code == RejectCode::WrongType && detail.get().is_empty() {
@@ -193,7 +213,9 @@ pub fn fnv1a(s: &str) -> u64 {
 fn parse_ts(raw: &str) -> Result<i64, Rejection> {
     let bad = |e: TsError| match e {
         TsError::OutOfRange => reject(RejectCode::TimestampOutOfRange, "timestamp outside 2000-01-01 .. 2100-01-01"),
-        TsError::Syntax => reject(RejectCode::BadTimestamp, "`ts` must be RFC 3339 with an offset, or epoch milliseconds"),
+        TsError::Syntax => {
+            reject(RejectCode::BadTimestamp, "`ts` must be RFC 3339 with an offset, or epoch milliseconds")
+        }
     };
     if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         if inner.contains('\\') {
@@ -239,7 +261,8 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
                     dropped += 1;
                 }
                 Some(i) => {
-                    let v = map.next_value_seed(AttrSeed { attr: &self.attrs[i], code: self.code, detail: self.detail })?;
+                    let v =
+                        map.next_value_seed(AttrSeed { attr: &self.attrs[i], code: self.code, detail: self.detail })?;
                     if let Some(v) = v {
                         self.out.set(i, v);
                     }
@@ -290,8 +313,13 @@ impl AttrSeed<'_, '_> {
                 }
                 Ok(Some((x * scale as f64).round() as i64))
             }
-            AttrType::Enum(_) => Err(self.fail(RejectCode::WrongType, format_args!("expected one of the declared values, found a number"))),
-            AttrType::Bool => Err(self.fail(RejectCode::WrongType, format_args!("expected true or false, found a number"))),
+            AttrType::Enum(_) => {
+                Err(self
+                    .fail(RejectCode::WrongType, format_args!("expected one of the declared values, found a number")))
+            }
+            AttrType::Bool => {
+                Err(self.fail(RejectCode::WrongType, format_args!("expected true or false, found a number")))
+            }
         }
     }
 }
@@ -332,7 +360,9 @@ impl<'de> Visitor<'de> for AttrSeed<'_, '_> {
         match &self.attr.ty {
             AttrType::Enum(values) => match values.iter().position(|x| x == v) {
                 Some(i) => Ok(Some(i as i64)),
-                None => Err(self.fail(RejectCode::UnknownValue, format_args!("`{}` is not a declared value", truncate(v)))),
+                None => {
+                    Err(self.fail(RejectCode::UnknownValue, format_args!("`{}` is not a declared value", truncate(v))))
+                }
             },
             _ => Err(self.fail(RejectCode::WrongType, format_args!("unexpected string"))),
         }

@@ -57,11 +57,26 @@ pub enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     Not(Box<Pred>),
-    Cmp { attr: u8, op: CmpOp, val: i64 },
+    Cmp {
+        attr: u8,
+        op: CmpOp,
+        val: i64,
+    },
     /// Enum or bool membership: bit v set when value v is in the set.
-    InMask { attr: u8, mask: u64, negated: bool },
-    InList { attr: u8, vals: Vec<i64>, negated: bool },
-    IsNull { attr: u8, negated: bool },
+    InMask {
+        attr: u8,
+        mask: u64,
+        negated: bool,
+    },
+    InList {
+        attr: u8,
+        vals: Vec<i64>,
+        negated: bool,
+    },
+    IsNull {
+        attr: u8,
+        negated: bool,
+    },
 }
 
 /// The per-event context a predicate reads: the event and its local hour and weekday, computed
@@ -143,8 +158,15 @@ impl Pred {
             Pred::Const(_) => 0,
             Pred::And(ps) | Pred::Or(ps) => ps.iter().fold(0, |m, p| m | p.attrs_read()),
             Pred::Not(p) => p.attrs_read(),
-            Pred::Cmp { attr, .. } | Pred::InMask { attr, .. } | Pred::InList { attr, .. } | Pred::IsNull { attr, .. } => {
-                if *attr < 32 { 1 << attr } else { 0 }
+            Pred::Cmp { attr, .. }
+            | Pred::InMask { attr, .. }
+            | Pred::InList { attr, .. }
+            | Pred::IsNull { attr, .. } => {
+                if *attr < 32 {
+                    1 << attr
+                } else {
+                    0
+                }
             }
         }
     }
@@ -170,9 +192,17 @@ pub struct CompiledFilter {
 }
 
 /// Parses and compiles `text` against `source`. Returns every error found.
-pub fn compile_filter(text: &str, source: &Source, taxonomies: &Taxonomies) -> Result<CompiledFilter, Vec<FilterError>> {
+pub fn compile_filter(
+    text: &str,
+    source: &Source,
+    taxonomies: &Taxonomies,
+) -> Result<CompiledFilter, Vec<FilterError>> {
     if text.len() > MAX_FILTER_LEN {
-        return Err(vec![FilterError { line: 1, col: 1, message: format!("filter is longer than {MAX_FILTER_LEN} bytes") }]);
+        return Err(vec![FilterError {
+            line: 1,
+            col: 1,
+            message: format!("filter is longer than {MAX_FILTER_LEN} bytes"),
+        }]);
     }
     let dialect = GenericDialect {};
     let mut parser = match Parser::new(&dialect).with_recursion_limit(MAX_FILTER_DEPTH).try_with_sql(text) {
@@ -250,10 +280,7 @@ impl<'a> Compiler<'a> {
                     && id.quote_style.is_none()
                     && let Some(values) = self.taxonomies.get(&id.value)
                 {
-                    *list = values
-                        .iter()
-                        .map(|v| Expr::Value(Value::SingleQuotedString(v.clone()).into()))
-                        .collect();
+                    *list = values.iter().map(|v| Expr::Value(Value::SingleQuotedString(v.clone()).into())).collect();
                 }
             }
             Expr::BinaryOp { left, right, .. } => {
@@ -322,7 +349,10 @@ impl<'a> Compiler<'a> {
             }
             Expr::InList { expr, list, negated } => self.in_list(e, expr, list, *negated),
             Expr::Between { expr, negated, low, high } => {
-                let p = Pred::And(vec![self.comparison(e, expr, CmpOp::Ge, low), self.comparison(e, expr, CmpOp::Le, high)]);
+                let p = Pred::And(vec![
+                    self.comparison(e, expr, CmpOp::Ge, low),
+                    self.comparison(e, expr, CmpOp::Le, high),
+                ]);
                 if *negated { Pred::Not(Box::new(p)) } else { p }
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
@@ -342,7 +372,10 @@ impl<'a> Compiler<'a> {
                 Value::Boolean(b) => Pred::Const(*b),
                 _ => self.err(e, "a filter must be a boolean expression"),
             },
-            _ => self.err(e, format!("`{e}` is not supported in filters (use comparisons, IN, BETWEEN, IS NULL, AND, OR, NOT)")),
+            _ => self.err(
+                e,
+                format!("`{e}` is not supported in filters (use comparisons, IN, BETWEEN, IS NULL, AND, OR, NOT)"),
+            ),
         }
     }
 
@@ -419,7 +452,13 @@ impl<'a> Compiler<'a> {
                 let mut mask = 0u64;
                 for item in list {
                     if let Expr::Identifier(id) = item {
-                        return self.err(item, format!("`{}` is not a taxonomy (declare it in taxonomies.toml) nor a quoted value", id.value));
+                        return self.err(
+                            item,
+                            format!(
+                                "`{}` is not a taxonomy (declare it in taxonomies.toml) nor a quoted value",
+                                id.value
+                            ),
+                        );
                     }
                     let Some(s) = string_literal(item) else {
                         self.err(item, "IN lists of enum attributes hold quoted strings");

@@ -19,9 +19,17 @@ pub struct Name {
 pub enum AttrType {
     /// Values are stored as their index in this list.
     Enum(Vec<String>),
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// Stored as `round(x * scale)` with `scale = 10^decimals`.
-    Float { min: f64, max: f64, decimals: u32, scale: i64 },
+    Float {
+        min: f64,
+        max: f64,
+        decimals: u32,
+        scale: i64,
+    },
     Bool,
 }
 

@@ -16,19 +16,27 @@ fn mini_rule_set_compiles() {
     assert!((rs.indicators[0].global_weight - 0.5).abs() < 1e-12);
     // Regions are indexed by sorted code, and each chain runs up to the root.
     let g1 = rs.regions.lookup("G1").unwrap();
-    let chain: Vec<&str> = rs.regions.chains[g1 as usize].iter().map(|&r| rs.regions.codes[r as usize].as_str()).collect();
+    let chain: Vec<&str> =
+        rs.regions.chains[g1 as usize].iter().map(|&r| rs.regions.codes[r as usize].as_str()).collect();
     assert_eq!(chain, ["G1", "D1", "C"]);
 }
 
 #[test]
 fn five_distinct_mistakes_are_all_reported_with_positions() {
     let broken = mini::INDICATORS
-        .replace("category = \"volume\"\nsource = \"police\"\nfilter", "category = \"volumes\"\nsource = \"police\"\nfilter")
+        .replace(
+            "category = \"volume\"\nsource = \"police\"\nfilter",
+            "category = \"volumes\"\nsource = \"police\"\nfilter",
+        )
         .replace("filter = \"incident_type IN (crime)\"", "filter = \"incident_kind = 'theft'\"")
         .replace("window = \"7d\"", "window = \"7x\"")
-        .replace("weight = 0.5\nnormalise = { method = \"goalposts\"", "weight = 0.5\ncolour = \"red\"\nnormalise = { method = \"goalposts\"");
+        .replace(
+            "weight = 0.5\nnormalise = { method = \"goalposts\"",
+            "weight = 0.5\ncolour = \"red\"\nnormalise = { method = \"goalposts\"",
+        );
     let sources = mini::SOURCES.replace("name = \"urgent\"", "name = \"caller_phone\"");
-    let err = compile(&mini::files_with(&[("indicators/police.toml", &broken), ("sources.toml", &sources)])).unwrap_err();
+    let err =
+        compile(&mini::files_with(&[("indicators/police.toml", &broken), ("sources.toml", &sources)])).unwrap_err();
     let text = err.to_string();
     let expect = [
         ("sources.toml:", "looks like a personal identifier"),
@@ -56,7 +64,9 @@ fn weights_regions_and_grading_are_checked() {
     let index = mini::INDEX.replace("weight = 1.0\n\n[[category]]", "weight = 0.9\n\n[[category]]");
     let regions = "code,parent,level,name,population\nC,,city,City,1\nD1,C,district,East,1\nD1,C,district,Again,1\nX,Q,grid,Orphan,1\nS,D1,district,Twin,1\n";
     let grading = mini::GRADING.replace("enter = 75.0\nclear = 70.0", "enter = 50.0\nclear = 60.0");
-    let err = compile(&mini::files_with(&[("index.toml", &index), ("regions.csv", regions), ("grading.toml", &grading)])).unwrap_err();
+    let err =
+        compile(&mini::files_with(&[("index.toml", &index), ("regions.csv", regions), ("grading.toml", &grading)]))
+            .unwrap_err();
     let text = err.to_string();
     for msg in [
         "domain weights sum to 0.9000, not 1",
@@ -72,7 +82,11 @@ fn weights_regions_and_grading_are_checked() {
 
 #[test]
 fn duplicate_ids_and_bad_measures() {
-    let dup = format!("{}\n{}", mini::INDICATORS, mini::INDICATORS.replace("slow_share_7d", "other_share").replace("[[indicator.test]]", "[[indicator.test]]"));
+    let dup = format!(
+        "{}\n{}",
+        mini::INDICATORS,
+        mini::INDICATORS.replace("slow_share_7d", "other_share")
+    );
     let err = compile(&mini::files_with(&[("indicators/police.toml", &dup)])).unwrap_err();
     assert!(err.to_string().contains("duplicate indicator id `crime_count_24h`"), "{err}");
     let bad = mini::INDICATORS.replace("measure = \"count\"", "measure = \"median(priority)\"");
@@ -86,5 +100,8 @@ fn duplicate_ids_and_bad_measures() {
 #[test]
 fn syntax_errors_point_at_the_file() {
     let err = compile(&mini::files_with(&[("index.toml", "[index\nmethod = 1")])).unwrap_err();
-    assert!(err.0.iter().any(|d| d.file == "index.toml" && d.line == 1 && d.message.starts_with("TOML syntax")), "{err}");
+    assert!(
+        err.0.iter().any(|d| d.file == "index.toml" && d.line == 1 && d.message.starts_with("TOML syntax")),
+        "{err}"
+    );
 }

@@ -41,17 +41,38 @@ fn rejects_bad_events_with_specific_reasons() {
         ("not json", RejectCode::MalformedJson),
         ("[1,2]", RejectCode::NotAnObject),
         (r#"{"region":"G1","ts":"2026-03-02T10:00:00+08:00"}"#, RejectCode::MissingField),
-        (r#"{"region":"ZZ","ts":"2026-03-02T10:00:00+08:00","attrs":{"incident_type":"theft"}}"#, RejectCode::UnknownRegion),
+        (
+            r#"{"region":"ZZ","ts":"2026-03-02T10:00:00+08:00","attrs":{"incident_type":"theft"}}"#,
+            RejectCode::UnknownRegion,
+        ),
         (r#"{"region":"G1","ts":"yesterday","attrs":{"incident_type":"theft"}}"#, RejectCode::BadTimestamp),
-        (r#"{"region":"G1","ts":"1970-01-01T00:00:00Z","attrs":{"incident_type":"theft"}}"#, RejectCode::TimestampOutOfRange),
+        (
+            r#"{"region":"G1","ts":"1970-01-01T00:00:00Z","attrs":{"incident_type":"theft"}}"#,
+            RejectCode::TimestampOutOfRange,
+        ),
         (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"arson"}}"#, RejectCode::UnknownValue),
-        (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":9}}"#, RejectCode::OutOfRange),
-        (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":"high"}}"#, RejectCode::WrongType),
-        (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":1.5}}"#, RejectCode::WrongType),
-        (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","response_minutes":1e999}}"#, RejectCode::NotFinite),
+        (
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":9}}"#,
+            RejectCode::OutOfRange,
+        ),
+        (
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":"high"}}"#,
+            RejectCode::WrongType,
+        ),
+        (
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","priority":1.5}}"#,
+            RejectCode::WrongType,
+        ),
+        (
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft","response_minutes":1e999}}"#,
+            RejectCode::NotFinite,
+        ),
         (r#"{"region":7,"ts":"2026-03-02T10:00:00Z","attrs":{}}"#, RejectCode::WrongType),
         (r#"{"region":"G1","ts":"2026-03-02T10:00:00Z","attrs":[1]}"#, RejectCode::WrongType),
-        (r#"{"source":"case","region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft"}}"#, RejectCode::UnknownSource),
+        (
+            r#"{"source":"case","region":"G1","ts":"2026-03-02T10:00:00Z","attrs":{"incident_type":"theft"}}"#,
+            RejectCode::UnknownSource,
+        ),
     ];
     for (line, code) in cases {
         assert_eq!(decode(&rs, line).err(), Some(code), "{line}");
@@ -73,7 +94,8 @@ fn filters_use_three_valued_logic_and_exact_decimal_comparisons() {
         let ev = decode(&rs, line).unwrap();
         f.pred.matches(&EvalCtx::new(&ev, rs.tz_offset.0))
     };
-    let no_priority = r#"{"region":"G1","ts":"2026-03-02T23:30:00+08:00","attrs":{"incident_type":"theft","response_minutes":15.1}}"#;
+    let no_priority =
+        r#"{"region":"G1","ts":"2026-03-02T23:30:00+08:00","attrs":{"incident_type":"theft","response_minutes":15.1}}"#;
     assert!(check("incident_type IN (crime)", no_priority));
     assert!(!check("priority > 1", no_priority));
     assert!(!check("NOT (priority > 1)", no_priority), "NOT unknown is unknown");
@@ -94,7 +116,9 @@ fn filter_errors_are_specific() {
     let rs = rules();
     let src = &rs.sources[0];
     let tax = Taxonomies::new();
-    let err = |f: &str| compile_filter(f, src, &tax).unwrap_err().into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
+    let err = |f: &str| {
+        compile_filter(f, src, &tax).unwrap_err().into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")
+    };
     assert!(err("incident_type = 'arson'").contains("`arson` is not a declared value"));
     assert!(err("incident_type > 'theft'").contains("compare only with"));
     assert!(err("priority = 'x'").contains("compares with a number"));

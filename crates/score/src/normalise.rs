@@ -94,14 +94,56 @@ pub fn history_entry(ind: &Indicator, value: Option<f64>, support: u64) -> [f32;
     [value.map_or(f32::NAN, |v| v as f32), support as f32]
 }
 
+/// A region's history as the baselines see it: only entries whose window was fully observed
+/// (a window that began before the stream did undercounts, and would bias every baseline low).
+struct View<'a> {
+    hist: &'a History,
+    region: usize,
+    span: usize,
+}
+
+impl View<'_> {
+    #[inline]
+    fn value(&self, lag: usize) -> Option<f64> {
+        if (self.hist.evals as usize) + 1 < lag + self.span {
+            return None;
+        }
+        self.hist.value(self.region, lag)
+    }
+
+    #[inline]
+    fn get(&self, lag: usize) -> Option<&[f32]> {
+        if (self.hist.evals as usize) + 1 < lag + self.span {
+            return None;
+        }
+        self.hist.get(self.region, lag)
+    }
+
+    /// Past evaluations with a full window.
+    fn filled(&self) -> usize {
+        ((self.hist.evals as usize) + 1).saturating_sub(self.span).min(self.hist.filled())
+    }
+}
+
 /// Scores the current evaluation of one series. `value` is the measure's window value (for a
 /// growth measure, the window count) and has already been written to `hist` at lag 0.
-pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>, support: u64, det: &mut DetectorState) -> Scored {
+pub fn score(
+    ind: &Indicator,
+    hist: &History,
+    region: usize,
+    value: Option<f64>,
+    support: u64,
+    det: &mut DetectorState,
+) -> Scored {
+    let span = hops(ind, ind.window.0 + ind.lag.0).max(1);
+    let view = View { hist, region, span };
     // Growth measures turn the count into a ratio against earlier windows first.
     let (value, expected_growth) = match (&ind.measure, value) {
-        (Measure::Growth { step, n }, Some(x)) => match growth(ind, hist, region, *step, *n) {
+        (Measure::Growth { step, n }, Some(x)) => match growth(ind, &view, *step, *n) {
             Some(reference) => (Some((x + 1.0) / (reference + 1.0)), Some(reference)),
-            None => return Scored { value: None, expected: None, score: None },
+            None => {
+                return Scored { value: None, expected: None, score: None };
+            }
         },
         (_, v) => (v, None),
     };
@@ -112,6 +154,14 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
     let Some(x) = value else {
         return Scored { value: None, expected: None, score: None };
     };
+    // A window only partly observed since the stream began undercounts: grey until it is full.
+    if (hist.evals as usize) + 1 < span {
+        return Scored { value: Some(x), expected: None, score: None };
+    }
+    // Minimum-support gate (Farrington's limit54 in spirit): too few events never alarm.
+    if low_support {
+        return Scored { value: Some(x), expected: expected_growth, score: Some(0.0) };
+    }
     let up = ind.direction == Direction::Up;
     let w = hops(ind, ind.window.0).max(1);
     let per_day = hops(ind, DAY).max(1);
@@ -133,7 +183,7 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
                 Seasonality::None => {
                     let first = w + hops(ind, guard.0);
                     for lag in first..first + hops(ind, baseline.0) {
-                        if let Some(v) = hist.value(region, lag) {
+                        if let Some(v) = view.value(lag) {
                             add(v);
                         }
                     }
@@ -141,7 +191,7 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
                 _ => {
                     let week = hops(ind, 7 * DAY);
                     for k in 1..=(baseline.0 / (7 * DAY)) as usize {
-                        if let Some(v) = hist.value(region, k * week) {
+                        if let Some(v) = view.value(k * week) {
                             add(v);
                         }
                     }
@@ -180,14 +230,14 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
         Normalise::Binomial { windows } => {
             let (mut num, mut den) = (0.0, 0.0);
             for k in 1..=*windows as usize {
-                if let Some(e) = hist.get(region, k * w)
+                if let Some(e) = view.get(k * w)
                     && e[0].is_finite()
                 {
                     num += e[0] as f64 * e[1] as f64;
                     den += e[1] as f64;
                 }
             }
-            if den < 1.0 || (hist.filled() < 2 * w) {
+            if den < 1.0 || (view.filled() < 2 * w) {
                 (None, None)
             } else {
                 let p0 = (num / den).clamp(1e-4, 1.0 - 1e-4);
@@ -206,12 +256,14 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
         Normalise::RobustZ { windows, sigma_min, transform } => {
             let mut buf = [0f64; 512];
             let mut n = 0;
-            let t = |v: f64| if *transform == Transform::Log1p { v.max(0.0).ln_1p() } else { v };
+            let t = |v: f64| {
+                if *transform == Transform::Log1p { v.max(0.0).ln_1p() } else { v }
+            };
             for k in 0..*windows as usize {
                 if n == buf.len() {
                     break;
                 }
-                if let Some(v) = hist.value(region, w + k * per_day) {
+                if let Some(v) = view.value(w + k * per_day) {
                     buf[n] = t(v);
                     n += 1;
                 }
@@ -233,7 +285,7 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
             let (mut n, mut ge, mut le) = (0usize, 0usize, 0usize);
             let mut buf = [0f64; 2048];
             for lag in 1..=len {
-                if let Some(v) = hist.value(region, lag) {
+                if let Some(v) = view.value(lag) {
                     if n < buf.len() {
                         buf[n] = v;
                     }
@@ -258,7 +310,7 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
             let mut series = [0f64; 13];
             let mut ok = true;
             for (i, slot) in series.iter_mut().enumerate() {
-                match hist.value(region, 12 - i) {
+                match view.value(12 - i) {
                     Some(v) => *slot = v,
                     None => ok = false,
                 }
@@ -284,10 +336,10 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
         }
         Normalise::Ewma => {
             let mut series = [0f64; MAX_SERIES];
-            let avail = hist.filled().min(MAX_SERIES - 1);
+            let avail = view.filled().min(MAX_SERIES - 1);
             let mut n = 0;
             for lag in (0..=avail).rev() {
-                series[n] = hist.value(region, lag).unwrap_or(0.0);
+                series[n] = view.value(lag).unwrap_or(0.0);
                 n += 1;
             }
             if !matches!(det, DetectorState::Ewma(_)) {
@@ -306,7 +358,7 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
                 if n == buf.len() {
                     break;
                 }
-                if let Some(v) = hist.value(region, lag) {
+                if let Some(v) = view.value(lag) {
                     buf[n] = v;
                     n += 1;
                 }
@@ -330,12 +382,12 @@ pub fn score(ind: &Indicator, hist: &History, region: usize, value: Option<f64>,
 
 /// Mean count of the windows ending 1..n steps earlier, falling back to the previous window
 /// when none of them is in the history yet.
-fn growth(ind: &Indicator, hist: &History, region: usize, step: vigil_model::Duration, n: u32) -> Option<f64> {
+fn growth(ind: &Indicator, view: &View<'_>, step: vigil_model::Duration, n: u32) -> Option<f64> {
     let s = hops(ind, step.0);
     let mut sum = 0.0;
     let mut k_found = 0;
     for k in 1..=n as usize {
-        if let Some(v) = hist.value(region, k * s) {
+        if let Some(v) = view.value(k * s) {
             sum += v;
             k_found += 1;
         }
@@ -343,5 +395,5 @@ fn growth(ind: &Indicator, hist: &History, region: usize, step: vigil_model::Dur
     if k_found > 0 {
         return Some(sum / k_found as f64);
     }
-    hist.value(region, hops(ind, ind.window.0).max(1))
+    view.value(hops(ind, ind.window.0).max(1))
 }

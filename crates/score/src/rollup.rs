@@ -5,7 +5,11 @@
 use vigil_rules::{Aggregation, RuleSet};
 
 /// Aggregates `(weight, score)` pairs. `None` scores are grey.
-pub fn aggregate(method: Aggregation, min_available: f64, items: impl Iterator<Item = (f64, Option<f64>)>) -> Option<f64> {
+pub fn aggregate(
+    method: Aggregation,
+    min_available: f64,
+    items: impl Iterator<Item = (f64, Option<f64>)>,
+) -> Option<f64> {
     let (mut total_w, mut avail_w, mut acc, mut max) = (0.0, 0.0, 0.0, f64::NEG_INFINITY);
     for (w, s) in items {
         total_w += w;

@@ -2,8 +2,9 @@
 //! distribution functions (`ppois`, `pnbinom(size =, prob =)`, `pbinom`, `pt`, `qt`, `qnorm`,
 //! `pnorm`, `pgamma`, `pbeta`, `lgamma`), never by the code under test. The constants are the
 //! verbatim output of `Rscript crates/score/tests/oracle/stats.R` (R 4.2.2); they are pasted
-//! with all 17 significant digits, hence the allowance for excessive precision.
-#![allow(clippy::excessive_precision)]
+//! with all 17 significant digits, hence the allowance for excessive precision (and for R's
+//! ln Γ(3) = ln 2 looking like an approximated constant).
+#![allow(clippy::excessive_precision, clippy::approx_constant)]
 
 use proptest::prelude::*;
 use vigil_score::stats::*;
@@ -71,6 +72,8 @@ const STUDENT_T: &[(f64, f64, f64, f64)] = &[
     (-100.0, 1.0, 0.0031829927649082547, 0.9968170072350917),
     (2.7637694581126957, 10.0, 0.98999999999999999, 0.01),
     (6.0, 13.0, 0.999977769977765, 2.2230022235023731e-05),
+    (2.0, 10000000000.0, 0.97724986803832303, 0.022750131961676898),
+    (-8.0, 1000000.0, 6.2275317166012665e-16, 0.99999999999999933),
 ];
 const STUDENT_T_QUANTILE: &[(f64, f64, f64)] = &[
     (0.98999999999999999, 10.0, 2.7637694581126957),
@@ -82,6 +85,8 @@ const STUDENT_T_QUANTILE: &[(f64, f64, f64)] = &[
     (9.9999999999999995e-07, 2.5, -220.17342917823751),
     (0.90000000000000002, 1.0, 3.0776835371752544),
     (0.75, 2.0, 0.81649658092772592),
+    (1e-300, 1.0, -3.183098861837907e+299),
+    (0.01, 1000000.0, -2.3263516031208047),
 ];
 const NORM_QUANTILE: &[(f64, f64)] = &[
     (0.5, 0.0),
@@ -222,6 +227,19 @@ fn p_to_score_matches_r_and_methodology() {
     assert!((p_to_score(0.001) - 77.26).abs() < 0.005);
     assert_eq!(p_to_score(1e-12), 100.0);
     assert_eq!(z_to_score(2.0), 50.0);
+}
+
+/// Near-Poisson negative binomial (φ = 1 + 1e-8, size = 1e10). Here R 4.2.2's own
+/// `pnbinom(129, size = 1e10, prob = 1/(1 + 1e-8), lower.tail = FALSE)` is off in the 7th digit
+/// (0.0022820926258), so the reference is 40-digit mpmath 1.3.0:
+/// `mp.dps = 40; betainc(130, 100/mpf('1e-8'), 0, mpf('1e-8')/(1 + mpf('1e-8')), regularized=True)`
+/// = 0.002282093162752087712931189612880972280937. It must also exceed the Poisson tail
+/// (0.0022820930543169565 from `ppois`), as any over-dispersion does.
+#[test]
+fn negbin_near_poisson_matches_mpmath() {
+    let got = negbin_sf(130, 100.0, 1.0 + 1e-8);
+    check!(got, 0.002_282_093_162_752_087_7, 1e-12, "near-Poisson NB");
+    assert!(got > poisson_sf(130, 100.0));
 }
 
 /// Methodology §3.6 / Appendix A.5 quotes: μ = 0.5, y = 2 gives p = 0.09; μ = 4, y = 10 gives

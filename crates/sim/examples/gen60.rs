@@ -32,14 +32,8 @@ impl EventSink for Count {
 }
 
 fn main() {
-    let seed = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let cfg = GenConfig {
-        seed,
-        ..GenConfig::default()
-    };
+    let seed = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let cfg = GenConfig { seed, ..GenConfig::default() };
     let city = default_city();
     let out_dir = std::env::args().nth(2).map(PathBuf::from);
     let mut sink = Count::default();
@@ -66,10 +60,7 @@ fn main() {
             *bytes as f64 / 1e6
         );
     }
-    println!(
-        "total     {total:>9} events in {:.2} s",
-        elapsed.as_secs_f64()
-    );
+    println!("total     {total:>9} events in {:.2} s", elapsed.as_secs_f64());
     let truth = serde_json::to_string_pretty(&truth).unwrap();
     println!("{truth}");
     if let Some(dir) = &out_dir {

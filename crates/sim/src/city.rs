@@ -78,107 +78,49 @@ pub(crate) const DISTRICTS: [DistrictDef; 8] = [
         name: "东湖区",
         kind: AreaKind::Urban,
         population: 560_000,
-        streets: &[
-            "湖滨街道",
-            "东湖街道",
-            "桃源街道",
-            "望湖街道",
-            "柳岸街道",
-            "莲花街道",
-            "湖东街道",
-            "青石街道",
-        ],
+        streets: &["湖滨街道", "东湖街道", "桃源街道", "望湖街道", "柳岸街道", "莲花街道", "湖东街道", "青石街道"],
     },
     DistrictDef {
         suffix: 3,
         name: "西城区",
         kind: AreaKind::Urban,
         population: 470_000,
-        streets: &[
-            "西城街道",
-            "河西街道",
-            "工人村街道",
-            "铁路街道",
-            "纺织街道",
-            "西苑街道",
-            "金沙街道",
-            "玉泉街道",
-        ],
+        streets: &["西城街道", "河西街道", "工人村街道", "铁路街道", "纺织街道", "西苑街道", "金沙街道", "玉泉街道"],
     },
     DistrictDef {
         suffix: 4,
         name: "高新区",
         kind: AreaKind::NewArea,
         population: 330_000,
-        streets: &[
-            "科技园街道",
-            "创新街道",
-            "软件园街道",
-            "云谷街道",
-            "丰泽街道",
-            "龙湾镇",
-        ],
+        streets: &["科技园街道", "创新街道", "软件园街道", "云谷街道", "丰泽街道", "龙湾镇"],
     },
     DistrictDef {
         suffix: 5,
         name: "滨江新区",
         kind: AreaKind::NewArea,
         population: 250_000,
-        streets: &[
-            "滨江街道",
-            "江湾街道",
-            "临港街道",
-            "新城街道",
-            "白鹭洲街道",
-            "沙洲镇",
-        ],
+        streets: &["滨江街道", "江湾街道", "临港街道", "新城街道", "白鹭洲街道", "沙洲镇"],
     },
     DistrictDef {
         suffix: 6,
         name: "临江县",
         kind: AreaKind::County,
         population: 360_000,
-        streets: &[
-            "城关镇",
-            "临江镇",
-            "河西镇",
-            "石桥镇",
-            "青山镇",
-            "柳树乡",
-            "白沙镇",
-            "双河镇",
-            "黄田乡",
-        ],
+        streets: &["城关镇", "临江镇", "河西镇", "石桥镇", "青山镇", "柳树乡", "白沙镇", "双河镇", "黄田乡"],
     },
     DistrictDef {
         suffix: 7,
         name: "北山县",
         kind: AreaKind::County,
         population: 290_000,
-        streets: &[
-            "北山街道",
-            "松林镇",
-            "石门镇",
-            "龙泉镇",
-            "高岭乡",
-            "杨柳镇",
-            "马坪乡",
-        ],
+        streets: &["北山街道", "松林镇", "石门镇", "龙泉镇", "高岭乡", "杨柳镇", "马坪乡"],
     },
     DistrictDef {
         suffix: 8,
         name: "南岭县",
         kind: AreaKind::County,
         population: 260_000,
-        streets: &[
-            "岭南街道",
-            "南岭镇",
-            "竹溪镇",
-            "茶山镇",
-            "大坪乡",
-            "梅花镇",
-            "水口镇",
-        ],
+        streets: &["岭南街道", "南岭镇", "竹溪镇", "茶山镇", "大坪乡", "梅花镇", "水口镇"],
     },
 ];
 
@@ -190,11 +132,7 @@ const GRID_MAX: u64 = 15_000;
 /// The area kind of a district code, for codes of the default city; other registries are
 /// treated as urban throughout.
 pub(crate) fn area_kind_of_district(code: &str) -> AreaKind {
-    DISTRICTS
-        .iter()
-        .find(|d| format!("9901{:02}", d.suffix) == code)
-        .map(|d| d.kind)
-        .unwrap_or(AreaKind::Urban)
+    DISTRICTS.iter().find(|d| format!("9901{:02}", d.suffix) == code).map(|d| d.kind).unwrap_or(AreaKind::Urban)
 }
 
 /// A street with its grid cells, while the tree is built bottom-up.
@@ -211,11 +149,7 @@ pub fn default_city() -> Vec<RegionSpec> {
         let weights: Vec<f64> = (0..d.streets.len())
             .map(|i| {
                 let w = 0.6 + 0.9 * rng.uniform();
-                if d.kind == AreaKind::County && i == 0 {
-                    2.2 * w
-                } else {
-                    w
-                }
+                if d.kind == AreaKind::County && i == 0 { 2.2 * w } else { w }
             })
             .collect();
         let wsum: f64 = weights.iter().sum();
@@ -295,11 +229,7 @@ pub fn write_regions_csv(regions: &[RegionSpec], mut w: impl Write) -> io::Resul
 }
 
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")).into() } else { s.into() }
 }
 
 #[cfg(test)]
@@ -324,8 +254,7 @@ mod tests {
         let grids = count("grid");
         assert!((250..=600).contains(&grids), "{grids} grid cells");
 
-        let by_code: BTreeMap<&str, &RegionSpec> =
-            city.iter().map(|r| (r.code.as_str(), r)).collect();
+        let by_code: BTreeMap<&str, &RegionSpec> = city.iter().map(|r| (r.code.as_str(), r)).collect();
         assert_eq!(by_code.len(), city.len(), "codes are unique");
         let mut child_sum: BTreeMap<&str, u64> = BTreeMap::new();
         for r in &city {
@@ -338,31 +267,18 @@ mod tests {
             assert_eq!(r.code.len(), len, "{}", r.code);
             assert!(r.code.bytes().all(|b| b.is_ascii_digit()));
             if r.level != "city" {
-                assert!(
-                    by_code.contains_key(r.parent.as_str()),
-                    "parent of {}",
-                    r.code
-                );
+                assert!(by_code.contains_key(r.parent.as_str()), "parent of {}", r.code);
                 *child_sum.entry(r.parent.as_str()).or_default() += r.population;
             }
             if r.level == "street" || r.level == "grid" {
-                assert!(
-                    r.code.starts_with(&r.parent),
-                    "{} under {}",
-                    r.code,
-                    r.parent
-                );
+                assert!(r.code.starts_with(&r.parent), "{} under {}", r.code, r.parent);
             }
             if r.level == "grid" {
                 assert!((GRID_MIN..=GRID_MAX).contains(&r.population));
                 assert!(r.name.contains("网格"));
             }
             if r.level == "district" {
-                assert!(
-                    (150_000..=700_000).contains(&r.population),
-                    "{}",
-                    r.population
-                );
+                assert!((150_000..=700_000).contains(&r.population), "{}", r.population);
             }
         }
         for (code, sum) in child_sum {
@@ -387,10 +303,7 @@ mod tests {
             std::fs::write(path, &want).unwrap();
         }
         let have = std::fs::read_to_string(path).expect("rules/regions.csv is missing");
-        assert!(
-            have == want,
-            "rules/regions.csv differs from default_city(); see the test doc"
-        );
+        assert!(have == want, "rules/regions.csv differs from default_city(); see the test doc");
     }
 
     #[test]
@@ -402,9 +315,6 @@ mod tests {
             name: "a,\"b\"".into(),
             population: 5,
         };
-        assert_eq!(
-            csv_text(&[r]),
-            "code,parent,level,name,population\n1,,city,\"a,\"\"b\"\"\",5\n"
-        );
+        assert_eq!(csv_text(&[r]), "code,parent,level,name,population\n1,,city,\"a,\"\"b\"\"\",5\n");
     }
 }

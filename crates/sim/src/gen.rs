@@ -24,8 +24,7 @@ use vigil_model::{Duration, RegionSpec, Ts};
 use crate::city::{AreaKind, area_kind_of_district};
 use crate::incident::{self, Active, GroundTruth, Hour, Incident};
 use crate::mix::{
-    Attrs, CASE_MIX, DAILY_TARGET, DISPERSION, HourCtx, Mix, RawEvent, Src, case_filing_share,
-    write_event,
+    Attrs, CASE_MIX, DAILY_TARGET, DISPERSION, HourCtx, Mix, RawEvent, Src, case_filing_share, write_event,
 };
 use crate::rng::{Rng, stream};
 use crate::tree::Tree;
@@ -62,13 +61,7 @@ pub struct GenConfig {
 
 impl Default for GenConfig {
     fn default() -> Self {
-        GenConfig {
-            seed: 1,
-            days: 60,
-            start: default_start(),
-            incidents: IncidentPlan::Auto,
-            volume: 1.0,
-        }
+        GenConfig { seed: 1, days: 60, start: default_start(), incidents: IncidentPlan::Auto, volume: 1.0 }
     }
 }
 
@@ -92,10 +85,7 @@ pub struct MemorySink {
 
 impl EventSink for MemorySink {
     fn emit(&mut self, source: &str, line: &str) -> io::Result<()> {
-        self.lines
-            .entry(source.to_string())
-            .or_default()
-            .push(line.to_string());
+        self.lines.entry(source.to_string()).or_default().push(line.to_string());
         Ok(())
     }
 }
@@ -108,9 +98,7 @@ pub struct JsonlSink<W: Write> {
 
 impl<W: Write> JsonlSink<W> {
     pub fn new(police: W, case: W, petition: W, opinion: W) -> Self {
-        JsonlSink {
-            writers: [police, case, petition, opinion],
-        }
+        JsonlSink { writers: [police, case, petition, opinion] }
     }
 
     /// The writers back, in source order (police, case, petition, opinion), e.g. to flush.
@@ -124,12 +112,7 @@ impl<W: Write> EventSink for JsonlSink<W> {
         let i = crate::SOURCES
             .iter()
             .position(|s| *s == source)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("unknown source `{source}`"),
-                )
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown source `{source}`")))?;
         let w = &mut self.writers[i];
         w.write_all(line.as_bytes())?;
         w.write_all(b"\n")
@@ -144,9 +127,7 @@ pub enum GenError {
     EmptyRegistry,
     #[error("region `{0}` appears twice in the registry")]
     DuplicateRegion(String),
-    #[error(
-        "region `{code}` has parent `{parent}`, which is not in the registry (or forms a cycle)"
-    )]
+    #[error("region `{code}` has parent `{parent}`, which is not in the registry (or forms a cycle)")]
     UnknownParent { code: String, parent: String },
     #[error("the start {0} is not a local midnight (+08:00)")]
     StartNotMidnight(String),
@@ -214,13 +195,7 @@ fn build_cells(tree: &Tree<'_>, volume: f64, seed: u64) -> (Vec<Cell>, usize) {
             *slot = pop * inten[s] * (common + CELL_SOURCE_SD * rng.normal() - bias).exp();
         }
         weights.push(w);
-        cells.push(Cell {
-            code: region.code.clone(),
-            kind,
-            district,
-            pop,
-            base: [0.0; 4],
-        });
+        cells.push(Cell { code: region.code.clone(), kind, district, pop, base: [0.0; 4] });
     }
     // Share each city-wide target out in proportion to the weights, so the expected city total
     // is the target whatever the registry looks like.
@@ -229,11 +204,7 @@ fn build_cells(tree: &Tree<'_>, volume: f64, seed: u64) -> (Vec<Cell>, usize) {
         let total: f64 = weights.iter().map(|w| w[s]).sum();
         let target = DAILY_TARGET[s] * volume * if s == Src::Case as usize { filing } else { 1.0 };
         for (cell, w) in cells.iter_mut().zip(&weights) {
-            cell.base[s] = if total > 0.0 {
-                target * w[s] / total
-            } else {
-                0.0
-            };
+            cell.base[s] = if total > 0.0 { target * w[s] / total } else { 0.0 };
         }
     }
     (cells, district_ids.len())
@@ -255,15 +226,7 @@ impl SolvedQueue {
     /// Decides whether a criminal case filed at `filed` will be solved and, if so, schedules
     /// its `solved` event 5–90 days later in working hours. `clearance_factor` scales the
     /// type's usual clearance rate. Administrative cases are not followed up.
-    pub fn schedule(
-        &mut self,
-        rng: &mut Rng,
-        filed: Ts,
-        cell: u32,
-        ty: u8,
-        severity: u8,
-        clearance_factor: f64,
-    ) {
+    pub fn schedule(&mut self, rng: &mut Rng, filed: Ts, cell: u32, ty: u8, severity: u8, clearance_factor: f64) {
         let ct = &CASE_MIX[ty as usize];
         if !ct.criminal || !rng.chance(ct.clearance * clearance_factor) {
             return;
@@ -279,8 +242,7 @@ impl SolvedQueue {
         let hour = rng.pick(&SOLVED_HOURS) as i64;
         let ts = local_day * DAY - LOCAL_OFFSET.0 + hour * HOUR + rng.below(3600) as i64 * SECOND;
         self.next_seq += 1;
-        self.heap
-            .push(Reverse((ts, self.next_seq, cell, ty, severity)));
+        self.heap.push(Reverse((ts, self.next_seq, cell, ty, severity)));
     }
 
     /// Moves the solved events due before `until` into `out`, dropping any that fall before
@@ -292,15 +254,7 @@ impl SolvedQueue {
             }
             self.heap.pop();
             if ts >= from {
-                out.push(RawEvent {
-                    ts,
-                    cell,
-                    attrs: Attrs::Case {
-                        ty,
-                        severity,
-                        solved: true,
-                    },
-                });
+                out.push(RawEvent { ts, cell, attrs: Attrs::Case { ty, severity, solved: true } });
             }
         }
     }
@@ -308,23 +262,16 @@ impl SolvedQueue {
 
 /// Working-hours profile for case closures (08:00–19:00, thin at the edges).
 const SOLVED_HOURS: [f64; 24] = [
-    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.2, 1.1, 0.5, 0.7, 1.1, 1.2, 1.1, 0.9, 0.4,
-    0.2, 0.0, 0.0, 0.0, 0.0,
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.2, 1.1, 0.5, 0.7, 1.1, 1.2, 1.1, 0.9, 0.4, 0.2, 0.0, 0.0, 0.0,
+    0.0,
 ];
 
 /// Generates `cfg.days` days of events for every leaf region of `regions`, hour by hour, and
 /// hands each event to `sink` as one JSON line. Within each source, events arrive in
 /// non-decreasing event time. Returns the incidents that were injected.
-pub fn generate(
-    cfg: &GenConfig,
-    regions: &[RegionSpec],
-    sink: &mut impl EventSink,
-) -> Result<GroundTruth, GenError> {
+pub fn generate(cfg: &GenConfig, regions: &[RegionSpec], sink: &mut impl EventSink) -> Result<GroundTruth, GenError> {
     if (cfg.start + LOCAL_OFFSET.0).rem_euclid(DAY) != 0 {
-        return Err(GenError::StartNotMidnight(format_local(
-            cfg.start,
-            LOCAL_OFFSET,
-        )));
+        return Err(GenError::StartNotMidnight(format_local(cfg.start, LOCAL_OFFSET)));
     }
     if !cfg.volume.is_finite() || cfg.volume < 0.0 {
         return Err(GenError::BadVolume(cfg.volume));
@@ -341,10 +288,7 @@ pub fn generate(
     let (cells, n_districts) = build_cells(&tree, cfg.volume, cfg.seed);
     let mut solved = SolvedQueue::default();
     case_history(cfg, &cells, &mix, &mut solved);
-    let mut active: Vec<Active> = incidents
-        .iter()
-        .map(|inc| Active::new(inc, cfg.seed, &tree, &cells))
-        .collect();
+    let mut active: Vec<Active> = incidents.iter().map(|inc| Active::new(inc, cfg.seed, &tree, &cells)).collect();
 
     let mut rng = Rng::new(cfg.seed, stream::BASELINE);
     let mut batch: Vec<RawEvent> = Vec::new();
@@ -381,28 +325,15 @@ pub fn generate(
                             Src::Case => {
                                 let (ty, severity) = mix.case_filed(&mut rng);
                                 solved.schedule(&mut rng, ts, ci as u32, ty, severity, 1.0);
-                                Attrs::Case {
-                                    ty,
-                                    severity,
-                                    solved: false,
-                                }
+                                Attrs::Case { ty, severity, solved: false }
                             }
                             Src::Petition => mix.petition(&mut rng, ctx, cell.kind),
                             Src::Opinion => mix.opinion(&mut rng),
                         };
-                        batch.push(RawEvent {
-                            ts,
-                            cell: ci as u32,
-                            attrs,
-                        });
+                        batch.push(RawEvent { ts, cell: ci as u32, attrs });
                     }
                 }
-                let hour_in = Hour {
-                    start: hour_start,
-                    ctx,
-                    mix: &mix,
-                    cells: &cells,
-                };
+                let hour_in = Hour { start: hour_start, ctx, mix: &mix, cells: &cells };
                 for inc in active.iter_mut() {
                     inc.hour_events(src, &hour_in, &mut batch, &mut solved);
                 }

@@ -18,8 +18,8 @@ use vigil_model::{RegionSpec, Ts};
 use crate::city::AreaKind;
 use crate::r#gen::{Cell, GenError, SolvedQueue};
 use crate::mix::{
-    Attrs, HourCtx, Mix, PLATFORMS, RawEvent, Src, VISIT, case_severity, case_type_index,
-    channel_weights, opinion_with, petition_with, police_of_type, police_type_index, topic_index,
+    Attrs, HourCtx, Mix, PLATFORMS, RawEvent, Src, VISIT, case_severity, case_type_index, channel_weights,
+    opinion_with, petition_with, police_of_type, police_type_index, topic_index,
 };
 use crate::rng::{Rng, fnv1a, stream};
 use crate::tree::Tree;
@@ -69,18 +69,10 @@ impl IncidentKind {
     /// The affected sources and each one's share of the baseline that the strength multiplies.
     fn components(self) -> &'static [(Src, f64)] {
         match self {
-            IncidentKind::LabourDisputeWave => &[
-                (Src::Petition, 0.08),
-                (Src::Police, 0.03),
-                (Src::Opinion, 0.05),
-            ],
+            IncidentKind::LabourDisputeWave => &[(Src::Petition, 0.08), (Src::Police, 0.03), (Src::Opinion, 0.05)],
             IncidentKind::NegativeOpinionBurst => &[(Src::Opinion, 0.30)],
             IncidentKind::CrimeSpree => &[(Src::Police, 0.12), (Src::Case, 0.30)],
-            IncidentKind::MassGathering => &[
-                (Src::Police, 0.08),
-                (Src::Petition, 0.15),
-                (Src::Opinion, 0.08),
-            ],
+            IncidentKind::MassGathering => &[(Src::Police, 0.08), (Src::Petition, 0.15), (Src::Opinion, 0.08)],
             IncidentKind::FraudWave => &[(Src::Police, 0.07), (Src::Case, 0.25)],
             IncidentKind::DemolitionDispute => &[(Src::Petition, 0.08)],
         }
@@ -128,12 +120,7 @@ impl IncidentKind {
     /// Whether the incident typically starts in the working day (people gather and offices
     /// open then), which the automatic plan uses to pick a start hour.
     fn starts_in_office_hours(self) -> bool {
-        matches!(
-            self,
-            IncidentKind::LabourDisputeWave
-                | IncidentKind::MassGathering
-                | IncidentKind::DemolitionDispute
-        )
+        matches!(self, IncidentKind::LabourDisputeWave | IncidentKind::MassGathering | IncidentKind::DemolitionDispute)
     }
 }
 
@@ -266,34 +253,23 @@ pub(crate) fn plan(seed: u64, days: u32, start: Ts, tree: &Tree<'_>) -> Vec<Inci
         let free: Vec<usize> = districts
             .iter()
             .copied()
-            .filter(|d| {
-                busy.iter()
-                    .all(|&(bd, bs, be)| bd != *d || end + 2 * DAY <= bs || be + 2 * DAY <= t)
-            })
+            .filter(|d| busy.iter().all(|&(bd, bs, be)| bd != *d || end + 2 * DAY <= bs || be + 2 * DAY <= t))
             .collect();
         if free.is_empty() {
             continue;
         }
         // Prefer the districts that have had the fewest incidents so far, so that the plan
         // spreads over the city instead of returning to one place.
-        let fewest = free
-            .iter()
-            .map(|d| busy.iter().filter(|b| b.0 == *d).count())
-            .min();
-        let free: Vec<usize> = free
-            .into_iter()
-            .filter(|d| Some(busy.iter().filter(|b| b.0 == *d).count()) == fewest)
-            .collect();
+        let fewest = free.iter().map(|d| busy.iter().filter(|b| b.0 == *d).count()).min();
+        let free: Vec<usize> =
+            free.into_iter().filter(|d| Some(busy.iter().filter(|b| b.0 == *d).count()) == fewest).collect();
         let district = free[rng.below(free.len() as u64) as usize];
         let streets: Vec<usize> = (0..tree.regions.len())
             .filter(|&s| tree.parent[s] == Some(district) && !tree.leaves_under[s].is_empty())
             .collect();
         let on_street = rng.chance(kind.street_chance());
-        let region = if on_street && !streets.is_empty() {
-            streets[rng.below(streets.len() as u64) as usize]
-        } else {
-            district
-        };
+        let region =
+            if on_street && !streets.is_empty() { streets[rng.below(streets.len() as u64) as usize] } else { district };
         let (smin, smax) = kind.strength_range();
         // A small township produces so few events that a wave of the usual relative size is a
         // handful of calls; scaling strength up with 1/sqrt(population) keeps small-region
@@ -318,18 +294,12 @@ pub(crate) fn plan(seed: u64, days: u32, start: Ts, tree: &Tree<'_>) -> Vec<Inci
 pub(crate) fn validate(incidents: &[Incident], tree: &Tree<'_>) -> Result<(), GenError> {
     let mut ids = std::collections::BTreeSet::new();
     for inc in incidents {
-        let bad = |reason: &str| GenError::BadIncident {
-            id: inc.id.clone(),
-            reason: reason.into(),
-        };
+        let bad = |reason: &str| GenError::BadIncident { id: inc.id.clone(), reason: reason.into() };
         if inc.id.is_empty() || !ids.insert(inc.id.as_str()) {
             return Err(bad("the id is empty or used twice"));
         }
         let Some(&r) = tree.index.get(inc.region.as_str()) else {
-            return Err(bad(&format!(
-                "region `{}` is not in the registry",
-                inc.region
-            )));
+            return Err(bad(&format!("region `{}` is not in the registry", inc.region)));
         };
         if tree.leaves_under[r].is_empty() {
             return Err(bad("the region has no cells under it"));
@@ -382,14 +352,8 @@ pub(crate) struct Hour<'a> {
 }
 
 /// Risk topics an opinion burst can be about (the `risk_topics` taxonomy of the default rules).
-const BURST_TOPICS: [&str; 6] = [
-    "wage_arrears",
-    "land_acquisition",
-    "demolition",
-    "housing_delivery",
-    "fundraising_loss",
-    "public_safety",
-];
+const BURST_TOPICS: [&str; 6] =
+    ["wage_arrears", "land_acquisition", "demolition", "housing_delivery", "fundraising_loss", "public_safety"];
 
 /// Share of an incident's events that fall in its focal cells.
 const FOCAL_SHARE: f64 = 0.7;
@@ -399,10 +363,7 @@ impl Active {
         let mut rng = Rng::new(seed ^ fnv1a(inc.id.as_bytes()), stream::INCIDENT);
         let r = tree.index[inc.region.as_str()];
         let under = tree.leaves_under[r].clone();
-        let cell_weights: Vec<f64> = under
-            .iter()
-            .map(|&c| cells[c as usize].pop.max(1.0))
-            .collect();
+        let cell_weights: Vec<f64> = under.iter().map(|&c| cells[c as usize].pop.max(1.0)).collect();
         let mut base_daily = [0.0; 4];
         for &c in &under {
             for (s, b) in base_daily.iter_mut().enumerate() {
@@ -417,32 +378,12 @@ impl Active {
         let mut platforms: Vec<u8> = (0..PLATFORMS.len() as u8).collect();
         rng.shuffle(&mut platforms);
         platforms.truncate(3 + rng.below(2) as usize);
-        Active {
-            inc: inc.clone(),
-            rng,
-            cells: under,
-            cell_weights,
-            focal,
-            base_daily,
-            topic,
-            platforms,
-        }
+        Active { inc: inc.clone(), rng, cells: under, cell_weights, focal, base_daily, topic, platforms }
     }
 
     /// Adds this incident's events of `src` for the hour starting at `hour_start`.
-    pub fn hour_events(
-        &mut self,
-        src: Src,
-        hour: &Hour<'_>,
-        out: &mut Vec<RawEvent>,
-        solved: &mut SolvedQueue,
-    ) {
-        let Hour {
-            start: hour_start,
-            ctx,
-            mix,
-            cells,
-        } = *hour;
+    pub fn hour_events(&mut self, src: Src, hour: &Hour<'_>, out: &mut Vec<RawEvent>, solved: &mut SolvedQueue) {
+        let Hour { start: hour_start, ctx, mix, cells } = *hour;
         let Some(&(_, share)) = self.inc.kind.components().iter().find(|(s, _)| *s == src) else {
             return;
         };
@@ -498,27 +439,13 @@ impl Active {
                 petition_with(rng, ch, topic_index("wage_arrears"), 0.45, 0.35, (10, 60))
             }
             (IncidentKind::LabourDisputeWave, Src::Police) => {
-                let ty = pick_named(
-                    rng,
-                    &[
-                        ("labour_dispute", 0.8),
-                        ("crowd_gathering", 0.12),
-                        ("road_blocking", 0.08),
-                    ],
-                );
+                let ty =
+                    pick_named(rng, &[("labour_dispute", 0.8), ("crowd_gathering", 0.12), ("road_blocking", 0.08)]);
                 police_of_type(rng, police_type_index(ty), 0, kind)
             }
             (IncidentKind::LabourDisputeWave, _) => {
                 let platform = rng.pick(&[22.0, 20.0, 20.0, 8.0, 10.0, 8.0, 7.0, 5.0]) as u8;
-                opinion_with(
-                    rng,
-                    platform,
-                    topic_index("wage_arrears"),
-                    -0.55,
-                    0.3,
-                    2.0,
-                    0.01,
-                )
+                opinion_with(rng, platform, topic_index("wage_arrears"), -0.55, 0.3, 2.0, 0.01)
             }
             (IncidentKind::NegativeOpinionBurst, _) => {
                 let platform = if rng.chance(0.75) {
@@ -529,38 +456,16 @@ impl Active {
                 opinion_with(rng, platform, self.topic, -0.6, 0.25, 4.0, 0.03)
             }
             (IncidentKind::CrimeSpree, Src::Police) => {
-                let ty = pick_named(
-                    rng,
-                    &[("theft", 0.55), ("burglary", 0.35), ("robbery", 0.10)],
-                );
+                let ty = pick_named(rng, &[("theft", 0.55), ("burglary", 0.35), ("robbery", 0.10)]);
                 police_of_type(rng, police_type_index(ty), 0, kind)
             }
             (IncidentKind::CrimeSpree, _) => {
-                let ty = pick_named(
-                    rng,
-                    &[
-                        ("theft", 0.5),
-                        ("burglary", 0.35),
-                        ("robbery", 0.08),
-                        ("snatching", 0.07),
-                    ],
-                );
+                let ty = pick_named(rng, &[("theft", 0.5), ("burglary", 0.35), ("robbery", 0.08), ("snatching", 0.07)]);
                 let ty = case_type_index(ty);
-                Attrs::Case {
-                    ty,
-                    severity: case_severity(rng, ty),
-                    solved: false,
-                }
+                Attrs::Case { ty, severity: case_severity(rng, ty), solved: false }
             }
             (IncidentKind::MassGathering, Src::Police) => {
-                let ty = pick_named(
-                    rng,
-                    &[
-                        ("crowd_gathering", 0.5),
-                        ("road_blocking", 0.3),
-                        ("sit_in", 0.2),
-                    ],
-                );
+                let ty = pick_named(rng, &[("crowd_gathering", 0.5), ("road_blocking", 0.3), ("sit_in", 0.2)]);
                 police_of_type(rng, police_type_index(ty), -1, kind)
             }
             (IncidentKind::MassGathering, Src::Petition) => {
@@ -573,17 +478,11 @@ impl Active {
                 let platform = rng.below(PLATFORMS.len() as u64) as u8;
                 opinion_with(rng, platform, topic_index(topic), -0.5, 0.3, 3.0, 0.02)
             }
-            (IncidentKind::FraudWave, Src::Police) => {
-                police_of_type(rng, police_type_index("fraud"), 0, kind)
-            }
+            (IncidentKind::FraudWave, Src::Police) => police_of_type(rng, police_type_index("fraud"), 0, kind),
             (IncidentKind::FraudWave, _) => {
                 let ty = pick_named(rng, &[("telecom_fraud", 0.8), ("fraud", 0.2)]);
                 let ty = case_type_index(ty);
-                Attrs::Case {
-                    ty,
-                    severity: case_severity(rng, ty),
-                    solved: false,
-                }
+                Attrs::Case { ty, severity: case_severity(rng, ty), solved: false }
             }
             (IncidentKind::DemolitionDispute, _) => {
                 let topic = pick_named(rng, &[("demolition", 0.6), ("land_acquisition", 0.4)]);
@@ -627,16 +526,9 @@ mod tests {
         let start = default_start();
         for seed in 0..20u64 {
             let plan = auto_incidents(seed, 60, start, &city);
-            assert!(
-                (6..=10).contains(&plan.len()),
-                "seed {seed}: {} incidents",
-                plan.len()
-            );
+            assert!((6..=10).contains(&plan.len()), "seed {seed}: {} incidents", plan.len());
             for kind in IncidentKind::ALL {
-                assert!(
-                    plan.iter().any(|i| i.kind == kind),
-                    "seed {seed}: no {kind}"
-                );
+                assert!(plan.iter().any(|i| i.kind == kind), "seed {seed}: no {kind}");
             }
             for (i, a) in plan.iter().enumerate() {
                 assert!(a.start >= start + WARM_UP_DAYS as i64 * DAY);
@@ -647,10 +539,7 @@ mod tests {
                 for b in &plan[i + 1..] {
                     let rb = tree.index[b.region.as_str()];
                     if tree.district[ra] == tree.district[rb] {
-                        assert!(
-                            a.end() <= b.start || b.end() <= a.start,
-                            "{a:?} overlaps {b:?}"
-                        );
+                        assert!(a.end() <= b.start || b.end() <= a.start, "{a:?} overlaps {b:?}");
                     }
                 }
             }

@@ -16,8 +16,7 @@ mod tree;
 
 pub use city::{CITY_CODE, CITY_NAME, default_city, write_regions_csv};
 pub use r#gen::{
-    EventSink, GenConfig, GenError, IncidentPlan, JsonlSink, LOCAL_OFFSET, MemorySink,
-    default_start, generate,
+    EventSink, GenConfig, GenError, IncidentPlan, JsonlSink, LOCAL_OFFSET, MemorySink, default_start, generate,
 };
 pub use incident::{GroundTruth, Incident, IncidentKind, WARM_UP_DAYS, auto_incidents};
 pub use mix::SOURCES;

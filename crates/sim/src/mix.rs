@@ -112,17 +112,11 @@ const POLICE_MIX: [(f64, f64, u8); 26] = [
 ];
 
 /// Priority 1..4 probabilities per urgency class; most calls end up 3 or 4.
-const PRIORITY_BY_URGENCY: [[f64; 4]; 3] = [
-    [0.30, 0.45, 0.20, 0.05],
-    [0.05, 0.25, 0.50, 0.20],
-    [0.01, 0.06, 0.45, 0.48],
-];
+const PRIORITY_BY_URGENCY: [[f64; 4]; 3] =
+    [[0.30, 0.45, 0.20, 0.05], [0.05, 0.25, 0.50, 0.20], [0.01, 0.06, 0.45, 0.48]];
 
 pub(crate) fn police_type_index(name: &str) -> u8 {
-    INCIDENT_TYPES
-        .iter()
-        .position(|t| *t == name)
-        .expect("known incident type") as u8
+    INCIDENT_TYPES.iter().position(|t| *t == name).expect("known incident type") as u8
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,12 +162,7 @@ pub(crate) struct CaseType {
 }
 
 const fn ct(weight: f64, criminal: bool, severity: [f64; 5], clearance: f64) -> CaseType {
-    CaseType {
-        weight,
-        criminal,
-        severity,
-        clearance,
-    }
+    CaseType { weight, criminal, severity, clearance }
 }
 
 pub(crate) const CASE_MIX: [CaseType; 24] = [
@@ -204,21 +193,14 @@ pub(crate) const CASE_MIX: [CaseType; 24] = [
 ];
 
 pub(crate) fn case_type_index(name: &str) -> u8 {
-    CASE_TYPES
-        .iter()
-        .position(|t| *t == name)
-        .expect("known case type") as u8
+    CASE_TYPES.iter().position(|t| *t == name).expect("known case type") as u8
 }
 
 /// Filings per day such that filings plus the solved events they later produce meet the
 /// daily case target: solved events arrive at the filing rate times the criminal clearance.
 pub(crate) fn case_filing_share() -> f64 {
     let total: f64 = CASE_MIX.iter().map(|c| c.weight).sum();
-    let solved: f64 = CASE_MIX
-        .iter()
-        .filter(|c| c.criminal)
-        .map(|c| c.weight * c.clearance)
-        .sum();
+    let solved: f64 = CASE_MIX.iter().filter(|c| c.criminal).map(|c| c.weight * c.clearance).sum();
     1.0 / (1.0 + solved / total)
 }
 
@@ -262,45 +244,30 @@ pub(crate) fn topic_index(name: &str) -> u8 {
 /// Petition topic shares (percent) for an urban district, and multipliers by area kind:
 /// land and demolition grievances concentrate where land is being taken, property-management
 /// complaints where there are housing estates.
-const PETITION_TOPICS: [f64; 18] = [
-    5.0, 2.0, 2.0, 4.0, 3.0, 8.0, 4.0, 14.0, 12.0, 2.0, 9.0, 7.0, 6.0, 6.0, 7.0, 3.0, 1.0, 5.0,
-];
-const PETITION_TOPIC_CORE: [f64; 18] = [
-    0.8, 0.3, 1.5, 0.6, 1.0, 1.0, 1.0, 1.2, 1.2, 0.5, 0.9, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-];
-const PETITION_TOPIC_NEW: [f64; 18] = [
-    1.8, 2.0, 1.5, 2.0, 1.2, 0.8, 0.8, 1.0, 1.0, 1.5, 1.3, 1.0, 0.9, 0.8, 0.9, 1.0, 1.0, 1.0,
-];
-const PETITION_TOPIC_COUNTY: [f64; 18] = [
-    1.2, 2.5, 1.2, 0.6, 0.8, 1.3, 1.3, 0.4, 0.6, 3.0, 1.1, 0.9, 1.0, 1.0, 1.2, 1.0, 1.2, 1.0,
-];
+const PETITION_TOPICS: [f64; 18] =
+    [5.0, 2.0, 2.0, 4.0, 3.0, 8.0, 4.0, 14.0, 12.0, 2.0, 9.0, 7.0, 6.0, 6.0, 7.0, 3.0, 1.0, 5.0];
+const PETITION_TOPIC_CORE: [f64; 18] =
+    [0.8, 0.3, 1.5, 0.6, 1.0, 1.0, 1.0, 1.2, 1.2, 0.5, 0.9, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const PETITION_TOPIC_NEW: [f64; 18] =
+    [1.8, 2.0, 1.5, 2.0, 1.2, 0.8, 0.8, 1.0, 1.0, 1.5, 1.3, 1.0, 0.9, 0.8, 0.9, 1.0, 1.0, 1.0];
+const PETITION_TOPIC_COUNTY: [f64; 18] =
+    [1.2, 2.5, 1.2, 0.6, 0.8, 1.3, 1.3, 0.4, 0.6, 3.0, 1.1, 0.9, 1.0, 1.0, 1.2, 1.0, 1.2, 1.0];
 
-const OPINION_TOPICS: [f64; 18] = [
-    3.0, 1.5, 1.5, 5.0, 2.0, 4.0, 3.0, 8.0, 10.0, 1.0, 9.0, 14.0, 10.0, 8.0, 5.0, 8.0, 1.0, 6.0,
-];
+const OPINION_TOPICS: [f64; 18] =
+    [3.0, 1.5, 1.5, 5.0, 2.0, 4.0, 3.0, 8.0, 10.0, 1.0, 9.0, 14.0, 10.0, 8.0, 5.0, 8.0, 1.0, 6.0];
 
 /// Mean sentiment per topic: grievance topics read clearly negative, the catch-all neutral.
 const SENTIMENT_MEAN: [f64; 18] = [
-    -0.30, -0.30, -0.30, -0.28, -0.18, -0.12, -0.08, -0.15, -0.15, -0.12, -0.15, -0.10, -0.05,
-    -0.12, -0.10, -0.20, -0.35, 0.0,
+    -0.30, -0.30, -0.30, -0.28, -0.18, -0.12, -0.08, -0.15, -0.15, -0.12, -0.15, -0.10, -0.05, -0.12, -0.10, -0.20,
+    -0.35, 0.0,
 ];
 pub(crate) const SENTIMENT_SD: f64 = 0.35;
 
-pub(crate) const PLATFORMS: [&str; 8] = [
-    "weibo",
-    "wechat",
-    "douyin",
-    "kuaishou",
-    "toutiao",
-    "xiaohongshu",
-    "forum",
-    "news_site",
-];
+pub(crate) const PLATFORMS: [&str; 8] =
+    ["weibo", "wechat", "douyin", "kuaishou", "toutiao", "xiaohongshu", "forum", "news_site"];
 const PLATFORM_MIX: [f64; 8] = [22.0, 20.0, 20.0, 8.0, 10.0, 8.0, 7.0, 5.0];
 /// Median reach of an ordinary item per platform (views or readers).
-const PLATFORM_REACH: [f64; 8] = [
-    800.0, 500.0, 2_000.0, 1_200.0, 1_000.0, 400.0, 150.0, 3_000.0,
-];
+const PLATFORM_REACH: [f64; 8] = [800.0, 500.0, 2_000.0, 1_200.0, 1_000.0, 400.0, 150.0, 3_000.0];
 const REACH_SIGMA: f64 = 1.5;
 pub(crate) const VIRAL_P: f64 = 0.002;
 const COUNT_CAP: u64 = 1_000_000_000;
@@ -309,24 +276,24 @@ const COUNT_CAP: u64 = 1_000_000_000;
 // Time profiles.
 
 const HOUR_POLICE: [f64; 24] = [
-    1.0, 0.8, 0.6, 0.45, 0.35, 0.35, 0.45, 0.65, 0.85, 0.95, 1.0, 1.05, 1.05, 1.0, 1.0, 1.05, 1.1,
-    1.15, 1.25, 1.45, 1.6, 1.6, 1.5, 1.25,
+    1.0, 0.8, 0.6, 0.45, 0.35, 0.35, 0.45, 0.65, 0.85, 0.95, 1.0, 1.05, 1.05, 1.0, 1.0, 1.05, 1.1, 1.15, 1.25, 1.45,
+    1.6, 1.6, 1.5, 1.25,
 ];
 const HOUR_CASE: [f64; 24] = [
-    0.25, 0.2, 0.15, 0.1, 0.1, 0.1, 0.2, 0.5, 1.2, 1.6, 1.7, 1.6, 1.0, 1.1, 1.6, 1.7, 1.6, 1.4,
-    1.0, 0.8, 0.7, 0.6, 0.5, 0.35,
+    0.25, 0.2, 0.15, 0.1, 0.1, 0.1, 0.2, 0.5, 1.2, 1.6, 1.7, 1.6, 1.0, 1.1, 1.6, 1.7, 1.6, 1.4, 1.0, 0.8, 0.7, 0.6,
+    0.5, 0.35,
 ];
 const HOUR_PETITION_WEEKDAY: [f64; 24] = [
-    0.15, 0.08, 0.05, 0.04, 0.04, 0.06, 0.15, 0.5, 1.6, 2.3, 2.4, 2.1, 1.2, 1.4, 2.2, 2.3, 2.1,
-    1.6, 0.9, 0.7, 0.6, 0.5, 0.35, 0.25,
+    0.15, 0.08, 0.05, 0.04, 0.04, 0.06, 0.15, 0.5, 1.6, 2.3, 2.4, 2.1, 1.2, 1.4, 2.2, 2.3, 2.1, 1.6, 0.9, 0.7, 0.6,
+    0.5, 0.35, 0.25,
 ];
 const HOUR_PETITION_WEEKEND: [f64; 24] = [
-    0.3, 0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 0.9, 1.3, 1.5, 1.5, 1.3, 1.3, 1.4, 1.4, 1.3, 1.2,
-    1.1, 1.1, 1.0, 0.9, 0.7, 0.5,
+    0.3, 0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 0.9, 1.3, 1.5, 1.5, 1.3, 1.3, 1.4, 1.4, 1.3, 1.2, 1.1, 1.1, 1.0, 0.9,
+    0.7, 0.5,
 ];
 const HOUR_OPINION: [f64; 24] = [
-    0.9, 0.6, 0.4, 0.25, 0.2, 0.2, 0.3, 0.55, 0.8, 0.95, 1.0, 1.05, 1.2, 1.15, 1.0, 0.95, 0.95,
-    1.0, 1.1, 1.3, 1.55, 1.7, 1.6, 1.3,
+    0.9, 0.6, 0.4, 0.25, 0.2, 0.2, 0.3, 0.55, 0.8, 0.95, 1.0, 1.05, 1.2, 1.15, 1.0, 0.95, 0.95, 1.0, 1.1, 1.3, 1.55,
+    1.7, 1.6, 1.3,
 ];
 
 /// Day-of-week factors, Monday first. Calls rise on Friday and Saturday nights; petitions
@@ -394,10 +361,7 @@ impl Mix {
         let hour = [
             [police, police],
             [case, case],
-            [
-                normalised(HOUR_PETITION_WEEKDAY),
-                normalised(HOUR_PETITION_WEEKEND),
-            ],
+            [normalised(HOUR_PETITION_WEEKDAY), normalised(HOUR_PETITION_WEEKEND)],
             [opinion, opinion],
         ];
         let dow = DOW.map(normalised);
@@ -405,24 +369,14 @@ impl Mix {
         let police_night = POLICE_MIX.map(|(w, night, _)| w * night);
         let case_weights = CASE_MIX.each_ref().map(|c| c.weight);
         let mut petition_topics = [[0.0; 18]; 4];
-        for (slot, mult) in [
-            (0, PETITION_TOPIC_CORE),
-            (1, [1.0; 18]),
-            (2, PETITION_TOPIC_NEW),
-            (3, PETITION_TOPIC_COUNTY),
-        ] {
+        for (slot, mult) in
+            [(0, PETITION_TOPIC_CORE), (1, [1.0; 18]), (2, PETITION_TOPIC_NEW), (3, PETITION_TOPIC_COUNTY)]
+        {
             for i in 0..18 {
                 petition_topics[slot][i] = PETITION_TOPICS[i] * mult[i];
             }
         }
-        Mix {
-            hour,
-            dow,
-            police_day,
-            police_night,
-            case_weights,
-            petition_topics,
-        }
+        Mix { hour, dow, police_day, police_night, case_weights, petition_topics }
     }
 
     /// The relative rate of a source in a local hour: hour-of-day times day-of-week, with
@@ -433,11 +387,7 @@ impl Mix {
     }
 
     pub fn police(&self, rng: &mut Rng, ctx: HourCtx, kind: AreaKind) -> Attrs {
-        let weights = if ctx.night() {
-            &self.police_night
-        } else {
-            &self.police_day
-        };
+        let weights = if ctx.night() { &self.police_night } else { &self.police_day };
         let ty = rng.pick(weights) as u8;
         police_of_type(rng, ty, 0, kind)
     }
@@ -467,15 +417,7 @@ impl Mix {
     pub fn opinion(&self, rng: &mut Rng) -> Attrs {
         let platform = rng.pick(&PLATFORM_MIX) as u8;
         let topic = rng.pick(&OPINION_TOPICS) as u8;
-        opinion_with(
-            rng,
-            platform,
-            topic,
-            SENTIMENT_MEAN[topic as usize],
-            SENTIMENT_SD,
-            1.0,
-            VIRAL_P,
-        )
+        opinion_with(rng, platform, topic, SENTIMENT_MEAN[topic as usize], SENTIMENT_SD, 1.0, VIRAL_P)
     }
 }
 
@@ -512,11 +454,7 @@ pub(crate) fn police_of_type(rng: &mut Rng, ty: u8, urgency_shift: i32, kind: Ar
         };
         Some(rng.lognormal(12.0 * p * area, 0.45).clamp(0.5, 1440.0))
     };
-    Attrs::Police {
-        ty,
-        priority,
-        response,
-    }
+    Attrs::Police { ty, priority, response }
 }
 
 pub(crate) fn case_severity(rng: &mut Rng, ty: u8) -> u8 {
@@ -553,15 +491,9 @@ pub(crate) fn petition_with(
         None
     };
     let repeat_flag = rng.chance(0.85).then(|| rng.chance(repeat));
-    let resolved_p = if channel == 1 { 0.75 } else { 0.62 };
+    let resolved_p = if channel == 1 { 0.93 } else { 0.88 };
     let resolved_flag = rng.chance(0.8).then(|| rng.chance(resolved_p));
-    Attrs::Petition {
-        channel,
-        topic,
-        repeat: repeat_flag,
-        resolved: resolved_flag,
-        group: group_size,
-    }
+    Attrs::Petition { channel, topic, repeat: repeat_flag, resolved: resolved_flag, group: group_size }
 }
 
 /// An opinion item. `engagement_boost` scales interaction (a heated thread draws more);
@@ -600,30 +532,10 @@ pub(crate) fn opinion_with(
 /// The attributes of one event, as indices into the vocabularies above.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Attrs {
-    Police {
-        ty: u8,
-        priority: u8,
-        response: Option<f64>,
-    },
-    Case {
-        ty: u8,
-        severity: u8,
-        solved: bool,
-    },
-    Petition {
-        channel: u8,
-        topic: u8,
-        repeat: Option<bool>,
-        resolved: Option<bool>,
-        group: Option<u32>,
-    },
-    Opinion {
-        platform: u8,
-        topic: u8,
-        sentiment: f64,
-        reach: Option<u64>,
-        engagement: Option<u64>,
-    },
+    Police { ty: u8, priority: u8, response: Option<f64> },
+    Case { ty: u8, severity: u8, solved: bool },
+    Petition { channel: u8, topic: u8, repeat: Option<bool>, resolved: Option<bool>, group: Option<u32> },
+    Opinion { platform: u8, topic: u8, sentiment: f64, reach: Option<u64>, engagement: Option<u64> },
 }
 
 /// One generated event before it is given an id.
@@ -649,31 +561,16 @@ fn push_fixed(out: &mut String, x: f64, decimals: usize) {
 /// Appends one event as a JSON object (no newline). The attribute names are written in
 /// declaration order; all strings here are plain ASCII or digits and need no escaping.
 pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, attrs: &Attrs) {
-    let _ = write!(
-        out,
-        "{{\"id\":\"{id}\",\"region\":\"{region}\",\"ts\":\"{ts}\",\"attrs\":{{"
-    );
+    let _ = write!(out, "{{\"id\":\"{id}\",\"region\":\"{region}\",\"ts\":\"{ts}\",\"attrs\":{{");
     match *attrs {
-        Attrs::Police {
-            ty,
-            priority,
-            response,
-        } => {
-            let _ = write!(
-                out,
-                "\"incident_type\":\"{}\",\"priority\":{priority}",
-                INCIDENT_TYPES[ty as usize]
-            );
+        Attrs::Police { ty, priority, response } => {
+            let _ = write!(out, "\"incident_type\":\"{}\",\"priority\":{priority}", INCIDENT_TYPES[ty as usize]);
             if let Some(r) = response {
                 out.push_str(",\"response_minutes\":");
                 push_fixed(out, r, 1);
             }
         }
-        Attrs::Case {
-            ty,
-            severity,
-            solved,
-        } => {
+        Attrs::Case { ty, severity, solved } => {
             let status = if solved { "solved" } else { "filed" };
             let _ = write!(
                 out,
@@ -681,18 +578,9 @@ pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, at
                 CASE_TYPES[ty as usize]
             );
         }
-        Attrs::Petition {
-            channel,
-            topic,
-            repeat,
-            resolved,
-            group,
-        } => {
-            let _ = write!(
-                out,
-                "\"channel\":\"{}\",\"topic\":\"{}\"",
-                CHANNELS[channel as usize], TOPICS[topic as usize]
-            );
+        Attrs::Petition { channel, topic, repeat, resolved, group } => {
+            let _ =
+                write!(out, "\"channel\":\"{}\",\"topic\":\"{}\"", CHANNELS[channel as usize], TOPICS[topic as usize]);
             if let Some(b) = repeat {
                 let _ = write!(out, ",\"repeat_flag\":{b}");
             }
@@ -703,13 +591,7 @@ pub(crate) fn write_event(out: &mut String, id: &str, region: &str, ts: &str, at
                 let _ = write!(out, ",\"group_size\":{g}");
             }
         }
-        Attrs::Opinion {
-            platform,
-            topic,
-            sentiment,
-            reach,
-            engagement,
-        } => {
+        Attrs::Opinion { platform, topic, sentiment, reach, engagement } => {
             let _ = write!(
                 out,
                 "\"platform\":\"{}\",\"topic\":\"{}\",\"sentiment\":",
@@ -756,18 +638,8 @@ mod tests {
     #[test]
     fn wire_form() {
         let mut s = String::new();
-        let a = Attrs::Police {
-            ty: 0,
-            priority: 3,
-            response: Some(11.46),
-        };
-        write_event(
-            &mut s,
-            "p-20260105-000001",
-            "990101001001",
-            "2026-01-05T10:03:00+08:00",
-            &a,
-        );
+        let a = Attrs::Police { ty: 0, priority: 3, response: Some(11.46) };
+        write_event(&mut s, "p-20260105-000001", "990101001001", "2026-01-05T10:03:00+08:00", &a);
         assert_eq!(
             s,
             r#"{"id":"p-20260105-000001","region":"990101001001","ts":"2026-01-05T10:03:00+08:00","attrs":{"incident_type":"theft","priority":3,"response_minutes":11.5}}"#

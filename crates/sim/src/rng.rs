@@ -56,10 +56,7 @@ impl Rng {
         for chunk in key.chunks_exact_mut(8) {
             chunk.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
         }
-        Rng {
-            inner: ChaCha8Rng::from_seed(key),
-            spare_normal: None,
-        }
+        Rng { inner: ChaCha8Rng::from_seed(key), spare_normal: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -295,14 +292,8 @@ mod tests {
             let (m, v) = moments(&xs);
             let em = shape * scale;
             let ev = shape * scale * scale;
-            assert!(
-                (m / em - 1.0).abs() < 0.04,
-                "gamma({shape},{scale}) mean {m} vs {em}"
-            );
-            assert!(
-                (v / ev - 1.0).abs() < 0.1,
-                "gamma({shape},{scale}) var {v} vs {ev}"
-            );
+            assert!((m / em - 1.0).abs() < 0.04, "gamma({shape},{scale}) mean {m} vs {em}");
+            assert!((v / ev - 1.0).abs() < 0.1, "gamma({shape},{scale}) var {v} vs {ev}");
         }
     }
 
@@ -313,9 +304,7 @@ mod tests {
         let (m, v) = moments(&xs);
         assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.03, "normal {m} {v}");
         for mu in [0.2, 5.0, 60.0] {
-            let xs: Vec<f64> = (0..40_000)
-                .map(|_| r.neg_binomial(mu, 1.8) as f64)
-                .collect();
+            let xs: Vec<f64> = (0..40_000).map(|_| r.neg_binomial(mu, 1.8) as f64).collect();
             let (m, v) = moments(&xs);
             assert!((m / mu - 1.0).abs() < 0.04, "nb mean {m} vs {mu}");
             assert!((v / m / 1.8 - 1.0).abs() < 0.1, "nb dispersion {}", v / m);

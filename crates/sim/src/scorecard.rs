@@ -57,11 +57,8 @@ struct Ancestry<'a> {
 
 impl<'a> Ancestry<'a> {
     fn new(regions: &'a [RegionSpec]) -> Self {
-        let parent = regions
-            .iter()
-            .filter(|r| !r.parent.is_empty())
-            .map(|r| (r.code.as_str(), r.parent.as_str()))
-            .collect();
+        let parent =
+            regions.iter().filter(|r| !r.parent.is_empty()).map(|r| (r.code.as_str(), r.parent.as_str())).collect();
         Ancestry { parent }
     }
 
@@ -85,18 +82,10 @@ impl<'a> Ancestry<'a> {
 
 /// Scores `alerts` against the injected incidents. Records whose `window_end` cannot be
 /// parsed are ignored for matching (they still count in `alerts_opened` and `by_level`).
-pub fn scorecard(
-    truth: &[Incident],
-    alerts: &[AlertRecord],
-    regions: &[RegionSpec],
-    grace_hours: u32,
-) -> Scorecard {
+pub fn scorecard(truth: &[Incident], alerts: &[AlertRecord], regions: &[RegionSpec], grace_hours: u32) -> Scorecard {
     let tree = Ancestry::new(regions);
     let grace = grace_hours as i64 * HOUR;
-    let ends: Vec<Option<Ts>> = alerts
-        .iter()
-        .map(|a| parse_rfc3339(&a.window_end).ok())
-        .collect();
+    let ends: Vec<Option<Ts>> = alerts.iter().map(|a| parse_rfc3339(&a.window_end).ok()).collect();
     let matches = |inc: &Incident, a: &AlertRecord, end: Option<Ts>| -> bool {
         let Some(t) = end else { return false };
         t >= inc.start && t <= inc.end() + grace && tree.related(&inc.region, &a.region)
@@ -156,11 +145,7 @@ pub fn scorecard(
     Scorecard {
         incidents: truth.len(),
         detected,
-        detection_rate: if truth.is_empty() {
-            0.0
-        } else {
-            detected as f64 / truth.len() as f64
-        },
+        detection_rate: if truth.is_empty() { 0.0 } else { detected as f64 / truth.len() as f64 },
         median_delay_hours,
         alerts_opened,
         alerts_outside_incidents,
@@ -171,9 +156,7 @@ pub fn scorecard(
 
 impl fmt::Display for Scorecard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let median = self
-            .median_delay_hours
-            .map_or("-".to_string(), |d| format!("{d:.1} h"));
+        let median = self.median_delay_hours.map_or("-".to_string(), |d| format!("{d:.1} h"));
         writeln!(
             f,
             "incidents detected: {}/{} ({:.0} %), median delay {}",
@@ -182,39 +165,17 @@ impl fmt::Display for Scorecard {
             100.0 * self.detection_rate,
             median
         )?;
-        writeln!(
-            f,
-            "alerts opened: {}, outside incidents: {}",
-            self.alerts_opened, self.alerts_outside_incidents
-        )?;
+        writeln!(f, "alerts opened: {}, outside incidents: {}", self.alerts_opened, self.alerts_outside_incidents)?;
         let levels: Vec<String> = Level::ALL
             .iter()
-            .map(|l| {
-                format!(
-                    "{} {}",
-                    l.as_str(),
-                    self.by_level.get(l.as_str()).copied().unwrap_or(0)
-                )
-            })
+            .map(|l| format!("{} {}", l.as_str(), self.by_level.get(l.as_str()).copied().unwrap_or(0)))
             .collect();
         writeln!(f, "opened+escalated by level: {}", levels.join(", "))?;
         if self.per_incident.is_empty() {
             return Ok(());
         }
-        let idw = self
-            .per_incident
-            .iter()
-            .map(|r| r.id.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
-        let regw = self
-            .per_incident
-            .iter()
-            .map(|r| r.region.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
+        let idw = self.per_incident.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        let regw = self.per_incident.iter().map(|r| r.region.len()).max().unwrap_or(6).max(6);
         writeln!(
             f,
             "{:<idw$}  {:<22}  {:<regw$}  {:<8}  {:>8}  max_level",
@@ -288,30 +249,15 @@ mod tests {
             // Blue on the district above "a": matches but does not detect.
             alert(AlertEvent::Opened, Level::Blue, "990101", t0 + 2 * HOUR),
             // Yellow escalation on the city: detects "a" (ancestor) 10 h in.
-            alert(
-                AlertEvent::Escalated,
-                Level::Yellow,
-                "990100",
-                t0 + 10 * HOUR,
-            ),
+            alert(AlertEvent::Escalated, Level::Yellow, "990100", t0 + 10 * HOUR),
             // Orange on a grid cell under "a", later: raises max_level.
-            alert(
-                AlertEvent::Opened,
-                Level::Orange,
-                "990101001002",
-                t0 + 30 * HOUR,
-            ),
+            alert(AlertEvent::Opened, Level::Orange, "990101001002", t0 + 30 * HOUR),
             // Red on a sibling street: unrelated to "a", and outside every incident.
             alert(AlertEvent::Opened, Level::Red, "990101002", t0 + 5 * HOUR),
             // Yellow on "c"'s district, too early: before the start.
             alert(AlertEvent::Opened, Level::Yellow, "990103", t0 + 99 * HOUR),
             // Yellow opened on "c"'s district inside the grace period after its end.
-            alert(
-                AlertEvent::Opened,
-                Level::Yellow,
-                "990103",
-                t0 + 100 * HOUR + 72 * HOUR + 20 * HOUR,
-            ),
+            alert(AlertEvent::Opened, Level::Yellow, "990103", t0 + 100 * HOUR + 72 * HOUR + 20 * HOUR),
             // Resolved records never detect and are not counted.
             alert(AlertEvent::Resolved, Level::Red, "990101001", t0 + HOUR),
         ];

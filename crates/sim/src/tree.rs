@@ -41,10 +41,7 @@ impl<'a> Tree<'a> {
             }
             let p = *index
                 .get(r.parent.as_str())
-                .ok_or_else(|| GenError::UnknownParent {
-                    code: r.code.clone(),
-                    parent: r.parent.clone(),
-                })?;
+                .ok_or_else(|| GenError::UnknownParent { code: r.code.clone(), parent: r.parent.clone() })?;
             has_child[p] = true;
             parent.push(Some(p));
         }
@@ -65,18 +62,10 @@ impl<'a> Tree<'a> {
                     tree.leaves_under[a].push(pos);
                 }
             }
-            tree.district[i] = chain
-                .iter()
-                .copied()
-                .find(|&a| regions[a].level == "district")
-                .unwrap_or_else(|| {
-                    // Ancestor just below the root, or the root itself.
-                    if chain.len() >= 2 {
-                        chain[chain.len() - 2]
-                    } else {
-                        chain[0]
-                    }
-                });
+            tree.district[i] = chain.iter().copied().find(|&a| regions[a].level == "district").unwrap_or_else(|| {
+                // Ancestor just below the root, or the root itself.
+                if chain.len() >= 2 { chain[chain.len() - 2] } else { chain[0] }
+            });
         }
         Ok(tree)
     }

@@ -9,18 +9,12 @@ use serde_json::Value;
 use vigil_model::Ts;
 use vigil_model::time::{DAY, HOUR, format_local, parse_rfc3339};
 use vigil_sim::{
-    EventSink, GenConfig, GenError, Incident, IncidentKind, IncidentPlan, LOCAL_OFFSET, MemorySink,
-    SOURCES, auto_incidents, default_city, default_start, generate,
+    EventSink, GenConfig, GenError, Incident, IncidentKind, IncidentPlan, LOCAL_OFFSET, MemorySink, SOURCES,
+    auto_incidents, default_city, default_start, generate,
 };
 
 fn small(seed: u64, days: u32, volume: f64, incidents: Vec<Incident>) -> GenConfig {
-    GenConfig {
-        seed,
-        days,
-        volume,
-        incidents: IncidentPlan::Explicit(incidents),
-        ..GenConfig::default()
-    }
+    GenConfig { seed, days, volume, incidents: IncidentPlan::Explicit(incidents), ..GenConfig::default() }
 }
 
 fn run(cfg: &GenConfig) -> MemorySink {
@@ -43,22 +37,8 @@ fn digest(sink: &MemorySink) -> u64 {
     h
 }
 
-fn incident(
-    id: &str,
-    kind: IncidentKind,
-    region: &str,
-    start: Ts,
-    hours: u32,
-    strength: f64,
-) -> Incident {
-    Incident {
-        id: id.into(),
-        kind,
-        region: region.into(),
-        start,
-        duration_hours: hours,
-        strength,
-    }
+fn incident(id: &str, kind: IncidentKind, region: &str, start: Ts, hours: u32, strength: f64) -> Incident {
+    Incident { id: id.into(), kind, region: region.into(), start, duration_hours: hours, strength }
 }
 
 /// One incident of every kind, each on the most populous street of its own district, so that
@@ -70,11 +50,7 @@ fn one_of_each(start: Ts) -> Vec<Incident> {
         .enumerate()
         .map(|(i, kind)| {
             let district = format!("99010{}", i + 1);
-            let street = city
-                .iter()
-                .filter(|r| r.parent == district)
-                .max_by_key(|r| r.population)
-                .unwrap();
+            let street = city.iter().filter(|r| r.parent == district).max_by_key(|r| r.population).unwrap();
             incident(&format!("t{i}"), *kind, &street.code, start, 72, 8.0)
         })
         .collect()
@@ -120,13 +96,7 @@ fn declarations() -> BTreeMap<String, BTreeMap<String, AttrDecl>> {
             out.entry(s.clone()).or_default().insert(name, decl);
         }
     };
-    let quoted = |s: &str| -> Vec<String> {
-        s.split('"')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_string)
-            .collect()
-    };
+    let quoted = |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(str::to_string).collect() };
     for raw in text.lines() {
         let line = raw.split('#').next().unwrap().trim();
         if in_values {
@@ -175,10 +145,7 @@ fn declarations() -> BTreeMap<String, BTreeMap<String, AttrDecl>> {
 #[test]
 fn scanner_reads_the_declarations() {
     let decls = declarations();
-    assert_eq!(
-        decls.keys().collect::<Vec<_>>(),
-        ["case", "opinion", "petition", "police"]
-    );
+    assert_eq!(decls.keys().collect::<Vec<_>>(), ["case", "opinion", "petition", "police"]);
     assert_eq!(decls["police"]["incident_type"].values.len(), 26);
     assert!(decls["police"]["incident_type"].required);
     assert_eq!(decls["opinion"]["sentiment"].decimals, Some(3));
@@ -191,10 +158,7 @@ fn check_value(source: &str, name: &str, decl: &AttrDecl, v: &Value) {
     match decl.ty.as_str() {
         "enum" => {
             let s = v.as_str().unwrap_or_else(|| panic!("{ctx}: not a string"));
-            assert!(
-                decl.values.iter().any(|x| x == s),
-                "{ctx}: undeclared value"
-            );
+            assert!(decl.values.iter().any(|x| x == s), "{ctx}: undeclared value");
         }
         "bool" => assert!(v.is_boolean(), "{ctx}: not a bool"),
         "int" | "float" => {
@@ -205,10 +169,7 @@ fn check_value(source: &str, name: &str, decl: &AttrDecl, v: &Value) {
                 // The text must not carry more decimals than the declaration keeps.
                 let text = v.to_string();
                 let places = text.split_once('.').map_or(0, |(_, f)| f.len()) as u32;
-                assert!(
-                    places <= decl.decimals.unwrap_or(3),
-                    "{ctx}: too many decimals"
-                );
+                assert!(places <= decl.decimals.unwrap_or(3), "{ctx}: too many decimals");
             }
             if let Some(min) = decl.min {
                 assert!(x >= min, "{ctx}: below {min}");
@@ -225,11 +186,7 @@ fn check_value(source: &str, name: &str, decl: &AttrDecl, v: &Value) {
 fn every_line_is_valid_ordered_and_declared() {
     let decls = declarations();
     let city = default_city();
-    let grids: HashSet<&str> = city
-        .iter()
-        .filter(|r| r.level == "grid")
-        .map(|r| r.code.as_str())
-        .collect();
+    let grids: HashSet<&str> = city.iter().filter(|r| r.level == "grid").map(|r| r.code.as_str()).collect();
     let start = default_start();
     let days = 2;
     let sink = run(&small(5, days, 0.25, one_of_each(start + 8 * HOUR)));
@@ -268,9 +225,7 @@ fn every_line_is_valid_ordered_and_declared() {
             assert!(grids.contains(obj["region"].as_str().unwrap()), "{line}");
             let attrs = obj["attrs"].as_object().unwrap();
             for (name, value) in attrs {
-                let d = decl
-                    .get(name)
-                    .unwrap_or_else(|| panic!("undeclared {source}.{name}"));
+                let d = decl.get(name).unwrap_or_else(|| panic!("undeclared {source}.{name}"));
                 check_value(source, name, d, value);
                 if !d.required {
                     optional_seen.insert(format!("{source}.{name}"));
@@ -286,18 +241,12 @@ fn every_line_is_valid_ordered_and_declared() {
     // Every optional attribute occurs, and is also sometimes omitted.
     let optional: BTreeSet<String> = decls
         .iter()
-        .flat_map(|(s, a)| {
-            a.iter()
-                .filter(|(_, d)| !d.required)
-                .map(move |(n, _)| format!("{s}.{n}"))
-        })
+        .flat_map(|(s, a)| a.iter().filter(|(_, d)| !d.required).map(move |(n, _)| format!("{s}.{n}")))
         .collect();
     assert_eq!(optional_seen, optional);
     for o in &optional {
         let (source, name) = o.split_once('.').unwrap();
-        let missing = sink.lines[source]
-            .iter()
-            .any(|l| !l.contains(&format!("\"{name}\":")));
+        let missing = sink.lines[source].iter().any(|l| !l.contains(&format!("\"{name}\":")));
         assert!(missing, "{o} is never omitted");
     }
 }
@@ -326,28 +275,15 @@ fn city_volumes_near_targets() {
     generate(&cfg, &default_city(), &mut tally).unwrap();
     for (source, target) in SOURCES.iter().zip([2_500.0, 400.0, 600.0, 4_000.0]) {
         let per_day = tally.per_source[*source] as f64 / 14.0;
-        assert!(
-            (per_day / target - 1.0).abs() <= 0.25,
-            "{source}: {per_day:.0}/day vs {target}"
-        );
+        assert!((per_day / target - 1.0).abs() <= 0.25, "{source}: {per_day:.0}/day vs {target}");
     }
     // Closures of cases filed before the run arrive from the first day on.
     let solved_share = tally.solved as f64 / tally.per_source["case"] as f64;
-    assert!(
-        (0.18..0.35).contains(&solved_share),
-        "solved share {solved_share:.2}"
-    );
+    assert!((0.18..0.35).contains(&solved_share), "solved share {solved_share:.2}");
 }
 
 /// Counts events of `source` in the region (by code prefix) and time span matching `pred`.
-fn count(
-    sink: &MemorySink,
-    source: &str,
-    region: &str,
-    from: Ts,
-    to: Ts,
-    pred: impl Fn(&Value) -> bool,
-) -> usize {
+fn count(sink: &MemorySink, source: &str, region: &str, from: Ts, to: Ts, pred: impl Fn(&Value) -> bool) -> usize {
     sink.lines[source]
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -385,12 +321,7 @@ fn incidents_raise_counts(seed: u64) {
     let strip = |l: &String| l.split_once(",\"region\"").unwrap().1.to_string();
     for source in SOURCES {
         let all: HashSet<String> = with.lines[source].iter().map(strip).collect();
-        assert!(
-            without.lines[source]
-                .iter()
-                .all(|l| all.contains(&strip(l))),
-            "{source}"
-        );
+        assert!(without.lines[source].iter().all(|l| all.contains(&strip(l))), "{source}");
     }
 
     let end = t0 + 72 * HOUR;
@@ -400,33 +331,16 @@ fn incidents_raise_counts(seed: u64) {
         (0, "police", |a| a["incident_type"] == "labour_dispute"),
         (0, "opinion", |a| a["topic"] == "wage_arrears"),
         (1, "opinion", |a| a["sentiment"].as_f64().unwrap() <= -0.3),
-        (2, "police", |a| {
-            matches!(
-                a["incident_type"].as_str(),
-                Some("theft" | "burglary" | "robbery")
-            )
-        }),
+        (2, "police", |a| matches!(a["incident_type"].as_str(), Some("theft" | "burglary" | "robbery"))),
         (2, "case", |a| {
             a["status"] == "filed"
-                && matches!(
-                    a["case_type"].as_str(),
-                    Some("theft" | "burglary" | "robbery" | "snatching")
-                )
+                && matches!(a["case_type"].as_str(), Some("theft" | "burglary" | "robbery" | "snatching"))
         }),
-        (3, "police", |a| {
-            matches!(
-                a["incident_type"].as_str(),
-                Some("crowd_gathering" | "road_blocking" | "sit_in")
-            )
-        }),
-        (3, "petition", |a| {
-            a["group_size"].as_u64().unwrap_or(1) >= 5
-        }),
+        (3, "police", |a| matches!(a["incident_type"].as_str(), Some("crowd_gathering" | "road_blocking" | "sit_in"))),
+        (3, "petition", |a| a["group_size"].as_u64().unwrap_or(1) >= 5),
         (4, "police", |a| a["incident_type"] == "fraud"),
         (4, "case", |a| a["case_type"] == "telecom_fraud"),
-        (5, "petition", |a| {
-            matches!(a["topic"].as_str(), Some("demolition" | "land_acquisition"))
-        }),
+        (5, "petition", |a| matches!(a["topic"].as_str(), Some("demolition" | "land_acquisition"))),
     ];
     for (i, source, pred) in checks {
         let inc = &incidents[i];
@@ -439,27 +353,17 @@ fn incidents_raise_counts(seed: u64) {
         );
         // Nothing changes outside the incident's span.
         let before = count(&with, source, &inc.region, start, t0, pred);
-        assert_eq!(
-            before,
-            count(&without, source, &inc.region, start, t0, pred)
-        );
+        assert_eq!(before, count(&without, source, &inc.region, start, t0, pred));
     }
 }
 
 #[test]
 fn auto_plan_is_the_ground_truth() {
     // Volume 0 makes the run nearly free while still planning incidents.
-    let cfg = GenConfig {
-        seed: 9,
-        volume: 0.0,
-        ..GenConfig::default()
-    };
+    let cfg = GenConfig { seed: 9, volume: 0.0, ..GenConfig::default() };
     let mut sink = MemorySink::default();
     let truth = generate(&cfg, &default_city(), &mut sink).unwrap();
-    assert_eq!(
-        truth.incidents,
-        auto_incidents(9, 60, cfg.start, &default_city())
-    );
+    assert_eq!(truth.incidents, auto_incidents(9, 60, cfg.start, &default_city()));
     assert!((6..=10).contains(&truth.incidents.len()));
     let json = serde_json::to_string(&truth).unwrap();
     assert!(json.contains("\"start\":\"2026-"), "{json}");
@@ -469,19 +373,10 @@ fn auto_plan_is_the_ground_truth() {
 fn bad_configurations_are_refused() {
     let city = default_city();
     let mut sink = MemorySink::default();
-    let not_midnight = GenConfig {
-        start: default_start() + HOUR,
-        ..small(1, 1, 0.1, Vec::new())
-    };
-    assert!(matches!(
-        generate(&not_midnight, &city, &mut sink),
-        Err(GenError::StartNotMidnight(_))
-    ));
+    let not_midnight = GenConfig { start: default_start() + HOUR, ..small(1, 1, 0.1, Vec::new()) };
+    assert!(matches!(generate(&not_midnight, &city, &mut sink), Err(GenError::StartNotMidnight(_))));
     let bad_volume = small(1, 1, f64::NAN, Vec::new());
-    assert!(matches!(
-        generate(&bad_volume, &city, &mut sink),
-        Err(GenError::BadVolume(_))
-    ));
+    assert!(matches!(generate(&bad_volume, &city, &mut sink), Err(GenError::BadVolume(_))));
     let start = default_start();
     for inc in [
         incident("a", IncidentKind::FraudWave, "123", start, 5, 1.0),
@@ -489,17 +384,8 @@ fn bad_configurations_are_refused() {
         incident("a", IncidentKind::FraudWave, "990101", start, 5, -1.0),
     ] {
         let cfg = small(1, 1, 0.1, vec![inc]);
-        assert!(matches!(
-            generate(&cfg, &city, &mut sink),
-            Err(GenError::BadIncident { .. })
-        ));
+        assert!(matches!(generate(&cfg, &city, &mut sink), Err(GenError::BadIncident { .. })));
     }
-    assert!(matches!(
-        generate(&small(1, 1, 0.1, Vec::new()), &[], &mut sink),
-        Err(GenError::EmptyRegistry)
-    ));
-    assert_eq!(
-        format_local(default_start(), LOCAL_OFFSET),
-        "2026-01-05T00:00:00+08:00"
-    );
+    assert!(matches!(generate(&small(1, 1, 0.1, Vec::new()), &[], &mut sink), Err(GenError::EmptyRegistry)));
+    assert_eq!(format_local(default_start(), LOCAL_OFFSET), "2026-01-05T00:00:00+08:00");
 }

@@ -58,11 +58,7 @@ impl QuantileScale {
     #[inline]
     fn bucket(&self, v: i64) -> usize {
         let x = v as f64 * self.inv_scale;
-        if x <= self.lo {
-            0
-        } else {
-            (1 + ((x / self.lo).ln() * self.inv_ln_gamma) as usize).min(QUANTILE_BUCKETS - 1)
-        }
+        if x <= self.lo { 0 } else { (1 + ((x / self.lo).ln() * self.inv_ln_gamma) as usize).min(QUANTILE_BUCKETS - 1) }
     }
 
     /// A representative value of bucket `b` (geometric middle).
@@ -350,7 +346,7 @@ fn top_set(counts: &[i64], top: usize) -> u64 {
 /// The smallest count u with P(Y > u) <= alpha for Y ~ Poisson(mean): counts above it are
 /// unusual at level alpha. Summed directly: hourly means here are small.
 pub fn poisson_upper(mean: f64, alpha: f64) -> f64 {
-    if !(mean > 0.0) {
+    if mean.is_nan() || mean <= 0.0 {
         return 0.0;
     }
     let mut p = (-mean).exp();

@@ -24,7 +24,10 @@ pub struct Watermarks {
 impl Watermarks {
     /// One input per entry of `delays` (milliseconds).
     pub fn new(delays: &[i64]) -> Watermarks {
-        Watermarks { inputs: delays.iter().map(|&d| Input { max_ts: None, delay: d, idle: false }).collect(), floor: None }
+        Watermarks {
+            inputs: delays.iter().map(|&d| Input { max_ts: None, delay: d, idle: false }).collect(),
+            floor: None,
+        }
     }
 
     pub fn len(&self) -> usize {

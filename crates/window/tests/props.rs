@@ -8,8 +8,8 @@ use vigil_model::time::{DAY, HOUR};
 use vigil_rules::compile;
 use vigil_rules::filter::EvalCtx;
 use vigil_rules::testing as mini;
-use vigil_window::measure::{self, Layout, Leg};
 use vigil_window::Watermarks;
+use vigil_window::measure::{self, Layout, Leg};
 
 fn base() -> i64 {
     vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap()

@@ -42,13 +42,13 @@ emit("BINOMIAL_SF", "(u64, u64, f64, f64)", lapply(bin, function(a)
 
 # Student t: (t, df, cdf, sf).
 tt <- list(c(2, 5), c(-3.5, 10), c(40, 3), c(1.5, 1e5), c(-0.3, 2.5), c(10, 27), c(0.1, 1),
-           c(-100, 1), c(2.7637694581126957, 10), c(6, 13))
+           c(-100, 1), c(2.7637694581126957, 10), c(6, 13), c(2, 1e10), c(-8, 1e6))
 emit("STUDENT_T", "(f64, f64, f64, f64)", lapply(tt, function(a)
   c(num(a[1]), num(a[2]), num(pt(a[1], a[2])), num(pt(a[1], a[2], lower.tail = FALSE)))))
 
 # Student t quantiles: (p, df, q).
 qtl <- list(c(0.99, 10), c(0.95, 27), c(1e-10, 3), c(0.3, 7), c(0.999999, 1), c(0.975, 1000),
-            c(1e-6, 2.5), c(0.9, 1), c(0.75, 2))
+            c(1e-6, 2.5), c(0.9, 1), c(0.75, 2), c(1e-300, 1), c(0.01, 1e6))
 emit("STUDENT_T_QUANTILE", "(f64, f64, f64)", lapply(qtl, function(a)
   c(num(a[1]), num(a[2]), num(qt(a[1], a[2])))))
 
