@@ -42,9 +42,10 @@ fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
     rules.domains.iter().zip(&roll.domains).map(|(d, s)| (d.id.clone(), score(*s))).collect()
 }
 
+/// `at` is (region index, state slot of the region).
 pub(crate) fn score_record(
     rules: &RuleSet,
-    r: usize,
+    (r, slot): (usize, usize),
     t: Ts,
     roll: &Rollup,
     grade: Option<Level>,
@@ -60,7 +61,7 @@ pub(crate) fn score_record(
         domains: domains(rules, roll),
         categories: rules.categories.iter().zip(&roll.categories).map(|(c, s)| (c.id.clone(), score(*s))).collect(),
         indicators: full.map_or_else(Vec::new, |st| {
-            (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], r)).collect()
+            (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], slot)).collect()
         }),
     }
 }
@@ -68,7 +69,7 @@ pub(crate) fn score_record(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn alert_record(
     rules: &RuleSet,
-    r: usize,
+    (r, slot): (usize, usize),
     t: Ts,
     scope: &str,
     domain: Option<usize>,
@@ -84,7 +85,7 @@ pub(crate) fn alert_record(
         .iter()
         .enumerate()
         .filter(|(_, ind)| domain.is_none_or(|d| ind.domain == d))
-        .filter_map(|(i, ind)| st[i].latest[r].score.filter(|s| *s > 0.0).map(|s| (s * ind.global_weight, i)))
+        .filter_map(|(i, ind)| st[i].latest[slot].score.filter(|s| *s > 0.0).map(|s| (s * ind.global_weight, i)))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(rules.indicators[a.1].id.cmp(&rules.indicators[b.1].id)));
     let code = &rules.regions.codes[r];
@@ -106,7 +107,7 @@ pub(crate) fn alert_record(
         top_contributors: ranked
             .iter()
             .take(TOP_CONTRIBUTORS)
-            .map(|&(_, i)| indicator_score(rules, i, &st[i], r))
+            .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
             .collect(),
     }
 }

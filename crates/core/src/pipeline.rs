@@ -127,6 +127,14 @@ pub struct Pipeline {
     rules: Arc<RuleSet>,
     options: Options,
     tz: i64,
+    /// The regions that are scored (their levels are evaluated), in region order; state is kept
+    /// per scored region, indexed by position in this list.
+    scored: Vec<u32>,
+    /// Region index -> position in `scored`.
+    slot_of: Vec<Option<u32>>,
+    /// Region index -> the scored slots an event of that region counts for (itself and its
+    /// ancestors, where scored).
+    chains: Vec<Vec<u32>>,
     layouts: Vec<Layout>,
     taps: Vec<Vec<Tap>>,
     lateness: Vec<i64>,
@@ -134,11 +142,13 @@ pub struct Pipeline {
     // Scratch reused across evaluations.
     ind_scores: Vec<Option<f64>>,
     roll: Rollup,
+    lanes: Vec<i64>,
+    floats: Vec<f64>,
 }
 
 impl Pipeline {
     pub fn new(rules: Arc<RuleSet>, options: Options) -> Pipeline {
-        let regions = rules.regions.len();
+        let regions = scored_regions(&rules).len();
         let layouts: Vec<Layout> = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
         let indicators = rules
             .indicators
@@ -176,8 +186,18 @@ impl Pipeline {
         }
         let lateness = rules.sources.iter().map(|s| s.allowed_lateness.0).collect();
         let n = rules.indicators.len();
+        let scored = scored_regions(&rules);
+        let mut slot_of = vec![None; rules.regions.len()];
+        for (d, &r) in scored.iter().enumerate() {
+            slot_of[r as usize] = Some(d as u32);
+        }
+        let chains =
+            rules.regions.chains.iter().map(|c| c.iter().filter_map(|&r| slot_of[r as usize]).collect()).collect();
         Pipeline {
             tz: rules.tz_offset.0,
+            scored,
+            slot_of,
+            chains,
             rules,
             options,
             layouts,
@@ -186,6 +206,8 @@ impl Pipeline {
             state,
             ind_scores: vec![None; n],
             roll: Rollup::default(),
+            lanes: vec![0; measure::MAX_LANES],
+            floats: Vec::with_capacity(2048),
         }
     }
 
@@ -230,7 +252,7 @@ impl Pipeline {
             }
         }
         let cx = EvalCtx::new(ev, self.tz);
-        let chain = &self.rules.regions.chains[ev.region as usize];
+        let chain = &self.chains[ev.region as usize];
         for tap in &self.taps[s] {
             let i = tap.ind as usize;
             let ind = &self.rules.indicators[i];
@@ -286,15 +308,18 @@ impl Pipeline {
     }
 
     /// The latest result of one indicator for one region (the value unsuppressed) and the
-    /// support behind it.
+    /// support behind it; grey for a region whose level is not scored.
     pub fn latest(&self, indicator: usize, region: usize) -> (Scored, u64) {
-        let l = self.state.indicators[indicator].latest[region];
+        let Some(d) = self.slot_of.get(region).copied().flatten() else {
+            return (Scored { value: None, expected: None, score: None }, 0);
+        };
+        let l = self.state.indicators[indicator].latest[d as usize];
         (Scored { value: l.value, expected: l.expected, score: l.score }, l.support)
     }
 
     fn evaluate(&mut self, t: Ts, out: &mut dyn Output) {
         let rules = Arc::clone(&self.rules);
-        let regions = rules.regions.len();
+        let regions = self.scored.len();
         for (i, ind) in rules.indicators.iter().enumerate() {
             if (t + self.tz).rem_euclid(ind.hop.0) != 0 {
                 continue;
@@ -302,34 +327,36 @@ impl Pipeline {
             let layout = &self.layouts[i];
             let st = &mut self.state.indicators[i];
             for r in 0..regions {
-                let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz);
+                let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz, &mut self.lanes);
                 st.hist.set(r, &normalise::history_entry(ind, wv.value, wv.support));
-                let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r]);
+                let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
             st.hist.advance();
             self.state.counters.evaluations += regions as u64;
         }
-        for r in 0..regions {
-            self.region_results(&rules, r, t, out);
+        for d in 0..regions {
+            self.region_results(&rules, d, t, out);
         }
     }
 
-    fn region_results(&mut self, rules: &RuleSet, r: usize, t: Ts, out: &mut dyn Output) {
+    /// Roll-up, grading and score records of scored region `d`.
+    fn region_results(&mut self, rules: &RuleSet, d: usize, t: Ts, out: &mut dyn Output) {
+        let r = self.scored[d] as usize;
         for (i, st) in self.state.indicators.iter().enumerate() {
-            self.ind_scores[i] = st.latest[r].score;
+            self.ind_scores[i] = st.latest[d].score;
         }
         rollup(rules, &self.ind_scores, &mut self.roll);
         let level = rules.regions.levels[r] as usize;
         if rules.alert_levels[level] {
-            self.grade(rules, r, t, out);
+            self.grade(rules, r, d, t, out);
         }
         if self.options.scores != ScoreDetail::None && self.options.score_levels[level] {
-            let grade = self.state.grades[r][0].level;
+            let grade = self.state.grades[d][0].level;
             let full = self.options.scores == ScoreDetail::Full;
             out.score(explain::score_record(
                 rules,
-                r,
+                (r, d),
                 t,
                 &self.roll,
                 grade,
@@ -338,10 +365,10 @@ impl Pipeline {
         }
     }
 
-    fn grade(&mut self, rules: &RuleSet, r: usize, t: Ts, out: &mut dyn Output) {
+    fn grade(&mut self, rules: &RuleSet, r: usize, d: usize, t: Ts, out: &mut dyn Output) {
         let grading = &rules.grading;
         // Domains first: their grades feed the composite's floor.
-        for (d, domain) in rules.domains.iter().enumerate() {
+        for (di, domain) in rules.domains.iter().enumerate() {
             let mut floor: Option<Level> = None;
             for o in rules
                 .overrides
@@ -356,15 +383,15 @@ impl Pipeline {
                     floor = floor.max(Some(o.floor));
                 }
             }
-            let score = self.roll.domains[d];
-            if let Some(tr) = self.state.grades[r][1 + d].step(grading, t, score, floor) {
+            let score = self.roll.domains[di];
+            if let Some(tr) = self.state.grades[d][1 + di].step(grading, t, score, floor) {
                 self.state.counters.alerts += 1;
                 out.alert(explain::alert_record(
                     rules,
-                    r,
+                    (r, d),
                     t,
                     &domain.id,
-                    Some(d),
+                    Some(di),
                     score,
                     tr,
                     &self.roll,
@@ -374,16 +401,16 @@ impl Pipeline {
         }
         let mut floor: Option<Level> = None;
         for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::AnyDomain) {
-            if self.state.grades[r][1..].iter().any(|g| g.level >= Some(o.at_least)) {
+            if self.state.grades[d][1..].iter().any(|g| g.level >= Some(o.at_least)) {
                 floor = floor.max(Some(o.floor));
             }
         }
         let score = self.roll.composite;
-        if let Some(tr) = self.state.grades[r][0].step(grading, t, score, floor) {
+        if let Some(tr) = self.state.grades[d][0].step(grading, t, score, floor) {
             self.state.counters.alerts += 1;
             out.alert(explain::alert_record(
                 rules,
-                r,
+                (r, d),
                 t,
                 "composite",
                 None,
@@ -409,4 +436,11 @@ impl Pipeline {
         }
         (total as f64 / self.state.indicators.len().max(1) as f64, max)
     }
+}
+
+/// The regions whose level is scored, in region order.
+fn scored_regions(rules: &RuleSet) -> Vec<u32> {
+    (0..rules.regions.len() as u32)
+        .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
+        .collect()
 }

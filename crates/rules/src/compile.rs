@@ -298,7 +298,7 @@ impl<'a, 's> Compiler<'a, 's> {
         let mut categories = categories;
         let indicators =
             self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, ruleset.as_ref().map(|r| r.1));
-        let (name, tz, evaluate_every, alert_levels) = ruleset?;
+        let (name, tz, evaluate_every, alert_levels, evaluate_levels) = ruleset?;
         let grading = grading?;
         let indicators = indicators?;
         let fixtures = self
@@ -315,6 +315,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 tz_offset: tz,
                 evaluate_every,
                 alert_levels,
+                evaluate_levels,
                 sources,
                 regions,
                 indicators,
@@ -331,7 +332,24 @@ impl<'a, 's> Compiler<'a, 's> {
         }
     }
 
-    fn ruleset(&mut self) -> Option<(String, Duration, Duration, [bool; 4])> {
+    fn levels(&mut self, src: &SourceText<'_>, list: &Option<S<Vec<S<String>>>>, default: [bool; 4]) -> [bool; 4] {
+        let Some(list) = list else { return default };
+        let mut levels = [false; 4];
+        for l in list.get_ref() {
+            match REGION_LEVELS.iter().position(|x| x == l.get_ref()) {
+                Some(i) => levels[i] = true,
+                None => self.sink.at(
+                    src,
+                    span_of(l),
+                    format!("unknown region level `{}` (city, district, street, grid)", l.get_ref()),
+                ),
+            }
+        }
+        levels
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn ruleset(&mut self) -> Option<(String, Duration, Duration, [bool; 4], [bool; 4])> {
         let file = "ruleset.toml";
         let text = self.text(file)?;
         let src = SourceText::new(file, text);
@@ -355,21 +373,13 @@ impl<'a, 's> Compiler<'a, 's> {
                 "evaluate_every must be \"1h\" (the base bin of hourly indicators)",
             );
         }
-        let mut levels = [true, true, true, false];
-        if let Some(list) = &raw.alert_region_levels {
-            levels = [false; 4];
-            for l in list.get_ref() {
-                match REGION_LEVELS.iter().position(|x| x == l.get_ref()) {
-                    Some(i) => levels[i] = true,
-                    None => self.sink.at(
-                        &src,
-                        span_of(l),
-                        format!("unknown region level `{}` (city, district, street, grid)", l.get_ref()),
-                    ),
-                }
-            }
+        let alert = self.levels(&src, &raw.alert_region_levels, [true, true, true, false]);
+        let evaluate = self.levels(&src, &raw.evaluate_region_levels, [true; 4]);
+        if alert.iter().zip(&evaluate).any(|(a, e)| *a && !*e) {
+            let at = raw.alert_region_levels.as_ref().map_or(0..0, span_of);
+            self.sink.at(&src, at, "every level in alert_region_levels must also be in evaluate_region_levels");
         }
-        Some((raw.name.into_inner(), tz?, every?, levels))
+        Some((raw.name.into_inner(), tz?, every?, alert, evaluate))
     }
 
     fn sources(&mut self) -> Vec<Source> {

@@ -23,6 +23,8 @@ pub struct RawRuleset {
     #[serde(default)]
     pub alert_region_levels: Option<S<Vec<S<String>>>>,
     #[serde(default)]
+    pub evaluate_region_levels: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
     pub description: Option<String>,
 }
 

@@ -313,6 +313,9 @@ pub struct RuleSet {
     pub evaluate_every: Duration,
     /// Indexed by region level: whether regions of that level raise alerts.
     pub alert_levels: [bool; 4],
+    /// Indexed by region level: whether regions of that level are scored at all. Events still
+    /// count for every evaluated ancestor of their region.
+    pub evaluate_levels: [bool; 4],
     pub sources: Vec<Source>,
     pub regions: Regions,
     pub indicators: Vec<Indicator>,

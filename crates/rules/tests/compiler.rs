@@ -82,11 +82,7 @@ fn weights_regions_and_grading_are_checked() {
 
 #[test]
 fn duplicate_ids_and_bad_measures() {
-    let dup = format!(
-        "{}\n{}",
-        mini::INDICATORS,
-        mini::INDICATORS.replace("slow_share_7d", "other_share")
-    );
+    let dup = format!("{}\n{}", mini::INDICATORS, mini::INDICATORS.replace("slow_share_7d", "other_share"));
     let err = compile(&mini::files_with(&[("indicators/police.toml", &dup)])).unwrap_err();
     assert!(err.to_string().contains("duplicate indicator id `crime_count_24h`"), "{err}");
     let bad = mini::INDICATORS.replace("measure = \"count\"", "measure = \"median(priority)\"");

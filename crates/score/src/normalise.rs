@@ -125,7 +125,8 @@ impl View<'_> {
     }
 }
 
-/// Scores the current evaluation of one series. `value` is the measure's window value (for a
+/// Scores the current evaluation of one series. `scratch` is working space reused between
+/// calls. `value` is the measure's window value (for a
 /// growth measure, the window count) and has already been written to `hist` at lag 0.
 pub fn score(
     ind: &Indicator,
@@ -134,6 +135,7 @@ pub fn score(
     value: Option<f64>,
     support: u64,
     det: &mut DetectorState,
+    scratch: &mut Vec<f64>,
 ) -> Scored {
     let span = hops(ind, ind.window.0 + ind.lag.0).max(1);
     let view = View { hist, region, span };
@@ -254,24 +256,16 @@ pub fn score(
             }
         }
         Normalise::RobustZ { windows, sigma_min, transform } => {
-            let mut buf = [0f64; 512];
-            let mut n = 0;
             let t = |v: f64| {
                 if *transform == Transform::Log1p { v.max(0.0).ln_1p() } else { v }
             };
-            for k in 0..*windows as usize {
-                if n == buf.len() {
-                    break;
-                }
-                if let Some(v) = view.value(w + k * per_day) {
-                    buf[n] = t(v);
-                    n += 1;
-                }
-            }
+            scratch.clear();
+            scratch.extend((0..*windows as usize).filter_map(|k| view.value(w + k * per_day)).map(t));
+            let n = scratch.len();
             if n < (*windows as usize / 2).max(5) {
                 (None, None)
             } else {
-                let s = &mut buf[..n];
+                let s = &mut scratch[..];
                 let med = stats::median_in_place(s).unwrap_or(0.0);
                 let mad = stats::mad_in_place(s, med).unwrap_or(0.0) * 1.4826;
                 let sigma = mad.max(*sigma_min);
@@ -283,12 +277,10 @@ pub fn score(
         Normalise::Percentile { history, min_history } => {
             let len = hops(ind, history.0);
             let (mut n, mut ge, mut le) = (0usize, 0usize, 0usize);
-            let mut buf = [0f64; 2048];
+            scratch.clear();
             for lag in 1..=len {
                 if let Some(v) = view.value(lag) {
-                    if n < buf.len() {
-                        buf[n] = v;
-                    }
+                    scratch.push(v);
                     n += 1;
                     if v >= x {
                         ge += 1;
@@ -302,7 +294,7 @@ pub fn score(
                 (None, None)
             } else {
                 let p = if up { (ge + 1) as f64 / (n + 1) as f64 } else { (le + 1) as f64 / (n + 1) as f64 };
-                let med = stats::median_in_place(&mut buf[..n.min(2048)]);
+                let med = stats::median_in_place(scratch);
                 (Some(stats::p_to_score(p)), med)
             }
         }
@@ -352,18 +344,10 @@ pub fn score(
             }
         }
         Normalise::Cusum { k, h, baseline } => {
-            let mut buf = [0f64; 400];
-            let mut n = 0;
-            for lag in 3..3 + hops(ind, baseline.0) {
-                if n == buf.len() {
-                    break;
-                }
-                if let Some(v) = view.value(lag) {
-                    buf[n] = v;
-                    n += 1;
-                }
-            }
-            match stats::mean_sd(&buf[..n]) {
+            scratch.clear();
+            scratch.extend((3..3 + hops(ind, baseline.0)).filter_map(|lag| view.value(lag)));
+            let n = scratch.len();
+            match stats::mean_sd(scratch) {
                 Some((mu, sd)) if n >= 7 => {
                     if !matches!(det, DetectorState::Cusum(_)) {
                         *det = DetectorState::Cusum(CusumState::default());

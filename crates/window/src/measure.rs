@@ -234,23 +234,34 @@ pub struct WindowValue {
 }
 
 /// Reads the value of the window ending (exclusive) at `end` for `region`.
-pub fn extract(ind: &Indicator, layout: &Layout, bins: &Bins, region: usize, end: i64, tz_ms: i64) -> WindowValue {
+/// `scratch` must hold at least [`MAX_LANES`] integers; it is overwritten (callers keep one
+/// around so that evaluation does not allocate or zero a large buffer per call).
+pub fn extract(
+    ind: &Indicator,
+    layout: &Layout,
+    bins: &Bins,
+    region: usize,
+    end: i64,
+    tz_ms: i64,
+    scratch: &mut [i64],
+) -> WindowValue {
     let last = layout.bin_of(end - 1, tz_ms) - layout.lag_bins;
     let first = last - layout.window_bins + 1;
-    let mut acc = [0i64; MAX_LANES];
     let lanes = layout.lanes;
+    let acc = &mut scratch[..lanes];
+    acc.fill(0);
     let mut max_bin = 0i64;
     let mut nonzero_bins = 0u64;
     for b in first..=last {
         if let Some(s) = bins.slot(region, b) {
             if layout.or_merge {
                 acc[0] += s[0];
-                for i in 1..lanes {
-                    acc[i] |= s[i];
+                for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
+                    *a |= v;
                 }
             } else {
-                for i in 0..lanes {
-                    acc[i] += s[i];
+                for (a, v) in acc.iter_mut().zip(s) {
+                    *a += v;
                 }
             }
             max_bin = max_bin.max(s[0]);
@@ -315,7 +326,13 @@ pub fn extract(ind: &Indicator, layout: &Layout, bins: &Bins, region: usize, end
                         mean[1] += s[1] as f64;
                     }
                 }
-                let elevated = |i: usize| now[i] as f64 > poisson_upper(mean[i] / 7.0, *alpha);
+                // A count at or below the mean is never elevated, so most hours are settled
+                // without computing the Poisson limit; the second leg is only checked when the
+                // first is elevated.
+                let elevated = |i: usize| {
+                    let m = mean[i] / 7.0;
+                    now[i] as f64 > m && now[i] as f64 > poisson_upper(m, *alpha)
+                };
                 if elevated(0) && elevated(1) {
                     hours += 1;
                 }

@@ -56,7 +56,8 @@ proptest! {
                     measure::update(ind, &layout, Leg::Primary, &cx, lanes);
                 }
             }
-            let got = measure::extract(ind, &layout, &fresh, g1, end, tz).value.unwrap();
+            let mut scratch = [0i64; measure::MAX_LANES];
+            let got = measure::extract(ind, &layout, &fresh, g1, end, tz, &mut scratch).value.unwrap();
             let want = events.iter().filter(|ev| ev.ts >= end - DAY && ev.ts < end && ev.attrs[0] <= 1).count() as f64;
             prop_assert_eq!(got, want);
         }
