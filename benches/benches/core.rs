@@ -14,7 +14,8 @@ use vigil_rules::filter::EvalCtx;
 
 fn bench(c: &mut Criterion) {
     let rules = vigil_benches::default_rules();
-    let lines = vigil_benches::city_lines(&rules, 7, 7);
+    let lines = vigil_benches::city_lines(&rules, 7, 7, 1.0);
+    let chains = vigil_benches::scored_chains(&rules);
     let events = vigil_benches::decode_all(&rules, &lines);
     let n = events.len() as u64;
     let opts = Options { scores: ScoreDetail::None, score_levels: [false; 4] };
@@ -66,7 +67,7 @@ fn bench(c: &mut Criterion) {
                         continue;
                     }
                     let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
-                    for &r in &rules.regions.chains[ev.region as usize] {
+                    for &r in &chains[ev.region as usize] {
                         *map.entry((i as u16, r, bin)).or_default() += 1;
                     }
                 }

@@ -16,7 +16,7 @@ pub fn default_rules() -> Arc<RuleSet> {
 }
 
 /// `days` of the synthetic city as (source index, JSON line), merged in event-time order.
-pub fn city_lines(rules: &RuleSet, days: u32, seed: u64) -> Vec<(u8, String)> {
+pub fn city_lines(rules: &RuleSet, days: u32, seed: u64, volume: f64) -> Vec<(u8, String)> {
     let r = &rules.regions;
     let regions: Vec<vigil_model::RegionSpec> = (0..r.len())
         .map(|i| vigil_model::RegionSpec {
@@ -27,7 +27,7 @@ pub fn city_lines(rules: &RuleSet, days: u32, seed: u64) -> Vec<(u8, String)> {
             population: r.populations[i],
         })
         .collect();
-    let cfg = GenConfig { seed, days, incidents: IncidentPlan::Auto, ..GenConfig::default() };
+    let cfg = GenConfig { seed, days, volume, incidents: IncidentPlan::Auto, ..GenConfig::default() };
     let mut sink = MemorySink::default();
     vigil_sim::generate(&cfg, &regions, &mut sink).expect("generate");
     let decoder = Decoder::new(rules);
@@ -75,4 +75,13 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cpu}, {cores} cores available")
+}
+
+/// For each region, the regions an event of it counts for under the rules' scored levels.
+pub fn scored_chains(rules: &RuleSet) -> Vec<Vec<u32>> {
+    let r = &rules.regions;
+    r.chains
+        .iter()
+        .map(|c| c.iter().copied().filter(|&x| rules.evaluate_levels[r.levels[x as usize] as usize]).collect())
+        .collect()
 }

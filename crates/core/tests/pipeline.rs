@@ -14,8 +14,8 @@ fn rules() -> Arc<RuleSet> {
     Arc::new(compile(&mini::files_with(&[])).unwrap())
 }
 
-/// A deterministic scenario: 16 days of police calls in two districts, about one crime call an
-/// hour in D1 and a burst of eight an hour on day 12 from 10:00 to 16:00.
+/// A deterministic scenario: 24 days of police calls in two districts, about one crime call an
+/// hour in D1 and a burst of eight an hour on 03-21 from 10:00 to 16:00.
 fn scenario(rules: &RuleSet) -> Vec<Event> {
     let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
     let g1 = rules.regions.lookup("G1").unwrap();
@@ -28,10 +28,10 @@ fn scenario(rules: &RuleSet) -> Vec<Event> {
         state
     };
     let mut out = Vec::new();
-    for h in 0..16 * 24 {
+    for h in 0..24 * 24 {
         let day = h / 24;
         let hour = h % 24;
-        let burst = day == 12 && (10..16).contains(&hour);
+        let burst = day == 20 && (10..16).contains(&hour);
         let n = if burst { 8 } else { (next() % 3) as i64 };
         for _ in 0..n {
             let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
@@ -102,7 +102,7 @@ fn golden_alerts_straight_through_and_across_a_restart() {
     assert!(
         parsed
             .iter()
-            .any(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-13"))
+            .any(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-21"))
     );
     assert!(parsed.iter().all(|a| a.region != "D2"));
     assert!(parsed.iter().all(|a| !a.top_contributors.is_empty() || a.event == AlertEvent::Resolved));
@@ -147,4 +147,53 @@ fn inline_rule_tests_pass_and_catch_a_wrong_expectation() {
     let rules = Arc::new(compile(&mini::files_with(&[("indicators/police.toml", &wrong)])).unwrap());
     let outcomes = vigil_core::ruletest::run(&rules);
     assert!(outcomes[0].failure.as_deref().unwrap_or_default().contains("expected 0.75, got 0.5"), "{outcomes:?}");
+}
+
+/// Every detector a rule can name scores the mini scenario's burst high and a calm day low.
+#[test]
+fn each_detector_flags_the_burst_day() {
+    let methods = [
+        r#"{ method = "ears", variant = "c1", sigma_min = 0.5 }"#,
+        r#"{ method = "ears", variant = "c2", sigma_min = 0.5 }"#,
+        r#"{ method = "ears", variant = "c3", sigma_min = 0.5 }"#,
+        r#"{ method = "ewma" }"#,
+        r#"{ method = "cusum", k = 0.5, h = 4.0 }"#,
+        r#"{ method = "robust_z", windows = 10, sigma_min = 1.0 }"#,
+        r#"{ method = "percentile", history = "30d", min_history = "7d" }"#,
+        r#"{ method = "baseline_pvalue", baseline = "7d", guard = "1d", dist = "negbin" }"#,
+    ];
+    for m in methods {
+        let ind = mini::INDICATORS
+            .replace("hop = \"1h\"", "hop = \"1d\"")
+            .replace(
+                r#"normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasonality = "none", dist = "poisson" }"#,
+                &format!("normalise = {m}"),
+            );
+        let rules = Arc::new(compile(&mini::files_with(&[("indicators/police.toml", &ind)])).unwrap_or_else(|d| panic!("{m}: {d}")));
+        let events = scenario(&rules);
+        let d1 = rules.regions.lookup("D1").unwrap() as usize;
+        let mut p = Pipeline::new(Arc::clone(&rules), opts());
+        let mut out = VecOutput::default();
+        let mut calm = None;
+        let mut burst = None;
+        let day = |d: u32| vigil_model::time::parse_rfc3339(&format!("2026-03-{d:02}T00:00:00+08:00")).unwrap();
+        for ev in &events {
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+            p.ingest(ev);
+            if calm.is_none() && ev.ts > day(21) {
+                calm = Some(p.latest(0, d1).0.score);
+            }
+            if burst.is_none() && ev.ts > day(22) {
+                burst = Some(p.latest(0, d1).0.score);
+            }
+        }
+        // The value at 03-21 00:00 covers the calm 03-20; at 03-22 00:00 it covers the burst.
+        let calm = calm.flatten().unwrap_or_else(|| panic!("{m}: grey on the calm day"));
+        let burst = burst.flatten().unwrap_or_else(|| panic!("{m}: grey on the burst day"));
+        // An empirical percentile cannot be surer than p = 1/(n+1): with 19 days of history its
+        // ceiling is p = 0.05, a score of 41.
+        let min = if m.contains("percentile") { 41.0 } else { 58.0 };
+        assert!(burst >= min, "{m}: burst scored {burst}");
+        assert!(calm < 41.0, "{m}: calm day scored {calm}");
+    }
 }

@@ -299,20 +299,21 @@ pub fn score(
             }
         }
         Normalise::Ears { variant, sigma_min } => {
+            // The longest unbroken run of daily values ending today, oldest first (C1 needs 8,
+            // C2 10, C3 12; `ears` says when there are too few).
             let mut series = [0f64; 13];
-            let mut ok = true;
-            for (i, slot) in series.iter_mut().enumerate() {
-                match view.value(12 - i) {
-                    Some(v) => *slot = v,
-                    None => ok = false,
-                }
+            let avail = (0..13).take_while(|&lag| view.value(lag).is_some()).count();
+            for (i, slot) in series[..avail].iter_mut().enumerate() {
+                *slot = view.value(avail - 1 - i).unwrap_or(0.0);
             }
+            let series = &series[..avail];
+            let ok = avail > 0;
             let v = match variant {
                 vigil_rules::EarsVariant::C1 => detectors::EarsVariant::C1,
                 vigil_rules::EarsVariant::C2 => detectors::EarsVariant::C2,
                 vigil_rules::EarsVariant::C3 => detectors::EarsVariant::C3,
             };
-            match (ok, detectors::ears(&series, v, *sigma_min)) {
+            match (ok, detectors::ears(series, v, *sigma_min)) {
                 (true, Some(out)) => {
                     // C1/C2 are z-like; C3's alarm threshold 2 is mapped onto z = 3.09 (the
                     // orange band), matching C1/C2's alarm at 3 sigma.
