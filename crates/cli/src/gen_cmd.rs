@@ -64,9 +64,13 @@ impl EventSink for FileSinks {
 }
 
 fn regions(rules: &std::path::Path) -> Result<Vec<vigil_model::RegionSpec>> {
-    let rs = crate::load_rules(rules)?;
+    Ok(region_specs(&*crate::load_rules(rules)?))
+}
+
+/// The rule set's region registry as plain rows (what the generator takes).
+pub fn region_specs(rs: &vigil_rules::RuleSet) -> Vec<vigil_model::RegionSpec> {
     let r = &rs.regions;
-    Ok((0..r.len())
+    (0..r.len())
         .map(|i| vigil_model::RegionSpec {
             code: r.codes[i].clone(),
             parent: r.parents[i].map(|p| r.codes[p as usize].clone()).unwrap_or_default(),
@@ -74,7 +78,7 @@ fn regions(rules: &std::path::Path) -> Result<Vec<vigil_model::RegionSpec>> {
             name: r.names[i].clone(),
             population: r.populations[i],
         })
-        .collect())
+        .collect()
 }
 
 pub fn run_gen(args: GenArgs) -> Result<ExitCode> {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vigil_core::{Options, ScoreDetail};
 use vigil_rules::RuleSet;
 
+mod demo;
 mod gen_cmd;
 
 #[derive(Parser)]
@@ -22,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything on this machine: embedded Kafka, the synthetic city, the engine; print
+    /// alerts and serve metrics.
+    Demo(demo::DemoArgs),
     /// Check or test a rule set.
     Rules {
         #[command(subcommand)]
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{} passed, {} failed", outcomes.len() - failed, failed);
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
         Command::Replay(args) => {

@@ -24,7 +24,13 @@ fn rules_check_summarises_the_default_rules() {
     let out = vigil().args(["rules", "check"]).arg(root().join("rules")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("4 sources") && text.contains("60 indicators") && text.contains("30 categories") && text.contains("4 domains"), "{text}");
+    assert!(
+        text.contains("4 sources")
+            && text.contains("60 indicators")
+            && text.contains("30 categories")
+            && text.contains("4 domains"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -41,7 +47,8 @@ fn rules_check_reports_every_mistake_and_exits_1() {
         }
     }
     let police = dir.join("indicators/police.toml");
-    let text = std::fs::read_to_string(&police).unwrap()
+    let text = std::fs::read_to_string(&police)
+        .unwrap()
         .replacen("category = \"police_volume\"", "category = \"police_volumes\"", 1)
         .replacen("window = \"7d\"", "window = \"7days\"", 1)
         .replacen("filter = \"incident_type IN (criminal_types)\"", "filter = \"incident_kind IN (criminal_types)\"", 1)
@@ -51,7 +58,13 @@ fn rules_check_reports_every_mistake_and_exits_1() {
     let out = vigil().args(["rules", "check"]).arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    for msg in ["unknown category `police_volumes`", "bad duration `7days`", "`incident_kind` is not a declared attribute", "direction must be \"up\" or \"down\"", "unknown field `threshold`"] {
+    for msg in [
+        "unknown category `police_volumes`",
+        "bad duration `7days`",
+        "`incident_kind` is not a declared attribute",
+        "direction must be \"up\" or \"down\"",
+        "unknown field `threshold`",
+    ] {
         assert!(err.lines().any(|l| l.contains("police.toml:") && l.contains(msg)), "missing `{msg}` in:\n{err}");
     }
 }
@@ -73,10 +86,26 @@ fn gen_and_replay_are_byte_identical_run_after_run() {
     for i in 0..2 {
         let city = tmp(&format!("city{i}"));
         let out = tmp(&format!("run{i}"));
-        let st = vigil().args(["gen", "--days", "35", "--seed", "11", "--volume", "0.3", "--out"]).arg(&city).arg("--rules").arg(&rules).status().unwrap();
+        let st = vigil()
+            .args(["gen", "--days", "35", "--seed", "11", "--volume", "0.3", "--out"])
+            .arg(&city)
+            .arg("--rules")
+            .arg(&rules)
+            .status()
+            .unwrap();
         assert!(st.success());
-        let events: Vec<PathBuf> = ["police", "case", "petition", "opinion"].iter().map(|s| city.join(format!("{s}.jsonl"))).collect();
-        let st = vigil().arg("replay").arg("--rules").arg(&rules).arg("--events").args(&events).arg("--out").arg(&out).status().unwrap();
+        let events: Vec<PathBuf> =
+            ["police", "case", "petition", "opinion"].iter().map(|s| city.join(format!("{s}.jsonl"))).collect();
+        let st = vigil()
+            .arg("replay")
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--events")
+            .args(&events)
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
         assert!(st.success());
         runs.push((read_all(&city), read_all(&out)));
     }

@@ -169,7 +169,9 @@ fn each_detector_flags_the_burst_day() {
                 r#"normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasonality = "none", dist = "poisson" }"#,
                 &format!("normalise = {m}"),
             );
-        let rules = Arc::new(compile(&mini::files_with(&[("indicators/police.toml", &ind)])).unwrap_or_else(|d| panic!("{m}: {d}")));
+        let rules = Arc::new(
+            compile(&mini::files_with(&[("indicators/police.toml", &ind)])).unwrap_or_else(|d| panic!("{m}: {d}")),
+        );
         let events = scenario(&rules);
         let d1 = rules.regions.lookup("D1").unwrap() as usize;
         let mut p = Pipeline::new(Arc::clone(&rules), opts());

@@ -713,10 +713,10 @@ impl<'a, 's> Compiler<'a, 's> {
             Some(i) => {
                 let m = self.aggregation(&src, i.method.as_ref());
                 let a = i.min_available.as_ref().map(|a| *a.get_ref()).unwrap_or(0.5);
-                if !(0.0..=1.0).contains(&a) {
-                    if let Some(s) = &i.min_available {
-                        self.sink.at(&src, span_of(s), "min_available is a share between 0 and 1");
-                    }
+                if !(0.0..=1.0).contains(&a)
+                    && let Some(s) = &i.min_available
+                {
+                    self.sink.at(&src, span_of(s), "min_available is a share between 0 and 1");
                 }
                 (m, a)
             }

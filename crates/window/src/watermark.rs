@@ -83,6 +83,12 @@ impl Watermarks {
         self.floor
     }
 
+    /// The lowest watermark among active inputs that have shown an event: how far the slowest
+    /// input that is moving has got. Drivers hold back inputs that run too far ahead of it.
+    pub fn min_active(&self) -> Option<Ts> {
+        self.inputs.iter().filter(|i| !i.idle).filter_map(|i| i.max_ts.map(|m| m - i.delay)).min()
+    }
+
     /// Advances the global watermark to at least `ts` (the driver's wall-clock advance when all
     /// inputs are silent, or the end of a finite replay).
     pub fn advance_to(&mut self, ts: Ts) {

@@ -1,0 +1,355 @@
+//! `vigil demo`: the whole system on one machine with nothing installed. An embedded Kafka
+//! cluster (librdkafka's mock cluster) or `--brokers`, the synthetic city producing into the
+//! event topics (a backfill of the warm-up weeks, then accelerated event time), the engine
+//! consuming them, alerts printed as coloured lines, and metrics served over HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use vigil_core::{Options, ScoreDetail};
+use vigil_engine::{Engine, EngineConfig, Metrics, OutputTopics};
+use vigil_kafka::{Embedded, KafkaSettings};
+use vigil_model::record::{AlertEvent, AlertRecord};
+use vigil_model::time::{DAY, HOUR, format_local};
+use vigil_model::{Duration as EvDuration, Level};
+use vigil_rules::RuleSet;
+use vigil_sim::{EventSink, GenConfig, Incident, IncidentKind, IncidentPlan};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Use these Kafka brokers instead of the embedded cluster.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Rule set directory.
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Stop by itself after this long (e.g. 60s, 5m); default: run until interrupted.
+    #[arg(long = "for")]
+    run_for: Option<String>,
+    /// Simulated seconds per wall-clock second after the backfill.
+    #[arg(long, default_value_t = 3600.0)]
+    speed: f64,
+    /// Days of history produced at full speed before accelerated time starts.
+    #[arg(long, default_value_t = 28)]
+    backfill_days: u32,
+    /// Address of the metrics endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// Partitions of each event topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Seed of the synthetic city.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Print alerts as JSON lines instead of coloured text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Produces generated events to Kafka, pacing them once event time passes the backfill.
+struct KafkaSink {
+    producer: vigil_kafka::OutputProducer,
+    topics: Vec<(String, String)>,
+    live_from: i64,
+    speed: f64,
+    wall_start: Option<Instant>,
+    stop: Arc<AtomicBool>,
+    sent: u64,
+    debug: bool,
+    /// Messages the engine has consumed: the generator stays at most `MAX_AHEAD` in front.
+    consumed: Arc<AtomicU64>,
+}
+
+/// How many messages the generator may run ahead of the engine. The embedded broker keeps a
+/// bounded log per partition and drops the oldest messages of one that runs too far ahead.
+const MAX_AHEAD: u64 = 20_000;
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let pat = format!("\"{name}\":\"");
+    let i = line.find(&pat)? + pat.len();
+    let j = line[i..].find('"')? + i;
+    Some(&line[i..j])
+}
+
+impl EventSink for KafkaSink {
+    fn emit(&mut self, source: &str, line: &str) -> std::io::Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped"));
+        }
+        let topic = self.topics.iter().find(|(s, _)| s == source).map(|(_, t)| t.as_str()).unwrap_or(source);
+        let ts = field(line, "ts").and_then(|t| vigil_model::time::parse_rfc3339(t).ok()).unwrap_or(0);
+        if ts >= self.live_from {
+            let start = *self.wall_start.get_or_insert_with(Instant::now);
+            let due = Duration::from_secs_f64(((ts - self.live_from) as f64 / 1000.0 / self.speed).max(0.0));
+            let elapsed = start.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        while self.sent >= self.consumed.load(Ordering::Relaxed) + MAX_AHEAD {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("stopped"));
+            }
+            vigil_kafka::poll(&self.producer);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let key = field(line, "region").unwrap_or_default();
+        vigil_kafka::send(&self.producer, topic, key, line.as_bytes(), None).map_err(std::io::Error::other)?;
+        self.sent += 1;
+        if self.debug && self.sent.is_multiple_of(20_000) {
+            eprintln!("debug: generator sent {} (event time {})", self.sent, vigil_model::time::format_utc(ts));
+        }
+        if self.sent.is_multiple_of(1024) {
+            vigil_kafka::poll(&self.producer);
+        }
+        Ok(())
+    }
+}
+
+/// Incidents timed to begin soon after the backfill, so the first minute shows alerts.
+fn demo_incidents(rules: &RuleSet, start: i64, backfill_days: u32) -> Vec<Incident> {
+    let live = start + backfill_days as i64 * DAY;
+    let pick = |level: u8, n: usize| -> String {
+        let codes: Vec<&String> = rules
+            .regions
+            .codes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| rules.regions.levels[*i] == level)
+            .map(|(_, c)| c)
+            .collect();
+        codes[n % codes.len().max(1)].clone()
+    };
+    vec![
+        Incident {
+            id: "demo-1-opinion".into(),
+            kind: IncidentKind::NegativeOpinionBurst,
+            region: pick(1, 1),
+            start: live + 2 * HOUR,
+            duration_hours: 30,
+            strength: 8.0,
+        },
+        Incident {
+            id: "demo-2-gathering".into(),
+            kind: IncidentKind::MassGathering,
+            region: pick(2, 12),
+            start: live + 6 * HOUR,
+            duration_hours: 36,
+            strength: 10.0,
+        },
+        Incident {
+            id: "demo-3-crime".into(),
+            kind: IncidentKind::CrimeSpree,
+            region: pick(1, 5),
+            start: live + 10 * HOUR,
+            duration_hours: 48,
+            strength: 6.0,
+        },
+    ]
+}
+
+fn colour(level: Option<Level>) -> &'static str {
+    match level {
+        Some(Level::Red) => "\x1b[1;97;41m",
+        Some(Level::Orange) => "\x1b[1;30;43m",
+        Some(Level::Yellow) => "\x1b[1;33m",
+        Some(Level::Blue) => "\x1b[1;34m",
+        None => "\x1b[32m",
+    }
+}
+
+/// One readable line per alert: time, level, region, scope, score and the top reasons.
+pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
+    let t =
+        vigil_model::time::parse_rfc3339(&a.window_end).map(|t| format_local(t, rules.tz_offset)).unwrap_or_default();
+    let level = a.level.map_or("clear", |l| l.as_str()).to_uppercase();
+    let arrow = match a.event {
+        AlertEvent::Opened => "opened",
+        AlertEvent::Escalated => "up",
+        AlertEvent::Deescalated => "down",
+        AlertEvent::Resolved => "resolved",
+    };
+    let reasons: Vec<String> = a
+        .top_contributors
+        .iter()
+        .take(3)
+        .map(|c| {
+            let v = c.value.map_or("-".into(), |v| format!("{v}"));
+            let e = c.expected.map_or("-".into(), |e| format!("{e:.1}"));
+            format!("{} {v} (exp {e}, {:.0})", c.indicator, c.score.unwrap_or(0.0))
+        })
+        .collect();
+    format!(
+        "{} {}{:<6}\x1b[0m {:<8} {} {} [{}] {} {:.1}  {}",
+        &t[..16.min(t.len())],
+        colour(a.level),
+        level,
+        arrow,
+        a.region_name,
+        a.region,
+        a.region_level,
+        a.scope,
+        a.score.unwrap_or(0.0),
+        reasons.join("; ")
+    )
+}
+
+fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("bind metrics address {addr}"))?;
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    let mut reader = BufReader::new(&stream);
+                    let mut request = String::new();
+                    let _ = reader.read_line(&mut request);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                        line.clear();
+                    }
+                    let (status, body, ctype) = if request.starts_with("GET /metrics") {
+                        let mut body = String::new();
+                        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                        ("200 OK", body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                    } else {
+                        ("404 Not Found", "not found\n".to_string(), "text/plain")
+                    };
+                    let mut w = &stream;
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    Ok(())
+}
+
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    let rules = crate::load_rules(&args.rules)?;
+    let run_for = args
+        .run_for
+        .as_deref()
+        .map(|s| EvDuration::parse(s).map(|d| Duration::from_millis(d.0 as u64)).map_err(anyhow::Error::msg))
+        .transpose()?;
+    let embedded = match &args.brokers {
+        Some(_) => None,
+        None => Some(Embedded::start(1).context("start the embedded Kafka cluster")?),
+    };
+    let settings = match (&args.brokers, &embedded) {
+        (Some(b), _) => KafkaSettings::new(b.clone()),
+        (None, Some(e)) => KafkaSettings::new(e.bootstrap_servers()),
+        (None, None) => unreachable!("an embedded cluster is started when no brokers are given"),
+    };
+    let outputs = OutputTopics::default();
+    let mut topics: Vec<(String, i32)> = rules.sources.iter().map(|s| (s.topic.clone(), args.partitions)).collect();
+    for t in [&outputs.scores, &outputs.alerts, &outputs.dlq, &outputs.late] {
+        topics.push((t.clone(), args.partitions));
+    }
+    match &embedded {
+        // The mock cluster creates topics through its own API.
+        Some(e) => {
+            for (t, p) in &topics {
+                e.create_topic(t, *p).with_context(|| format!("create topic {t}"))?;
+            }
+        }
+        None => vigil_kafka::ensure_topics(&settings, &topics).context("create topics")?,
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    serve_metrics(&args.metrics_addr, Arc::new(registry), Arc::clone(&stop))?;
+    eprintln!(
+        "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics",
+        settings.brokers,
+        if args.brokers.is_some() { "external" } else { "embedded" },
+        rules.name,
+        rules.version,
+        args.metrics_addr
+    );
+    eprintln!(
+        "backfilling {} days of the synthetic city, then {}x accelerated event time{}",
+        args.backfill_days,
+        args.speed,
+        run_for.map_or(String::new(), |d| format!("; stopping after {}s", d.as_secs()))
+    );
+
+    // The generator: its own producer, on its own thread.
+    let regions = crate::gen_cmd::region_specs(&rules);
+    let start = vigil_sim::default_start();
+    let gen_cfg = GenConfig {
+        seed: args.seed,
+        days: args.backfill_days + 30,
+        start,
+        incidents: IncidentPlan::Explicit(demo_incidents(&rules, start, args.backfill_days)),
+        volume: 1.0,
+    };
+    let consumed = Arc::new(AtomicU64::new(0));
+    let mut sink = KafkaSink {
+        producer: vigil_kafka::producer(&settings)?,
+        topics: rules.sources.iter().map(|s| (s.id.clone(), s.topic.clone())).collect(),
+        live_from: start + args.backfill_days as i64 * DAY,
+        speed: args.speed.max(1.0),
+        wall_start: None,
+        stop: Arc::clone(&stop),
+        sent: 0,
+        debug: std::env::var_os("VIGIL_DEBUG").is_some(),
+        consumed: Arc::clone(&consumed),
+    };
+    let generator = std::thread::spawn(move || {
+        let r = vigil_sim::generate(&gen_cfg, &regions, &mut sink);
+        let _ = vigil_kafka::flush(&sink.producer, Duration::from_secs(10));
+        r.map(|_| sink.sent)
+    });
+    if let Some(d) = run_for {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let cfg = EngineConfig {
+        kafka: settings.clone(),
+        group: "vigil-demo".into(),
+        outputs,
+        idle_timeout: Duration::from_secs(30),
+        options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
+        progress: Some(consumed),
+    };
+    let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    let json = args.json;
+    let mut print = |a: &AlertRecord| {
+        if json {
+            println!("{}", serde_json::to_string(a).unwrap_or_default());
+        } else {
+            println!("{}", alert_line(a, &rules));
+        }
+    };
+    let summary = engine.run(&stop, &mut print)?;
+    stop.store(true, Ordering::Relaxed);
+    let sent = generator.join().map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
+    eprintln!(
+        "vigil demo: consumed {} events ({} rejected, {} late), {} alert events; generator sent {}",
+        summary.consumed,
+        summary.rejected,
+        summary.late,
+        summary.alerts,
+        sent.map_or_else(|e| format!("until stopped ({e})"), |n| n.to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,407 @@
+//! The Kafka engine loop: consume, decode, route, advance watermarks, evaluate, produce.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rdkafka::consumer::Consumer;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::BaseProducer;
+use serde::Serialize;
+use vigil_core::{Ingest, Options, Output, Pipeline};
+use vigil_kafka::{KafkaSettings, Message};
+use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
+use vigil_model::time::format_utc;
+use vigil_model::{Event, SourceIdx};
+use vigil_rules::RuleSet;
+use vigil_rules::decode::{Decoder, SourceHint};
+use vigil_window::Watermarks;
+
+use crate::metrics::{AlertLabels, Metrics, RejectLabels, SourceLabel};
+
+/// How far ahead of the slowest moving partition a partition may run before it is paused (and
+/// rewound to the message that was too early). Without this alignment a consumer catching up
+/// on a backlog reads days of one partition before another, and the pipeline would have to
+/// drop what does not fit its bins.
+pub const MAX_SKEW_MS: i64 = 6 * vigil_model::time::HOUR;
+
+/// Events held per partition before the partition is paused: holding in memory is cheap, and
+/// pausing a partition costs fetch round trips when it resumes.
+pub const HOLD_PER_PARTITION: usize = 200_000;
+
+/// Version of the JSON records on the output topics, sent as a header.
+pub const SCHEMA_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Kafka(#[from] vigil_kafka::KafkaEdgeError),
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+}
+
+/// Output topic names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputTopics {
+    pub scores: String,
+    pub alerts: String,
+    pub dlq: String,
+    pub late: String,
+}
+
+impl Default for OutputTopics {
+    fn default() -> Self {
+        OutputTopics {
+            scores: "vigil.scores".into(),
+            alerts: "vigil.alerts".into(),
+            dlq: "vigil.dlq".into(),
+            late: "vigil.late".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub kafka: KafkaSettings,
+    pub group: String,
+    pub outputs: OutputTopics,
+    /// A partition with no message for this long stops holding the watermark back.
+    pub idle_timeout: Duration,
+    pub options: Options,
+    /// Messages consumed so far, published for a producer in the same process that must not
+    /// run too far ahead (the embedded broker keeps a bounded log per partition).
+    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// A dead letter: where the message was and why it was refused. The payload itself is not
+/// copied (it may carry fields vigil must not keep); operators read it from the source topic
+/// at the given offset while retention lasts.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    reason: RejectCode,
+    detail: &'a str,
+    payload_bytes: usize,
+}
+
+/// A late event, as decoded (allow-listed attributes only).
+#[derive(Serialize)]
+struct LateEvent<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    reason: RejectCode,
+    region: &'a str,
+    ts: String,
+    watermark: String,
+}
+
+struct KafkaOutput<'a> {
+    producer: &'a BaseProducer,
+    topics: &'a OutputTopics,
+    rules_version: &'a str,
+    metrics: &'a Metrics,
+    on_alert: &'a mut dyn FnMut(&AlertRecord),
+    error: Option<vigil_kafka::KafkaEdgeError>,
+}
+
+impl KafkaOutput<'_> {
+    fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new()
+            .insert(Header { key: "vigil-rules-version", value: Some(self.rules_version) })
+            .insert(Header { key: "vigil-schema-version", value: Some(SCHEMA_VERSION) })
+    }
+
+    fn send<T: Serialize>(&mut self, topic: &str, key: &str, v: &T) {
+        let Ok(bytes) = serde_json::to_vec(v) else { return };
+        let headers = self.headers();
+        if let Err(e) = vigil_kafka::send(self.producer, topic, key, &bytes, Some(headers))
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl Output for KafkaOutput<'_> {
+    fn score(&mut self, record: ScoreRecord) {
+        let topic = self.topics.scores.clone();
+        self.send(&topic, &record.region.clone(), &record);
+    }
+
+    fn alert(&mut self, record: AlertRecord) {
+        let topic = self.topics.alerts.clone();
+        self.send(&topic, &record.region.clone(), &record);
+        self.metrics
+            .alerts
+            .get_or_create(&AlertLabels {
+                level: record.level.map_or("none", |l| l.as_str()).to_string(),
+                event: record.event.as_str().to_string(),
+            })
+            .inc();
+        (self.on_alert)(&record);
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub consumed: u64,
+    pub rejected: u64,
+    pub late: u64,
+    pub alerts: u64,
+}
+
+/// The engine: a consumer over every event topic of the rules, a producer for the outputs, and
+/// the pipeline.
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    cfg: EngineConfig,
+    pipeline: Pipeline,
+    consumer: BaseConsumer,
+    producer: BaseProducer,
+    /// (topic, partition) -> watermark input.
+    inputs: HashMap<(String, i32), usize>,
+    input_source: Vec<SourceIdx>,
+    last_seen: Vec<Instant>,
+    /// Partitions paused by watermark alignment, and the events they delivered meanwhile.
+    paused: Vec<bool>,
+    held: Vec<VecDeque<(Event, i64)>>,
+    partitions: Vec<(String, i32)>,
+    watermarks: Watermarks,
+    metrics: Metrics,
+}
+
+impl Engine {
+    pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
+        let topics: Vec<String> = rules.sources.iter().map(|s| s.topic.clone()).collect();
+        let (consumer, partitions) = vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &BTreeMap::new())?;
+        let producer = vigil_kafka::producer(&cfg.kafka)?;
+        let mut inputs = HashMap::new();
+        let mut input_source = Vec::new();
+        let mut delays = Vec::new();
+        for (topic, partition) in partitions.iter().cloned() {
+            let s = rules.sources.iter().position(|s| s.topic == topic).unwrap_or(0);
+            inputs.insert((topic, partition), input_source.len());
+            input_source.push(s as SourceIdx);
+            delays.push(rules.sources[s].allowed_delay.0);
+        }
+        let pipeline = Pipeline::new(Arc::clone(&rules), cfg.options);
+        let now = Instant::now();
+        Ok(Engine {
+            last_seen: vec![now; input_source.len()],
+            paused: vec![false; input_source.len()],
+            held: vec![VecDeque::new(); input_source.len()],
+            partitions,
+            watermarks: Watermarks::new(&delays),
+            rules,
+            cfg,
+            pipeline,
+            consumer,
+            producer,
+            inputs,
+            input_source,
+            metrics,
+        })
+    }
+
+    /// Runs until `stop` is set, then flushes the outputs.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        on_alert: &mut dyn FnMut(&AlertRecord),
+    ) -> Result<RunSummary, EngineError> {
+        let rules = Arc::clone(&self.rules);
+        let decoder = Decoder::new(&rules);
+        let mut summary = RunSummary::default();
+        let mut ev = Event::default();
+        let mut out = KafkaOutput {
+            producer: &self.producer,
+            topics: &self.cfg.outputs,
+            rules_version: &rules.version,
+            metrics: &self.metrics,
+            on_alert,
+            error: None,
+        };
+        let mut st = LoopState {
+            pipeline: &mut self.pipeline,
+            watermarks: &mut self.watermarks,
+            metrics: &self.metrics,
+            rules: &rules,
+            partitions: &self.partitions,
+            input_source: &self.input_source,
+        };
+        let mut last_check = Instant::now();
+        let debug = std::env::var_os("VIGIL_DEBUG").is_some();
+        let mut last_debug = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let polled = self.consumer.poll(Duration::from_millis(20));
+            let idle_poll = polled.is_none();
+            match polled {
+                Some(Ok(m)) => {
+                    summary.consumed += 1;
+                    if let Some(p) = &self.cfg.progress {
+                        p.store(summary.consumed, Ordering::Relaxed);
+                    }
+                    let (topic, partition) = (m.topic(), m.partition());
+                    let Some(&input) = self.inputs.get(&(topic.to_string(), partition)) else { continue };
+                    self.last_seen[input] = Instant::now();
+                    let source = self.input_source[input];
+                    let source_id = &rules.sources[source as usize].id;
+                    st.metrics.events_consumed.get_or_create(&SourceLabel { source: source_id.clone() }).inc();
+                    let payload = m.payload().unwrap_or_default();
+                    match decoder.decode(SourceHint::Fixed(source), payload, &mut ev) {
+                        Ok(_) if !self.held[input].is_empty() || st.too_early(input, ev.ts) => {
+                            // Watermark alignment: a partition far ahead of the slowest one waits
+                            // (paused, its messages held in order) instead of racing on.
+                            self.held[input].push_back((ev, m.offset()));
+                            if !self.paused[input] && self.held[input].len() >= HOLD_PER_PARTITION {
+                                self.consumer.pause(&one(topic, partition))?;
+                                self.paused[input] = true;
+                            }
+                        }
+                        Ok(_) => st.accept(input, &ev, m.offset(), &mut out, &mut summary),
+                        Err(rej) => {
+                            summary.rejected += 1;
+                            st.metrics
+                                .events_rejected
+                                .get_or_create(&RejectLabels {
+                                    source: source_id.clone(),
+                                    reason: rej.code.as_str().to_string(),
+                                })
+                                .inc();
+                            let dl = DeadLetter {
+                                topic,
+                                partition,
+                                offset: m.offset(),
+                                reason: rej.code,
+                                detail: &rej.detail,
+                                payload_bytes: payload.len(),
+                            };
+                            out.send(&self.cfg.outputs.dlq.clone(), topic, &dl);
+                        }
+                    }
+                }
+                Some(Err(e)) => eprintln!("vigil: consumer error: {e}"),
+                None => {}
+            }
+            if idle_poll || last_check.elapsed() >= Duration::from_millis(50) {
+                last_check = Instant::now();
+                if debug && last_debug.elapsed() >= Duration::from_secs(2) {
+                    last_debug = Instant::now();
+                    eprintln!(
+                        "debug: consumed {} held {} paused {} min_active {:?} wm {:?} idle? {:?}",
+                        summary.consumed,
+                        self.held.iter().map(|h| h.len()).sum::<usize>(),
+                        self.paused.iter().filter(|p| **p).count(),
+                        st.watermarks.min_active().map(format_utc),
+                        st.pipeline.watermark().map(format_utc),
+                        self.last_seen.iter().map(|t| t.elapsed().as_secs()).collect::<Vec<_>>()
+                    );
+                }
+                for (i, seen) in self.last_seen.iter().enumerate() {
+                    if !self.paused[i] && self.held[i].is_empty() && seen.elapsed() >= self.cfg.idle_timeout {
+                        st.watermarks.set_idle(i, true);
+                    }
+                }
+                // Release held events that the slowest partition has caught up with.
+                let mut progress = true;
+                while progress {
+                    progress = false;
+                    for input in 0..self.held.len() {
+                        while let Some(&(hev, offset)) = self.held[input].front() {
+                            if st.too_early_to_release(input, hev.ts) {
+                                break;
+                            }
+                            self.held[input].pop_front();
+                            st.accept(input, &hev, offset, &mut out, &mut summary);
+                            progress = true;
+                        }
+                        if self.held[input].is_empty() && self.paused[input] {
+                            let (t, p) = &self.partitions[input];
+                            self.consumer.resume(&one(t, *p))?;
+                            self.paused[input] = false;
+                            self.last_seen[input] = Instant::now();
+                        }
+                    }
+                }
+            }
+            if let Some(wm) = st.watermarks.current() {
+                let before = st.pipeline.counters().evaluations;
+                let alerts_before = st.pipeline.counters().alerts;
+                st.pipeline.advance(wm, &mut out);
+                st.metrics.evaluations.inc_by(st.pipeline.counters().evaluations - before);
+                summary.alerts += st.pipeline.counters().alerts - alerts_before;
+                st.metrics.watermark.set(wm.div_euclid(1000));
+            }
+            vigil_kafka::poll(&self.producer);
+            if let Some(e) = out.error.take() {
+                return Err(e.into());
+            }
+        }
+        vigil_kafka::flush(&self.producer, Duration::from_secs(10))?;
+        Ok(summary)
+    }
+}
+
+/// The parts of the engine the per-event path touches, borrowed apart from the output.
+struct LoopState<'a> {
+    pipeline: &'a mut Pipeline,
+    watermarks: &'a mut Watermarks,
+    metrics: &'a Metrics,
+    rules: &'a RuleSet,
+    partitions: &'a [(String, i32)],
+    input_source: &'a [SourceIdx],
+}
+
+impl LoopState<'_> {
+    /// Whether an event is too far ahead of the slowest moving partition to be taken now. The
+    /// slowest partition itself is never held: it is what the others wait for.
+    fn too_early(&self, input: usize, ts: i64) -> bool {
+        self.watermarks
+            .min_active()
+            .is_some_and(|m| ts > m + MAX_SKEW_MS && self.watermarks.input_watermark(input).is_some_and(|w| w > m))
+    }
+
+    /// Held events are released with hysteresis, once within half the allowed skew.
+    fn too_early_to_release(&self, input: usize, ts: i64) -> bool {
+        self.watermarks
+            .min_active()
+            .is_some_and(|m| ts > m + MAX_SKEW_MS / 2 && self.watermarks.input_watermark(input).is_some_and(|w| w > m))
+    }
+
+    fn accept(&mut self, input: usize, ev: &Event, offset: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
+        match self.pipeline.ingest(ev) {
+            Ingest::Accepted | Ingest::AcceptedLate => self.watermarks.observe(input, ev.ts),
+            outcome @ (Ingest::Late | Ingest::TooEarly) => {
+                summary.late += 1;
+                let source = &self.rules.sources[self.input_source[input] as usize].id;
+                self.metrics.events_late.get_or_create(&SourceLabel { source: source.clone() }).inc();
+                let (topic, partition) = &self.partitions[input];
+                let region = &self.rules.regions.codes[ev.region as usize];
+                let late = LateEvent {
+                    topic,
+                    partition: *partition,
+                    offset,
+                    reason: if outcome == Ingest::Late { RejectCode::Late } else { RejectCode::OutOfRange },
+                    region,
+                    ts: format_utc(ev.ts),
+                    watermark: self.pipeline.watermark().map(format_utc).unwrap_or_default(),
+                };
+                let topic = out.topics.late.clone();
+                out.send(&topic, region, &late);
+            }
+        }
+    }
+}
+
+fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(t, p);
+    tpl
+}

@@ -1,0 +1,11 @@
+//! vigil-engine drives the scoring core from Kafka: it consumes the event topics, decodes each
+//! message under the rules' schemas, keeps one watermark per partition, lets the pipeline
+//! evaluate as the global watermark passes hour boundaries, and produces scores and alerts to
+//! their topics and bad or late events to the dead-letter and late topics. The engine owns wall
+//! time (idle partitions) and shutdown; the pipeline it drives stays pure.
+
+pub mod engine;
+pub mod metrics;
+
+pub use engine::{Engine, EngineConfig, EngineError, OutputTopics};
+pub use metrics::Metrics;

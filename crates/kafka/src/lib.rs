@@ -1,0 +1,169 @@
+//! vigil-kafka is vigil's edge to Kafka: client settings (anything librdkafka accepts passes
+//! through, so SSL and SASL work as on any librdkafka client), the embedded broker used by the
+//! default run (librdkafka's in-process mock cluster, reached through the same client code as a
+//! real cluster), topic creation, a durable producer and a consumer with explicit partition
+//! assignment. It knows nothing about scoring.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub use rdkafka::Message;
+pub use rdkafka::message::{Header, Headers};
+pub use rdkafka::producer::BaseProducer as OutputProducer;
+
+/// Errors at the Kafka edge; the operator must act on them (brokers, topics, settings).
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaEdgeError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("kafka: could not create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("kafka: topic {0} does not exist on the brokers")]
+    MissingTopic(String),
+}
+
+pub type Result<T> = std::result::Result<T, KafkaEdgeError>;
+
+/// Where the brokers are and any further librdkafka settings (`security.protocol`,
+/// `sasl.mechanism`, `ssl.ca.location`, ...), passed through unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub client: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaSettings { brokers: brokers.into(), client: BTreeMap::new() }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.client {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// An in-process Kafka cluster (librdkafka's mock cluster). Clients reach it over TCP on
+/// localhost like any broker; it lives as long as this value.
+pub struct Embedded {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl Embedded {
+    pub fn start(brokers: i32) -> Result<Embedded> {
+        Ok(Embedded { cluster: MockCluster::new(brokers)? })
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        self.cluster.create_topic(name, partitions, 1)?;
+        Ok(())
+    }
+}
+
+/// Creates the topics that do not exist yet (real clusters; tansu does not auto-create).
+pub fn ensure_topics(settings: &KafkaSettings, topics: &[(String, i32)]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = settings.config().create()?;
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = futures_executor::block_on(admin.create_topics(&new, &opts))?;
+    for r in results {
+        if let Err((topic, code)) = r
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(KafkaEdgeError::CreateTopic { topic, reason: code.to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// A producer for outputs: every write acknowledged by all in-sync replicas, idempotent.
+pub fn producer(settings: &KafkaSettings) -> Result<BaseProducer> {
+    let mut c = settings.config();
+    c.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5").set("message.max.bytes", "1048576");
+    Ok(c.create()?)
+}
+
+/// Sends one message, waiting (and serving delivery reports) while the local queue is full, so
+/// that a fast producer slows down instead of failing.
+pub fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8], headers: Option<OwnedHeaders>) -> Result<()> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                p.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Serves delivery reports without waiting.
+pub fn poll(p: &BaseProducer) {
+    p.poll(Duration::ZERO);
+}
+
+/// Waits until every queued message is acknowledged (or the timeout passes).
+pub fn flush(p: &BaseProducer, timeout: Duration) -> Result<()> {
+    p.flush(timeout)?;
+    Ok(())
+}
+
+/// A consumer assigned every partition of `topics` (no group rebalance: vigil assigns
+/// explicitly and keeps its own offsets), starting from the given offsets or the beginning.
+pub fn assigned_consumer(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+    start: &BTreeMap<(String, i32), i64>,
+) -> Result<(BaseConsumer, Vec<(String, i32)>)> {
+    let mut c = settings.config();
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer = c.create()?;
+    let mut partitions = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        let topic =
+            md.topics().iter().find(|x| x.name() == t).ok_or_else(|| KafkaEdgeError::MissingTopic(t.clone()))?;
+        if topic.partitions().is_empty() {
+            return Err(KafkaEdgeError::MissingTopic(t.clone()));
+        }
+        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            let offset = start.get(&(t.clone(), id)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            tpl.add_partition_offset(t, id, offset)?;
+            partitions.push((t.clone(), id));
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok((consumer, partitions))
+}
