@@ -295,13 +295,17 @@ impl Engine {
                 if debug && last_debug.elapsed() >= Duration::from_secs(2) {
                     last_debug = Instant::now();
                     eprintln!(
-                        "debug: consumed {} held {} paused {} min_active {:?} wm {:?} idle? {:?}",
+                        "debug: consumed {} held {} paused {} min_active {:?} wm {:?} idle? {:?} inputs {:?} held {:?}",
                         summary.consumed,
                         self.held.iter().map(|h| h.len()).sum::<usize>(),
                         self.paused.iter().filter(|p| **p).count(),
                         st.watermarks.min_active().map(format_utc),
                         st.pipeline.watermark().map(format_utc),
-                        self.last_seen.iter().map(|t| t.elapsed().as_secs()).collect::<Vec<_>>()
+                        self.last_seen.iter().map(|t| t.elapsed().as_secs()).collect::<Vec<_>>(),
+                        (0..self.held.len())
+                            .map(|i| st.watermarks.input_watermark(i).map(|w| format_utc(w)[5..16].to_string()))
+                            .collect::<Vec<_>>(),
+                        self.held.iter().map(|h| h.len()).collect::<Vec<_>>(),
                     );
                 }
                 for (i, seen) in self.last_seen.iter().enumerate() {
@@ -332,12 +336,7 @@ impl Engine {
                 }
             }
             if let Some(wm) = st.watermarks.current() {
-                let before = st.pipeline.counters().evaluations;
-                let alerts_before = st.pipeline.counters().alerts;
-                st.pipeline.advance(wm, &mut out);
-                st.metrics.evaluations.inc_by(st.pipeline.counters().evaluations - before);
-                summary.alerts += st.pipeline.counters().alerts - alerts_before;
-                st.metrics.watermark.set(wm.div_euclid(1000));
+                st.advance(wm, &mut out, &mut summary);
             }
             vigil_kafka::poll(&self.producer);
             if let Some(e) = out.error.take() {
@@ -360,6 +359,15 @@ struct LoopState<'a> {
 }
 
 impl LoopState<'_> {
+    fn advance(&mut self, wm: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
+        let before = self.pipeline.counters().evaluations;
+        let alerts_before = self.pipeline.counters().alerts;
+        self.pipeline.advance(wm, out);
+        self.metrics.evaluations.inc_by(self.pipeline.counters().evaluations - before);
+        summary.alerts += self.pipeline.counters().alerts - alerts_before;
+        self.metrics.watermark.set(wm.div_euclid(1000));
+    }
+
     /// Whether an event is too far ahead of the slowest moving partition to be taken now. The
     /// slowest partition itself is never held: it is what the others wait for.
     fn too_early(&self, input: usize, ts: i64) -> bool {
@@ -376,8 +384,15 @@ impl LoopState<'_> {
     }
 
     fn accept(&mut self, input: usize, ev: &Event, offset: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
+        // The event moves its partition's watermark first, and time advances to the new global
+        // watermark before the event is counted: an event can then never be "too early" for the
+        // time it itself has made current (a sparse partition may jump a day at once).
+        self.watermarks.observe(input, ev.ts);
+        if let Some(wm) = self.watermarks.current() {
+            self.advance(wm, out, summary);
+        }
         match self.pipeline.ingest(ev) {
-            Ingest::Accepted | Ingest::AcceptedLate => self.watermarks.observe(input, ev.ts),
+            Ingest::Accepted | Ingest::AcceptedLate => {}
             outcome @ (Ingest::Late | Ingest::TooEarly) => {
                 summary.late += 1;
                 let source = &self.rules.sources[self.input_source[input] as usize].id;

@@ -134,6 +134,12 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         let Some((ev, line)) = streams[i].head.take() else { break };
         first = Some(first.map_or(ev.ts, |f: Ts| f.min(ev.ts)));
         last = Some(last.map_or(ev.ts, |l: Ts| l.max(ev.ts)));
+        // The event moves its input's watermark first and time advances before the event is
+        // counted, so a sparse input that jumps ahead is never "too early" for itself.
+        wms.observe(i, ev.ts);
+        if let Some(wm) = wms.current() {
+            pipeline.advance(wm, &mut out);
+        }
         match pipeline.ingest(&ev) {
             Ingest::Accepted => summary.accepted += 1,
             Ingest::AcceptedLate => summary.accepted_late += 1,
@@ -148,13 +154,9 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
                 });
             }
         }
-        wms.observe(i, ev.ts);
         refill(&mut streams[i], &decoder, &mut summary, out.inner)?;
         if streams[i].head.is_none() {
             wms.set_idle(i, true);
-        }
-        if let Some(wm) = wms.current() {
-            pipeline.advance(wm, &mut out);
         }
     }
     // The input is complete: every window up to the last event can close.

@@ -137,7 +137,9 @@ pub fn score(
     det: &mut DetectorState,
     scratch: &mut Vec<f64>,
 ) -> Scored {
-    let span = hops(ind, ind.window.0 + ind.lag.0).max(1);
+    // Co-elevation also reads the 7 days before its window (its baseline).
+    let lookback = if matches!(ind.measure, Measure::Coelevation { .. }) { 7 * DAY } else { 0 };
+    let span = hops(ind, ind.window.0 + ind.lag.0 + lookback).max(1);
     let view = View { hist, region, span };
     // Growth measures turn the count into a ratio against earlier windows first.
     let (value, expected_growth) = match (&ind.measure, value) {
