@@ -120,6 +120,9 @@ pub(crate) struct State {
     pub grades: Vec<Vec<GradeState>>,
     pub watermark: Option<Ts>,
     pub last_eval: Option<Ts>,
+    /// The earliest event time seen before time started: evaluation is anchored on it, so the
+    /// schedule does not depend on which input happened to deliver first.
+    pub first_ts: Option<Ts>,
     pub counters: Counters,
 }
 
@@ -171,6 +174,7 @@ impl Pipeline {
             grades,
             watermark: None,
             last_eval: None,
+            first_ts: None,
             counters: Counters::default(),
         };
         Self::with_state(rules, options, layouts, state)
@@ -251,6 +255,9 @@ impl Pipeline {
                 outcome = Ingest::AcceptedLate;
             }
         }
+        if self.state.last_eval.is_none() && self.state.first_ts.is_none_or(|f| ev.ts < f) {
+            self.state.first_ts = Some(ev.ts);
+        }
         let cx = EvalCtx::new(ev, self.tz);
         let chain = &self.chains[ev.region as usize];
         for tap in &self.taps[s] {
@@ -293,8 +300,10 @@ impl Pipeline {
         let last = match self.state.last_eval {
             Some(t) => t,
             None => {
-                // The hour in progress when time starts is incomplete: start after it.
-                let t = wm.div_euclid(every) * every;
+                // Evaluation starts at the hour of the earliest event seen (or of the watermark,
+                // if earlier): the same schedule whatever order the inputs delivered in.
+                let anchor = self.state.first_ts.map_or(wm, |f| f.min(wm));
+                let t = anchor.div_euclid(every) * every;
                 self.state.last_eval = Some(t);
                 t
             }

@@ -210,6 +210,11 @@ impl Engine {
         })
     }
 
+    /// The last hour boundary the pipeline evaluated.
+    pub fn last_evaluated(&self) -> Option<i64> {
+        self.pipeline.last_evaluated()
+    }
+
     /// Runs until `stop` is set, then flushes the outputs.
     pub fn run(
         &mut self,
