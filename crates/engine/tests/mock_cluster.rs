@@ -134,3 +134,110 @@ fn engine_on_the_mock_cluster_matches_replay() {
     assert_eq!(from_kafka.len(), from_replay.len(), "alert counts differ (kafka vs replay)");
     assert_eq!(from_kafka, from_replay);
 }
+
+/// Bad messages on the wire each land in the dead-letter topic with a reason, are counted, and
+/// the engine goes on with the good ones.
+#[test]
+fn bad_messages_go_to_the_dead_letter_topic() {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let rules =
+        Arc::new(vigil_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")).unwrap());
+    let cluster = Embedded::start(1).unwrap();
+    let settings = KafkaSettings::new(cluster.bootstrap_servers());
+    let outputs = OutputTopics::default();
+    for s in &rules.sources {
+        cluster.create_topic(&s.topic, 1).unwrap();
+    }
+    for t in [&outputs.scores, &outputs.alerts, &outputs.dlq, &outputs.late] {
+        cluster.create_topic(t, 1).unwrap();
+    }
+    let producer = vigil_kafka::producer(&settings).unwrap();
+    let police = &rules.sources[rules.source_index("police").unwrap() as usize].topic;
+    let good = r#"{"id":"g","region":"990101001001","ts":"2026-01-05T10:00:00+08:00","attrs":{"incident_type":"theft","priority":3}}"#;
+    let big =
+        format!(r#"{{"region":"990101001001","ts":"2026-01-05T10:00:00+08:00","pad":"{}"}}"#, "x".repeat(100_000));
+    let cases: Vec<(Option<&str>, Option<Vec<u8>>, &str)> = vec![
+        (Some("k"), Some(b"\xff\xfe not json".to_vec()), "not_utf8"),
+        (Some("k"), Some(b"{not json".to_vec()), "malformed_json"),
+        (Some("k"), Some(br#"[1,2,3]"#.to_vec()), "not_an_object"),
+        (
+            Some("k"),
+            Some(br#"{"region":"990101001001","ts":"2026-01-05T10:00:00+08:00","attrs":{"incident_type":7}}"#.to_vec()),
+            "wrong_type",
+        ),
+        (
+            Some("k"),
+            Some(
+                br#"{"region":"nowhere","ts":"2026-01-05T10:00:00+08:00","attrs":{"incident_type":"theft"}}"#.to_vec(),
+            ),
+            "unknown_region",
+        ),
+        (Some("k"), Some(big.into_bytes()), "too_large"),
+        (Some("k"), None, "empty"),
+        (None, Some(br#"{"region":"990101001001"}"#.to_vec()), "missing_field"),
+    ];
+    for (key, payload, _) in &cases {
+        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(police);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(p) = payload {
+            rec = rec.payload(p.as_slice());
+        }
+        producer.send(rec).map_err(|(e, _)| e).unwrap();
+    }
+    vigil_kafka::send(&producer, police, "990101001001", good.as_bytes(), None).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let total = cases.len() as u64 + 1;
+
+    let progress = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ecfg = EngineConfig {
+        kafka: settings.clone(),
+        group: "test".into(),
+        outputs: outputs.clone(),
+        idle_timeout: Duration::from_secs(60),
+        options: Options::default(),
+        progress: Some(Arc::clone(&progress)),
+    };
+    let metrics = Metrics::default();
+    let mut engine = Engine::new(Arc::clone(&rules), ecfg, metrics.clone()).unwrap();
+    let stopper = {
+        let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while progress.load(Ordering::Relaxed) < total && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let summary = engine.run(&stop, &mut |_| {}).unwrap();
+    stopper.join().unwrap();
+    assert_eq!(summary.consumed, total);
+    assert_eq!(summary.rejected, cases.len() as u64);
+
+    let (consumer, _) =
+        vigil_kafka::assigned_consumer(&settings, "reader", std::slice::from_ref(&outputs.dlq), &Default::default())
+            .unwrap();
+    let mut reasons = Vec::new();
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(v["topic"], police.as_str());
+            assert!(v["offset"].as_i64().is_some() && v.get("payload").is_none(), "{v}");
+            reasons.push(v["reason"].as_str().unwrap().to_string());
+            quiet = Instant::now();
+        }
+    }
+    let want: Vec<String> = cases.iter().map(|c| c.2.to_string()).collect();
+    assert_eq!(reasons, want);
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains(r#"vigil_events_rejected_total{source="police",reason="too_large"} 1"#), "{text}");
+    assert!(text.contains(r#"vigil_events_consumed_total{source="police"} 9"#), "{text}");
+}
