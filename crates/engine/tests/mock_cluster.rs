@@ -156,7 +156,9 @@ fn bad_messages_go_to_the_dead_letter_topic() {
     let good = r#"{"id":"g","region":"990101001001","ts":"2026-01-05T10:00:00+08:00","attrs":{"incident_type":"theft","priority":3}}"#;
     let big =
         format!(r#"{{"region":"990101001001","ts":"2026-01-05T10:00:00+08:00","pad":"{}"}}"#, "x".repeat(100_000));
-    let cases: Vec<(Option<&str>, Option<Vec<u8>>, &str)> = vec![
+    // (key, payload, expected reason)
+    type Case<'a> = (Option<&'a str>, Option<Vec<u8>>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (Some("k"), Some(b"\xff\xfe not json".to_vec()), "not_utf8"),
         (Some("k"), Some(b"{not json".to_vec()), "malformed_json"),
         (Some("k"), Some(br#"[1,2,3]"#.to_vec()), "not_an_object"),
