@@ -3,14 +3,12 @@
 //! with hourly evaluation of all 60 indicators. The naive hash-map aggregation of the same
 //! routing is measured in the same run as the baseline.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_core::{Options, Pipeline, ScoreDetail, VecOutput};
 use vigil_model::Event;
 use vigil_rules::decode::{Decoder, SourceHint};
-use vigil_rules::filter::EvalCtx;
 
 fn bench(c: &mut Criterion) {
     let rules = vigil_benches::default_rules();
@@ -59,20 +57,8 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("baseline: hash-map routing", |b| {
         b.iter(|| {
-            let mut map: HashMap<(u16, u32, i64), u64> = HashMap::new();
-            for ev in &events {
-                let cx = EvalCtx::new(ev, rules.tz_offset.0);
-                for (i, ind) in rules.indicators.iter().enumerate() {
-                    if ind.source != ev.source || !ind.filter.matches(&cx) {
-                        continue;
-                    }
-                    let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
-                    for &r in &chains[ev.region as usize] {
-                        *map.entry((i as u16, r, bin)).or_default() += 1;
-                    }
-                }
-            }
-            black_box(map.len())
+            let n = vigil_benches::hashmap_routing(&rules, &chains, &events);
+            black_box(n)
         })
     });
     g.finish();

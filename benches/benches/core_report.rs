@@ -8,14 +8,12 @@
 //! routing of the same events as the baseline; bytes of state per (region, indicator) series;
 //! peak resident memory.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
 use vigil_core::{Options, Pipeline, ScoreDetail, VecOutput};
 use vigil_model::Event;
 use vigil_rules::decode::{Decoder, SourceHint};
-use vigil_rules::filter::EvalCtx;
 
 fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
     (0..runs).map(|_| f()).fold(f64::INFINITY, f64::min)
@@ -102,20 +100,8 @@ fn run(rules: &std::sync::Arc<vigil_rules::RuleSet>, days: u32, volume: f64) -> 
     });
     let baseline_s = best_of(3, || {
         let t = Instant::now();
-        let mut map: HashMap<(u16, u32, i64), u64> = HashMap::new();
-        for ev in &events {
-            let cx = EvalCtx::new(ev, rules.tz_offset.0);
-            for (i, ind) in rules.indicators.iter().enumerate() {
-                if ind.source != ev.source || !ind.filter.matches(&cx) {
-                    continue;
-                }
-                let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
-                for &r in &chains[ev.region as usize] {
-                    *map.entry((i as u16, r, bin)).or_default() += 1;
-                }
-            }
-        }
-        black_box(map.len());
+        let n = vigil_benches::hashmap_routing(&rules, &chains, &events);
+        black_box(n);
         t.elapsed().as_secs_f64()
     });
     let p = Pipeline::new(rules.clone(), opts);

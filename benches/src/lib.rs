@@ -17,16 +17,7 @@ pub fn default_rules() -> Arc<RuleSet> {
 
 /// `days` of the synthetic city as (source index, JSON line), merged in event-time order.
 pub fn city_lines(rules: &RuleSet, days: u32, seed: u64, volume: f64) -> Vec<(u8, String)> {
-    let r = &rules.regions;
-    let regions: Vec<vigil_model::RegionSpec> = (0..r.len())
-        .map(|i| vigil_model::RegionSpec {
-            code: r.codes[i].clone(),
-            parent: r.parents[i].map(|p| r.codes[p as usize].clone()).unwrap_or_default(),
-            level: r.level_name(i as u32).to_string(),
-            name: r.names[i].clone(),
-            population: r.populations[i],
-        })
-        .collect();
+    let regions = rules.regions.specs();
     let cfg = GenConfig { seed, days, volume, incidents: IncidentPlan::Auto, ..GenConfig::default() };
     let mut sink = MemorySink::default();
     vigil_sim::generate(&cfg, &regions, &mut sink).expect("generate");
@@ -84,4 +75,24 @@ pub fn scored_chains(rules: &RuleSet) -> Vec<Vec<u32>> {
         .iter()
         .map(|c| c.iter().copied().filter(|&x| rules.evaluate_levels[r.levels[x as usize] as usize]).collect())
         .collect()
+}
+
+/// The baseline of the routing benchmark: the same filter and routing as the pipeline, counted
+/// into a `HashMap<(indicator, region, bin), count>`. Returns the number of keys.
+pub fn hashmap_routing(rules: &RuleSet, chains: &[Vec<u32>], events: &[Event]) -> usize {
+    use std::collections::HashMap;
+    let mut map: HashMap<(u16, u32, i64), u64> = HashMap::new();
+    for ev in events {
+        let cx = vigil_rules::filter::EvalCtx::new(ev, rules.tz_offset.0);
+        for (i, ind) in rules.indicators.iter().enumerate() {
+            if ind.source != ev.source || !ind.filter.matches(&cx) {
+                continue;
+            }
+            let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
+            for &r in &chains[ev.region as usize] {
+                *map.entry((i as u16, r, bin)).or_default() += 1;
+            }
+        }
+    }
+    map.len()
 }

@@ -289,7 +289,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
 
     // The generator: its own producer, on its own thread.
-    let regions = crate::gen_cmd::region_specs(&rules);
+    let regions = rules.regions.specs();
     let start = vigil_sim::default_start();
     let gen_cfg = GenConfig {
         seed: args.seed,

@@ -64,21 +64,7 @@ impl EventSink for FileSinks {
 }
 
 fn regions(rules: &std::path::Path) -> Result<Vec<vigil_model::RegionSpec>> {
-    Ok(region_specs(&*crate::load_rules(rules)?))
-}
-
-/// The rule set's region registry as plain rows (what the generator takes).
-pub fn region_specs(rs: &vigil_rules::RuleSet) -> Vec<vigil_model::RegionSpec> {
-    let r = &rs.regions;
-    (0..r.len())
-        .map(|i| vigil_model::RegionSpec {
-            code: r.codes[i].clone(),
-            parent: r.parents[i].map(|p| r.codes[p as usize].clone()).unwrap_or_default(),
-            level: r.level_name(i as u32).to_string(),
-            name: r.names[i].clone(),
-            population: r.populations[i],
-        })
-        .collect()
+    Ok(crate::load_rules(rules)?.regions.specs())
 }
 
 pub fn run_gen(args: GenArgs) -> Result<ExitCode> {

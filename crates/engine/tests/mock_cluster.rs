@@ -18,15 +18,7 @@ fn engine_on_the_mock_cluster_matches_replay() {
     let rules =
         Arc::new(vigil_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")).unwrap());
     let r = &rules.regions;
-    let regions: Vec<vigil_model::RegionSpec> = (0..r.len())
-        .map(|i| vigil_model::RegionSpec {
-            code: r.codes[i].clone(),
-            parent: r.parents[i].map(|p| r.codes[p as usize].clone()).unwrap_or_default(),
-            level: r.level_name(i as u32).to_string(),
-            name: r.names[i].clone(),
-            population: r.populations[i],
-        })
-        .collect();
+    let regions = r.specs();
     let start = vigil_sim::default_start();
     let district = r.codes[r.levels.iter().position(|&l| l == 1).unwrap()].clone();
     let cfg = GenConfig {

@@ -98,6 +98,19 @@ impl Regions {
     pub fn level_name(&self, r: u32) -> &'static str {
         REGION_LEVELS[self.levels[r as usize] as usize]
     }
+    /// The registry as plain rows, as `regions.csv` declares them (what the generator takes).
+    pub fn specs(&self) -> Vec<vigil_model::RegionSpec> {
+        (0..self.len())
+            .map(|i| vigil_model::RegionSpec {
+                code: self.codes[i].clone(),
+                parent: self.parents[i].map(|p| self.codes[p as usize].clone()).unwrap_or_default(),
+                level: self.level_name(i as u32).to_string(),
+                name: self.names[i].clone(),
+                population: self.populations[i],
+            })
+            .collect()
+    }
+
     /// True when `a` is `b` or one of its ancestors.
     pub fn is_ancestor_or_self(&self, a: u32, b: u32) -> bool {
         self.chains[b as usize].contains(&a)
