@@ -100,7 +100,7 @@ fn run(rules: &std::sync::Arc<vigil_rules::RuleSet>, days: u32, volume: f64) -> 
     });
     let baseline_s = best_of(3, || {
         let t = Instant::now();
-        let n = vigil_benches::hashmap_routing(&rules, &chains, &events);
+        let n = vigil_benches::hashmap_routing(rules, &chains, &events);
         black_box(n);
         t.elapsed().as_secs_f64()
     });
