@@ -44,6 +44,9 @@ pub struct Scorecard {
     pub alerts_opened: usize,
     /// `opened` records that match no incident (region related and time in the window).
     pub alerts_outside_incidents: usize,
+    /// Alert records that reached yellow or above (opened or escalated) outside every incident:
+    /// the false alarms an analyst would have to act on.
+    pub yellow_plus_outside_incidents: usize,
     /// `opened` plus `escalated` records by level.
     pub by_level: BTreeMap<String, usize>,
     pub per_incident: Vec<IncidentResult>,
@@ -120,7 +123,11 @@ pub fn scorecard(truth: &[Incident], alerts: &[AlertRecord], regions: &[RegionSp
     let mut by_level = BTreeMap::new();
     let mut alerts_opened = 0;
     let mut alerts_outside_incidents = 0;
+    let mut yellow_plus_outside_incidents = 0;
     for (a, end) in alerts.iter().zip(&ends) {
+        if raising(a) && a.level >= Some(Level::Yellow) && !truth.iter().any(|inc| matches(inc, a, *end)) {
+            yellow_plus_outside_incidents += 1;
+        }
         if raising(a)
             && let Some(level) = a.level
         {
@@ -149,6 +156,7 @@ pub fn scorecard(truth: &[Incident], alerts: &[AlertRecord], regions: &[RegionSp
         median_delay_hours,
         alerts_opened,
         alerts_outside_incidents,
+        yellow_plus_outside_incidents,
         by_level,
         per_incident,
     }
@@ -165,7 +173,11 @@ impl fmt::Display for Scorecard {
             100.0 * self.detection_rate,
             median
         )?;
-        writeln!(f, "alerts opened: {}, outside incidents: {}", self.alerts_opened, self.alerts_outside_incidents)?;
+        writeln!(
+            f,
+            "alerts opened: {}, outside incidents: {} (raised to yellow or above outside incidents: {})",
+            self.alerts_opened, self.alerts_outside_incidents, self.yellow_plus_outside_incidents
+        )?;
         let levels: Vec<String> = Level::ALL
             .iter()
             .map(|l| format!("{} {}", l.as_str(), self.by_level.get(l.as_str()).copied().unwrap_or(0)))
@@ -277,6 +289,8 @@ mod tests {
         assert_eq!(card.alerts_opened, 5);
         // The red sibling-street alert and the too-early yellow match nothing.
         assert_eq!(card.alerts_outside_incidents, 2);
+        // Both are yellow or above; the blue one matched "a" anyway.
+        assert_eq!(card.yellow_plus_outside_incidents, 2);
         assert_eq!(card.by_level.get("yellow"), Some(&3));
         assert_eq!(card.by_level.get("red"), Some(&1));
         assert_eq!(card.by_level.get("blue"), Some(&1));
@@ -286,6 +300,7 @@ mod tests {
         let strict = scorecard(&truth, &alerts, &city, 0);
         assert!(!strict.per_incident[2].detected);
         assert_eq!(strict.alerts_outside_incidents, 3);
+        assert_eq!(strict.yellow_plus_outside_incidents, 3);
 
         let text = card.to_string();
         assert!(text.contains("2/3"), "{text}");
