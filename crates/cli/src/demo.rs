@@ -269,6 +269,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    {
+        // SIGINT and SIGTERM stop the run gracefully: outputs are flushed and the exit code is 0.
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
+    }
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
