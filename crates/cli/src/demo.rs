@@ -51,6 +51,9 @@ pub struct DemoArgs {
     /// Print alerts as JSON lines instead of coloured text.
     #[arg(long)]
     json: bool,
+    /// Write checkpoints (state and offsets) here every 10 s and on exit, and resume from them.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
 }
 
 /// Produces generated events to Kafka, pacing them once event time passes the backfill.
@@ -335,6 +338,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         idle_timeout: Duration::from_secs(30),
         options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
         progress: Some(consumed),
+        checkpoint_dir: args.checkpoint_dir.clone(),
+        checkpoint_every: Duration::from_secs(10),
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     let json = args.json;

@@ -232,6 +232,11 @@ impl Pipeline {
         self.state.watermark
     }
 
+    /// The earliest event time seen before time started (the evaluation anchor).
+    pub fn first_event(&self) -> Option<Ts> {
+        self.state.first_ts
+    }
+
     /// The last hour boundary evaluated.
     pub fn last_evaluated(&self) -> Option<Ts> {
         self.state.last_eval
@@ -255,9 +260,7 @@ impl Pipeline {
                 outcome = Ingest::AcceptedLate;
             }
         }
-        if self.state.last_eval.is_none() && self.state.first_ts.is_none_or(|f| ev.ts < f) {
-            self.state.first_ts = Some(ev.ts);
-        }
+        self.saw(ev.ts);
         let cx = EvalCtx::new(ev, self.tz);
         let chain = &self.chains[ev.region as usize];
         for tap in &self.taps[s] {
@@ -289,6 +292,14 @@ impl Pipeline {
         outcome
     }
 
+    /// Notes an event time before time starts: evaluation is anchored on the earliest event, so
+    /// drivers call this for an event before the watermark it moves is applied.
+    pub fn saw(&mut self, ts: Ts) {
+        if self.state.last_eval.is_none() && self.state.first_ts.is_none_or(|f| ts < f) {
+            self.state.first_ts = Some(ts);
+        }
+    }
+
     /// Moves the watermark to `wm` (never backwards) and evaluates every hour boundary it
     /// passed, in order.
     pub fn advance(&mut self, wm: Ts, out: &mut dyn Output) {
@@ -300,9 +311,9 @@ impl Pipeline {
         let last = match self.state.last_eval {
             Some(t) => t,
             None => {
-                // Evaluation starts at the hour of the earliest event seen (or of the watermark,
-                // if earlier): the same schedule whatever order the inputs delivered in.
-                let anchor = self.state.first_ts.map_or(wm, |f| f.min(wm));
+                // Evaluation starts at the hour of the earliest event seen: the same schedule
+                // whatever order the inputs delivered in.
+                let anchor = self.state.first_ts.unwrap_or(wm);
                 let t = anchor.div_euclid(every) * every;
                 self.state.last_eval = Some(t);
                 t

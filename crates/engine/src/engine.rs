@@ -41,6 +41,10 @@ pub enum EngineError {
     Kafka(#[from] vigil_kafka::KafkaEdgeError),
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// Output topic names.
@@ -71,9 +75,13 @@ pub struct EngineConfig {
     /// A partition with no message for this long stops holding the watermark back.
     pub idle_timeout: Duration,
     pub options: Options,
-    /// Messages consumed so far, published for a producer in the same process that must not
-    /// run too far ahead (the embedded broker keeps a bounded log per partition).
+    /// Messages processed so far, published for a producer in the same process that must not
+    /// run too far ahead (the embedded broker keeps a bounded log per partition) and for tests.
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Where checkpoints go; `None` runs without them (state is lost on exit).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// How often a checkpoint is taken (and always on a graceful stop).
+    pub checkpoint_every: Duration,
 }
 
 /// A dead letter: where the message was and why it was refused. The payload itself is not
@@ -152,6 +160,8 @@ impl Output for KafkaOutput<'_> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
     pub consumed: u64,
+    /// Messages fully processed (counted, rejected or late); consumed ones may still be held.
+    pub processed: u64,
     pub rejected: u64,
     pub late: u64,
     pub alerts: u64,
@@ -172,6 +182,8 @@ pub struct Engine {
     /// Partitions paused by watermark alignment, and the events they delivered meanwhile.
     paused: Vec<bool>,
     held: Vec<VecDeque<(Event, i64)>>,
+    /// Per partition, the offset after the last message processed (-1: none yet).
+    next_offset: Vec<i64>,
     partitions: Vec<(String, i32)>,
     watermarks: Watermarks,
     metrics: Metrics,
@@ -180,7 +192,23 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
         let topics: Vec<String> = rules.sources.iter().map(|s| s.topic.clone()).collect();
-        let (consumer, partitions) = vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &BTreeMap::new())?;
+        let restored = match &cfg.checkpoint_dir {
+            Some(dir) => crate::checkpoint::read(dir, &mut |w| eprintln!("vigil: {w}"))?,
+            None => None,
+        };
+        let mut start = BTreeMap::new();
+        if let Some(cp) = &restored {
+            if cp.rules_version != rules.version {
+                return Err(EngineError::Resume(format!(
+                    "the checkpoint was taken with rules {}, but rules {} are loaded (remove the checkpoint directory to start fresh)",
+                    cp.rules_version, rules.version
+                )));
+            }
+            for (t, p, o) in &cp.offsets {
+                start.insert((t.clone(), *p), *o);
+            }
+        }
+        let (consumer, partitions) = vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &start)?;
         let producer = vigil_kafka::producer(&cfg.kafka)?;
         let mut inputs = HashMap::new();
         let mut input_source = Vec::new();
@@ -191,14 +219,27 @@ impl Engine {
             input_source.push(s as SourceIdx);
             delays.push(rules.sources[s].allowed_delay.0);
         }
-        let pipeline = Pipeline::new(Arc::clone(&rules), cfg.options);
+        let mut watermarks = Watermarks::new(&delays);
+        let pipeline = match &restored {
+            Some(cp) => {
+                let same = cp.offsets.iter().map(|(t, p, _)| (t.clone(), *p)).eq(partitions.iter().cloned());
+                if same {
+                    watermarks = cp.watermarks.clone();
+                }
+                Pipeline::restore(Arc::clone(&rules), cfg.options, &cp.pipeline)
+                    .map_err(|e| EngineError::Resume(e.to_string()))?
+            }
+            None => Pipeline::new(Arc::clone(&rules), cfg.options),
+        };
+        let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
         let now = Instant::now();
         Ok(Engine {
+            next_offset,
             last_seen: vec![now; input_source.len()],
             paused: vec![false; input_source.len()],
             held: vec![VecDeque::new(); input_source.len()],
             partitions,
-            watermarks: Watermarks::new(&delays),
+            watermarks,
             rules,
             cfg,
             pipeline,
@@ -240,8 +281,10 @@ impl Engine {
             rules: &rules,
             partitions: &self.partitions,
             input_source: &self.input_source,
+            next_offset: &mut self.next_offset,
         };
         let mut last_check = Instant::now();
+        let mut last_checkpoint = Instant::now();
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
         let mut last_debug = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -250,9 +293,6 @@ impl Engine {
             match polled {
                 Some(Ok(m)) => {
                     summary.consumed += 1;
-                    if let Some(p) = &self.cfg.progress {
-                        p.store(summary.consumed, Ordering::Relaxed);
-                    }
                     let (topic, partition) = (m.topic(), m.partition());
                     let Some(&input) = self.inputs.get(&(topic.to_string(), partition)) else { continue };
                     self.last_seen[input] = Instant::now();
@@ -273,6 +313,8 @@ impl Engine {
                         Ok(_) => st.accept(input, &ev, m.offset(), &mut out, &mut summary),
                         Err(rej) => {
                             summary.rejected += 1;
+                            summary.processed += 1;
+                            st.next_offset[input] = m.offset() + 1;
                             st.metrics
                                 .events_rejected
                                 .get_or_create(&RejectLabels {
@@ -343,12 +385,40 @@ impl Engine {
             if let Some(wm) = st.watermarks.current() {
                 st.advance(wm, &mut out, &mut summary);
             }
+            if let Some(p) = &self.cfg.progress {
+                p.store(summary.processed, Ordering::Relaxed);
+            }
             vigil_kafka::poll(&self.producer);
             if let Some(e) = out.error.take() {
                 return Err(e.into());
             }
+            if self.cfg.checkpoint_dir.is_some() && last_checkpoint.elapsed() >= self.cfg.checkpoint_every {
+                last_checkpoint = Instant::now();
+                checkpoint(
+                    &self.cfg,
+                    &self.producer,
+                    &rules,
+                    &self.partitions,
+                    st.next_offset,
+                    &self.held,
+                    st.watermarks,
+                    st.pipeline,
+                )?;
+            }
         }
         vigil_kafka::flush(&self.producer, Duration::from_secs(10))?;
+        if self.cfg.checkpoint_dir.is_some() {
+            checkpoint(
+                &self.cfg,
+                &self.producer,
+                &rules,
+                &self.partitions,
+                st.next_offset,
+                &self.held,
+                st.watermarks,
+                st.pipeline,
+            )?;
+        }
         Ok(summary)
     }
 }
@@ -361,6 +431,7 @@ struct LoopState<'a> {
     rules: &'a RuleSet,
     partitions: &'a [(String, i32)],
     input_source: &'a [SourceIdx],
+    next_offset: &'a mut [i64],
 }
 
 impl LoopState<'_> {
@@ -373,25 +444,44 @@ impl LoopState<'_> {
         self.metrics.watermark.set(wm.div_euclid(1000));
     }
 
-    /// Whether an event is too far ahead of the slowest moving partition to be taken now. The
-    /// slowest partition itself is never held: it is what the others wait for.
+    /// The event time partitions are aligned on: the slowest moving partition, or, while some
+    /// partition has not delivered anything yet, the earliest event seen (a partition that has
+    /// not started is assumed to start there, so the others cannot race days ahead of it).
+    fn reference(&self) -> Option<(i64, bool)> {
+        if self.watermarks.all_active_have_data() {
+            self.watermarks.min_active().map(|m| (m, true))
+        } else {
+            self.pipeline.first_event().map(|f| (f, false))
+        }
+    }
+
+    /// Whether an event at `ts` must wait, with `skew` of allowed lead. The slowest partition
+    /// itself never waits: it is what the others wait for.
+    fn held_back(&self, input: usize, ts: i64, skew: i64) -> bool {
+        match self.reference() {
+            Some((m, true)) => ts > m + skew && self.watermarks.input_watermark(input).is_some_and(|w| w > m),
+            // A partition's first event is always taken: it is what shows the partition has started.
+            Some((first, false)) => ts > first + skew && self.watermarks.input_watermark(input).is_some(),
+            None => false,
+        }
+    }
+
     fn too_early(&self, input: usize, ts: i64) -> bool {
-        self.watermarks
-            .min_active()
-            .is_some_and(|m| ts > m + MAX_SKEW_MS && self.watermarks.input_watermark(input).is_some_and(|w| w > m))
+        self.held_back(input, ts, MAX_SKEW_MS)
     }
 
     /// Held events are released with hysteresis, once within half the allowed skew.
     fn too_early_to_release(&self, input: usize, ts: i64) -> bool {
-        self.watermarks
-            .min_active()
-            .is_some_and(|m| ts > m + MAX_SKEW_MS / 2 && self.watermarks.input_watermark(input).is_some_and(|w| w > m))
+        self.held_back(input, ts, MAX_SKEW_MS / 2)
     }
 
     fn accept(&mut self, input: usize, ev: &Event, offset: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
         // The event moves its partition's watermark first, and time advances to the new global
         // watermark before the event is counted: an event can then never be "too early" for the
         // time it itself has made current (a sparse partition may jump a day at once).
+        self.next_offset[input] = offset + 1;
+        summary.processed += 1;
+        self.pipeline.saw(ev.ts);
         self.watermarks.observe(input, ev.ts);
         if let Some(wm) = self.watermarks.current() {
             self.advance(wm, out, summary);
@@ -424,4 +514,38 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition(t, p);
     tpl
+}
+
+/// Writes a checkpoint: outputs first (flushed to the brokers), then state and offsets. A
+/// partition with held events resumes from its first held message.
+#[allow(clippy::too_many_arguments)]
+fn checkpoint(
+    cfg: &EngineConfig,
+    producer: &BaseProducer,
+    rules: &RuleSet,
+    partitions: &[(String, i32)],
+    next_offset: &[i64],
+    held: &[VecDeque<(Event, i64)>],
+    watermarks: &Watermarks,
+    pipeline: &Pipeline,
+) -> Result<(), EngineError> {
+    let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
+    vigil_kafka::flush(producer, Duration::from_secs(30))?;
+    let offsets = partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (t, p))| {
+            let o = held[i].front().map_or(next_offset[i], |(_, o)| *o);
+            (o >= 0).then(|| (t.clone(), *p, o))
+        })
+        .collect();
+    let cp = crate::checkpoint::Checkpoint {
+        format: crate::checkpoint::CHECKPOINT_FORMAT,
+        rules_version: rules.version.clone(),
+        offsets,
+        watermarks: watermarks.clone(),
+        pipeline: pipeline.snapshot(),
+    };
+    crate::checkpoint::write(dir, &cp)?;
+    Ok(())
 }

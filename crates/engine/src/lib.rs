@@ -4,6 +4,7 @@
 //! their topics and bad or late events to the dead-letter and late topics. The engine owns wall
 //! time (idle partitions) and shutdown; the pipeline it drives stays pure.
 
+pub mod checkpoint;
 pub mod engine;
 pub mod metrics;
 

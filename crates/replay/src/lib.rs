@@ -136,6 +136,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         last = Some(last.map_or(ev.ts, |l: Ts| l.max(ev.ts)));
         // The event moves its input's watermark first and time advances before the event is
         // counted, so a sparse input that jumps ahead is never "too early" for itself.
+        pipeline.saw(ev.ts);
         wms.observe(i, ev.ts);
         if let Some(wm) = wms.current() {
             pipeline.advance(wm, &mut out);

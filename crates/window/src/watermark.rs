@@ -89,6 +89,11 @@ impl Watermarks {
         self.inputs.iter().filter(|i| !i.idle).filter_map(|i| i.max_ts.map(|m| m - i.delay)).min()
     }
 
+    /// True when every input that is not idle has shown an event.
+    pub fn all_active_have_data(&self) -> bool {
+        self.inputs.iter().all(|i| i.idle || i.max_ts.is_some())
+    }
+
     /// Advances the global watermark to at least `ts` (the driver's wall-clock advance when all
     /// inputs are silent, or the end of a finite replay).
     pub fn advance_to(&mut self, ts: Ts) {
