@@ -13,6 +13,7 @@ use vigil_rules::RuleSet;
 
 mod demo;
 mod gen_cmd;
+mod tail;
 
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Streaming regional risk early-warning engine")]
@@ -38,6 +39,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Score alerts against the ground truth of a generated stream.
     Scorecard(gen_cmd::ScorecardArgs),
+    /// Follow the alert topic: `vigil tail alerts --brokers HOST:PORT [--level orange] [--json]`.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Subcommand)]
@@ -134,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
+        Command::Tail(args) => tail::run(args),
         Command::Replay(args) => {
             let rules = load_rules(&args.rules)?;
             let mut levels = [false; 4];
