@@ -348,7 +348,7 @@ impl Pipeline {
             let st = &mut self.state.indicators[i];
             for r in 0..regions {
                 let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz, &mut self.lanes);
-                st.hist.set(r, &normalise::history_entry(ind, wv.value, wv.support));
+                st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }

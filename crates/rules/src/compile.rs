@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
-use vigil_model::time::{DAY, HOUR, MINUTE};
+use vigil_model::time::{DAY, HOUR};
 use vigil_model::{Duration, Level, RegionSpec};
 
 use crate::diag::{Diagnostics, Sink, SourceText};
@@ -873,7 +873,6 @@ impl<'a, 's> Compiler<'a, 's> {
             let Some(entries) = self.parse_toml(&src, &["indicator"]) else { continue };
             for (key, v) in entries {
                 for item in self.items(&src, v, &key) {
-                    let item_span = item.span();
                     let Some(raw) = self.de::<RawIndicator>(&src, item, "[[indicator]]") else { continue };
                     let id = raw.id.get_ref().clone();
                     let (line, col) = src.line_col(span_of(&raw.id).start);
@@ -887,7 +886,7 @@ impl<'a, 's> Compiler<'a, 's> {
                         origins.insert(id.clone(), format!("{path}:{line}:{col}"));
                     }
                     let cx = IndicatorCx { sources, regions, taxonomies, categories, tz: tz.unwrap_or_default() };
-                    if let Some(ind) = self.indicator(&src, raw, &cx, item_span) {
+                    if let Some(ind) = self.indicator(&src, raw, &cx) {
                         out.push(ind);
                     }
                 }
@@ -936,13 +935,7 @@ impl<'a, 's> Compiler<'a, 's> {
         Some(out)
     }
 
-    fn indicator(
-        &mut self,
-        src: &SourceText<'_>,
-        raw: RawIndicator,
-        cx: &IndicatorCx<'_>,
-        item_span: Range<usize>,
-    ) -> Option<Indicator> {
+    fn indicator(&mut self, src: &SourceText<'_>, raw: RawIndicator, cx: &IndicatorCx<'_>) -> Option<Indicator> {
         let id = raw.id.get_ref().clone();
         if !is_snake_id(&id) {
             self.sink.at(src, span_of(&raw.id), format!("indicator id `{id}` must be snake_case (a-z, 0-9, _)"));
@@ -1089,8 +1082,7 @@ impl<'a, 's> Compiler<'a, 's> {
             (Some(m), Some(w), Some(b), Some(d)) => self.normalise(src, &raw.normalise, m, w, b, d),
             _ => None,
         };
-        let tests = self.tests(src, &raw.test, cx, hop, tz_ok(cx.tz));
-        let _ = item_span;
+        let tests = self.tests(src, &raw.test, cx, hop, cx.tz);
         let category = category?;
         Some(Indicator {
             id,
@@ -1359,7 +1351,6 @@ impl<'a, 's> Compiler<'a, 's> {
                 Normalise::Cusum { k, h, baseline }
             }
         };
-        let _ = MINUTE;
         Some(out)
     }
 
@@ -1416,10 +1407,6 @@ impl<'a, 's> Compiler<'a, 's> {
         }
         out
     }
-}
-
-fn tz_ok(tz: Duration) -> Duration {
-    tz
 }
 
 struct IndicatorCx<'c> {

@@ -89,8 +89,7 @@ pub fn history_needs(ind: &Indicator) -> HistoryNeeds {
 }
 
 /// The value written into the history for this evaluation.
-pub fn history_entry(ind: &Indicator, value: Option<f64>, support: u64) -> [f32; 2] {
-    let _ = ind;
+pub fn history_entry(value: Option<f64>, support: u64) -> [f32; 2] {
     [value.map_or(f32::NAN, |v| v as f32), support as f32]
 }
 

@@ -270,13 +270,13 @@ pub fn extract(
             }
         }
     }
-    let scale = |_attr: usize| -> f64 { layout.value_scale };
+    let scale = layout.value_scale;
     let n = acc[0].max(0) as u64;
     let ratio = |num: i64, den: i64| if den > 0 { Some(num as f64 / den as f64) } else { None };
     match &ind.measure {
         Measure::Count | Measure::Growth { .. } => WindowValue { value: Some(acc[0] as f64), support: n },
-        Measure::Sum { attr } => WindowValue { value: Some(acc[1] as f64 * scale(*attr)), support: n },
-        Measure::Mean { attr } => WindowValue { value: ratio(acc[1], acc[0]).map(|m| m * scale(*attr)), support: n },
+        Measure::Sum { .. } => WindowValue { value: Some(acc[1] as f64 * scale), support: n },
+        Measure::Mean { .. } => WindowValue { value: ratio(acc[1], acc[0]).map(|m| m * scale), support: n },
         Measure::Quantile { q, .. } => {
             let value = layout.quantile.as_ref().and_then(|qs| {
                 if n == 0 {
