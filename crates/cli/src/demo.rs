@@ -204,7 +204,7 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
     )
 }
 
-fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("bind metrics address {addr}"))?;
     listener.set_nonblocking(true)?;
     std::thread::spawn(move || {

@@ -13,6 +13,7 @@ use vigil_rules::RuleSet;
 
 mod demo;
 mod gen_cmd;
+mod run_cmd;
 mod tail;
 
 #[derive(Parser)]
@@ -27,6 +28,8 @@ enum Command {
     /// Run everything on this machine: embedded Kafka, the synthetic city, the engine; print
     /// alerts and serve metrics.
     Demo(demo::DemoArgs),
+    /// Run the engine against a Kafka cluster (configuration file, VIGIL_* variables, flags).
+    Run(run_cmd::RunArgs),
     /// Check or test a rule set.
     Rules {
         #[command(subcommand)]
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
         Command::Tail(args) => tail::run(args),

@@ -1,0 +1,152 @@
+//! `vigil run`: the engine against any Kafka cluster, configured by a TOML file, `VIGIL_*`
+//! environment variables and flags (flags win over the environment, which wins over the file).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use vigil_core::{Options, ScoreDetail};
+use vigil_engine::{Engine, EngineConfig, Metrics, OutputTopics};
+use vigil_kafka::KafkaSettings;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML; see README).
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "VIGIL_BROKERS")]
+    brokers: Option<String>,
+    /// Consumer group id.
+    #[arg(long, env = "VIGIL_GROUP")]
+    group: Option<String>,
+    /// Rule set directory.
+    #[arg(long, env = "VIGIL_RULES")]
+    rules: Option<PathBuf>,
+    /// Checkpoint directory (state and offsets); without it state is lost on exit.
+    #[arg(long, env = "VIGIL_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Address of the metrics endpoint.
+    #[arg(long, env = "VIGIL_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Print each alert as a line on standard output.
+    #[arg(long, env = "VIGIL_PRINT_ALERTS")]
+    print_alerts: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    kafka: KafkaSection,
+    #[serde(default)]
+    topics: TopicsSection,
+    #[serde(default)]
+    engine: EngineSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaSection {
+    brokers: Option<String>,
+    group: Option<String>,
+    /// Passed to librdkafka unchanged (security.protocol, sasl.*, ssl.*, ...).
+    #[serde(default)]
+    client: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicsSection {
+    scores: Option<String>,
+    alerts: Option<String>,
+    dlq: Option<String>,
+    late: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    rules: Option<PathBuf>,
+    checkpoint_dir: Option<PathBuf>,
+    checkpoint_every: Option<String>,
+    idle_timeout: Option<String>,
+    http_addr: Option<String>,
+}
+
+fn duration(text: Option<&str>, default: Duration) -> Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(t) => vigil_model::Duration::parse(t)
+            .map(|d| Duration::from_millis(d.0.max(0) as u64))
+            .map_err(anyhow::Error::msg),
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let brokers = args.brokers.or(file.kafka.brokers).unwrap_or_else(|| "localhost:9092".into());
+    let rules_dir = args.rules.or(file.engine.rules).unwrap_or_else(|| "rules".into());
+    let rules = crate::load_rules(&rules_dir)?;
+    let defaults = OutputTopics::default();
+    let outputs = OutputTopics {
+        scores: file.topics.scores.unwrap_or(defaults.scores),
+        alerts: file.topics.alerts.unwrap_or(defaults.alerts),
+        dlq: file.topics.dlq.unwrap_or(defaults.dlq),
+        late: file.topics.late.unwrap_or(defaults.late),
+    };
+    let mut settings = KafkaSettings::new(brokers);
+    settings.client = file.kafka.client;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
+    }
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
+    crate::demo::serve_metrics(&http, Arc::new(registry), Arc::clone(&stop))?;
+    let cfg = EngineConfig {
+        kafka: settings.clone(),
+        group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),
+        outputs,
+        idle_timeout: duration(file.engine.idle_timeout.as_deref(), Duration::from_secs(30))?,
+        options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, true, false] },
+        progress: None,
+        checkpoint_dir: args.checkpoint_dir.or(file.engine.checkpoint_dir),
+        checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
+    };
+    eprintln!(
+        "vigil run: brokers {}, group {}, rules {} ({}), metrics at http://{http}/metrics, checkpoints {}",
+        settings.brokers,
+        cfg.group,
+        rules.name,
+        rules.version,
+        cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
+    );
+    let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    let print = args.print_alerts;
+    let summary = engine.run(&stop, &mut |a| {
+        if print {
+            println!("{}", crate::demo::alert_line(a, &rules));
+        }
+    })?;
+    eprintln!(
+        "vigil run: stopped after {} events ({} rejected, {} late), {} alert events",
+        summary.consumed, summary.rejected, summary.late, summary.alerts
+    );
+    Ok(ExitCode::SUCCESS)
+}
