@@ -204,7 +204,22 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
     )
 }
 
-pub fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
+/// What every long-running command sets up: a stop flag raised by SIGINT/SIGTERM (the run then
+/// stops gracefully: outputs flushed, exit code 0) and the metrics, served on `addr`.
+pub fn start_service(addr: &str) -> Result<(Arc<AtomicBool>, Metrics)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
+    }
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    serve_metrics(addr, Arc::new(registry), Arc::clone(&stop))?;
+    Ok((stop, metrics))
+}
+
+fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("bind metrics address {addr}"))?;
     listener.set_nonblocking(true)?;
     std::thread::spawn(move || {
@@ -271,16 +286,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         None => vigil_kafka::ensure_topics(&settings, &topics).context("create topics")?,
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        // SIGINT and SIGTERM stop the run gracefully: outputs are flushed and the exit code is 0.
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
-    }
-    let metrics = Metrics::default();
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    serve_metrics(&args.metrics_addr, Arc::new(registry), Arc::clone(&stop))?;
+    let (stop, metrics) = start_service(&args.metrics_addr)?;
     eprintln!(
         "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics",
         settings.brokers,

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use vigil_core::{Options, ScoreDetail};
-use vigil_engine::{Engine, EngineConfig, Metrics, OutputTopics};
+use vigil_engine::{Engine, EngineConfig, OutputTopics};
 use vigil_kafka::KafkaSettings;
 
 #[derive(clap::Args)]
@@ -109,16 +107,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
-    }
-    let metrics = Metrics::default();
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
-    crate::demo::serve_metrics(&http, Arc::new(registry), Arc::clone(&stop))?;
+    let (stop, metrics) = crate::demo::start_service(&http)?;
     let cfg = EngineConfig {
         kafka: settings.clone(),
         group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),

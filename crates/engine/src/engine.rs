@@ -287,7 +287,9 @@ impl Engine {
         let mut last_checkpoint = Instant::now();
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
         let mut last_debug = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        loop {
+            // Read once per round: a stop seen here still gets this round's final checkpoint.
+            let stopping = stop.load(Ordering::Relaxed);
             let polled = self.consumer.poll(Duration::from_millis(20));
             let idle_poll = polled.is_none();
             match polled {
@@ -392,7 +394,9 @@ impl Engine {
             if let Some(e) = out.error.take() {
                 return Err(e.into());
             }
-            if self.cfg.checkpoint_dir.is_some() && last_checkpoint.elapsed() >= self.cfg.checkpoint_every {
+            // A checkpoint at the interval, and always on the way out.
+            if self.cfg.checkpoint_dir.is_some() && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
+            {
                 last_checkpoint = Instant::now();
                 checkpoint(
                     &self.cfg,
@@ -405,20 +409,11 @@ impl Engine {
                     st.pipeline,
                 )?;
             }
+            if stopping {
+                break;
+            }
         }
         vigil_kafka::flush(&self.producer, Duration::from_secs(10))?;
-        if self.cfg.checkpoint_dir.is_some() {
-            checkpoint(
-                &self.cfg,
-                &self.producer,
-                &rules,
-                &self.partitions,
-                st.next_offset,
-                &self.held,
-                st.watermarks,
-                st.pipeline,
-            )?;
-        }
         Ok(summary)
     }
 }
