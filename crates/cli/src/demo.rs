@@ -338,7 +338,6 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let cfg = EngineConfig {
-        kafka: settings.clone(),
         group: "vigil-demo".into(),
         outputs,
         idle_timeout: Duration::from_secs(30),
@@ -346,6 +345,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         progress: Some(consumed),
         checkpoint_dir: args.checkpoint_dir.clone(),
         checkpoint_every: Duration::from_secs(10),
+        ..EngineConfig::new(settings.clone())
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     let json = args.json;

@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Print each alert as a line on standard output.
     #[arg(long, env = "VIGIL_PRINT_ALERTS")]
     print_alerts: bool,
+    /// Stop by itself once every partition has been silent this long (a batch catch-up run),
+    /// e.g. `30s`.
+    #[arg(long, env = "VIGIL_EXIT_WHEN_IDLE")]
+    exit_when_idle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +70,9 @@ struct TopicsSection {
     alerts: Option<String>,
     dlq: Option<String>,
     late: Option<String>,
+    /// Event topic per source id, where it differs from the rules' `topic`.
+    #[serde(default)]
+    events: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +83,33 @@ struct EngineSection {
     checkpoint_every: Option<String>,
     idle_timeout: Option<String>,
     http_addr: Option<String>,
+    exit_when_idle: Option<String>,
+    /// Score records published: "none", "summary" (composite, domains, categories) or "full"
+    /// (also every indicator).
+    scores: Option<String>,
+    /// Region levels whose scores are published (default city, district, street).
+    score_levels: Option<Vec<String>>,
+}
+
+/// The scoring output options of the `[engine]` section.
+fn score_options(e: &EngineSection) -> Result<Options> {
+    let scores = match e.scores.as_deref() {
+        None | Some("summary") => ScoreDetail::Summary,
+        Some("none") => ScoreDetail::None,
+        Some("full") => ScoreDetail::Full,
+        Some(other) => anyhow::bail!("[engine] scores = {other:?}: expected \"none\", \"summary\" or \"full\""),
+    };
+    let mut score_levels = [true, true, true, false];
+    if let Some(levels) = &e.score_levels {
+        score_levels = [false; 4];
+        for l in levels {
+            let i = vigil_rules::REGION_LEVELS.iter().position(|x| x == l).with_context(|| {
+                format!("[engine] score_levels: unknown level {l:?} (city, district, street, grid)")
+            })?;
+            score_levels[i] = true;
+        }
+    }
+    Ok(Options { scores, score_levels })
 }
 
 fn duration(text: Option<&str>, default: Duration) -> Result<Duration> {
@@ -95,9 +129,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => FileConfig::default(),
     };
+    let options = score_options(&file.engine)?;
     let brokers = args.brokers.or(file.kafka.brokers).unwrap_or_else(|| "localhost:9092".into());
     let rules_dir = args.rules.or(file.engine.rules).unwrap_or_else(|| "rules".into());
     let rules = crate::load_rules(&rules_dir)?;
+    if let Some(unknown) = file.topics.events.keys().find(|id| rules.source_index(id).is_none()) {
+        anyhow::bail!("[topics.events] names source {unknown:?}, which the rules do not define");
+    }
     let defaults = OutputTopics::default();
     let outputs = OutputTopics {
         scores: file.topics.scores.unwrap_or(defaults.scores),
@@ -110,14 +148,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
     let (stop, metrics) = crate::demo::start_service(&http)?;
     let cfg = EngineConfig {
-        kafka: settings.clone(),
         group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),
         outputs,
         idle_timeout: duration(file.engine.idle_timeout.as_deref(), Duration::from_secs(30))?,
-        options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, true, false] },
+        options,
         progress: None,
         checkpoint_dir: args.checkpoint_dir.or(file.engine.checkpoint_dir),
         checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
+        event_topics: file.topics.events,
+        exit_when_idle: args
+            .exit_when_idle
+            .or(file.engine.exit_when_idle)
+            .map(|t| duration(Some(&t), Duration::ZERO))
+            .transpose()?,
+        ..EngineConfig::new(settings.clone())
     };
     eprintln!(
         "vigil run: brokers {}, group {}, rules {} ({}), metrics at http://{http}/metrics, checkpoints {}",
@@ -135,8 +179,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     })?;
     eprintln!(
-        "vigil run: stopped after {} events ({} rejected, {} late), {} alert events",
-        summary.consumed, summary.rejected, summary.late, summary.alerts
+        "vigil run: stopped after {} events ({} rejected, {} late), {} alert events, evaluated through {}",
+        summary.consumed,
+        summary.rejected,
+        summary.late,
+        summary.alerts,
+        engine.last_evaluated().map_or("-".into(), vigil_model::time::format_utc)
     );
     Ok(ExitCode::SUCCESS)
 }

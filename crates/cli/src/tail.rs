@@ -46,12 +46,13 @@ pub fn run(args: TailArgs) -> Result<ExitCode> {
     };
     let rules = crate::load_rules(&args.rules)?;
     let settings = KafkaSettings::new(args.brokers.clone());
-    let (consumer, _) = vigil_kafka::assigned_consumer(
+    let consumer = vigil_kafka::assigned_consumer(
         &settings,
         "vigil-tail",
         std::slice::from_ref(&args.topic),
         &Default::default(),
-    )?;
+    )?
+    .consumer;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);

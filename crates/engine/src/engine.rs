@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseProducer;
 use serde::Serialize;
@@ -82,6 +81,35 @@ pub struct EngineConfig {
     pub checkpoint_dir: Option<std::path::PathBuf>,
     /// How often a checkpoint is taken (and always on a graceful stop).
     pub checkpoint_every: Duration,
+    /// Event topic per source id, where it differs from the rules' `topic` (shared clusters,
+    /// test isolation).
+    pub event_topics: BTreeMap<String, String>,
+    /// Stop by itself (gracefully) once every partition has been silent this long: a batch
+    /// catch-up run over a backlog, or a test.
+    pub exit_when_idle: Option<Duration>,
+}
+
+impl EngineConfig {
+    /// Defaults for everything but where Kafka is.
+    pub fn new(kafka: KafkaSettings) -> EngineConfig {
+        EngineConfig {
+            kafka,
+            group: "vigil".into(),
+            outputs: OutputTopics::default(),
+            idle_timeout: Duration::from_secs(30),
+            options: Options::default(),
+            progress: None,
+            checkpoint_dir: None,
+            checkpoint_every: Duration::from_secs(10),
+            event_topics: BTreeMap::new(),
+            exit_when_idle: None,
+        }
+    }
+
+    /// The topic each source of `rules` is read from, in source order.
+    pub fn source_topics(&self, rules: &RuleSet) -> Vec<String> {
+        rules.sources.iter().map(|s| self.event_topics.get(&s.id).unwrap_or(&s.topic).clone()).collect()
+    }
 }
 
 /// A dead letter: where the message was and why it was refused. The payload itself is not
@@ -173,7 +201,8 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     cfg: EngineConfig,
     pipeline: Pipeline,
-    consumer: BaseConsumer,
+    consumer: vigil_kafka::EventConsumer,
+    broker_offsets: vigil_kafka::PartitionOffsets,
     producer: BaseProducer,
     /// (topic, partition) -> watermark input.
     inputs: HashMap<(String, i32), usize>,
@@ -191,7 +220,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
-        let topics: Vec<String> = rules.sources.iter().map(|s| s.topic.clone()).collect();
+        let topics = cfg.source_topics(&rules);
         let restored = match &cfg.checkpoint_dir {
             Some(dir) => crate::checkpoint::read(dir, &mut |w| eprintln!("vigil: {w}"))?,
             None => None,
@@ -208,13 +237,14 @@ impl Engine {
                 start.insert((t.clone(), *p), *o);
             }
         }
-        let (consumer, partitions) = vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &start)?;
+        let vigil_kafka::Assigned { consumer, partitions, offsets: broker_offsets } =
+            vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &start)?;
         let producer = vigil_kafka::producer(&cfg.kafka)?;
         let mut inputs = HashMap::new();
         let mut input_source = Vec::new();
         let mut delays = Vec::new();
         for (topic, partition) in partitions.iter().cloned() {
-            let s = rules.sources.iter().position(|s| s.topic == topic).unwrap_or(0);
+            let s = topics.iter().position(|t| *t == topic).unwrap_or(0);
             inputs.insert((topic, partition), input_source.len());
             input_source.push(s as SourceIdx);
             delays.push(rules.sources[s].allowed_delay.0);
@@ -244,6 +274,7 @@ impl Engine {
             cfg,
             pipeline,
             consumer,
+            broker_offsets,
             producer,
             inputs,
             input_source,
@@ -289,7 +320,7 @@ impl Engine {
         let mut last_debug = Instant::now();
         loop {
             // Read once per round: a stop seen here still gets this round's final checkpoint.
-            let stopping = stop.load(Ordering::Relaxed);
+            let mut stopping = stop.load(Ordering::Relaxed);
             let polled = self.consumer.poll(Duration::from_millis(20));
             let idle_poll = polled.is_none();
             match polled {
@@ -357,10 +388,29 @@ impl Engine {
                         self.held.iter().map(|h| h.len()).collect::<Vec<_>>(),
                     );
                 }
+                // A partition is idle when it has been silent for the idle timeout and has
+                // nothing left to read: a busy engine must not mistake its own backlog for
+                // silence, or time would run ahead of events still waiting on the broker.
                 for (i, seen) in self.last_seen.iter().enumerate() {
-                    if !self.paused[i] && self.held[i].is_empty() && seen.elapsed() >= self.cfg.idle_timeout {
+                    if !self.paused[i]
+                        && self.held[i].is_empty()
+                        && seen.elapsed() >= self.cfg.idle_timeout
+                        && caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll)
+                    {
                         st.watermarks.set_idle(i, true);
                     }
+                }
+                // A batch run ends once everything is quiet: every partition counts as idle then,
+                // so time advances to the furthest any partition reached before the last checkpoint.
+                if let Some(quiet) = self.cfg.exit_when_idle
+                    && idle_poll
+                    && self.held.iter().all(VecDeque::is_empty)
+                    && self.last_seen.iter().all(|t| t.elapsed() >= quiet)
+                    && (0..self.last_seen.len())
+                        .all(|i| caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll))
+                {
+                    (0..self.last_seen.len()).for_each(|i| st.watermarks.set_idle(i, true));
+                    stopping = true;
                 }
                 // Release held events that the slowest partition has caught up with.
                 let mut progress = true;
@@ -397,7 +447,6 @@ impl Engine {
             // A checkpoint at the interval, and always on the way out.
             if self.cfg.checkpoint_dir.is_some() && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
             {
-                last_checkpoint = Instant::now();
                 checkpoint(
                     &self.cfg,
                     &self.producer,
@@ -408,6 +457,9 @@ impl Engine {
                     st.watermarks,
                     st.pipeline,
                 )?;
+                // The interval counts from the end of a checkpoint, so that a checkpoint slower
+                // than the interval cannot starve processing.
+                last_checkpoint = Instant::now();
             }
             if stopping {
                 break;
@@ -502,6 +554,22 @@ impl LoopState<'_> {
                 out.send(&topic, region, &late);
             }
         }
+    }
+}
+
+/// Whether partition `input` has been read up to the broker's high watermark. Before the broker
+/// has reported its offsets, an empty poll (nothing buffered locally) stands in.
+fn caught_up(
+    offsets: &vigil_kafka::PartitionOffsets,
+    partitions: &[(String, i32)],
+    next_offset: &[i64],
+    input: usize,
+    idle_poll: bool,
+) -> bool {
+    let (t, p) = &partitions[input];
+    match offsets.get(t, *p) {
+        Some((low, high)) => next_offset[input].max(low) >= high,
+        None => idle_poll,
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod checkpoint;
 pub mod engine;
 pub mod metrics;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use engine::{Engine, EngineConfig, EngineError, OutputTopics};
 pub use metrics::Metrics;

@@ -2,183 +2,66 @@
 //! engine consuming them, an independent consumer reading the alert topic; the alerts equal
 //! those of `vigil replay` over the same events.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use vigil_core::{Options, Pipeline, ScoreDetail};
+use common::run_engine;
+use vigil_core::Options;
+use vigil_engine::testkit::{self, Broker, RunTopics, assert_same};
 use vigil_engine::{Engine, EngineConfig, Metrics, OutputTopics};
 use vigil_kafka::{Embedded, KafkaSettings, Message};
-use vigil_model::record::AlertRecord;
-use vigil_model::time::{DAY, HOUR, format_utc};
-use vigil_sim::{GenConfig, Incident, IncidentKind, IncidentPlan, MemorySink};
+use vigil_sim::MemorySink;
 
 /// The default rules and a small generated city with one strong incident after the warm-up,
-/// produced to the embedded cluster's event topics. Returns the cluster (keep it alive), the
-/// settings, the lines by source and how many events were produced.
-fn setup() -> (Arc<vigil_rules::RuleSet>, Embedded, KafkaSettings, MemorySink, u64) {
-    let rules =
-        Arc::new(vigil_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")).unwrap());
-    let r = &rules.regions;
-    let regions = r.specs();
-    let start = vigil_sim::default_start();
-    let district = r.codes[r.levels.iter().position(|&l| l == 1).unwrap()].clone();
-    let cfg = GenConfig {
-        seed: 3,
-        days: 33,
-        start,
-        volume: 0.25,
-        incidents: IncidentPlan::Explicit(vec![Incident {
-            id: "t".into(),
-            kind: IncidentKind::NegativeOpinionBurst,
-            region: district,
-            start: start + 29 * DAY + 10 * HOUR,
-            duration_hours: 36,
-            strength: 10.0,
-        }]),
-    };
-    let mut lines = MemorySink::default();
-    vigil_sim::generate(&cfg, &regions, &mut lines).unwrap();
-    let cluster = Embedded::start(1).unwrap();
-    let settings = KafkaSettings::new(cluster.bootstrap_servers());
-    let outputs = OutputTopics::default();
-    for s in &rules.sources {
-        cluster.create_topic(&s.topic, 2).unwrap();
-    }
-    for t in [&outputs.scores, &outputs.alerts, &outputs.dlq, &outputs.late] {
-        cluster.create_topic(t, 1).unwrap();
-    }
-    let producer = vigil_kafka::producer(&settings).unwrap();
-    let mut total = 0u64;
-    for (source, ls) in &lines.lines {
-        let topic = &rules.sources[rules.source_index(source).unwrap() as usize].topic;
-        for l in ls {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            vigil_kafka::send(&producer, topic, v["region"].as_str().unwrap(), l.as_bytes(), None).unwrap();
-            total += 1;
-        }
-    }
-    vigil_kafka::flush(&producer, Duration::from_secs(30)).unwrap();
-    (rules, cluster, settings, lines, total)
+/// produced to the embedded cluster's event topics (two partitions each).
+fn setup() -> (Arc<vigil_rules::RuleSet>, Broker, RunTopics, MemorySink, u64) {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let topics = RunTopics::new(&rules, "mock");
+    broker.create_topics(&topics.all(2));
+    let lines = testkit::city(&rules, 3, 33);
+    let total = testkit::produce(&broker.settings(), &topics.events, &lines);
+    (rules, broker, topics, lines, total)
 }
 
-/// Runs an engine until it has consumed `until` messages in this run, then stops it gracefully.
-/// Returns the summary and the last hour evaluated.
-fn run_engine(
-    rules: &Arc<vigil_rules::RuleSet>,
-    settings: &KafkaSettings,
-    until: u64,
-    checkpoint_dir: Option<std::path::PathBuf>,
-) -> (vigil_engine::engine::RunSummary, i64) {
-    let progress = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ecfg = EngineConfig {
-        kafka: settings.clone(),
-        group: "test".into(),
-        outputs: OutputTopics::default(),
-        idle_timeout: Duration::from_secs(60),
-        options: Options { scores: ScoreDetail::None, score_levels: [false; 4] },
-        progress: Some(Arc::clone(&progress)),
-        checkpoint_dir,
-        checkpoint_every: Duration::from_secs(3600),
-    };
-    let mut engine = Engine::new(Arc::clone(rules), ecfg, Metrics::default()).unwrap();
-    let stopper = {
-        let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            while progress.load(Ordering::Relaxed) < until && t.elapsed() < Duration::from_secs(120) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
-    let summary = engine.run(&stop, &mut |_| {}).unwrap();
-    stopper.join().unwrap();
-    (summary, engine.last_evaluated().unwrap())
-}
-
-/// Everything on a topic, read by an independent consumer until it is quiet.
-fn read_topic(settings: &KafkaSettings, topic: &str) -> Vec<String> {
-    let (consumer, _) =
-        vigil_kafka::assigned_consumer(settings, "reader", &[topic.to_string()], &Default::default()).unwrap();
-    let mut out = Vec::new();
-    let mut quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(3) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-            quiet = Instant::now();
-        }
-    }
-    out
-}
-
-/// The alerts `vigil replay` raises over the same events, up to `evaluated`.
-fn replay_alerts(rules: &Arc<vigil_rules::RuleSet>, lines: &MemorySink, evaluated: i64) -> Vec<String> {
-    let inputs = lines
-        .lines
-        .iter()
-        .map(|(source, ls)| vigil_replay::Input {
-            name: format!("{source}.jsonl"),
-            source: rules.source_index(source),
-            reader: Box::new(std::io::Cursor::new((ls.join("\n") + "\n").into_bytes())),
-        })
-        .collect();
-    let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::None, score_levels: [false; 4] });
-    let mut sink = vigil_replay::MemSink::default();
-    vigil_replay::replay(&mut p, inputs, &mut sink).unwrap();
-    sink.alerts
-        .iter()
-        .filter(|a: &&AlertRecord| a.window_end <= format_utc(evaluated))
-        .map(|a| serde_json::to_string(a).unwrap())
-        .collect()
-}
+const LIMIT: Duration = Duration::from_secs(120);
+const QUIET: Duration = Duration::from_secs(3);
 
 #[test]
 fn engine_on_the_mock_cluster_matches_replay() {
-    let (rules, _cluster, settings, lines, total) = setup();
-    let (summary, evaluated) = run_engine(&rules, &settings, total, None);
+    let (rules, broker, topics, lines, total) = setup();
+    let settings = broker.settings();
+    let (summary, evaluated) = run_engine(&rules, &settings, &topics, total, None, LIMIT);
     assert_eq!(summary.consumed, total);
     assert_eq!((summary.rejected, summary.late), (0, 0));
-    let from_kafka = read_topic(&settings, &OutputTopics::default().alerts);
-    let from_replay = replay_alerts(&rules, &lines, evaluated);
+    let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, QUIET);
+    let from_replay = testkit::replay_alerts(&rules, &lines, Some(evaluated));
     assert!(!from_replay.is_empty(), "the incident raises alerts");
-    assert_same(&from_kafka, &from_replay);
-}
-
-/// Compares alert lists, printing only the first difference.
-fn assert_same(kafka: &[String], replay: &[String]) {
-    if kafka != replay {
-        let i = kafka.iter().zip(replay).position(|(a, b)| a != b).unwrap_or(kafka.len().min(replay.len()));
-        panic!(
-            "alerts differ: kafka {} vs replay {}; first difference at {i}:\n kafka: {}\nreplay: {}",
-            kafka.len(),
-            replay.len(),
-            kafka.get(i).map_or("-", |s| s.as_str()),
-            replay.get(i).map_or("-", |s| s.as_str())
-        );
-    }
+    assert_same("alerts", &from_kafka, &from_replay);
 }
 
 /// Stopped half-way and started again from its checkpoint, the engine raises exactly the
 /// alerts of a straight run: none lost, none doubled.
 #[test]
 fn restart_from_checkpoint_equals_a_straight_run() {
-    let (rules, _cluster, settings, lines, total) = setup();
+    let (rules, broker, topics, lines, total) = setup();
+    let settings = broker.settings();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("engine-checkpoint");
     let _ = std::fs::remove_dir_all(&dir);
-    let (first, _) = run_engine(&rules, &settings, total / 2, Some(dir.clone()));
+    let (first, _) = run_engine(&rules, &settings, &topics, total / 2, Some(dir.clone()), LIMIT);
     assert!(first.processed >= total / 2 && first.processed < total, "{first:?}");
     assert!(dir.join("checkpoint").exists());
     // Messages held back (not yet processed) at the stop are read again after the restart, so
     // the second run consumes at least the rest.
-    let (second, evaluated) = run_engine(&rules, &settings, total - first.processed, Some(dir.clone()));
+    let (second, evaluated) = run_engine(&rules, &settings, &topics, total - first.processed, Some(dir.clone()), LIMIT);
     assert_eq!(first.processed + second.processed, total, "every message processed once across the restart");
-    let from_kafka = read_topic(&settings, &OutputTopics::default().alerts);
-    let from_replay = replay_alerts(&rules, &lines, evaluated);
+    let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, QUIET);
+    let from_replay = testkit::replay_alerts(&rules, &lines, Some(evaluated));
     assert!(!from_replay.is_empty());
-    assert_same(&from_kafka, &from_replay);
+    assert_same("alerts", &from_kafka, &from_replay);
 
     // A corrupt newest checkpoint falls back to the previous one, with a warning.
     let cp = dir.join("checkpoint");
@@ -196,8 +79,7 @@ fn restart_from_checkpoint_equals_a_straight_run() {
 #[test]
 fn bad_messages_go_to_the_dead_letter_topic() {
     use rdkafka::producer::{BaseRecord, Producer};
-    let rules =
-        Arc::new(vigil_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")).unwrap());
+    let rules = testkit::default_rules();
     let cluster = Embedded::start(1).unwrap();
     let settings = KafkaSettings::new(cluster.bootstrap_servers());
     let outputs = OutputTopics::default();
@@ -251,14 +133,14 @@ fn bad_messages_go_to_the_dead_letter_topic() {
     let progress = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let ecfg = EngineConfig {
-        kafka: settings.clone(),
         group: "test".into(),
         outputs: outputs.clone(),
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(2),
         options: Options::default(),
         progress: Some(Arc::clone(&progress)),
         checkpoint_dir: None,
         checkpoint_every: Duration::from_secs(3600),
+        ..EngineConfig::new(settings.clone())
     };
     let metrics = Metrics::default();
     let mut engine = Engine::new(Arc::clone(&rules), ecfg, metrics.clone()).unwrap();
@@ -278,9 +160,10 @@ fn bad_messages_go_to_the_dead_letter_topic() {
     assert_eq!(summary.consumed, total);
     assert_eq!(summary.rejected, cases.len() as u64);
 
-    let (consumer, _) =
+    let consumer =
         vigil_kafka::assigned_consumer(&settings, "reader", std::slice::from_ref(&outputs.dlq), &Default::default())
-            .unwrap();
+            .unwrap()
+            .consumer;
     let mut reasons = Vec::new();
     let mut quiet = Instant::now();
     while quiet.elapsed() < Duration::from_secs(2) {

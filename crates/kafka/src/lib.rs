@@ -4,13 +4,14 @@
 //! real cluster), topic creation, a durable producer and a consumer with explicit partition
 //! assignment. It knows nothing about scoring.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::mocking::MockCluster;
@@ -132,6 +133,58 @@ pub fn flush(p: &BaseProducer, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The broker's offsets of each assigned partition, as librdkafka last reported them in its
+/// statistics (refreshed every `STATS_INTERVAL`): what consumer lag and idleness are judged by.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionOffsets(Arc<Mutex<HashMap<TopicPartition, (i64, i64)>>>);
+
+/// A topic and a partition number.
+pub type TopicPartition = (String, i32);
+
+impl PartitionOffsets {
+    /// (low, high) watermark offsets of a partition, once the broker has reported them.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(topic.to_string(), partition)).copied()
+    }
+}
+
+/// How often librdkafka reports partition offsets.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The consumer's context: keeps the partition offsets from librdkafka's statistics.
+pub struct OffsetsContext {
+    offsets: PartitionOffsets,
+}
+
+impl ClientContext for OffsetsContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut map = self.offsets.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topic) in statistics.topics {
+            for (id, p) in topic.partitions {
+                // Partition -1 is librdkafka's internal unassigned partition; -1001 is "unknown".
+                if id >= 0 && p.hi_offset >= 0 {
+                    map.insert((name.clone(), id), (p.lo_offset.max(0), p.hi_offset));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for OffsetsContext {}
+
+/// The event consumer: explicit assignment, offsets kept by vigil, broker offsets observed.
+pub type EventConsumer = BaseConsumer<OffsetsContext>;
+
+/// A consumer with its assignment.
+pub struct Assigned {
+    pub consumer: EventConsumer,
+    /// Every assigned partition, by topic in the order given, then by partition number.
+    pub partitions: Vec<TopicPartition>,
+    /// The broker's offsets of those partitions, as last reported.
+    pub offsets: PartitionOffsets,
+}
+
 /// A consumer assigned every partition of `topics` (no group rebalance: vigil assigns
 /// explicitly and keeps its own offsets), starting from the given offsets or the beginning.
 pub fn assigned_consumer(
@@ -139,14 +192,16 @@ pub fn assigned_consumer(
     group: &str,
     topics: &[String],
     start: &BTreeMap<(String, i32), i64>,
-) -> Result<(BaseConsumer, Vec<(String, i32)>)> {
+) -> Result<Assigned> {
     let mut c = settings.config();
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "10");
-    let consumer: BaseConsumer = c.create()?;
+        .set("fetch.wait.max.ms", "10")
+        .set("statistics.interval.ms", STATS_INTERVAL.as_millis().to_string());
+    let offsets = PartitionOffsets::default();
+    let consumer: EventConsumer = c.create_with_context(OffsetsContext { offsets: offsets.clone() })?;
     let mut partitions = Vec::new();
     let mut tpl = TopicPartitionList::new();
     for t in topics {
@@ -165,5 +220,5 @@ pub fn assigned_consumer(
         }
     }
     consumer.assign(&tpl)?;
-    Ok((consumer, partitions))
+    Ok(Assigned { consumer, partitions, offsets })
 }

@@ -1,0 +1,50 @@
+//! End to end against a real Kafka-protocol broker: `.ci/run` starts tansu on 127.0.0.1 and
+//! names it in `VIGIL_TEST_BROKERS`; the generated city is produced to fresh topics, the
+//! engine consumes them, and the alert topic — read both by vigil's reader and by kcat, a
+//! client that shares no code with vigil — equals `vigil replay` over the same events.
+//!
+//! Without `VIGIL_TEST_BROKERS` the same test runs on the embedded cluster, so a plain
+//! `cargo test` stays self-contained and the test never silently passes by doing nothing.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use vigil_engine::testkit::{self, Broker, RunTopics, assert_same};
+
+#[test]
+fn engine_on_a_real_broker_matches_replay() {
+    let rules = testkit::default_rules();
+    let broker = Broker::from_env();
+    let settings = broker.settings();
+    eprintln!(
+        "broker: {} ({})",
+        settings.brokers,
+        if broker.is_external() { "external" } else { "embedded; set VIGIL_TEST_BROKERS for a real one" }
+    );
+    let topics = RunTopics::new(&rules, "e2e");
+    broker.create_topics(&topics.all(2));
+    let lines = testkit::city(&rules, 5, 33);
+    let total = testkit::produce(&settings, &topics.events, &lines);
+    let (summary, evaluated) = common::run_engine(&rules, &settings, &topics, total, None, Duration::from_secs(600));
+    assert_eq!(summary.consumed, total, "{summary:?}");
+    assert_eq!((summary.rejected, summary.late), (0, 0));
+
+    let from_replay = testkit::replay_alerts(&rules, &lines, Some(evaluated));
+    assert!(!from_replay.is_empty(), "the incident raises alerts");
+    let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, Duration::from_secs(5));
+    assert_same("alerts read by vigil", &from_kafka, &from_replay);
+
+    if broker.is_external() {
+        // kcat: -C consume, -e exit at the end of the partition, -q quiet, one payload per line.
+        let out = Command::new("kcat")
+            .args(["-b", &settings.brokers, "-C", "-t", &topics.outputs.alerts, "-o", "beginning", "-e", "-q"])
+            .args(["-f", "%s\\n"])
+            .output()
+            .expect("kcat must be installed to check a real broker (.ci/run installs it)");
+        assert!(out.status.success(), "kcat failed: {}", String::from_utf8_lossy(&out.stderr));
+        let from_kcat: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+        assert_same("alerts read by kcat", &from_kcat, &from_replay);
+    }
+}
