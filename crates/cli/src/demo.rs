@@ -3,8 +3,6 @@
 //! event topics (a backfill of the warm-up weeks, then accelerated event time), the engine
 //! consuming them, alerts printed as coloured lines, and metrics served over HTTP.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use prometheus_client::registry::Registry;
 use vigil_core::{Options, ScoreDetail};
-use vigil_engine::{Engine, EngineConfig, Metrics, OutputTopics};
+use vigil_engine::{Engine, EngineConfig, OutputTopics};
 use vigil_kafka::{Embedded, KafkaSettings};
 use vigil_model::record::{AlertEvent, AlertRecord};
 use vigil_model::time::{DAY, HOUR, format_local};
@@ -39,9 +36,12 @@ pub struct DemoArgs {
     /// Days of history produced at full speed before accelerated time starts.
     #[arg(long, default_value_t = 28)]
     backfill_days: u32,
-    /// Address of the metrics endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    metrics_addr: String,
+    /// Address of the HTTP server (/metrics, /healthz, /readyz, /api/...).
+    #[arg(long, alias = "metrics-addr", default_value = "127.0.0.1:9464")]
+    http_addr: String,
+    /// Bearer token required by the HTTP API (not by /healthz, /readyz or /metrics).
+    #[arg(long, env = "VIGIL_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
     /// Partitions of each event topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -204,57 +204,6 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
     )
 }
 
-/// What every long-running command sets up: a stop flag raised by SIGINT/SIGTERM (the run then
-/// stops gracefully: outputs flushed, exit code 0) and the metrics, served on `addr`.
-pub fn start_service(addr: &str) -> Result<(Arc<AtomicBool>, Metrics)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
-    }
-    let metrics = Metrics::default();
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    serve_metrics(addr, Arc::new(registry), Arc::clone(&stop))?;
-    Ok((stop, metrics))
-}
-
-fn serve_metrics(addr: &str, registry: Arc<Registry>, stop: Arc<AtomicBool>) -> Result<()> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("bind metrics address {addr}"))?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
-                    let mut reader = BufReader::new(&stream);
-                    let mut request = String::new();
-                    let _ = reader.read_line(&mut request);
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-                        line.clear();
-                    }
-                    let (status, body, ctype) = if request.starts_with("GET /metrics") {
-                        let mut body = String::new();
-                        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-                        ("200 OK", body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                    } else {
-                        ("404 Not Found", "not found\n".to_string(), "text/plain")
-                    };
-                    let mut w = &stream;
-                    let _ = write!(
-                        w,
-                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
-    Ok(())
-}
-
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let rules = crate::load_rules(&args.rules)?;
     let run_for = args
@@ -286,14 +235,15 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         None => vigil_kafka::ensure_topics(&settings, &topics).context("create topics")?,
     }
 
-    let (stop, metrics) = start_service(&args.metrics_addr)?;
+    let service = crate::service::start(&args.http_addr, args.api_token.clone(), None)?;
+    let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     eprintln!(
-        "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics",
+        "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics, API at http://{4}/api/",
         settings.brokers,
         if args.brokers.is_some() { "external" } else { "embedded" },
         rules.name,
         rules.version,
-        args.metrics_addr
+        service.addr
     );
     eprintln!(
         "backfilling {} days of the synthetic city, then {}x accelerated event time{}",
@@ -348,6 +298,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         ..EngineConfig::new(settings.clone())
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    engine.attach(service.inbox);
     let json = args.json;
     let mut print = |a: &AlertRecord| {
         if json {

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Address of the metrics endpoint.
     #[arg(long, env = "VIGIL_HTTP_ADDR")]
     http_addr: Option<String>,
+    /// Bearer token required by the HTTP API (not by /healthz, /readyz or /metrics).
+    #[arg(long, env = "VIGIL_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
     /// Print each alert as a line on standard output.
     #[arg(long, env = "VIGIL_PRINT_ALERTS")]
     print_alerts: bool,
@@ -146,7 +149,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
-    let (stop, metrics) = crate::demo::start_service(&http)?;
+    let service = crate::service::start(&http, args.api_token.clone(), None)?;
+    let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     let cfg = EngineConfig {
         group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),
         outputs,
@@ -164,14 +168,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ..EngineConfig::new(settings.clone())
     };
     eprintln!(
-        "vigil run: brokers {}, group {}, rules {} ({}), metrics at http://{http}/metrics, checkpoints {}",
+        "vigil run: brokers {}, group {}, rules {} ({}), metrics at http://{}/metrics, checkpoints {}",
         settings.brokers,
         cfg.group,
         rules.name,
         rules.version,
+        service.addr,
         cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
     );
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    engine.attach(service.inbox);
     let print = args.print_alerts;
     let summary = engine.run(&stop, &mut |a| {
         if print {

@@ -9,4 +9,4 @@ mod pipeline;
 pub mod ruletest;
 pub mod snapshot;
 
-pub use pipeline::{Counters, Ingest, Options, Output, Pipeline, ScoreDetail, VecOutput};
+pub use pipeline::{ActiveAlert, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, VecOutput};

@@ -1,5 +1,6 @@
 //! The pipeline: routing, evaluation schedule, roll-up and grading.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,31 @@ pub(crate) struct State {
     /// schedule does not depend on which input happened to deliver first.
     pub first_ts: Option<Ts>,
     pub counters: Counters,
+}
+
+/// One region's current standing (see [`Pipeline::region_view`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionView {
+    pub region_name: String,
+    /// Whether alerts are raised at this region's level.
+    pub alerted: bool,
+    /// The last evaluation, in full.
+    pub score: ScoreRecord,
+    /// Current grade per scope ("composite" and each domain); `None` is below blue.
+    pub grades: BTreeMap<String, Option<Level>>,
+}
+
+/// An open alert episode (see [`Pipeline::active_alerts`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveAlert {
+    pub alert_id: String,
+    /// Lifecycle events of the episode so far (the last one's `seq`).
+    pub seq: u32,
+    pub region: String,
+    pub region_name: String,
+    pub region_level: String,
+    pub scope: String,
+    pub level: Level,
 }
 
 pub struct Pipeline {
@@ -440,6 +466,68 @@ impl Pipeline {
                 &self.state.indicators,
             ));
         }
+    }
+
+    /// The hour boundary `advance(wm)` would evaluate first, if any: drivers that time each
+    /// evaluation step through them one at a time.
+    pub fn next_evaluation(&self, wm: Ts) -> Option<Ts> {
+        let every = self.rules.evaluate_every.0;
+        let last = match self.state.last_eval {
+            Some(t) => t,
+            None => self.state.first_ts.unwrap_or(wm).div_euclid(every) * every,
+        };
+        (last + every <= wm && self.state.watermark.is_none_or(|w| w < wm)).then_some(last + every)
+    }
+
+    /// Where one region stands after the last evaluation: its full score record (every
+    /// indicator's value, expected value and score) and its current grade per scope. `None`
+    /// for an unknown code, a region whose level is not scored, or before the first evaluation.
+    pub fn region_view(&self, code: &str) -> Option<RegionView> {
+        let rules = &self.rules;
+        let r = rules.regions.lookup(code)? as usize;
+        let d = self.slot_of.get(r).copied().flatten()? as usize;
+        let t = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
+        let scores: Vec<Option<f64>> = self.state.indicators.iter().map(|st| st.latest[d].score).collect();
+        let mut roll = Rollup::default();
+        rollup(rules, &scores, &mut roll);
+        let grade = self.state.grades[d][0].level;
+        let record = explain::score_record(rules, (r, d), t, &roll, grade, Some(&self.state.indicators[..]));
+        let grades = std::iter::once("composite")
+            .chain(rules.domains.iter().map(|x| x.id.as_str()))
+            .zip(&self.state.grades[d])
+            .map(|(scope, g)| (scope.to_string(), g.level))
+            .collect();
+        Some(RegionView {
+            region_name: rules.regions.names[r].clone(),
+            alerted: rules.alert_levels[rules.regions.levels[r] as usize],
+            score: record,
+            grades,
+        })
+    }
+
+    /// Every open alert episode (a region and scope at blue or above), in region order.
+    pub fn active_alerts(&self) -> Vec<ActiveAlert> {
+        let rules = &self.rules;
+        let mut out = Vec::new();
+        for (d, &r) in self.scored.iter().enumerate() {
+            let r = r as usize;
+            let scopes = std::iter::once("composite").chain(rules.domains.iter().map(|x| x.id.as_str()));
+            for (scope, g) in scopes.zip(&self.state.grades[d]) {
+                if let (Some(level), Some(start)) = (g.level, g.episode_start) {
+                    let code = &rules.regions.codes[r];
+                    out.push(ActiveAlert {
+                        alert_id: format!("{code}:{scope}:{}", vigil_model::time::format_utc(start)),
+                        seq: g.seq,
+                        region: code.clone(),
+                        region_name: rules.regions.names[r].clone(),
+                        region_level: rules.regions.level_name(r as u32).to_string(),
+                        scope: scope.to_string(),
+                        level,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Bytes of scoring state per (region, indicator) series, averaged and at most.

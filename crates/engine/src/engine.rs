@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseProducer;
 use serde::Serialize;
-use vigil_core::{Ingest, Options, Output, Pipeline};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use vigil_core::{ActiveAlert, Ingest, Options, Output, Pipeline, RegionView};
 use vigil_kafka::{KafkaSettings, Message};
 use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
 use vigil_model::time::format_utc;
@@ -19,7 +21,7 @@ use vigil_rules::RuleSet;
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_window::Watermarks;
 
-use crate::metrics::{AlertLabels, Metrics, RejectLabels, SourceLabel};
+use crate::metrics::{AlertLabels, IndexLabels, LevelLabel, Metrics, PartitionLabels, RejectLabels, SourceLabel};
 
 /// How far ahead of the slowest moving partition a partition may run before it is paused (and
 /// rewound to the message that was too early). Without this alignment a consumer catching up
@@ -184,6 +186,76 @@ impl Output for KafkaOutput<'_> {
     }
 }
 
+/// A question the HTTP API asks the running engine, answered between polling rounds (the
+/// pipeline stays owned by the engine thread; nothing is shared or locked).
+pub enum Query {
+    Region(String, SyncSender<Option<RegionView>>),
+    Alerts(SyncSender<Vec<ActiveAlert>>),
+}
+
+/// Why a query got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the engine is not running or did not answer in time")]
+pub struct Unavailable;
+
+/// The API's end of the query channel, and the engine's readiness (partitions assigned, state
+/// restored, running). Cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: SyncSender<Query>,
+    ready: Arc<AtomicBool>,
+}
+
+/// The engine's end of the query channel.
+pub struct QueryInbox {
+    rx: Receiver<Query>,
+    ready: Arc<AtomicBool>,
+}
+
+impl EngineHandle {
+    pub fn new() -> (EngineHandle, QueryInbox) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let ready = Arc::new(AtomicBool::new(false));
+        (EngineHandle { tx, ready: Arc::clone(&ready) }, QueryInbox { rx, ready })
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Query, timeout: Duration) -> Result<T, Unavailable> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx.try_send(make(tx)).map_err(|_| Unavailable)?;
+        rx.recv_timeout(timeout).map_err(|_| Unavailable)
+    }
+
+    /// One region's standing; `Ok(None)` for an unknown or unscored region.
+    pub fn region(&self, code: &str, timeout: Duration) -> Result<Option<RegionView>, Unavailable> {
+        self.ask(|tx| Query::Region(code.to_string(), tx), timeout)
+    }
+
+    /// The open alert episodes.
+    pub fn alerts(&self, timeout: Duration) -> Result<Vec<ActiveAlert>, Unavailable> {
+        self.ask(Query::Alerts, timeout)
+    }
+}
+
+impl QueryInbox {
+    fn answer(&self, pipeline: &Pipeline) {
+        while let Ok(q) = self.rx.try_recv() {
+            // A caller that gave up has dropped its receiver; nothing to do then.
+            match q {
+                Query::Region(code, reply) => {
+                    let _ = reply.send(pipeline.region_view(&code));
+                }
+                Query::Alerts(reply) => {
+                    let _ = reply.send(pipeline.active_alerts());
+                }
+            }
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
@@ -216,6 +288,8 @@ pub struct Engine {
     partitions: Vec<(String, i32)>,
     watermarks: Watermarks,
     metrics: Metrics,
+    gauges: Gauges,
+    inbox: Option<QueryInbox>,
 }
 
 impl Engine {
@@ -262,6 +336,9 @@ impl Engine {
             None => Pipeline::new(Arc::clone(&rules), cfg.options),
         };
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
+        metrics.set_rules(&rules.name, &rules.version);
+        metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
+        let gauges = Gauges::new(&rules, &partitions, &input_source, metrics.clone());
         let now = Instant::now();
         Ok(Engine {
             next_offset,
@@ -276,10 +353,17 @@ impl Engine {
             consumer,
             broker_offsets,
             producer,
+            gauges,
+            inbox: None,
             inputs,
             input_source,
             metrics,
         })
+    }
+
+    /// Answers the queries of `handle`'s API while running.
+    pub fn attach(&mut self, inbox: QueryInbox) {
+        self.inbox = Some(inbox);
     }
 
     /// The last hour boundary the pipeline evaluated.
@@ -314,6 +398,9 @@ impl Engine {
             input_source: &self.input_source,
             next_offset: &mut self.next_offset,
         };
+        if let Some(inbox) = &self.inbox {
+            inbox.ready.store(true, Ordering::Relaxed);
+        }
         let mut last_check = Instant::now();
         let mut last_checkpoint = Instant::now();
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
@@ -412,6 +499,10 @@ impl Engine {
                     (0..self.last_seen.len()).for_each(|i| st.watermarks.set_idle(i, true));
                     stopping = true;
                 }
+                self.gauges.update(&st, &self.broker_offsets, &self.partitions, &self.held);
+                if let Some(inbox) = &self.inbox {
+                    inbox.answer(st.pipeline);
+                }
                 // Release held events that the slowest partition has caught up with.
                 let mut progress = true;
                 while progress {
@@ -447,7 +538,8 @@ impl Engine {
             // A checkpoint at the interval, and always on the way out.
             if self.cfg.checkpoint_dir.is_some() && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
             {
-                checkpoint(
+                let started = Instant::now();
+                let bytes = checkpoint(
                     &self.cfg,
                     &self.producer,
                     &rules,
@@ -457,6 +549,9 @@ impl Engine {
                     st.watermarks,
                     st.pipeline,
                 )?;
+                self.metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
+                self.metrics.checkpoint_size.set(bytes as i64);
+                self.metrics.checkpoint_last_success.set(unix_now());
                 // The interval counts from the end of a checkpoint, so that a checkpoint slower
                 // than the interval cannot starve processing.
                 last_checkpoint = Instant::now();
@@ -464,6 +559,9 @@ impl Engine {
             if stopping {
                 break;
             }
+        }
+        if let Some(inbox) = &self.inbox {
+            inbox.ready.store(false, Ordering::Relaxed);
         }
         vigil_kafka::flush(&self.producer, Duration::from_secs(10))?;
         Ok(summary)
@@ -485,10 +583,15 @@ impl LoopState<'_> {
     fn advance(&mut self, wm: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
         let before = self.pipeline.counters().evaluations;
         let alerts_before = self.pipeline.counters().alerts;
+        // One hour boundary at a time, so that each evaluation is timed on its own.
+        while let Some(t) = self.pipeline.next_evaluation(wm) {
+            let started = Instant::now();
+            self.pipeline.advance(t, out);
+            self.metrics.evaluation_duration.observe(started.elapsed().as_secs_f64());
+        }
         self.pipeline.advance(wm, out);
         self.metrics.evaluations.inc_by(self.pipeline.counters().evaluations - before);
         summary.alerts += self.pipeline.counters().alerts - alerts_before;
-        self.metrics.watermark.set(wm.div_euclid(1000));
     }
 
     /// The event time partitions are aligned on: the slowest moving partition, or, while some
@@ -591,8 +694,8 @@ fn checkpoint(
     held: &[VecDeque<(Event, i64)>],
     watermarks: &Watermarks,
     pipeline: &Pipeline,
-) -> Result<(), EngineError> {
-    let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
+) -> Result<u64, EngineError> {
+    let Some(dir) = &cfg.checkpoint_dir else { return Ok(0) };
     vigil_kafka::flush(producer, Duration::from_secs(30))?;
     let offsets = partitions
         .iter()
@@ -609,6 +712,101 @@ fn checkpoint(
         watermarks: watermarks.clone(),
         pipeline: pipeline.snapshot(),
     };
-    crate::checkpoint::write(dir, &cp)?;
-    Ok(())
+    Ok(crate::checkpoint::write(dir, &cp)?)
+}
+
+/// Seconds since the epoch on the wall clock (metrics only; never enters the pipeline).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The gauges refreshed as the engine runs: consumer lag, source watermarks, and, after each
+/// new evaluation, the risk index of the city and districts and the open alerts by level.
+struct Gauges {
+    metrics: Metrics,
+    /// Per partition: its labels and source.
+    partitions: Vec<(PartitionLabels, usize)>,
+    sources: Vec<SourceLabel>,
+    /// Regions whose index is exported (city and district levels).
+    index_regions: Vec<String>,
+    /// The evaluation the index gauges show.
+    shown: Option<i64>,
+}
+
+impl Gauges {
+    fn new(rules: &RuleSet, partitions: &[(String, i32)], input_source: &[SourceIdx], metrics: Metrics) -> Gauges {
+        let r = &rules.regions;
+        Gauges {
+            partitions: partitions
+                .iter()
+                .zip(input_source)
+                .map(|((t, p), s)| (PartitionLabels { topic: t.clone(), partition: p.to_string() }, *s as usize))
+                .collect(),
+            sources: rules.sources.iter().map(|s| SourceLabel { source: s.id.clone() }).collect(),
+            index_regions: (0..r.len()).filter(|&i| r.levels[i] <= 1).map(|i| r.codes[i].clone()).collect(),
+            shown: None,
+            metrics,
+        }
+    }
+
+    fn update(
+        &mut self,
+        st: &LoopState<'_>,
+        offsets: &vigil_kafka::PartitionOffsets,
+        partitions: &[(String, i32)],
+        held: &[VecDeque<(Event, i64)>],
+    ) {
+        let now = unix_now();
+        let mut source_wm: Vec<Option<i64>> = vec![None; self.sources.len()];
+        for (i, (labels, source)) in self.partitions.iter().enumerate() {
+            let (t, p) = &partitions[i];
+            if let Some((low, high)) = offsets.get(t, *p) {
+                // Held messages are consumed but not yet processed: they count as lag.
+                let position = held[i].front().map_or(st.next_offset[i], |(_, o)| *o).max(low);
+                self.metrics.consumer_lag.get_or_create(labels).set((high - position).max(0));
+            }
+            if let Some(w) = st.watermarks.input_watermark(i) {
+                let s = &mut source_wm[*source];
+                *s = Some(s.map_or(w, |x| x.min(w)));
+            }
+        }
+        for (label, wm) in self.sources.iter().zip(source_wm) {
+            if let Some(wm) = wm {
+                self.metrics.watermark.get_or_create(label).set(wm.div_euclid(1000));
+                self.metrics.watermark_delay.get_or_create(label).set(now - wm as f64 / 1000.0);
+            }
+        }
+        let evaluated = st.pipeline.last_evaluated();
+        if evaluated == self.shown {
+            return;
+        }
+        self.shown = evaluated;
+        for code in &self.index_regions {
+            let Some(view) = st.pipeline.region_view(code) else { continue };
+            let scopes = std::iter::once(("composite", view.score.composite))
+                .chain(view.score.domains.iter().map(|(d, s)| (d.as_str(), *s)));
+            for (scope, score) in scopes {
+                let labels =
+                    IndexLabels { region: code.clone(), region_name: view.region_name.clone(), scope: scope.into() };
+                match score {
+                    Some(x) => {
+                        self.metrics.risk_index.get_or_create(&labels).set(x);
+                    }
+                    None => {
+                        self.metrics.risk_index.remove(&labels);
+                    }
+                }
+            }
+        }
+        let mut active = [0i64; 5];
+        for a in st.pipeline.active_alerts() {
+            active[a.level as usize] += 1;
+        }
+        for level in vigil_model::Level::ALL {
+            self.metrics
+                .alerts_active
+                .get_or_create(&LevelLabel { level: level.as_str().into() })
+                .set(active[level as usize]);
+        }
+    }
 }

@@ -10,5 +10,5 @@ pub mod metrics;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{Engine, EngineConfig, EngineError, OutputTopics};
+pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, Unavailable};
 pub use metrics::Metrics;

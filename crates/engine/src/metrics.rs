@@ -1,11 +1,15 @@
 //! Every metric vigil exports, defined in one place. Names follow `vigil_<noun>_<unit>[_total]`;
-//! label values are bounded (sources, reason codes, levels, lifecycle events), never regions
-//! below the district level and never anything from an event's payload.
+//! label values are bounded (sources, reason codes, levels, lifecycle events, assigned
+//! partitions, regions at city and district level), never a region below the district level
+//! and never anything from an event's payload.
+
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,42 +29,184 @@ pub struct AlertLabels {
     pub event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabel {
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IndexLabels {
+    pub region: String,
+    pub region_name: String,
+    /// "composite" or a domain id.
+    pub scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RulesLabels {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub version: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
 /// The engine's metrics. Cloning shares the underlying series.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     pub events_consumed: Family<SourceLabel, Counter>,
     pub events_rejected: Family<RejectLabels, Counter>,
     pub events_late: Family<SourceLabel, Counter>,
-    pub alerts: Family<AlertLabels, Counter>,
+    /// Messages between the engine's position and the broker's high watermark.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Event time of each source's watermark (its slowest partition), seconds since the epoch.
+    pub watermark: Family<SourceLabel, Gauge>,
+    /// Wall clock minus each source's watermark.
+    pub watermark_delay: Family<SourceLabel, FloatGauge>,
+    /// Wall time of one evaluation (one hour boundary: every indicator, region and alert).
+    pub evaluation_duration: Histogram,
     pub evaluations: Counter,
-    /// Event time of the global watermark, seconds since the epoch.
-    pub watermark: Gauge,
+    pub alerts: Family<AlertLabels, Counter>,
+    pub alerts_active: Family<LevelLabel, Gauge>,
+    pub risk_index: Family<IndexLabels, FloatGauge>,
+    pub rule_reloads: Family<ResultLabel, Counter>,
+    pub rules_info: Family<RulesLabels, Gauge>,
+    pub checkpoint_duration: Histogram,
+    pub checkpoint_size: Gauge,
+    pub checkpoint_last_success: FloatGauge,
+    pub build_info: Family<VersionLabel, Gauge>,
+}
+
+/// Bucket bounds (seconds) for evaluations and checkpoints: from half a millisecond to 10 s.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION").into() }).set(1);
+        Metrics {
+            events_consumed: Family::default(),
+            events_rejected: Family::default(),
+            events_late: Family::default(),
+            consumer_lag: Family::default(),
+            watermark: Family::default(),
+            watermark_delay: Family::default(),
+            evaluation_duration: Histogram::new(DURATION_BUCKETS),
+            evaluations: Counter::default(),
+            alerts: Family::default(),
+            alerts_active: Family::default(),
+            risk_index: Family::default(),
+            rule_reloads: Family::default(),
+            rules_info: Family::default(),
+            checkpoint_duration: Histogram::new(DURATION_BUCKETS),
+            checkpoint_size: Gauge::default(),
+            checkpoint_last_success: FloatGauge::default(),
+            build_info,
+        }
+    }
 }
 
 impl Metrics {
+    /// Creates every series whose labels are known in advance at zero, so that dashboards and
+    /// `rate()` see them before the first increment: per source, every decode reason; reload
+    /// results.
+    pub fn init_series(&self, sources: &[String]) {
+        for source in sources {
+            let s = SourceLabel { source: source.clone() };
+            let _ = self.events_consumed.get_or_create(&s);
+            let _ = self.events_late.get_or_create(&s);
+            for code in vigil_model::record::RejectCode::DECODE {
+                let _ = self
+                    .events_rejected
+                    .get_or_create(&RejectLabels { source: source.clone(), reason: code.as_str().into() });
+            }
+        }
+        for result in ["ok", "rejected"] {
+            let _ = self.rule_reloads.get_or_create(&ResultLabel { result: result.into() });
+        }
+    }
+
+    /// Marks `version` of the rules named `name` as the one in force.
+    pub fn set_rules(&self, name: &str, version: &str) {
+        self.rules_info.clear();
+        self.rules_info.get_or_create(&RulesLabels { name: name.into(), version: version.into() }).set(1);
+    }
+
     /// Registers every metric; the registry adds the `_total` suffix to counters.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("vigil_events_consumed", "Events consumed, by source", self.events_consumed.clone());
-        registry.register(
+        let r = registry;
+        r.register("vigil_events_consumed", "Events consumed, by source", self.events_consumed.clone());
+        r.register(
             "vigil_events_rejected",
             "Events rejected at decode (sent to the dead-letter topic), by source and reason",
             self.events_rejected.clone(),
         );
-        registry.register(
+        r.register(
             "vigil_events_late",
             "Events later than the allowed lateness (sent to the late topic), by source",
             self.events_late.clone(),
         );
-        registry.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());
-        registry.register(
+        r.register(
+            "vigil_consumer_lag_messages",
+            "Messages between the engine's position and the broker's high watermark, by partition",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "vigil_watermark_timestamp_seconds",
+            "Event time of each source's watermark (its slowest partition), seconds since the epoch",
+            self.watermark.clone(),
+        );
+        r.register(
+            "vigil_watermark_delay_seconds",
+            "Wall clock minus each source's watermark",
+            self.watermark_delay.clone(),
+        );
+        r.register(
+            "vigil_evaluation_duration_seconds",
+            "Wall time of one evaluation (one hour boundary: every indicator, region and alert)",
+            self.evaluation_duration.clone(),
+        );
+        r.register(
             "vigil_indicator_evaluations",
             "Indicator evaluations (one per region and indicator at each hop)",
             self.evaluations.clone(),
         );
-        registry.register(
-            "vigil_watermark_timestamp_seconds",
-            "Event time of the global watermark, seconds since the epoch",
-            self.watermark.clone(),
+        r.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());
+        r.register("vigil_alerts_active", "Open alert episodes, by current level", self.alerts_active.clone());
+        r.register(
+            "vigil_risk_index_score",
+            "Latest risk index (0-100) of the city and each district, composite and by domain",
+            self.risk_index.clone(),
         );
+        r.register("vigil_rule_reloads", "Rule reloads, by result (ok, rejected)", self.rule_reloads.clone());
+        r.register("vigil_rules_info", "The rule set in force (value 1)", self.rules_info.clone());
+        r.register(
+            "vigil_checkpoint_duration_seconds",
+            "Wall time of writing a checkpoint (flushing outputs included)",
+            self.checkpoint_duration.clone(),
+        );
+        r.register("vigil_checkpoint_size_bytes", "Size of the last checkpoint", self.checkpoint_size.clone());
+        r.register(
+            "vigil_checkpoint_last_success_timestamp_seconds",
+            "Wall clock of the last successful checkpoint, seconds since the epoch",
+            self.checkpoint_last_success.clone(),
+        );
+        r.register("vigil_build_info", "Build information (value 1)", self.build_info.clone());
     }
 }

@@ -109,6 +109,24 @@ pub enum RejectCode {
 }
 
 impl RejectCode {
+    /// Every reason a message can be refused at decode (all but `Late`).
+    pub const DECODE: [RejectCode; 14] = [
+        RejectCode::Empty,
+        RejectCode::TooLarge,
+        RejectCode::NotUtf8,
+        RejectCode::MalformedJson,
+        RejectCode::NotAnObject,
+        RejectCode::MissingField,
+        RejectCode::WrongType,
+        RejectCode::UnknownSource,
+        RejectCode::UnknownRegion,
+        RejectCode::UnknownValue,
+        RejectCode::OutOfRange,
+        RejectCode::BadTimestamp,
+        RejectCode::TimestampOutOfRange,
+        RejectCode::NotFinite,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectCode::Empty => "empty",

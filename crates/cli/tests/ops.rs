@@ -1,0 +1,318 @@
+//! Operating a running `vigil run` (a separate process, on the embedded cluster): health and
+//! readiness, the JSON API with its bearer token, the metrics a Prometheus server scrapes, and
+//! the deploy files (dashboard and alert rules) using only metrics vigil really exports.
+//!
+//! With `VIGIL_TEST_PROMETHEUS=1` (set by `.ci/run`, which installs Debian's prometheus
+//! package) the test also requires the real tools: `promtool check metrics` on a scrape,
+//! `promtool check config/rules` and `promtool test rules` on `deploy/`, and a Prometheus server
+//! on 127.0.0.1 that scrapes vigil and answers a query for one of its metrics.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil_engine::testkit::{self, Broker, RunTopics};
+
+const TOKEN: &str = "s3cret-token";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    // axum answers small bodies with a length; chunked bodies are decoded here.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+struct Vigil(Child);
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Names a scrape declares (`# TYPE` lines), with the series suffixes of each type.
+fn exported_names(scrape: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for l in scrape.lines() {
+        let mut f = l.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) = (f.next(), f.next(), f.next(), f.next()) {
+            match kind {
+                "counter" if name.ends_with("_total") => names.insert(name.to_string()),
+                "counter" => names.insert(format!("{name}_total")),
+                "histogram" => {
+                    for s in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{s}"));
+                    }
+                    true
+                }
+                _ => names.insert(name.to_string()),
+            };
+        }
+    }
+    names
+}
+
+fn vigil_tokens(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(p) = text[i..].find("vigil_") {
+        let start = i + p;
+        let boundary = start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
+        let mut end = start;
+        while end < b.len() && (b[end].is_ascii_lowercase() || b[end] == b'_' || b[end].is_ascii_digit()) {
+            end += 1;
+        }
+        if boundary {
+            out.insert(text[start..end].to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+#[test]
+fn a_running_engine_serves_health_api_and_metrics() {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let topics = RunTopics::new(&rules, "ops");
+    broker.create_topics(&topics.all(2));
+    let lines = testkit::city(&rules, 3, 33);
+    let total = testkit::produce(&broker.settings(), &topics.events, &lines);
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ops-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = free_addr();
+    let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
+    let o = &topics.outputs;
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\n[topics]\nscores = \"{}\"\nalerts = \"{}\"\ndlq = \"{}\"\nlate = \"{}\"\nevents = {{ {} }}\n\
+         [engine]\nrules = \"{}\"\nhttp_addr = \"{addr}\"\nidle_timeout = \"1s\"\n",
+        broker.settings().brokers,
+        o.scores,
+        o.alerts,
+        o.dlq,
+        o.late,
+        events.join(", "),
+        root().join("rules").display()
+    );
+    std::fs::write(dir.join("vigil.toml"), config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--config"])
+        .arg(dir.join("vigil.toml"))
+        .env("VIGIL_API_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut vigil = Vigil(child);
+
+    // Health first, readiness once the engine runs, then every message consumed.
+    let t = Instant::now();
+    while http(&addr, "GET", "/readyz", None).is_none_or(|(s, _)| s != 200) {
+        assert!(t.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http(&addr, "GET", "/healthz", None).unwrap().0, 200);
+    let consumed = |scrape: &str| -> u64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with("vigil_events_consumed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let mut scrape = String::new();
+    while consumed(&scrape) < total {
+        assert!(t.elapsed() < Duration::from_secs(120), "consumed {} of {total}", consumed(&scrape));
+        std::thread::sleep(Duration::from_millis(100));
+        scrape = http(&addr, "GET", "/metrics", None).unwrap().1;
+    }
+    std::thread::sleep(Duration::from_secs(3)); // idle partitions let time reach the end
+    scrape = http(&addr, "GET", "/metrics", None).unwrap().1;
+
+    // The API needs the token; health, readiness and metrics do not.
+    let district = &rules.regions.codes[rules.regions.levels.iter().position(|&l| l == 1).unwrap()];
+    let path = format!("/api/regions/{district}");
+    assert_eq!(http(&addr, "GET", &path, None).unwrap().0, 401);
+    assert_eq!(http(&addr, "GET", &path, Some("wrong-token!")).unwrap().0, 401);
+    let (status, body) = http(&addr, "GET", &path, Some(TOKEN)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["region"], district.as_str());
+    assert_eq!(v["region_level"], "district");
+    assert_eq!(v["indicators"].as_array().unwrap().len(), rules.indicators.len());
+    assert_eq!(v["categories"].as_object().unwrap().len(), rules.categories.len());
+    assert_eq!(v["domains"].as_object().unwrap().len(), rules.domains.len());
+    assert_eq!(v["grades"].as_object().unwrap().len(), rules.domains.len() + 1);
+    assert!(v["composite"].is_number(), "after 33 days the district has a composite: {body}");
+    let grid = &rules.regions.codes[rules.regions.levels.iter().position(|&l| l == 3).unwrap()];
+    assert_eq!(
+        http(&addr, "GET", &format!("/api/regions/{grid}"), Some(TOKEN)).unwrap().0,
+        404,
+        "grids are not scored"
+    );
+    assert_eq!(http(&addr, "GET", "/api/regions/nowhere", Some(TOKEN)).unwrap().0, 404);
+
+    // Active alerts: the incident's district is open at some level; the filter is "at least".
+    let all = json(&http(&addr, "GET", "/api/alerts", Some(TOKEN)).unwrap().1);
+    let all = all.as_array().unwrap();
+    assert!(!all.is_empty(), "the incident leaves alerts open");
+    let rank = |l: &serde_json::Value| ["blue", "yellow", "orange", "red"].iter().position(|x| l == x).unwrap();
+    let orange = json(&http(&addr, "GET", "/api/alerts?level=orange", Some(TOKEN)).unwrap().1);
+    let want = all.iter().filter(|a| rank(&a["level"]) >= 2).count();
+    assert_eq!(orange.as_array().unwrap().len(), want);
+    assert_eq!(http(&addr, "GET", "/api/alerts?level=purple", Some(TOKEN)).unwrap().0, 400);
+    let doc = json(&http(&addr, "GET", "/api/openapi.json", Some(TOKEN)).unwrap().1);
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // Metrics: the active-alert gauges agree with the API; the index covers city and districts
+    // only (bounded cardinality).
+    for (i, level) in ["blue", "yellow", "orange", "red"].iter().enumerate() {
+        let n = all.iter().filter(|a| rank(&a["level"]) == i).count();
+        assert!(scrape.contains(&format!("vigil_alerts_active{{level=\"{level}\"}} {n}\n")), "{level}: {n}\n{scrape}");
+    }
+    let index_regions: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("vigil_risk_index_score{"))
+        .filter_map(|l| l.split("region=\"").nth(1)?.split('"').next())
+        .collect();
+    let city_and_districts = rules.regions.levels.iter().filter(|&&l| l <= 1).count();
+    assert!(!index_regions.is_empty() && index_regions.len() <= city_and_districts, "{index_regions:?}");
+    for line in [
+        "vigil_build_info{",
+        "vigil_rules_info{",
+        "vigil_consumer_lag_messages{",
+        "vigil_watermark_delay_seconds{",
+        "vigil_evaluation_duration_seconds_count ",
+    ] {
+        assert!(scrape.contains(line), "missing {line}");
+    }
+
+    // The dashboard and the alert rules use only what vigil exports.
+    let exported = exported_names(&scrape);
+    for file in ["deploy/grafana/dashboards/vigil.json", "deploy/prometheus/vigil-alerts.yml"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let used = vigil_tokens(&text);
+        assert!(!used.is_empty(), "{file} uses no vigil metric");
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(unknown.is_empty(), "{file} uses metrics vigil does not export: {unknown:?}");
+    }
+
+    if std::env::var_os("VIGIL_TEST_PROMETHEUS").is_some() {
+        with_prometheus(&addr, &scrape, &dir);
+    } else {
+        eprintln!("VIGIL_TEST_PROMETHEUS unset: promtool and the Prometheus server are not exercised");
+    }
+
+    // SIGTERM: a graceful stop with exit code 0.
+    let pid = vigil.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = vigil.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no graceful stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+fn run_ok(cmd: &mut Command, input: Option<&str>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (VIGIL_TEST_PROMETHEUS needs Debian's prometheus package)"));
+    if let Some(i) = input {
+        child.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// promtool on a scrape and on `deploy/`, then a real Prometheus scraping vigil.
+fn with_prometheus(vigil: &str, scrape: &str, dir: &Path) {
+    run_ok(Command::new("promtool").args(["check", "metrics"]), Some(scrape));
+    let deploy = root().join("deploy/prometheus");
+    run_ok(Command::new("promtool").args(["check", "config"]).arg(deploy.join("prometheus.yml")), None);
+    run_ok(Command::new("promtool").args(["check", "rules"]).arg(deploy.join("vigil-alerts.yml")), None);
+    run_ok(Command::new("promtool").args(["test", "rules"]).arg(deploy.join("vigil-alerts.test.yml")), None);
+
+    let prom = free_addr();
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: ['{vigil}']\n"),
+    )
+    .unwrap();
+    let server = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address={prom}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus must be installed when VIGIL_TEST_PROMETHEUS is set");
+    let _server = Vigil(server);
+    let t = Instant::now();
+    loop {
+        let answer = http(&prom, "GET", "/api/v1/query?query=vigil_events_consumed_total", None);
+        if let Some((200, body)) = &answer {
+            let v = json(body);
+            if v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+                assert_eq!(v["status"], "success");
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "Prometheus never returned vigil's metric: {answer:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
