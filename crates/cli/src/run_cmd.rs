@@ -92,6 +92,9 @@ struct EngineSection {
     scores: Option<String>,
     /// Region levels whose scores are published (default city, district, street).
     score_levels: Option<Vec<String>>,
+    /// When every partition is idle, event time follows the wall clock (see README).
+    #[serde(default)]
+    wall_clock_advance: bool,
 }
 
 /// The scoring output options of the `[engine]` section.
@@ -160,6 +163,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint_dir: args.checkpoint_dir.or(file.engine.checkpoint_dir),
         checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
         event_topics: file.topics.events,
+        wall_clock_advance: file.engine.wall_clock_advance,
         exit_when_idle: args
             .exit_when_idle
             .or(file.engine.exit_when_idle)

@@ -89,6 +89,11 @@ pub struct EngineConfig {
     /// Stop by itself (gracefully) once every partition has been silent this long: a batch
     /// catch-up run over a backlog, or a test.
     pub exit_when_idle: Option<Duration>,
+    /// When every partition is idle, let event time follow the wall clock (minus the largest
+    /// allowed delay), so that hours keep being evaluated through a quiet night. Off by
+    /// default: with it, results depend on when events arrive, not only on the events (an
+    /// event arriving after the clock passed its hour goes to the late topic).
+    pub wall_clock_advance: bool,
 }
 
 impl EngineConfig {
@@ -105,6 +110,7 @@ impl EngineConfig {
             checkpoint_every: Duration::from_secs(10),
             event_topics: BTreeMap::new(),
             exit_when_idle: None,
+            wall_clock_advance: false,
         }
     }
 
@@ -486,6 +492,12 @@ impl Engine {
                     {
                         st.watermarks.set_idle(i, true);
                     }
+                }
+                if self.cfg.wall_clock_advance
+                    && (0..self.last_seen.len()).all(|i| st.watermarks.is_idle(i))
+                    && let Some(max_delay) = self.rules.sources.iter().map(|s| s.allowed_delay.0).max()
+                {
+                    st.watermarks.advance_to((unix_now() * 1000.0) as i64 - max_delay);
                 }
                 // A batch run ends once everything is quiet: every partition counts as idle then,
                 // so time advances to the furthest any partition reached before the last checkpoint.

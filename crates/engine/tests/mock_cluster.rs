@@ -184,3 +184,55 @@ fn bad_messages_go_to_the_dead_letter_topic() {
     assert!(text.contains(r#"vigil_events_rejected_total{source="police",reason="too_large"} 1"#), "{text}");
     assert!(text.contains(r#"vigil_events_consumed_total{source="police"} 9"#), "{text}");
 }
+
+/// With the wall-clock advance on, a quiet cluster still has its hours evaluated up to the wall
+/// clock (minus the largest allowed delay); without it, time stops at the last event.
+#[test]
+fn wall_clock_advance_evaluates_quiet_hours() {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let topics = RunTopics::new(&rules, "wallclock");
+    broker.create_topics(&topics.all(1));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let hour = vigil_model::time::HOUR;
+    let producer = vigil_kafka::producer(&broker.settings()).unwrap();
+    let ts = vigil_model::time::format_utc(now - 5 * hour);
+    // One generated event per source, moved to five hours ago.
+    let city = testkit::city(&rules, 1, 1);
+    for (source, lines) in &city.lines {
+        let mut v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        v["ts"] = ts.clone().into();
+        let key = v["region"].as_str().unwrap().to_string();
+        vigil_kafka::send(&producer, &topics.events[source], &key, v.to_string().as_bytes(), None).unwrap();
+    }
+    vigil_kafka::flush(&producer, Duration::from_secs(10)).unwrap();
+    let max_delay = rules.sources.iter().map(|s| s.allowed_delay.0).max().unwrap();
+    for advance in [false, true] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cfg = EngineConfig {
+            outputs: topics.outputs.clone(),
+            event_topics: topics.events.clone(),
+            idle_timeout: Duration::from_millis(500),
+            wall_clock_advance: advance,
+            ..EngineConfig::new(broker.settings())
+        };
+        let mut engine = Engine::new(Arc::clone(&rules), cfg, Metrics::default()).unwrap();
+        let stopper = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(4));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let summary = engine.run(&stop, &mut |_| {}).unwrap();
+        stopper.join().unwrap();
+        assert_eq!(summary.rejected, 0, "{summary:?}");
+        let evaluated = engine.last_evaluated().unwrap();
+        if advance {
+            let want = (now - max_delay).div_euclid(hour) * hour;
+            assert!(evaluated >= want, "evaluated {} < {}", evaluated, want);
+        } else {
+            assert!(evaluated <= now - 5 * hour, "without the advance time stops at the last event");
+        }
+    }
+}

@@ -52,6 +52,11 @@ impl Watermarks {
         self.inputs[input].idle = idle;
     }
 
+    /// Whether the input is marked idle.
+    pub fn is_idle(&self, input: usize) -> bool {
+        self.inputs[input].idle
+    }
+
     /// The input's own watermark.
     pub fn input_watermark(&self, input: usize) -> Option<Ts> {
         let i = &self.inputs[input];
