@@ -235,7 +235,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         None => vigil_kafka::ensure_topics(&settings, &topics).context("create topics")?,
     }
 
-    let service = crate::service::start(&args.http_addr, args.api_token.clone(), None)?;
+    let service = crate::service::start(&args.http_addr, args.api_token.clone(), Some(args.rules.clone()))?;
     let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     eprintln!(
         "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics, API at http://{4}/api/",

@@ -101,7 +101,7 @@ pub(crate) fn load_rules(dir: &std::path::Path) -> Result<Arc<RuleSet>> {
     }
 }
 
-fn prefix(dir: &std::path::Path, d: &vigil_rules::Diagnostic) -> String {
+pub(crate) fn prefix(dir: &std::path::Path, d: &vigil_rules::Diagnostic) -> String {
     let mut d = d.clone();
     d.file = dir.join(&d.file).display().to_string();
     d.to_string()

@@ -152,7 +152,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
-    let service = crate::service::start(&http, args.api_token.clone(), None)?;
+    let service = crate::service::start(&http, args.api_token.clone(), Some(rules_dir.clone()))?;
     let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     let cfg = EngineConfig {
         group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -53,11 +52,7 @@ pub fn run(args: TailArgs) -> Result<ExitCode> {
         &Default::default(),
     )?
     .consumer;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)).context("install the signal handler")?;
-    }
+    let stop = crate::service::stop_on_signals()?;
     let mut printed = 0u64;
     while !stop.load(Ordering::Relaxed) && args.limit.is_none_or(|l| printed < l) {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };

@@ -123,6 +123,9 @@ fn a_running_engine_serves_health_api_and_metrics() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ops-test");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // A copy of the rules, edited below while vigil runs.
+    let rules_dir = dir.join("rules");
+    copy_dir(&root().join("rules"), &rules_dir);
     let addr = free_addr();
     let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
     let o = &topics.outputs;
@@ -135,7 +138,7 @@ fn a_running_engine_serves_health_api_and_metrics() {
         o.dlq,
         o.late,
         events.join(", "),
-        root().join("rules").display()
+        rules_dir.display()
     );
     std::fs::write(dir.join("vigil.toml"), config).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -143,7 +146,7 @@ fn a_running_engine_serves_health_api_and_metrics() {
         .arg(dir.join("vigil.toml"))
         .env("VIGIL_API_TOKEN", TOKEN)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("vigil.log")).unwrap())
         .spawn()
         .unwrap();
     let mut vigil = Vigil(child);
@@ -245,6 +248,57 @@ fn a_running_engine_serves_health_api_and_metrics() {
         eprintln!("VIGIL_TEST_PROMETHEUS unset: promtool and the Prometheus server are not exercised");
     }
 
+    // Hot reload. A broken edit is rejected with file:line errors and the running rules stay.
+    let police = rules_dir.join("indicators/police.toml");
+    let original = std::fs::read_to_string(&police).unwrap();
+    std::fs::write(&police, original.replacen("weight = 0.5", "weight = 0.5\nwieght = 2", 1)).unwrap();
+    let (status, body) = http(&addr, "POST", "/-/reload", None).unwrap();
+    assert_eq!(status, 401, "reload needs the token");
+    let (status, body2) = http(&addr, "POST", "/-/reload", Some(TOKEN)).unwrap();
+    assert_eq!(status, 422, "{body} {body2}");
+    let v = json(&body2);
+    assert_eq!(v["result"], "rejected");
+    let errors = v["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("indicators/police.toml:22:")), "{v}");
+    let version_of = |addr: &str| json(&http(addr, "GET", &path, Some(TOKEN)).unwrap().1)["rules_version"].clone();
+    assert_eq!(version_of(&addr), rules.version.as_str(), "the running rules stay in force");
+    assert_eq!(http(&addr, "GET", "/readyz", None).unwrap().0, 200);
+
+    // A good edit (the blue threshold) is picked up by the directory watch, without a request.
+    std::fs::write(&police, &original).unwrap();
+    let grading = rules_dir.join("grading.toml");
+    let text = std::fs::read_to_string(&grading).unwrap();
+    assert!(text.contains("enter = 30.0"));
+    std::fs::write(&grading, text.replacen("enter = 30.0", "enter = 29.0", 1)).unwrap();
+    let t = Instant::now();
+    while version_of(&addr) == rules.version.as_str() {
+        assert!(t.elapsed() < Duration::from_secs(30), "the edit was never applied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let new_version = version_of(&addr).as_str().unwrap().to_string();
+    let scrape2 = http(&addr, "GET", "/metrics", None).unwrap().1;
+    assert!(scrape2.contains(&format!("version=\"{new_version}\"}} 1")), "rules info names the new version");
+    assert!(scrape2.contains("vigil_rule_reloads_total{result=\"ok\"} 1"), "{scrape2}");
+    assert!(!scrape2.contains("vigil_rule_reloads_total{result=\"rejected\"} 0"), "the broken edit was counted");
+
+    // The next evaluations use the new rules: one more day of events, and the score records of
+    // its hours name the new version.
+    let later = testkit::city(&rules, 3, 35);
+    let last_ts = lines.lines.values().flatten().map(|l| ts_of(l)).max().unwrap();
+    let mut more = vigil_sim::MemorySink::default();
+    for (source, ls) in &later.lines {
+        more.lines.insert(source.clone(), ls.iter().filter(|l| ts_of(l) > last_ts).cloned().collect());
+    }
+    testkit::produce(&broker.settings(), &topics.events, &more);
+    let t = Instant::now();
+    loop {
+        let scores = testkit::read_topic(&broker.settings(), &topics.outputs.scores, Duration::from_secs(1));
+        if scores.iter().any(|s| s.contains(&format!("\"rules_version\":\"{new_version}\""))) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no score under the new rules");
+    }
+
     // SIGTERM: a graceful stop with exit code 0.
     let pid = vigil.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -257,6 +311,23 @@ fn a_running_engine_serves_health_api_and_metrics() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn ts_of(line: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    vigil_model::time::parse_rfc3339(v["ts"].as_str().unwrap()).unwrap()
 }
 
 fn run_ok(cmd: &mut Command, input: Option<&str>) {

@@ -9,4 +9,6 @@ mod pipeline;
 pub mod ruletest;
 pub mod snapshot;
 
-pub use pipeline::{ActiveAlert, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, VecOutput};
+pub use pipeline::{
+    ActiveAlert, Carried, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, VecOutput,
+};

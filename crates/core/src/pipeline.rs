@@ -116,6 +116,12 @@ struct Tap {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct State {
     pub rules_version: String,
+    /// `RuleSet::layout_fingerprint` of the rules the state was built for.
+    pub layout: u64,
+    /// Per indicator (aligned with `indicators`): its id and state fingerprint.
+    pub fingerprints: Vec<(String, u64)>,
+    /// Domain ids, in the order of each region's grades after the composite.
+    pub domains: Vec<String>,
     pub indicators: Vec<IndicatorState>,
     /// Per region: composite grade, then one per domain.
     pub grades: Vec<Vec<GradeState>>,
@@ -125,6 +131,21 @@ pub(crate) struct State {
     /// schedule does not depend on which input happened to deliver first.
     pub first_ts: Option<Ts>,
     pub counters: Counters,
+}
+
+/// What a change of rules carried over (see [`Pipeline::reload`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Carried {
+    /// Indicators whose state was kept.
+    pub kept: Vec<String>,
+    /// Indicators that start fresh (new, or changed).
+    pub fresh: Vec<String>,
+    /// Indicators of the old rules that are gone.
+    pub dropped: Vec<String>,
+    /// Whether open alert episodes and grades continue.
+    pub grades_kept: bool,
+    /// Sources, regions, scored levels, cadence or time zone changed: nothing was kept.
+    pub layout_changed: bool,
 }
 
 /// One region's current standing (see [`Pipeline::region_view`]).
@@ -196,6 +217,9 @@ impl Pipeline {
         let grades = vec![vec![GradeState::default(); 1 + rules.domains.len()]; regions];
         let state = State {
             rules_version: rules.version.clone(),
+            layout: rules.layout_fingerprint(),
+            fingerprints: rules.indicators.iter().map(|i| (i.id.clone(), i.state_fingerprint())).collect(),
+            domains: rules.domains.iter().map(|d| d.id.clone()).collect(),
             indicators,
             grades,
             watermark: None,
@@ -239,6 +263,49 @@ impl Pipeline {
             lanes: vec![0; measure::MAX_LANES],
             floats: Vec::with_capacity(2048),
         }
+    }
+
+    /// A pipeline for `rules` that carries over what it can of `old`, built for other rules:
+    /// the state of every indicator whose id and state fingerprint are unchanged, the grades
+    /// (open alert episodes) when the domains are unchanged, and always event time (watermark,
+    /// evaluation schedule) and counters. Changed and new indicators start fresh, grey until
+    /// their windows and baselines fill. Nothing is carried when the layout (sources, regions,
+    /// scored levels, cadence, time zone) changed.
+    pub(crate) fn adopt(rules: Arc<RuleSet>, options: Options, old: State) -> (Pipeline, Carried) {
+        let mut p = Pipeline::new(rules, options);
+        let rules = Arc::clone(&p.rules);
+        let same_layout = old.layout == p.state.layout;
+        let mut carried = Carried { layout_changed: !same_layout, ..Carried::default() };
+        let mut by_id: std::collections::HashMap<String, (u64, IndicatorState)> =
+            old.fingerprints.into_iter().zip(old.indicators).map(|((id, fp), st)| (id, (fp, st))).collect();
+        for (i, ind) in rules.indicators.iter().enumerate() {
+            match by_id.remove(&ind.id) {
+                Some((fp, st)) if same_layout && fp == p.state.fingerprints[i].1 => {
+                    p.state.indicators[i] = st;
+                    carried.kept.push(ind.id.clone());
+                }
+                _ => carried.fresh.push(ind.id.clone()),
+            }
+        }
+        carried.dropped = by_id.into_keys().collect();
+        carried.dropped.sort();
+        if same_layout && old.domains == p.state.domains {
+            p.state.grades = old.grades;
+            carried.grades_kept = true;
+        }
+        p.state.watermark = old.watermark;
+        p.state.last_eval = old.last_eval;
+        p.state.first_ts = old.first_ts;
+        p.state.counters = old.counters;
+        (p, carried)
+    }
+
+    /// Swaps in new rules, carrying over what [`Pipeline::adopt`] can.
+    pub fn reload(&mut self, rules: Arc<RuleSet>) -> Carried {
+        let old = std::mem::replace(&mut self.state, Pipeline::new(Arc::clone(&rules), self.options).state);
+        let (p, carried) = Pipeline::adopt(rules, self.options, old);
+        *self = p;
+        carried
     }
 
     pub(crate) fn from_state(rules: Arc<RuleSet>, options: Options, state: State) -> Pipeline {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use vigil_rules::RuleSet;
 
-use crate::pipeline::{Options, Pipeline, State};
+use crate::pipeline::{Carried, Options, Pipeline, State};
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -50,5 +50,23 @@ impl Pipeline {
             });
         }
         Ok(Pipeline::from_state(rules, options, env.state))
+    }
+
+    /// Rebuilds a pipeline from a snapshot taken with the same rules or with others; with
+    /// others, what can be is carried over as on a rule reload, and the report says what.
+    pub fn restore_adopting(
+        rules: Arc<RuleSet>,
+        options: Options,
+        bytes: &[u8],
+    ) -> Result<(Pipeline, Option<Carried>), SnapshotError> {
+        let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        if env.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version { found: env.version });
+        }
+        if env.state.rules_version == rules.version {
+            return Ok((Pipeline::from_state(rules, options, env.state), None));
+        }
+        let (p, carried) = Pipeline::adopt(rules, options, env.state);
+        Ok((p, Some(carried)))
     }
 }

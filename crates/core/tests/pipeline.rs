@@ -199,3 +199,97 @@ fn each_detector_flags_the_burst_day() {
         assert!(calm < 41.0, "{m}: calm day scored {calm}");
     }
 }
+
+/// Runs the events with the rules swapped for `next` after `split` events (as a hot reload
+/// does), or through a snapshot restored under `next` (as a restart with edited rules does).
+/// Returns the indicator scores of every score record made under `next`, and the report.
+fn run_reloading(
+    rules: &Arc<RuleSet>,
+    next: &Arc<RuleSet>,
+    events: &[Event],
+    split: usize,
+    via_snapshot: bool,
+) -> (Vec<String>, vigil_core::Carried) {
+    let mut p = Pipeline::new(Arc::clone(rules), opts());
+    let mut out = VecOutput::default();
+    let mut carried = None;
+    for (i, ev) in events.iter().enumerate() {
+        if i == split {
+            if via_snapshot {
+                let (q, c) = Pipeline::restore_adopting(Arc::clone(next), opts(), &p.snapshot()).unwrap();
+                p = q;
+                carried = c;
+            } else {
+                carried = Some(p.reload(Arc::clone(next)));
+            }
+        }
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    p.advance(events.last().unwrap().ts, &mut out);
+    (indicator_scores(&out, Some(&next.version)), carried.unwrap_or_default())
+}
+
+/// (region, window end, indicator scores) of every score record, made under `version` if given.
+fn indicator_scores(out: &VecOutput, version: Option<&str>) -> Vec<String> {
+    out.scores
+        .iter()
+        .filter(|s| version.is_none_or(|v| s.rules_version == v))
+        .map(|s| format!("{} {} {}", s.region, s.window_end, serde_json::to_string(&s.indicators).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_rule_reload_keeps_the_state_of_unchanged_indicators() {
+    let rules = rules();
+    let events = scenario(&rules);
+    let split = events.len() / 2;
+
+    // Weights are not indicator state: every indicator keeps its state, and its scores after
+    // the reload equal those of a run that had the new rules from the start.
+    let reweighted = Arc::new(
+        compile(&mini::files_with(&[(
+            "indicators/police.toml",
+            &mini::INDICATORS.replacen("weight = 0.5", "weight = 0.6", 1).replacen("weight = 0.5", "weight = 0.4", 1),
+        )]))
+        .unwrap(),
+    );
+    assert_ne!(reweighted.version, rules.version);
+    let mut p = Pipeline::new(Arc::clone(&reweighted), opts());
+    let mut out = VecOutput::default();
+    for ev in &events {
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    p.advance(events.last().unwrap().ts, &mut out);
+    let from_start = indicator_scores(&out, None);
+    for via_snapshot in [false, true] {
+        let (after, carried) = run_reloading(&rules, &reweighted, &events, split, via_snapshot);
+        assert_eq!(carried.kept, ["crime_count_24h", "slow_share_7d"], "{carried:?}");
+        assert!(carried.fresh.is_empty() && carried.grades_kept && !carried.layout_changed);
+        assert!(after.len() > 100, "score records after the reload: {}", after.len());
+        assert_eq!(after[..], from_start[from_start.len() - after.len()..], "via snapshot: {via_snapshot}");
+    }
+
+    // A changed window restarts that indicator only: it is fresh, the other one is kept, and
+    // the fresh one is grey until its window has been observed.
+    let rewindowed = Arc::new(
+        compile(&mini::files_with(&[(
+            "indicators/police.toml",
+            &mini::INDICATORS.replace("window = \"24h\"", "window = \"12h\""),
+        )]))
+        .unwrap(),
+    );
+    let (after, carried) = run_reloading(&rules, &rewindowed, &events, split, false);
+    assert_eq!((carried.kept, carried.fresh), (vec!["slow_share_7d".to_string()], vec!["crime_count_24h".to_string()]));
+    assert!(
+        after[0].contains(r#"{"indicator":"crime_count_24h","value":0.0,"expected":null,"score":null}"#),
+        "{}",
+        after[0]
+    );
+
+    // A changed region tree carries nothing over.
+    let moved = Arc::new(compile(&mini::files_with(&[("regions.csv", &mini::REGIONS.replace("D2,", "D3,"))])).unwrap());
+    let (_, carried) = run_reloading(&rules, &moved, &events, split, false);
+    assert!(carried.layout_changed && carried.kept.is_empty() && !carried.grades_kept, "{carried:?}");
+}

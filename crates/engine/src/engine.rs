@@ -12,7 +12,7 @@ use rdkafka::producer::BaseProducer;
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use vigil_core::{ActiveAlert, Ingest, Options, Output, Pipeline, RegionView};
+use vigil_core::{ActiveAlert, Carried, Ingest, Options, Output, Pipeline, RegionView};
 use vigil_kafka::{KafkaSettings, Message};
 use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
 use vigil_model::time::format_utc;
@@ -148,7 +148,7 @@ struct LateEvent<'a> {
 struct KafkaOutput<'a> {
     producer: &'a BaseProducer,
     topics: &'a OutputTopics,
-    rules_version: &'a str,
+    rules_version: String,
     metrics: &'a Metrics,
     on_alert: &'a mut dyn FnMut(&AlertRecord),
     error: Option<vigil_kafka::KafkaEdgeError>,
@@ -157,7 +157,7 @@ struct KafkaOutput<'a> {
 impl KafkaOutput<'_> {
     fn headers(&self) -> OwnedHeaders {
         OwnedHeaders::new()
-            .insert(Header { key: "vigil-rules-version", value: Some(self.rules_version) })
+            .insert(Header { key: "vigil-rules-version", value: Some(self.rules_version.as_str()) })
             .insert(Header { key: "vigil-schema-version", value: Some(SCHEMA_VERSION) })
     }
 
@@ -197,6 +197,8 @@ impl Output for KafkaOutput<'_> {
 pub enum Query {
     Region(String, SyncSender<Option<RegionView>>),
     Alerts(SyncSender<Vec<ActiveAlert>>),
+    /// New rules, compiled and validated: swapped in between two rounds.
+    Reload(Arc<RuleSet>, SyncSender<Result<Carried, String>>),
 }
 
 /// Why a query got no answer.
@@ -244,10 +246,17 @@ impl EngineHandle {
     pub fn alerts(&self, timeout: Duration) -> Result<Vec<ActiveAlert>, Unavailable> {
         self.ask(Query::Alerts, timeout)
     }
+
+    /// Swaps in compiled rules; `Err` explains a change that needs a restart.
+    pub fn reload(&self, rules: Arc<RuleSet>, timeout: Duration) -> Result<Result<Carried, String>, Unavailable> {
+        self.ask(|tx| Query::Reload(rules, tx), timeout)
+    }
 }
 
 impl QueryInbox {
-    fn answer(&self, pipeline: &Pipeline) {
+    /// Answers what is waiting. Returns the new rules when a reload was applied.
+    fn answer(&self, pipeline: &mut Pipeline) -> Option<Arc<RuleSet>> {
+        let mut reloaded = None;
         while let Ok(q) = self.rx.try_recv() {
             // A caller that gave up has dropped its receiver; nothing to do then.
             match q {
@@ -257,8 +266,22 @@ impl QueryInbox {
                 Query::Alerts(reply) => {
                     let _ = reply.send(pipeline.active_alerts());
                 }
+                Query::Reload(rules, reply) => {
+                    let running = pipeline.rules();
+                    // The decoder and the consumer's assignment are built on the sources and
+                    // regions: those take effect on a restart (which carries state over).
+                    let outcome = if rules.sources != running.sources || rules.regions.codes != running.regions.codes {
+                        Err("sources or regions changed: restart vigil to apply them (the checkpoint carries the state of unchanged indicators over)".to_string())
+                    } else {
+                        let carried = pipeline.reload(Arc::clone(&rules));
+                        reloaded = Some(rules);
+                        Ok(carried)
+                    };
+                    let _ = reply.send(outcome);
+                }
             }
         }
+        reloaded
     }
 }
 
@@ -307,12 +330,6 @@ impl Engine {
         };
         let mut start = BTreeMap::new();
         if let Some(cp) = &restored {
-            if cp.rules_version != rules.version {
-                return Err(EngineError::Resume(format!(
-                    "the checkpoint was taken with rules {}, but rules {} are loaded (remove the checkpoint directory to start fresh)",
-                    cp.rules_version, rules.version
-                )));
-            }
             for (t, p, o) in &cp.offsets {
                 start.insert((t.clone(), *p), *o);
             }
@@ -332,12 +349,23 @@ impl Engine {
         let mut watermarks = Watermarks::new(&delays);
         let pipeline = match &restored {
             Some(cp) => {
+                // A checkpoint taken under other rules is adopted as a rule reload would be:
+                // unchanged indicators keep their state, changed ones start fresh.
+                let (pipeline, carried) = Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, &cp.pipeline)
+                    .map_err(|e| EngineError::Resume(e.to_string()))?;
+                if let Some(c) = &carried {
+                    eprintln!(
+                        "vigil: the checkpoint was taken with rules {}, now {}: {}",
+                        cp.rules_version,
+                        rules.version,
+                        describe(c)
+                    );
+                }
                 let same = cp.offsets.iter().map(|(t, p, _)| (t.clone(), *p)).eq(partitions.iter().cloned());
-                if same {
+                if same && !carried.is_some_and(|c| c.layout_changed) {
                     watermarks = cp.watermarks.clone();
                 }
-                Pipeline::restore(Arc::clone(&rules), cfg.options, &cp.pipeline)
-                    .map_err(|e| EngineError::Resume(e.to_string()))?
+                pipeline
             }
             None => Pipeline::new(Arc::clone(&rules), cfg.options),
         };
@@ -390,7 +418,7 @@ impl Engine {
         let mut out = KafkaOutput {
             producer: &self.producer,
             topics: &self.cfg.outputs,
-            rules_version: &rules.version,
+            rules_version: rules.version.clone(),
             metrics: &self.metrics,
             on_alert,
             error: None,
@@ -484,13 +512,19 @@ impl Engine {
                 // A partition is idle when it has been silent for the idle timeout and has
                 // nothing left to read: a busy engine must not mistake its own backlog for
                 // silence, or time would run ahead of events still waiting on the broker.
+                // And an idle partition that the broker reports new messages for holds time
+                // back again at once, before they arrive (other partitions may be delivering a
+                // large batch meanwhile).
                 for (i, seen) in self.last_seen.iter().enumerate() {
+                    let caught_up = caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll);
                     if !self.paused[i]
                         && self.held[i].is_empty()
                         && seen.elapsed() >= self.cfg.idle_timeout
-                        && caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll)
+                        && caught_up
                     {
                         st.watermarks.set_idle(i, true);
+                    } else if !caught_up && st.watermarks.is_idle(i) {
+                        st.watermarks.set_idle(i, false);
                     }
                 }
                 if self.cfg.wall_clock_advance
@@ -512,8 +546,12 @@ impl Engine {
                     stopping = true;
                 }
                 self.gauges.update(&st, &self.broker_offsets, &self.partitions, &self.held);
-                if let Some(inbox) = &self.inbox {
-                    inbox.answer(st.pipeline);
+                if let Some(inbox) = &self.inbox
+                    && let Some(new) = inbox.answer(st.pipeline)
+                {
+                    out.rules_version = new.version.clone();
+                    self.metrics.set_rules(&new.name, &new.version);
+                    self.rules = new;
                 }
                 // Release held events that the slowest partition has caught up with.
                 let mut progress = true;
@@ -554,7 +592,6 @@ impl Engine {
                 let bytes = checkpoint(
                     &self.cfg,
                     &self.producer,
-                    &rules,
                     &self.partitions,
                     st.next_offset,
                     &self.held,
@@ -700,7 +737,6 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
 fn checkpoint(
     cfg: &EngineConfig,
     producer: &BaseProducer,
-    rules: &RuleSet,
     partitions: &[(String, i32)],
     next_offset: &[i64],
     held: &[VecDeque<(Event, i64)>],
@@ -719,12 +755,28 @@ fn checkpoint(
         .collect();
     let cp = crate::checkpoint::Checkpoint {
         format: crate::checkpoint::CHECKPOINT_FORMAT,
-        rules_version: rules.version.clone(),
+        rules_version: pipeline.rules().version.clone(),
         offsets,
         watermarks: watermarks.clone(),
         pipeline: pipeline.snapshot(),
     };
     Ok(crate::checkpoint::write(dir, &cp)?)
+}
+
+/// One line on what a change of rules carried over.
+pub fn describe(c: &Carried) -> String {
+    if c.layout_changed {
+        return "sources, regions, scored levels, cadence or time zone changed: all state starts fresh".into();
+    }
+    let mut text = format!("{} indicators keep their state", c.kept.len());
+    if !c.fresh.is_empty() {
+        text.push_str(&format!(", {} start fresh ({})", c.fresh.len(), c.fresh.join(", ")));
+    }
+    if !c.dropped.is_empty() {
+        text.push_str(&format!(", {} removed ({})", c.dropped.len(), c.dropped.join(", ")));
+    }
+    text.push_str(if c.grades_kept { "; open alerts continue" } else { "; grades start fresh (domains changed)" });
+    text
 }
 
 /// Seconds since the epoch on the wall clock (metrics only; never enters the pipeline).

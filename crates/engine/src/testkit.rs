@@ -139,18 +139,24 @@ pub fn city(rules: &RuleSet, seed: u64, days: u32) -> MemorySink {
     lines
 }
 
-/// Produces every line to its source's topic (keyed by region, as upstream systems do) and
-/// waits for the acknowledgements. Returns how many messages were produced.
+/// Produces every line to its source's topic (keyed by region, as upstream systems do), all
+/// sources interleaved in event-time order as live feeds arrive, and waits for the
+/// acknowledgements. Returns how many messages were produced.
 pub fn produce(settings: &KafkaSettings, topics: &BTreeMap<String, String>, lines: &MemorySink) -> u64 {
     let producer = vigil_kafka::producer(settings).unwrap();
-    let mut total = 0u64;
+    let mut all: Vec<(i64, &str, String, &str)> = Vec::new();
     for (source, ls) in &lines.lines {
-        let topic = &topics[source];
         for l in ls {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            vigil_kafka::send(&producer, topic, v["region"].as_str().unwrap(), l.as_bytes(), None).unwrap();
-            total += 1;
+            let ts = vigil_model::time::parse_rfc3339(v["ts"].as_str().unwrap()).unwrap();
+            all.push((ts, &topics[source], v["region"].as_str().unwrap().to_string(), l));
         }
+    }
+    all.sort_by_key(|x| x.0);
+    let mut total = 0u64;
+    for (_, topic, key, line) in all {
+        vigil_kafka::send(&producer, topic, &key, line.as_bytes(), None).unwrap();
+        total += 1;
     }
     vigil_kafka::flush(&producer, Duration::from_secs(60)).unwrap();
     total

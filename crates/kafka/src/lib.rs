@@ -150,7 +150,7 @@ impl PartitionOffsets {
 }
 
 /// How often librdkafka reports partition offsets.
-pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+pub const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The consumer's context: keeps the partition offsets from librdkafka's statistics.
 pub struct OffsetsContext {

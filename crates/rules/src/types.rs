@@ -230,6 +230,45 @@ pub struct Indicator {
     pub tests: Vec<IndicatorTest>,
 }
 
+/// FNV-1a over text: stable across runs and machines (unlike `std`'s hasher).
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+impl Indicator {
+    /// A fingerprint of everything the indicator's state depends on (source, filter, measure,
+    /// windows, normalisation, detectors), and of nothing else: a change of name, weight,
+    /// category or tests keeps its state across a rule reload; any other change starts it afresh.
+    pub fn state_fingerprint(&self) -> u64 {
+        fnv(&format!(
+            "{:?}",
+            (
+                self.source,
+                &self.filter,
+                &self.measure,
+                &self.compare,
+                (self.window, self.hop, self.lag, self.bin),
+                self.direction,
+                self.min_support,
+                &self.normalise,
+            )
+        ))
+    }
+}
+
+impl RuleSet {
+    /// A fingerprint of what every indicator's state layout depends on: the sources' schemas,
+    /// the region tree, which levels are scored, the evaluation cadence and the time zone. When
+    /// it changes, no state can be carried over.
+    pub fn layout_fingerprint(&self) -> u64 {
+        let r = &self.regions;
+        fnv(&format!(
+            "{:?}",
+            (&self.sources, &r.codes, &r.parents, &r.levels, self.evaluate_levels, self.evaluate_every, self.tz_offset)
+        ))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Aggregation {
     Arithmetic,
