@@ -133,10 +133,14 @@ fn watch(reloader: Arc<Reloader>, stop: Arc<AtomicBool>) -> Result<()> {
             }
             waited = Duration::ZERO;
             let now = fingerprint(&reloader.dir);
-            if now != applied && now == seen && now.is_some() {
+            if now != applied && now == seen && now.is_some() && reloader.handle.ready() {
                 eprintln!("vigil: rules in {} changed: reloading", reloader.dir.display());
-                let _ = reloader.reload();
-                applied = now;
+                // A reload the engine could not take (it was restarting or busy) is tried again
+                // at the next look; a rejected edit waits until the files change again.
+                let outcome = reloader.reload();
+                if outcome.is_ok() || reloader.handle.ready() {
+                    applied = now;
+                }
             }
             seen = now;
         }

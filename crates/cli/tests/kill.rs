@@ -157,6 +157,7 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
     finish(&config(&a, &brokers, &straight, &free_addr()));
 
     let mut checkpoints = 0;
+    let mut last_written = None;
     for round in 0..kills {
         let http = free_addr();
         let cfg = config(&b, &brokers, &killed, &http);
@@ -185,12 +186,15 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
         }
         child.kill().unwrap(); // SIGKILL: no shutdown path runs.
         child.wait().unwrap();
-        if b.join("checkpoints/checkpoint").exists() {
+        // Count the rounds that wrote a checkpoint before they were killed.
+        let written = std::fs::metadata(b.join("checkpoints/checkpoint")).and_then(|m| m.modified()).ok();
+        if written.is_some() && written != last_written {
             checkpoints += 1;
         }
+        last_written = written;
     }
     finish(&config(&b, &brokers, &killed, &free_addr()));
-    assert!(checkpoints > 0, "no kill happened after a checkpoint: the test did not test recovery");
+    assert!(checkpoints >= kills / 4, "only {checkpoints} of {kills} rounds checkpointed before the kill");
 
     let quiet = Duration::from_secs(3);
     let settings = broker.settings();

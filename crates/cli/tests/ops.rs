@@ -279,7 +279,26 @@ fn a_running_engine_serves_health_api_and_metrics() {
     let scrape2 = http(&addr, "GET", "/metrics", None).unwrap().1;
     assert!(scrape2.contains(&format!("version=\"{new_version}\"}} 1")), "rules info names the new version");
     assert!(scrape2.contains("vigil_rule_reloads_total{result=\"ok\"} 1"), "{scrape2}");
-    assert!(!scrape2.contains("vigil_rule_reloads_total{result=\"rejected\"} 0"), "the broken edit was counted");
+    let rejected: u64 = scrape2
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_rule_reloads_total{result=\"rejected\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(rejected >= 1, "the broken edit was counted");
+    // State was carried over: the district still has its composite and the open alerts are
+    // the same episodes (a reload that started everything afresh would leave both empty).
+    let region_after = json(&http(&addr, "GET", &path, Some(TOKEN)).unwrap().1);
+    assert!(region_after["composite"].is_number(), "{region_after}");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect()
+    };
+    let alerts_after = json(&http(&addr, "GET", "/api/alerts", Some(TOKEN)).unwrap().1);
+    assert_eq!(ids(&alerts_after), all.iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+    let log = std::fs::read_to_string(dir.join("vigil.log")).unwrap();
+    assert!(
+        log.contains(&format!("version {new_version}: 60 indicators keep their state; open alerts continue")),
+        "{log}"
+    );
 
     // The next evaluations use the new rules: one more day of events, and the score records of
     // its hours name the new version.

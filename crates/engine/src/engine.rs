@@ -197,8 +197,9 @@ impl Output for KafkaOutput<'_> {
 pub enum Query {
     Region(String, SyncSender<Option<RegionView>>),
     Alerts(SyncSender<Vec<ActiveAlert>>),
-    /// New rules, compiled and validated: swapped in between two rounds.
-    Reload(Arc<RuleSet>, SyncSender<Result<Carried, String>>),
+    /// New rules, compiled and validated: swapped in between two rounds, unless the asker has
+    /// given up by the deadline.
+    Reload(Arc<RuleSet>, Instant, SyncSender<Result<Carried, String>>),
 }
 
 /// Why a query got no answer.
@@ -249,14 +250,20 @@ impl EngineHandle {
 
     /// Swaps in compiled rules; `Err` explains a change that needs a restart.
     pub fn reload(&self, rules: Arc<RuleSet>, timeout: Duration) -> Result<Result<Carried, String>, Unavailable> {
-        self.ask(|tx| Query::Reload(rules, tx), timeout)
+        self.ask(|tx| Query::Reload(rules, Instant::now() + timeout, tx), timeout)
     }
 }
 
+/// A reload the engine accepted, to apply once the state before it is checkpointed.
+struct PendingReload {
+    rules: Arc<RuleSet>,
+    reply: SyncSender<Result<Carried, String>>,
+}
+
 impl QueryInbox {
-    /// Answers what is waiting. Returns the new rules when a reload was applied.
-    fn answer(&self, pipeline: &mut Pipeline) -> Option<Arc<RuleSet>> {
-        let mut reloaded = None;
+    /// Answers what is waiting; a reload that can be applied live is handed back.
+    fn answer(&self, pipeline: &Pipeline) -> Option<PendingReload> {
+        let mut pending = None;
         while let Ok(q) = self.rx.try_recv() {
             // A caller that gave up has dropped its receiver; nothing to do then.
             match q {
@@ -266,22 +273,26 @@ impl QueryInbox {
                 Query::Alerts(reply) => {
                     let _ = reply.send(pipeline.active_alerts());
                 }
-                Query::Reload(rules, reply) => {
+                // Too late: the asker reported the reload as not applied.
+                Query::Reload(_, deadline, _) if Instant::now() > deadline => {}
+                Query::Reload(rules, _, reply) => {
                     let running = pipeline.rules();
-                    // The decoder and the consumer's assignment are built on the sources and
-                    // regions: those take effect on a restart (which carries state over).
-                    let outcome = if rules.sources != running.sources || rules.regions.codes != running.regions.codes {
-                        Err("sources or regions changed: restart vigil to apply them (the checkpoint carries the state of unchanged indicators over)".to_string())
+                    // The decoder, the partition assignment and the state layout are built on
+                    // these; a restart applies them (and rebuilds state from the topics).
+                    if rules.layout_fingerprint() != running.layout_fingerprint()
+                        || rules.domains.iter().map(|d| &d.id).ne(running.domains.iter().map(|d| &d.id))
+                    {
+                        let _ =
+                            reply.send(Err("sources, regions, scored levels, cadence, time zone or domains changed: \
+                             restart vigil to apply them (state is then rebuilt from the topics)"
+                                .to_string()));
                     } else {
-                        let carried = pipeline.reload(Arc::clone(&rules));
-                        reloaded = Some(rules);
-                        Ok(carried)
-                    };
-                    let _ = reply.send(outcome);
+                        pending = Some(PendingReload { rules, reply });
+                    }
                 }
             }
         }
-        reloaded
+        pending
     }
 }
 
@@ -328,8 +339,38 @@ impl Engine {
             Some(dir) => crate::checkpoint::read(dir, &mut |w| eprintln!("vigil: {w}"))?,
             None => None,
         };
+        // The state first: a checkpoint taken under other rules is adopted as a rule reload
+        // would be (unchanged indicators keep their state). One whose layout cannot be carried
+        // over (sources, regions, cadence changed) or of an older format is not resumed at all:
+        // state is rebuilt from the beginning of the topics instead of going grey for weeks.
+        let mut resumed: Option<(crate::checkpoint::Checkpoint, Pipeline)> = None;
+        if let Some(cp) = restored {
+            match Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, &cp.pipeline) {
+                Ok((_, Some(c))) if c.layout_changed => eprintln!(
+                    "vigil: the checkpoint was taken with rules {} whose sources, regions, scored levels, cadence or \
+                     time zone differ from rules {}: rebuilding state from the beginning of the topics",
+                    cp.rules_version, rules.version
+                ),
+                Ok((pipeline, carried)) => {
+                    if let Some(c) = &carried {
+                        eprintln!(
+                            "vigil: the checkpoint was taken with rules {}, now {}: {}",
+                            cp.rules_version,
+                            rules.version,
+                            describe(c)
+                        );
+                    }
+                    resumed = Some((cp, pipeline));
+                }
+                Err(vigil_core::snapshot::SnapshotError::Version { found }) => eprintln!(
+                    "vigil: the checkpoint's state is of format {found}, which this version does not read: \
+                     rebuilding state from the beginning of the topics"
+                ),
+                Err(e) => return Err(EngineError::Resume(e.to_string())),
+            }
+        }
         let mut start = BTreeMap::new();
-        if let Some(cp) = &restored {
+        if let Some((cp, _)) = &resumed {
             for (t, p, o) in &cp.offsets {
                 start.insert((t.clone(), *p), *o);
             }
@@ -347,23 +388,14 @@ impl Engine {
             delays.push(rules.sources[s].allowed_delay.0);
         }
         let mut watermarks = Watermarks::new(&delays);
-        let pipeline = match &restored {
-            Some(cp) => {
-                // A checkpoint taken under other rules is adopted as a rule reload would be:
-                // unchanged indicators keep their state, changed ones start fresh.
-                let (pipeline, carried) = Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, &cp.pipeline)
-                    .map_err(|e| EngineError::Resume(e.to_string()))?;
-                if let Some(c) = &carried {
-                    eprintln!(
-                        "vigil: the checkpoint was taken with rules {}, now {}: {}",
-                        cp.rules_version,
-                        rules.version,
-                        describe(c)
-                    );
-                }
+        let pipeline = match resumed {
+            Some((cp, pipeline)) => {
                 let same = cp.offsets.iter().map(|(t, p, _)| (t.clone(), *p)).eq(partitions.iter().cloned());
-                if same && !carried.is_some_and(|c| c.layout_changed) {
-                    watermarks = cp.watermarks.clone();
+                if same {
+                    watermarks = cp.watermarks;
+                    // Whether a partition is idle is judged afresh: what was quiet before the
+                    // stop may hold the downtime's backlog now.
+                    (0..watermarks.len()).for_each(|i| watermarks.set_idle(i, false));
                 }
                 pipeline
             }
@@ -411,6 +443,22 @@ impl Engine {
         stop: &AtomicBool,
         on_alert: &mut dyn FnMut(&AlertRecord),
     ) -> Result<RunSummary, EngineError> {
+        if let Some(inbox) = &self.inbox {
+            inbox.ready.store(true, Ordering::Relaxed);
+        }
+        let result = self.run_inner(stop, on_alert);
+        // Not ready any more, however the run ended.
+        if let Some(inbox) = &self.inbox {
+            inbox.ready.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn run_inner(
+        &mut self,
+        stop: &AtomicBool,
+        on_alert: &mut dyn FnMut(&AlertRecord),
+    ) -> Result<RunSummary, EngineError> {
         let rules = Arc::clone(&self.rules);
         let decoder = Decoder::new(&rules);
         let mut summary = RunSummary::default();
@@ -432,9 +480,6 @@ impl Engine {
             input_source: &self.input_source,
             next_offset: &mut self.next_offset,
         };
-        if let Some(inbox) = &self.inbox {
-            inbox.ready.store(true, Ordering::Relaxed);
-        }
         let mut last_check = Instant::now();
         let mut last_checkpoint = Instant::now();
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
@@ -547,11 +592,27 @@ impl Engine {
                 }
                 self.gauges.update(&st, &self.broker_offsets, &self.partitions, &self.held);
                 if let Some(inbox) = &self.inbox
-                    && let Some(new) = inbox.answer(st.pipeline)
+                    && let Some(reload) = inbox.answer(st.pipeline)
                 {
-                    out.rules_version = new.version.clone();
-                    self.metrics.set_rules(&new.name, &new.version);
-                    self.rules = new;
+                    // A checkpoint first: a restart after a crash then resumes exactly where the
+                    // old rules stopped, and replays under the new rules what this run will.
+                    if self.cfg.checkpoint_dir.is_some() {
+                        checkpoint(
+                            &self.cfg,
+                            &self.producer,
+                            &self.partitions,
+                            st.next_offset,
+                            &self.held,
+                            st.watermarks,
+                            st.pipeline,
+                        )?;
+                        last_checkpoint = Instant::now();
+                    }
+                    let carried = st.pipeline.reload(Arc::clone(&reload.rules));
+                    let _ = reload.reply.send(Ok(carried));
+                    out.rules_version = reload.rules.version.clone();
+                    self.metrics.set_rules(&reload.rules.name, &reload.rules.version);
+                    self.rules = reload.rules;
                 }
                 // Release held events that the slowest partition has caught up with.
                 let mut progress = true;
@@ -608,9 +669,6 @@ impl Engine {
             if stopping {
                 break;
             }
-        }
-        if let Some(inbox) = &self.inbox {
-            inbox.ready.store(false, Ordering::Relaxed);
         }
         vigil_kafka::flush(&self.producer, Duration::from_secs(10))?;
         Ok(summary)
@@ -829,7 +887,9 @@ impl Gauges {
                 let position = held[i].front().map_or(st.next_offset[i], |(_, o)| *o).max(low);
                 self.metrics.consumer_lag.get_or_create(labels).set((high - position).max(0));
             }
-            if let Some(w) = st.watermarks.input_watermark(i) {
+            // An idle partition does not hold its source's watermark back (nor does it in the
+            // pipeline), so the gauge follows the live ones.
+            if let Some(w) = st.watermarks.input_watermark(i).filter(|_| !st.watermarks.is_idle(i)) {
                 let s = &mut source_wm[*source];
                 *s = Some(s.map_or(w, |x| x.min(w)));
             }

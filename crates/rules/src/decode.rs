@@ -107,22 +107,24 @@ impl<'r> Decoder<'r> {
                 format!("message of {} bytes exceeds the limit of {}", bytes.len(), self.max_bytes),
             ));
         }
-        let text = std::str::from_utf8(bytes).map_err(|e| reject(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            reject(RejectCode::NotUtf8, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+        })?;
         // serde would also read a struct from a JSON array; an event is an object or nothing.
         if !text.trim_start().starts_with('{') {
             return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                 Ok(_) => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
-                Err(e) => reject(RejectCode::MalformedJson, format!("malformed JSON: {e}")),
+                Err(e) => reject(RejectCode::MalformedJson, format!("malformed JSON: {}", scrub(&e))),
             });
         }
         let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
                 Category::Data if text.trim_start().starts_with('{') => {
-                    reject(RejectCode::WrongType, format!("wrong type: {e}"))
+                    reject(RejectCode::WrongType, format!("wrong type: {}", scrub(&e)))
                 }
                 Category::Data => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
-                _ => reject(RejectCode::MalformedJson, format!("malformed JSON: {e}")),
+                _ => reject(RejectCode::MalformedJson, format!("malformed JSON: {}", scrub(&e))),
             }
         })?;
         let rules = self.rules;
@@ -130,12 +132,12 @@ impl<'r> Decoder<'r> {
             (SourceHint::Fixed(s) | SourceHint::Default(s), None) => s,
             (hint, Some(name)) => {
                 let Some(i) = rules.source_index(name) else {
-                    return Err(reject(RejectCode::UnknownSource, format!("unknown source `{}`", truncate(name))));
+                    return Err(reject(RejectCode::UnknownSource, "`source` names no source of the rules"));
                 };
                 if matches!(hint, SourceHint::Fixed(h) if h != i) {
                     return Err(reject(
                         RejectCode::UnknownSource,
-                        format!("event names source `{}` but arrived on another source's input", truncate(name)),
+                        "`source` names another source than the input it arrived on",
                     ));
                 }
                 i
@@ -146,10 +148,12 @@ impl<'r> Decoder<'r> {
         };
         let schema = &rules.sources[src_idx as usize];
         let region = env.region.ok_or_else(|| reject(RejectCode::MissingField, "`region` is required"))?;
-        let region_idx = rules
-            .regions
-            .lookup(&region)
-            .ok_or_else(|| reject(RejectCode::UnknownRegion, format!("unknown region `{}`", truncate(&region))))?;
+        let region_idx = rules.regions.lookup(&region).ok_or_else(|| {
+            reject(
+                RejectCode::UnknownRegion,
+                format!("`region` ({} characters) is not in the registry", region.chars().count()),
+            )
+        })?;
         let ts_raw = env.ts.ok_or_else(|| reject(RejectCode::MissingField, "`ts` is required"))?;
         let ts = parse_ts(ts_raw.get())?;
         out.clear();
@@ -176,9 +180,9 @@ impl<'r> Decoder<'r> {
                         code = RejectCode::MalformedJson;
                     }
                     let msg = if code == RejectCode::WrongType && detail.get().is_empty() {
-                        format!("`attrs` must be an object of declared attributes: {e}")
+                        format!("`attrs` must be an object of declared attributes: {}", scrub(&e))
                     } else {
-                        format!("{}{}", detail.get(), e)
+                        format!("{}{}", detail.get(), scrub(&e))
                     };
                     return Err(reject(code, msg));
                 }
@@ -193,11 +197,30 @@ impl<'r> Decoder<'r> {
     }
 }
 
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+/// A parser error without the input's values: serde quotes the offending value ("invalid type:
+/// integer `13800138000`"), and a refused event may carry exactly what vigil must never keep.
+/// What was expected (from the schema) and where stay.
+fn scrub(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or("");
+    let what = if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+        || msg.starts_with("unknown variant")
+    {
+        match msg.split_once(", expected ") {
+            Some((_, expected)) => format!("expected {expected}"),
+            None => "unexpected value".to_string(),
+        }
+    } else if msg.starts_with("attribute `") || msg.starts_with("missing field") || msg.starts_with("duplicate field") {
+        // vigil's own messages and serde's field names come from the schema, not the input.
+        msg.to_string()
+    } else if e.classify() == serde_json::error::Category::Data {
+        "unexpected value".to_string()
+    } else {
+        msg.to_string()
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
 /// FNV-1a, 64 bit: a stable hash of the producer's id.
@@ -300,16 +323,16 @@ impl AttrSeed<'_, '_> {
         match self.attr.ty {
             AttrType::Int { min, max } => {
                 if x.fract() != 0.0 {
-                    return Err(self.fail(RejectCode::WrongType, format_args!("{x} is not an integer")));
+                    return Err(self.fail(RejectCode::WrongType, format_args!("not an integer")));
                 }
                 if x < min as f64 || x > max as f64 {
-                    return Err(self.fail(RejectCode::OutOfRange, format_args!("{x} is outside {min}..={max}")));
+                    return Err(self.fail(RejectCode::OutOfRange, format_args!("outside {min}..={max}")));
                 }
                 Ok(Some(x as i64))
             }
             AttrType::Float { min, max, scale, .. } => {
                 if x < min || x > max {
-                    return Err(self.fail(RejectCode::OutOfRange, format_args!("{x} is outside {min}..={max}")));
+                    return Err(self.fail(RejectCode::OutOfRange, format_args!("outside {min}..={max}")));
                 }
                 Ok(Some((x * scale as f64).round() as i64))
             }
@@ -341,7 +364,7 @@ impl<'de> Visitor<'de> for AttrSeed<'_, '_> {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<i64>, E> {
         if let AttrType::Int { min, max } = self.attr.ty {
             if v < min || v > max {
-                return Err(self.fail(RejectCode::OutOfRange, format_args!("{v} is outside {min}..={max}")));
+                return Err(self.fail(RejectCode::OutOfRange, format_args!("outside {min}..={max}")));
             }
             return Ok(Some(v));
         }
@@ -360,9 +383,7 @@ impl<'de> Visitor<'de> for AttrSeed<'_, '_> {
         match &self.attr.ty {
             AttrType::Enum(values) => match values.iter().position(|x| x == v) {
                 Some(i) => Ok(Some(i as i64)),
-                None => {
-                    Err(self.fail(RejectCode::UnknownValue, format_args!("`{}` is not a declared value", truncate(v))))
-                }
+                None => Err(self.fail(RejectCode::UnknownValue, format_args!("not one of the declared values"))),
             },
             _ => Err(self.fail(RejectCode::WrongType, format_args!("unexpected string"))),
         }

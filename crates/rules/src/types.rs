@@ -230,7 +230,10 @@ pub struct Indicator {
     pub tests: Vec<IndicatorTest>,
 }
 
-/// FNV-1a over text: stable across runs and machines (unlike `std`'s hasher).
+/// FNV-1a over text: stable across runs and machines (unlike `std`'s hasher). The fingerprints
+/// below hash the `Debug` rendering of plain data (numbers, strings, enums): stable in
+/// practice, though not a documented format; a toolchain whose rendering differed would only
+/// make a restart after a rule edit start the edited rule set's indicators fresh.
 fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
@@ -264,7 +267,19 @@ impl RuleSet {
         let r = &self.regions;
         fnv(&format!(
             "{:?}",
-            (&self.sources, &r.codes, &r.parents, &r.levels, self.evaluate_levels, self.evaluate_every, self.tz_offset)
+            (
+                // Not the sources' display names or topics: state does not depend on them.
+                self.sources
+                    .iter()
+                    .map(|s| (&s.id, s.allowed_delay, s.allowed_lateness, &s.attrs, s.required_mask))
+                    .collect::<Vec<_>>(),
+                &r.codes,
+                &r.parents,
+                &r.levels,
+                self.evaluate_levels,
+                self.evaluate_every,
+                self.tz_offset
+            )
         ))
     }
 }

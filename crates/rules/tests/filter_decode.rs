@@ -128,3 +128,29 @@ fn filter_errors_are_specific() {
     let deep = format!("{}priority > 1{}", "(".repeat(200), ")".repeat(200));
     assert!(!err(&deep).is_empty());
 }
+
+/// A refused event's reason never repeats its values: the dead-letter topic, the replay's
+/// rejected file and the logs must not carry what an upstream system put where it should not.
+#[test]
+fn rejection_details_never_echo_values() {
+    use vigil_rules::decode::{Decoder, SourceHint};
+    let rules = vigil_rules::compile(&vigil_rules::testing::files_with(&[])).unwrap();
+    let decoder = Decoder::new(&rules);
+    let secret = "13800138000";
+    let cases = [
+        format!(r#"{{"region":"{secret}","ts":"2026-03-02T10:00:00+08:00","attrs":{{}}}}"#),
+        format!(r#"{{"region":{secret},"ts":"2026-03-02T10:00:00+08:00"}}"#),
+        format!(r#"{{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":{{"incident_type":"{secret}"}}}}"#),
+        format!(r#"{{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":{{"incident_type":{secret}}}}}"#),
+        format!(r#"{{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":{{"response_minutes":{secret}}}}}"#),
+        format!(r#"{{"region":"G1","ts":"{secret}","attrs":{{}}}}"#),
+        format!(r#"{{"source":"{secret}","region":"G1","ts":"2026-03-02T10:00:00+08:00"}}"#),
+        format!(r#"{{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":{{"response_minutes":"{secret}"}}}}"#),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let mut ev = vigil_model::Event::default();
+        let hint = if i == 6 { SourceHint::Default(0) } else { SourceHint::Fixed(0) };
+        let rej = decoder.decode(hint, c.as_bytes(), &mut ev).expect_err(c);
+        assert!(!rej.detail.contains(secret) && !rej.detail.contains("138001"), "case {i}: {}", rej.detail);
+    }
+}
