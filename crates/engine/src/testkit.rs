@@ -148,8 +148,12 @@ pub fn produce(settings: &KafkaSettings, topics: &BTreeMap<String, String>, line
     for (source, ls) in &lines.lines {
         for l in ls {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ts = vigil_model::time::parse_rfc3339(v["ts"].as_str().unwrap()).unwrap();
-            all.push((ts, &topics[source], v["region"].as_str().unwrap().to_string(), l));
+            // Malformed lines (tests of refusals) sort by whatever time they carry, or first.
+            let ts = match &v["ts"] {
+                serde_json::Value::String(t) => vigil_model::time::parse_rfc3339(t).unwrap_or(0),
+                other => other.as_i64().unwrap_or(0),
+            };
+            all.push((ts, &topics[source], v["region"].as_str().unwrap_or_default().to_string(), l));
         }
     }
     all.sort_by_key(|x| x.0);

@@ -236,3 +236,80 @@ fn wall_clock_advance_evaluates_quiet_hours() {
         }
     }
 }
+
+/// Identity-like fields added upstream — as extra fields, as the value of a declared attribute,
+/// as a region code — never reach any output topic or metric: undeclared fields are dropped at
+/// decode, and refusals name the problem without repeating the value.
+#[test]
+fn identity_fields_never_reach_any_output() {
+    const NAME: &str = "张三丰";
+    const PHONE: &str = "13800138000";
+    const ID: &str = "110101199003074514";
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let topics = RunTopics::new(&rules, "privacy");
+    broker.create_topics(&topics.all(1));
+    let mut lines = testkit::city(&rules, 9, 3);
+    for ls in lines.lines.values_mut() {
+        for (i, l) in ls.iter_mut().enumerate() {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["name"] = NAME.into();
+            v["phone"] = PHONE.into();
+            v["attrs"]["id_card"] = ID.into();
+            v["attrs"]["device_id"] = PHONE.into();
+            // Every 50th event carries the phone number where a value belongs: refused.
+            if i % 50 == 0 {
+                v["region"] = PHONE.into();
+            } else if i % 50 == 1 {
+                v["ts"] = PHONE.parse::<i64>().unwrap().into();
+            }
+            *l = v.to_string();
+        }
+    }
+    let total = testkit::produce(&broker.settings(), &topics.events, &lines);
+    let metrics = Metrics::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let cfg = EngineConfig {
+        outputs: topics.outputs.clone(),
+        event_topics: topics.events.clone(),
+        idle_timeout: Duration::from_secs(1),
+        progress: Some(Arc::clone(&progress)),
+        options: Options { scores: vigil_core::ScoreDetail::Full, score_levels: [true; 4] },
+        ..EngineConfig::new(broker.settings())
+    };
+    let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics.clone()).unwrap();
+    let stopper = {
+        let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while progress.load(Ordering::Relaxed) < total && t.elapsed() < LIMIT {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let summary = engine.run(&stop, &mut |_| {}).unwrap();
+    stopper.join().unwrap();
+    assert!(summary.rejected > 0 && summary.processed == total, "{summary:?}");
+    let settings = broker.settings();
+    let o = &topics.outputs;
+    let mut seen = 0;
+    for topic in [&o.scores, &o.alerts, &o.dlq, &o.late] {
+        for record in testkit::read_topic(&settings, topic, Duration::from_secs(2)) {
+            seen += 1;
+            for secret in [NAME, PHONE, ID, "138001", "id_card", "device_id"] {
+                assert!(!record.contains(secret), "{topic} carries {secret}: {record}");
+            }
+        }
+    }
+    assert!(seen > total as usize / 100, "outputs were read ({seen})");
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for secret in [NAME, PHONE, ID, "138001"] {
+        assert!(!text.contains(secret), "metrics carry {secret}");
+    }
+}
