@@ -317,7 +317,10 @@ pub struct Engine {
     broker_offsets: vigil_kafka::PartitionOffsets,
     producer: BaseProducer,
     /// (topic, partition) -> watermark input.
-    inputs: HashMap<(String, i32), usize>,
+    /// Topic -> partition number -> watermark input (looked up by `&str`, without allocating).
+    inputs: HashMap<String, Vec<Option<usize>>>,
+    /// Per source, its consumed counter (cloned handles: no label built per event).
+    consumed: Vec<prometheus_client::metrics::counter::Counter>,
     input_source: Vec<SourceIdx>,
     last_seen: Vec<Instant>,
     /// Partitions paused by watermark alignment, and the events they delivered meanwhile.
@@ -383,7 +386,12 @@ impl Engine {
         let mut delays = Vec::new();
         for (topic, partition) in partitions.iter().cloned() {
             let s = topics.iter().position(|t| *t == topic).unwrap_or(0);
-            inputs.insert((topic, partition), input_source.len());
+            let slots: &mut Vec<Option<usize>> = inputs.entry(topic).or_default();
+            let p = partition.max(0) as usize;
+            if slots.len() <= p {
+                slots.resize(p + 1, None);
+            }
+            slots[p] = Some(input_source.len());
             input_source.push(s as SourceIdx);
             delays.push(rules.sources[s].allowed_delay.0);
         }
@@ -405,6 +413,11 @@ impl Engine {
         metrics.set_rules(&rules.name, &rules.version);
         metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
         let gauges = Gauges::new(&rules, &partitions, &input_source, metrics.clone());
+        let consumed = rules
+            .sources
+            .iter()
+            .map(|s| metrics.events_consumed.get_or_create(&SourceLabel { source: s.id.clone() }).clone())
+            .collect();
         let now = Instant::now();
         Ok(Engine {
             next_offset,
@@ -421,6 +434,7 @@ impl Engine {
             producer,
             gauges,
             inbox: None,
+            consumed,
             inputs,
             input_source,
             metrics,
@@ -493,11 +507,12 @@ impl Engine {
                 Some(Ok(m)) => {
                     summary.consumed += 1;
                     let (topic, partition) = (m.topic(), m.partition());
-                    let Some(&input) = self.inputs.get(&(topic.to_string(), partition)) else { continue };
+                    let slot = self.inputs.get(topic).and_then(|v| v.get(usize::try_from(partition).ok()?));
+                    let Some(&Some(input)) = slot else { continue };
                     self.last_seen[input] = Instant::now();
                     let source = self.input_source[input];
                     let source_id = &rules.sources[source as usize].id;
-                    st.metrics.events_consumed.get_or_create(&SourceLabel { source: source_id.clone() }).inc();
+                    self.consumed[source as usize].inc();
                     let payload = m.payload().unwrap_or_default();
                     match decoder.decode(SourceHint::Fixed(source), payload, &mut ev) {
                         Ok(_) if !self.held[input].is_empty() || st.too_early(input, ev.ts) => {
