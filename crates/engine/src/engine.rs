@@ -611,18 +611,17 @@ impl Engine {
                 {
                     // A checkpoint first: a restart after a crash then resumes exactly where the
                     // old rules stopped, and replays under the new rules what this run will.
-                    if self.cfg.checkpoint_dir.is_some() {
-                        checkpoint(
-                            &self.cfg,
-                            &self.producer,
-                            &self.partitions,
-                            st.next_offset,
-                            &self.held,
-                            st.watermarks,
-                            st.pipeline,
-                        )?;
-                        last_checkpoint = Instant::now();
-                    }
+                    checkpoint(
+                        &self.cfg,
+                        &self.producer,
+                        &self.metrics,
+                        &self.partitions,
+                        st.next_offset,
+                        &self.held,
+                        st.watermarks,
+                        st.pipeline,
+                    )?;
+                    last_checkpoint = Instant::now();
                     let carried = st.pipeline.reload(Arc::clone(&reload.rules));
                     let _ = reload.reply.send(Ok(carried));
                     out.rules_version = reload.rules.version.clone();
@@ -664,19 +663,16 @@ impl Engine {
             // A checkpoint at the interval, and always on the way out.
             if self.cfg.checkpoint_dir.is_some() && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
             {
-                let started = Instant::now();
-                let bytes = checkpoint(
+                checkpoint(
                     &self.cfg,
                     &self.producer,
+                    &self.metrics,
                     &self.partitions,
                     st.next_offset,
                     &self.held,
                     st.watermarks,
                     st.pipeline,
                 )?;
-                self.metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
-                self.metrics.checkpoint_size.set(bytes as i64);
-                self.metrics.checkpoint_last_success.set(unix_now());
                 // The interval counts from the end of a checkpoint, so that a checkpoint slower
                 // than the interval cannot starve processing.
                 last_checkpoint = Instant::now();
@@ -804,19 +800,22 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
     tpl
 }
 
-/// Writes a checkpoint: outputs first (flushed to the brokers), then state and offsets. A
-/// partition with held events resumes from its first held message.
+/// Writes a checkpoint (when a directory is configured): outputs first (flushed to the
+/// brokers), then state and offsets, and records its duration, size and time. A partition with
+/// held events resumes from its first held message.
 #[allow(clippy::too_many_arguments)]
 fn checkpoint(
     cfg: &EngineConfig,
     producer: &BaseProducer,
+    metrics: &Metrics,
     partitions: &[(String, i32)],
     next_offset: &[i64],
     held: &[VecDeque<(Event, i64)>],
     watermarks: &Watermarks,
     pipeline: &Pipeline,
-) -> Result<u64, EngineError> {
-    let Some(dir) = &cfg.checkpoint_dir else { return Ok(0) };
+) -> Result<(), EngineError> {
+    let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
+    let started = Instant::now();
     vigil_kafka::flush(producer, Duration::from_secs(30))?;
     let offsets = partitions
         .iter()
@@ -833,7 +832,11 @@ fn checkpoint(
         watermarks: watermarks.clone(),
         pipeline: pipeline.snapshot(),
     };
-    Ok(crate::checkpoint::write(dir, &cp)?)
+    let bytes = crate::checkpoint::write(dir, &cp)?;
+    metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
+    metrics.checkpoint_size.set(bytes as i64);
+    metrics.checkpoint_last_success.set(unix_now());
+    Ok(())
 }
 
 /// One line on what a change of rules carried over.
