@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
 use vigil_model::record::AlertRecord;
+
+use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_sim::{EventSink, GenConfig, IncidentPlan};
+use vigil_sql::archive::{ArchiveWriter, Mode, Tables};
 
 #[derive(clap::Args)]
 pub struct GenArgs {
@@ -19,8 +23,12 @@ pub struct GenArgs {
     seed: u64,
     /// Output directory (police.jsonl, case.jsonl, petition.jsonl, opinion.jsonl,
     /// ground_truth.json).
+    #[arg(long, required_unless_present = "archive")]
+    out: Option<PathBuf>,
+    /// Also (or instead) write the events, decoded, into this Parquet archive (with
+    /// ground_truth.json at its root), replacing the archive's earlier events.
     #[arg(long)]
-    out: PathBuf,
+    archive: Option<PathBuf>,
     /// Rule set whose region registry the events use.
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
@@ -48,12 +56,26 @@ pub struct ScorecardArgs {
     json: bool,
 }
 
-struct FileSinks {
+struct FileSinks<'r> {
     files: Vec<(String, BufWriter<File>)>,
+    /// The archive and the decoder that turns each line into the event the engine would see.
+    archive: Option<(ArchiveWriter, Decoder<'r>)>,
+    event: vigil_model::Event,
 }
 
-impl EventSink for FileSinks {
+impl EventSink for FileSinks<'_> {
     fn emit(&mut self, source: &str, line: &str) -> std::io::Result<()> {
+        if let Some((archive, decoder)) = &mut self.archive {
+            let idx = decoder.rules().source_index(source);
+            let hint = idx.map_or(SourceHint::None, SourceHint::Fixed);
+            match decoder.decode(hint, line.as_bytes(), &mut self.event) {
+                Ok(_) => archive.event(&self.event),
+                Err(r) => return Err(std::io::Error::other(format!("generated event refused: {}", r.detail))),
+            }
+        }
+        if self.files.is_empty() {
+            return Ok(());
+        }
         let w = match self.files.iter_mut().find(|(s, _)| s == source) {
             Some((_, w)) => w,
             None => return Err(std::io::Error::other(format!("unknown source {source}"))),
@@ -68,13 +90,27 @@ fn regions(rules: &std::path::Path) -> Result<Vec<vigil_model::RegionSpec>> {
 }
 
 pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
-    let regions = regions(&args.rules)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let mut sinks = FileSinks { files: Vec::new() };
-    for s in ["police", "case", "petition", "opinion"] {
-        let path = args.out.join(format!("{s}.jsonl"));
-        let f = File::create(&path).with_context(|| format!("create {}", path.display()))?;
-        sinks.files.push((s.to_string(), BufWriter::with_capacity(1 << 16, f)));
+    let rules = crate::load_rules(&args.rules)?;
+    let regions = rules.regions.specs();
+    let mut sinks = FileSinks { files: Vec::new(), archive: None, event: vigil_model::Event::default() };
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+        for s in ["police", "case", "petition", "opinion"] {
+            let path = out.join(format!("{s}.jsonl"));
+            let f = File::create(&path).with_context(|| format!("create {}", path.display()))?;
+            sinks.files.push((s.to_string(), BufWriter::with_capacity(1 << 16, f)));
+        }
+    }
+    if let Some(dir) = &args.archive {
+        let w = ArchiveWriter::create(
+            dir,
+            Arc::clone(&rules),
+            Tables { events: true, results: false },
+            Mode::Replace,
+            "gen",
+        )
+        .with_context(|| format!("open archive {}", dir.display()))?;
+        sinks.archive = Some((w, Decoder::new(&rules)));
     }
     let cfg = GenConfig {
         seed: args.seed,
@@ -87,9 +123,18 @@ pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
     for (_, w) in &mut sinks.files {
         w.flush()?;
     }
-    let truth_path = args.out.join("ground_truth.json");
-    std::fs::write(&truth_path, serde_json::to_string_pretty(&truth)? + "\n")?;
-    eprintln!("wrote {} days of events and {} incidents to {}", args.days, truth.incidents.len(), args.out.display());
+    let truth_text = serde_json::to_string_pretty(&truth)? + "\n";
+    let mut wrote = Vec::new();
+    if let Some(out) = &args.out {
+        std::fs::write(out.join("ground_truth.json"), &truth_text)?;
+        wrote.push(out.display().to_string());
+    }
+    if let (Some((w, _)), Some(dir)) = (sinks.archive.take(), &args.archive) {
+        let (files, rows) = w.finish().context("write the archive")?;
+        std::fs::write(dir.join("ground_truth.json"), &truth_text)?;
+        wrote.push(format!("{} ({rows} events in {files} Parquet files)", dir.display()));
+    }
+    eprintln!("wrote {} days of events and {} incidents to {}", args.days, truth.incidents.len(), wrote.join(" and "));
     Ok(ExitCode::SUCCESS)
 }
 

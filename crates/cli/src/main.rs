@@ -13,6 +13,7 @@ use vigil_rules::RuleSet;
 
 mod demo;
 mod gen_cmd;
+mod history;
 mod run_cmd;
 mod service;
 mod tail;
@@ -39,8 +40,14 @@ enum Command {
     /// Generate the synthetic city's event streams (one JSON Lines file per source) with
     /// injected incidents and their ground truth.
     Gen(gen_cmd::GenArgs),
-    /// Replay JSON Lines event files through the scoring core, in event-time order.
+    /// Replay event files or an archive through the scoring core, in event-time order.
     Replay(ReplayArgs),
+    /// Replay history under a new and a baseline rule set and compare their alerts.
+    Backtest(history::BacktestArgs),
+    /// Run SQL over an archive (tables events, events_<source>, scores, score_parts, alerts).
+    Sql(history::SqlArgs),
+    /// Calibrate weights from archived scores and print them in the rule files' terms.
+    Weights(history::WeightsArgs),
     /// Score alerts against the ground truth of a generated stream.
     Scorecard(gen_cmd::ScorecardArgs),
     /// Follow the alert topic: `vigil tail alerts --brokers HOST:PORT [--level orange] [--json]`.
@@ -73,13 +80,17 @@ struct ReplayArgs {
     /// Rule set directory.
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
-    /// Event files (JSON Lines); a file named after a source (police.jsonl) holds that source,
-    /// otherwise each event needs a `source` field.
+    /// Event files (JSON Lines) or archive directories; a file named after a source
+    /// (police.jsonl) holds that source, otherwise each event needs a `source` field.
     #[arg(long, num_args = 1.., required = true)]
     events: Vec<PathBuf>,
     /// Output directory for scores.jsonl, alerts.jsonl, rejected.jsonl and late.jsonl.
+    #[arg(long, required_unless_present = "archive")]
+    out: Option<PathBuf>,
+    /// Also (or instead) write scores and alerts into this archive as Parquet, replacing the
+    /// archive's earlier scores and alerts.
     #[arg(long)]
-    out: PathBuf,
+    archive: Option<PathBuf>,
     /// How much of the scores to write.
     #[arg(long, value_enum, default_value = "summary")]
     scores: ScoresArg,
@@ -143,6 +154,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
         Command::Tail(args) => tail::run(args),
+        Command::Backtest(args) => history::run_backtest(args),
+        Command::Sql(args) => history::run_sql(args),
+        Command::Weights(args) => history::run_weights(args),
         Command::Replay(args) => {
             let rules = load_rules(&args.rules)?;
             let mut levels = [false; 4];
@@ -158,11 +172,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ScoresArg::Full => ScoreDetail::Full,
             };
             let started = std::time::Instant::now();
-            let summary =
-                vigil_replay::replay_files(rules, &args.events, &args.out, Options { scores, score_levels: levels })
-                    .with_context(|| format!("replay into {}", args.out.display()))?;
+            let inputs = history::event_inputs(&rules, &args.events, None)?;
+            let mut sink = history::TeeSink::create(&rules, args.out.as_deref(), args.archive.as_deref())?;
+            let mut pipeline = vigil_core::Pipeline::new(rules, Options { scores, score_levels: levels });
+            let summary = vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replay")?;
+            sink.finish()?;
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);
-            eprintln!("replayed in {:.2}s; outputs in {}", started.elapsed().as_secs_f64(), args.out.display());
+            let wrote: Vec<String> =
+                args.out.iter().chain(args.archive.iter()).map(|p| p.display().to_string()).collect();
+            eprintln!("replayed in {:.2}s; outputs in {}", started.elapsed().as_secs_f64(), wrote.join(" and "));
             Ok(ExitCode::SUCCESS)
         }
     }

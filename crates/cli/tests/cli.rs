@@ -116,3 +116,101 @@ fn gen_and_replay_are_byte_identical_run_after_run() {
     assert!(!scores.is_empty());
     assert!(!alerts.is_empty(), "incidents after the warm-up raise alerts");
 }
+
+fn run_ok(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// The history tour of the README: `gen --archive`, `replay --archive`, the red-alert query of
+/// issue 6, a backtest of one changed threshold with its scorecard, and entropy weights applied
+/// to a copy of the rules, which then passes `rules check`.
+#[test]
+fn archive_sql_backtest_and_weights_from_the_command_line() {
+    let dir = tmp("history-cli");
+    let archive = dir.join("archive");
+    let rules = root().join("rules");
+    run_ok(vigil().args(["gen", "--days", "60", "--seed", "7", "--archive"]).arg(&archive).arg("--rules").arg(&rules));
+    let (_, err) = run_ok(
+        vigil()
+            .args(["replay", "--scores", "full", "--score-levels", "district", "--rules"])
+            .arg(&rules)
+            .arg("--events")
+            .arg(&archive)
+            .arg("--archive")
+            .arg(&archive)
+            .arg("--out")
+            .arg(dir.join("run")),
+    );
+    assert!(err.contains("\"accepted\""), "{err}");
+
+    let q = "SELECT region, count(*) FROM alerts WHERE level = 'red' GROUP BY region ORDER BY 2 DESC";
+    let (table, _) = run_ok(vigil().args(["sql", q, "--archive"]).arg(&archive));
+    // The same count from the JSON lines the replay wrote next to the archive.
+    let alerts = std::fs::read_to_string(dir.join("run/alerts.jsonl")).unwrap();
+    let red = alerts.lines().filter(|l| l.contains("\"level\":\"red\"")).count();
+    assert!(red > 0, "the 60-day city raises red alerts");
+    let (csv, _) = run_ok(vigil().args(["sql", q, "--format", "csv", "--archive"]).arg(&archive));
+    let total: usize = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse::<usize>().unwrap()).sum();
+    assert_eq!(total, red, "{csv}");
+    assert!(table.contains("region") && table.contains(&format!("({} row", csv.lines().count() - 1)), "{table}");
+    let (bad, _) = {
+        let out = vigil().args(["sql", "SELECT nope FROM alerts", "--archive"]).arg(&archive).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        (String::from_utf8_lossy(&out.stderr).into_owned(), ())
+    };
+    assert!(bad.contains("nope"), "{bad}");
+
+    let edited = dir.join("rules-edited");
+    copy_tree(&rules, &edited);
+    let grading = edited.join("grading.toml");
+    let text = std::fs::read_to_string(&grading).unwrap().replacen("enter = 42.0", "enter = 38.0", 1);
+    std::fs::write(&grading, text).unwrap();
+    let (report, err) = run_ok(
+        vigil().arg("backtest").arg("--rules").arg(&edited).arg("--baseline").arg(&rules).arg("--events").arg(&archive),
+    );
+    assert!(report.contains("level") && report.contains("yellow") && report.contains("differences"), "{report}");
+    assert!(report.contains("detection scorecard") && report.contains("detection rate"), "{report}");
+    assert!(err.contains("events/s"), "{err}");
+    let (json, _) = run_ok(
+        vigil()
+            .args(["backtest", "--json", "--rules"])
+            .arg(&edited)
+            .arg("--baseline")
+            .arg(&rules)
+            .arg("--events")
+            .arg(&archive),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(!v["report"]["changes"].as_array().unwrap().is_empty());
+    assert!(v["scorecard"]["new"]["detection_rate"].is_number());
+
+    let weighted = dir.join("rules-weighted");
+    let (toml, err) = run_ok(
+        vigil()
+            .args(["weights", "--method", "entropy", "--level", "district", "--scores"])
+            .arg(&archive)
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--apply")
+            .arg(&weighted),
+    );
+    assert!(toml.contains("[indicator_weights]") && toml.contains("# was 0.5000"), "{toml}");
+    assert!(err.contains("rules ok"), "{err}");
+    run_ok(vigil().args(["rules", "check"]).arg(&weighted));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -188,10 +188,12 @@ pub fn replay_alerts(rules: &Arc<RuleSet>, lines: &MemorySink, evaluated: Option
     let inputs = lines
         .lines
         .iter()
-        .map(|(source, ls)| vigil_replay::Input {
-            name: format!("{source}.jsonl"),
-            source: rules.source_index(source),
-            reader: Box::new(std::io::Cursor::new((ls.join("\n") + "\n").into_bytes())),
+        .map(|(source, ls)| {
+            vigil_replay::Input::lines(
+                format!("{source}.jsonl"),
+                rules.source_index(source),
+                Box::new(std::io::Cursor::new((ls.join("\n") + "\n").into_bytes())),
+            )
         })
         .collect();
     let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::None, score_levels: [false; 4] });

@@ -12,29 +12,79 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use vigil_core::{Ingest, Options, Output, Pipeline};
-use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
+use vigil_model::record::{AlertRecord, RejectCode, Rejection, ScoreRecord};
 use vigil_model::time::format_utc;
 use vigil_model::{Event, SourceIdx, Ts};
 use vigil_rules::RuleSet;
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_window::Watermarks;
 
-/// One input stream of JSON lines.
+/// One input stream: JSON lines, or events already decoded elsewhere (a Parquet archive).
 pub struct Input {
     /// Shown in rejection records (a file name, never a full path).
     pub name: String,
-    /// The source every line belongs to, when the file name says it (`police.jsonl`).
+    /// The source every record belongs to, when the input says it (`police.jsonl`).
     pub source: Option<SourceIdx>,
-    pub reader: Box<dyn BufRead>,
+    pub records: Box<dyn Records>,
 }
 
 impl Input {
-    /// Opens a file; its source is taken from the file stem when it names one.
+    /// Opens a JSON Lines file; its source is taken from the file stem when it names one.
     pub fn open(rules: &RuleSet, path: &Path) -> io::Result<Input> {
         let file = File::open(path)?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let name = path.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        Ok(Input { name, source: rules.source_index(stem), reader: Box::new(BufReader::with_capacity(1 << 16, file)) })
+        Ok(Input::lines(name, rules.source_index(stem), Box::new(BufReader::with_capacity(1 << 16, file))))
+    }
+
+    /// JSON lines from any reader.
+    pub fn lines(name: String, source: Option<SourceIdx>, reader: Box<dyn BufRead>) -> Input {
+        Input { name, source, records: Box::new(Lines { reader, buf: String::new(), line_no: 0 }) }
+    }
+}
+
+/// What one step of an input yields.
+#[derive(Debug)]
+pub enum Next {
+    /// `out` now holds an event, found at `pos` (a line or row number, 1-based).
+    Event { pos: u64, dropped_fields: u32 },
+    /// The record at `pos` could not be used.
+    Rejected { pos: u64, rejection: Rejection },
+    /// The input is exhausted.
+    End,
+}
+
+/// A stream of event records in the order they arrived. The decoder is the rule set's; inputs
+/// that hold raw bytes use it, inputs that hold typed values check them against its schemas.
+pub trait Records {
+    fn next_record(&mut self, decoder: &Decoder<'_>, hint: SourceHint, out: &mut Event) -> io::Result<Next>;
+}
+
+/// JSON lines, one event per line; blank lines are skipped without counting.
+struct Lines {
+    reader: Box<dyn BufRead>,
+    buf: String,
+    line_no: u64,
+}
+
+impl Records for Lines {
+    fn next_record(&mut self, decoder: &Decoder<'_>, hint: SourceHint, out: &mut Event) -> io::Result<Next> {
+        loop {
+            self.buf.clear();
+            if self.reader.read_line(&mut self.buf)? == 0 {
+                return Ok(Next::End);
+            }
+            self.line_no += 1;
+            let line = self.buf.trim_end_matches(['\n', '\r']);
+            if line.trim().is_empty() {
+                continue;
+            }
+            *out = Event::default();
+            return Ok(match decoder.decode(hint, line.as_bytes(), out) {
+                Ok(info) => Next::Event { pos: self.line_no, dropped_fields: info.dropped_fields },
+                Err(rejection) => Next::Rejected { pos: self.line_no, rejection },
+            });
+        }
     }
 }
 
@@ -80,8 +130,6 @@ pub struct Summary {
 
 struct Stream {
     input: Input,
-    line_no: u64,
-    buf: String,
     head: Option<(Event, u64)>,
     delay: i64,
 }
@@ -113,7 +161,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         .into_iter()
         .map(|input| {
             let delay = input.source.map_or(min_delay, |s| rules.sources[s as usize].allowed_delay.0);
-            Stream { input, line_no: 0, buf: String::new(), head: None, delay }
+            Stream { input, head: None, delay }
         })
         .collect();
     let mut wms = Watermarks::new(&streams.iter().map(|s| s.delay).collect::<Vec<_>>());
@@ -172,34 +220,28 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
 }
 
 fn refill<S: Sink>(s: &mut Stream, decoder: &Decoder<'_>, summary: &mut Summary, sink: &mut S) -> io::Result<()> {
+    let hint = s.input.source.map_or(SourceHint::None, SourceHint::Default);
+    let mut ev = Event::default();
     loop {
-        s.buf.clear();
-        let n = s.input.reader.read_line(&mut s.buf)?;
-        if n == 0 {
-            s.head = None;
-            return Ok(());
-        }
-        s.line_no += 1;
-        let line = s.buf.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
-        }
-        summary.lines += 1;
-        let mut ev = Event::default();
-        let hint = s.input.source.map_or(SourceHint::None, SourceHint::Default);
-        match decoder.decode(hint, line.as_bytes(), &mut ev) {
-            Ok(info) => {
-                summary.dropped_fields += info.dropped_fields as u64;
-                s.head = Some((ev, s.line_no));
+        match s.input.records.next_record(decoder, hint, &mut ev)? {
+            Next::End => {
+                s.head = None;
                 return Ok(());
             }
-            Err(rej) => {
-                *summary.rejected.entry(rej.code.as_str().to_string()).or_default() += 1;
+            Next::Event { pos, dropped_fields } => {
+                summary.lines += 1;
+                summary.dropped_fields += dropped_fields as u64;
+                s.head = Some((ev, pos));
+                return Ok(());
+            }
+            Next::Rejected { pos, rejection } => {
+                summary.lines += 1;
+                *summary.rejected.entry(rejection.code.as_str().to_string()).or_default() += 1;
                 sink.rejected(Rejected {
                     input: s.input.name.clone(),
-                    line: s.line_no,
-                    code: rej.code,
-                    detail: rej.detail,
+                    line: pos,
+                    code: rejection.code,
+                    detail: rejection.detail,
                 });
             }
         }
@@ -300,6 +342,11 @@ impl Sink for MemSink {
 /// Replays files into a directory: the one-call form of `vigil replay`.
 pub fn replay_files(rules: Arc<RuleSet>, events: &[PathBuf], out_dir: &Path, options: Options) -> io::Result<Summary> {
     let inputs = events.iter().map(|p| Input::open(&rules, p)).collect::<io::Result<Vec<_>>>()?;
+    replay_inputs(rules, inputs, out_dir, options)
+}
+
+/// Replays prepared inputs into a directory of JSON Lines files.
+pub fn replay_inputs(rules: Arc<RuleSet>, inputs: Vec<Input>, out_dir: &Path, options: Options) -> io::Result<Summary> {
     let mut pipeline = Pipeline::new(rules, options);
     let mut sink = DirSink::create(out_dir)?;
     let summary = replay(&mut pipeline, inputs, &mut sink)?;

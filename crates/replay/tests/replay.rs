@@ -16,10 +16,12 @@ fn root() -> &'static Path {
 fn run(rules: &Arc<RuleSet>, inputs: Vec<(&str, String)>) -> (MemSink, vigil_replay::Summary) {
     let inputs = inputs
         .into_iter()
-        .map(|(name, text)| Input {
-            name: name.to_string(),
-            source: rules.source_index(name.trim_end_matches(".jsonl")),
-            reader: Box::new(Cursor::new(text.into_bytes())),
+        .map(|(name, text)| {
+            Input::lines(
+                name.to_string(),
+                rules.source_index(name.trim_end_matches(".jsonl")),
+                Box::new(Cursor::new(text.into_bytes())),
+            )
         })
         .collect();
     let mut p = Pipeline::new(

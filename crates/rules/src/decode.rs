@@ -90,6 +90,11 @@ impl<'r> Decoder<'r> {
         Decoder { rules, max_bytes: DEFAULT_MAX_EVENT_BYTES }
     }
 
+    /// The rule set whose schemas this decoder applies.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.rules
+    }
+
     pub fn with_max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n;
         self

@@ -520,9 +520,12 @@ impl<'a> Compiler<'a> {
 fn scaled_comparison(attr: u8, op: CmpOp, c: f64) -> Pred {
     let integral = c.fract() == 0.0;
     let clamp = |x: f64| x.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
+    // A fractional constant can never equal a fixed-point value, but the comparison must stay
+    // unknown when the attribute is absent (SQL: NULL = 2.5 is NULL, and so is NOT of it), so
+    // it becomes a comparison that is false (or true) for every present value, not a constant.
     match op {
-        CmpOp::Eq if !integral => Pred::Const(false),
-        CmpOp::Ne if !integral => Pred::IsNull { attr, negated: true },
+        CmpOp::Eq if !integral => Pred::Cmp { attr, op: CmpOp::Lt, val: i64::MIN },
+        CmpOp::Ne if !integral => Pred::Cmp { attr, op: CmpOp::Ge, val: i64::MIN },
         CmpOp::Eq | CmpOp::Ne => Pred::Cmp { attr, op, val: clamp(c) },
         CmpOp::Lt => Pred::Cmp { attr, op: CmpOp::Lt, val: clamp(c.ceil()) },
         CmpOp::Le => Pred::Cmp { attr, op: CmpOp::Le, val: clamp(c.floor()) },

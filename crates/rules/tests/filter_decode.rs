@@ -109,6 +109,16 @@ fn filters_use_three_valued_logic_and_exact_decimal_comparisons() {
     assert!(check("5 < response_minutes AND incident_type <> 'fight'", no_priority));
     assert!(!check("urgent", no_priority));
     assert!(!check("urgent = FALSE", no_priority), "absent bool is unknown, not false");
+    // Found by the DataFusion property test (crates/sql/tests/filter_sql.rs): a constant with
+    // more decimals than the attribute keeps can never be equal, yet against an absent value
+    // the comparison is still unknown, so NOT of it must not pass either.
+    let no_minutes = r#"{"region":"G1","ts":"2026-03-02T23:30:00+08:00","attrs":{"incident_type":"theft"}}"#;
+    assert!(!check("response_minutes <> 233.65", no_minutes));
+    assert!(!check("NOT (response_minutes <> 233.65)", no_minutes));
+    assert!(!check("NOT (response_minutes = 233.65)", no_minutes));
+    assert!(check("response_minutes <> 15.15", no_priority));
+    assert!(!check("response_minutes = 15.15", no_priority));
+    assert!(check("NOT (response_minutes = 15.15)", no_priority));
 }
 
 #[test]

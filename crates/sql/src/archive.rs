@@ -1,0 +1,800 @@
+//! The archive owns vigil's history on disk: decoded events, score records and alert records as
+//! Parquet files under one root, partitioned the way DataFusion's listing tables read them.
+//!
+//! ```text
+//! ROOT/events/source=police/date=2026-01-01/part-<tag>-00000.parquet
+//! ROOT/scores/date=2026-01-01/part-<tag>-00000.parquet
+//! ROOT/score_parts/date=2026-01-01/...     (one row per domain, category and indicator score)
+//! ROOT/alerts/date=2026-01-01/...
+//! ```
+//!
+//! Events are stored as decoded: a region code, the event time, the local hour and weekday the
+//! filters see, and the source's declared attributes as typed columns (enum values as their
+//! names). Nothing undeclared was kept by the decoder, so nothing undeclared can reach the
+//! archive. Dates are UTC calendar dates of the event time (scores and alerts: of the window end).
+//!
+//! Files are written to a hidden temporary name and renamed when complete, so a reader (or a
+//! crash) never sees half a file. `commit` closes every open file; the Kafka engine calls it at
+//! each checkpoint, which makes the archive exactly as durable as the checkpoint: whatever was
+//! consumed after it is consumed and archived again after a restart.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
+    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use vigil_core::Output;
+use vigil_model::record::{AlertRecord, RejectCode, Rejection, ScoreRecord};
+use vigil_model::time::{DAY, civil_from_days, parse_rfc3339};
+use vigil_model::{Event, Ts};
+use vigil_replay::{Input, Next, Records};
+use vigil_rules::decode::{Decoder, SourceHint};
+use vigil_rules::filter::EvalCtx;
+use vigil_rules::{AttrType, RuleSet};
+
+/// Rows buffered per open file before they are handed to the Parquet writer.
+const BATCH_ROWS: usize = 8192;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+pub const EVENTS: &str = "events";
+pub const SCORES: &str = "scores";
+pub const SCORE_PARTS: &str = "score_parts";
+pub const ALERTS: &str = "alerts";
+
+/// Columns every event table has before the source's own attributes.
+pub const EVENT_COLUMNS: [&str; 4] = ["region", "ts", "hour", "dow"];
+/// Hive partition columns, which live in directory names rather than in the files.
+pub const PARTITION_COLUMNS: [&str; 2] = ["source", "date"];
+
+/// Which tables a writer produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub events: bool,
+    pub results: bool,
+}
+
+/// What happens to tables that already hold files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The tables this writer produces are emptied first: a rerun of `vigil gen` or
+    /// `vigil replay` replaces its output instead of doubling it.
+    Replace,
+    /// Files are added next to those present (the Kafka engine across restarts).
+    Append,
+}
+
+fn utc() -> Arc<str> {
+    Arc::from("UTC")
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some(utc()))
+}
+
+/// The Arrow type an attribute is stored as.
+pub fn attr_type(ty: &AttrType) -> DataType {
+    match ty {
+        AttrType::Enum(_) => DataType::Utf8,
+        AttrType::Int { .. } => DataType::Int64,
+        AttrType::Float { .. } => DataType::Float64,
+        AttrType::Bool => DataType::Boolean,
+    }
+}
+
+/// The file schema of one source's events.
+pub fn event_schema(rules: &RuleSet, source: usize) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("region", DataType::Utf8, false),
+        Field::new("ts", ts_type(), false),
+        Field::new("hour", DataType::Int64, false),
+        Field::new("dow", DataType::Int64, false),
+    ];
+    for a in &rules.sources[source].attrs {
+        fields.push(Field::new(&a.name, attr_type(&a.ty), true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+pub fn score_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, false),
+        Field::new("region_level", DataType::Utf8, false),
+        Field::new("window_end", ts_type(), false),
+        Field::new("rules_version", DataType::Utf8, false),
+        Field::new("composite", DataType::Float64, true),
+        Field::new("grade", DataType::Utf8, true),
+    ]))
+}
+
+pub fn score_part_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, false),
+        Field::new("region_level", DataType::Utf8, false),
+        Field::new("window_end", ts_type(), false),
+        Field::new("rules_version", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("expected", DataType::Float64, true),
+        Field::new("score", DataType::Float64, true),
+    ]))
+}
+
+pub fn alert_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("seq", DataType::Int64, false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("level", DataType::Utf8, true),
+        Field::new("previous_level", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("region_name", DataType::Utf8, false),
+        Field::new("region_level", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("window_end", ts_type(), false),
+        Field::new("rules_version", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("domains", DataType::Utf8, false),
+        Field::new("top_contributors", DataType::Utf8, false),
+    ]))
+}
+
+/// One column being filled.
+enum ColBuf {
+    Str(StringBuilder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Ts(TimestampMillisecondBuilder),
+}
+
+impl ColBuf {
+    fn for_type(t: &DataType) -> ColBuf {
+        match t {
+            DataType::Utf8 => ColBuf::Str(StringBuilder::new()),
+            DataType::Int64 => ColBuf::I64(Int64Builder::new()),
+            DataType::Float64 => ColBuf::F64(Float64Builder::new()),
+            DataType::Boolean => ColBuf::Bool(BooleanBuilder::new()),
+            _ => ColBuf::Ts(TimestampMillisecondBuilder::new().with_timezone(utc())),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColBuf::Str(b) => Arc::new(b.finish()),
+            ColBuf::I64(b) => Arc::new(b.finish()),
+            ColBuf::F64(b) => Arc::new(b.finish()),
+            ColBuf::Bool(b) => Arc::new(b.finish()),
+            ColBuf::Ts(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// An open file of one partition: rows are appended column by column.
+struct Part {
+    schema: SchemaRef,
+    cols: Vec<ColBuf>,
+    rows: usize,
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Part {
+    fn str(&mut self, i: usize, v: Option<&str>) {
+        if let ColBuf::Str(b) = &mut self.cols[i] {
+            b.append_option(v)
+        }
+    }
+    fn i64(&mut self, i: usize, v: Option<i64>) {
+        if let ColBuf::I64(b) = &mut self.cols[i] {
+            b.append_option(v)
+        }
+    }
+    fn f64(&mut self, i: usize, v: Option<f64>) {
+        if let ColBuf::F64(b) = &mut self.cols[i] {
+            b.append_option(v)
+        }
+    }
+    fn bool(&mut self, i: usize, v: Option<bool>) {
+        if let ColBuf::Bool(b) = &mut self.cols[i] {
+            b.append_option(v)
+        }
+    }
+    fn ts(&mut self, i: usize, v: Ts) {
+        if let ColBuf::Ts(b) = &mut self.cols[i] {
+            b.append_value(v)
+        }
+    }
+
+    /// Ends a row; hands a full batch to the Parquet writer.
+    fn end_row(&mut self) -> io::Result<()> {
+        self.rows += 1;
+        if self.rows >= BATCH_ROWS { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(ColBuf::finish).collect();
+        self.rows = 0;
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(io::Error::other)?;
+        self.writer.write(&batch).map_err(io::Error::other)
+    }
+
+    fn close(mut self) -> io::Result<()> {
+        self.flush()?;
+        self.writer.close().map_err(io::Error::other)?;
+        fs::rename(&self.tmp, &self.dest)
+    }
+}
+
+/// Table slots: sources first, then the three result tables.
+type TableId = usize;
+
+/// Writes events and results into an archive. Also an [`Output`], so it can be handed to the
+/// pipeline (or teed next to another sink) as is.
+pub struct ArchiveWriter {
+    root: PathBuf,
+    rules: Arc<RuleSet>,
+    tag: String,
+    mode: Mode,
+    schemas: Vec<SchemaRef>,
+    /// Relative directory of each table slot (`events/source=police`, `scores`, ...).
+    dirs: Vec<PathBuf>,
+    open: BTreeMap<(TableId, i64), Part>,
+    next_file: BTreeMap<(TableId, i64), u32>,
+    files_written: u64,
+    rows_written: u64,
+    error: Option<io::Error>,
+}
+
+impl ArchiveWriter {
+    /// Opens an archive at `root` for the given tables. `tag` names this writer's files (`gen`,
+    /// `replay`, `engine-<group>-<n>`), so that writers sharing an archive never collide.
+    pub fn create(root: &Path, rules: Arc<RuleSet>, tables: Tables, mode: Mode, tag: &str) -> io::Result<Self> {
+        if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("archive tag `{tag}` must be [A-Za-z0-9_-]+"),
+            ));
+        }
+        let mut schemas = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, s) in rules.sources.iter().enumerate() {
+            schemas.push(event_schema(&rules, i));
+            dirs.push(Path::new(EVENTS).join(format!("source={}", s.id)));
+        }
+        for (name, schema) in [(SCORES, score_schema()), (SCORE_PARTS, score_part_schema()), (ALERTS, alert_schema())] {
+            schemas.push(schema);
+            dirs.push(PathBuf::from(name));
+        }
+        fs::create_dir_all(root)?;
+        if mode == Mode::Replace {
+            let mut clear = Vec::new();
+            if tables.events {
+                clear.push(EVENTS);
+            }
+            if tables.results {
+                clear.extend([SCORES, SCORE_PARTS, ALERTS]);
+            }
+            for t in clear {
+                match fs::remove_dir_all(root.join(t)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(ArchiveWriter {
+            root: root.to_path_buf(),
+            rules,
+            tag: tag.to_string(),
+            mode,
+            schemas,
+            dirs,
+            open: BTreeMap::new(),
+            next_file: BTreeMap::new(),
+            files_written: 0,
+            rows_written: 0,
+            error: None,
+        })
+    }
+
+    fn slot_scores(&self) -> TableId {
+        self.rules.sources.len()
+    }
+
+    /// Finds or opens the file for a table and date.
+    fn part(&mut self, table: TableId, day: i64) -> io::Result<&mut Part> {
+        if !self.open.contains_key(&(table, day)) {
+            let (y, m, d) = civil_from_days(day);
+            let dir = self.root.join(&self.dirs[table]).join(format!("date={y:04}-{m:02}-{d:02}"));
+            fs::create_dir_all(&dir)?;
+            let n = match self.next_file.get(&(table, day)) {
+                Some(n) => *n,
+                None if self.mode == Mode::Append => next_free(&dir, &self.tag)?,
+                None => 0,
+            };
+            self.next_file.insert((table, day), n + 1);
+            let name = format!("part-{}-{n:05}.parquet", self.tag);
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let dest = dir.join(name);
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
+            let schema = Arc::clone(&self.schemas[table]);
+            let writer = ArrowWriter::try_new(File::create(&tmp)?, Arc::clone(&schema), Some(props))
+                .map_err(io::Error::other)?;
+            let cols = schema.fields().iter().map(|f| ColBuf::for_type(f.data_type())).collect();
+            self.open.insert((table, day), Part { schema, cols, rows: 0, writer, tmp, dest });
+        }
+        Ok(self.open.get_mut(&(table, day)).expect("inserted above"))
+    }
+
+    fn keep(&mut self, r: io::Result<()>) {
+        if let Err(e) = r
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Appends one decoded event. Allocation happens only when a batch is handed to the writer
+    /// or a new file opens, not per event.
+    pub fn event(&mut self, ev: &Event) {
+        let r = self.try_event(ev);
+        self.keep(r);
+    }
+
+    fn try_event(&mut self, ev: &Event) -> io::Result<()> {
+        let rules = Arc::clone(&self.rules);
+        let source = &rules.sources[ev.source as usize];
+        let cx = EvalCtx::new(ev, rules.tz_offset.0);
+        let p = self.part(ev.source as usize, ev.ts.div_euclid(DAY))?;
+        p.str(0, Some(&rules.regions.codes[ev.region as usize]));
+        p.ts(1, ev.ts);
+        p.i64(2, Some(cx.hour));
+        p.i64(3, Some(cx.dow));
+        for (i, a) in source.attrs.iter().enumerate() {
+            let v = ev.get(i);
+            let c = 4 + i;
+            match &a.ty {
+                AttrType::Enum(values) => p.str(c, v.and_then(|v| values.get(v as usize)).map(String::as_str)),
+                AttrType::Int { .. } => p.i64(c, v),
+                AttrType::Float { .. } => p.f64(c, v.map(|v| a.to_real(v))),
+                AttrType::Bool => p.bool(c, v.map(|v| v != 0)),
+            }
+        }
+        p.end_row()?;
+        self.rows_written += 1;
+        Ok(())
+    }
+
+    fn try_score(&mut self, r: &ScoreRecord) -> io::Result<()> {
+        let ts = parse_rfc3339(&r.window_end).map_err(|e| io::Error::other(format!("window_end: {e:?}")))?;
+        let day = ts.div_euclid(DAY);
+        let slot = self.slot_scores();
+        let p = self.part(slot, day)?;
+        p.str(0, Some(&r.region));
+        p.str(1, Some(&r.level));
+        p.ts(2, ts);
+        p.str(3, Some(&r.rules_version));
+        p.f64(4, r.composite);
+        p.str(5, r.grade.map(|g| g.as_str()));
+        p.end_row()?;
+        let p = self.part(slot + 1, day)?;
+        let mut rows = 1;
+        let parts = r.domains.iter().map(|(n, s)| ("domain", n.as_str(), None, None, *s));
+        let parts = parts.chain(r.categories.iter().map(|(n, s)| ("category", n.as_str(), None, None, *s)));
+        let parts =
+            parts.chain(r.indicators.iter().map(|i| ("indicator", i.indicator.as_str(), i.value, i.expected, i.score)));
+        for (kind, name, value, expected, score) in parts {
+            p.str(0, Some(&r.region));
+            p.str(1, Some(&r.level));
+            p.ts(2, ts);
+            p.str(3, Some(&r.rules_version));
+            p.str(4, Some(kind));
+            p.str(5, Some(name));
+            p.f64(6, value);
+            p.f64(7, expected);
+            p.f64(8, score);
+            p.end_row()?;
+            rows += 1;
+        }
+        self.rows_written += rows;
+        Ok(())
+    }
+
+    fn try_alert(&mut self, r: &AlertRecord) -> io::Result<()> {
+        let ts = parse_rfc3339(&r.window_end).map_err(|e| io::Error::other(format!("window_end: {e:?}")))?;
+        let domains = serde_json::to_string(&r.domains).map_err(io::Error::other)?;
+        let top = serde_json::to_string(&r.top_contributors).map_err(io::Error::other)?;
+        let slot = self.slot_scores() + 2;
+        let p = self.part(slot, ts.div_euclid(DAY))?;
+        p.str(0, Some(&r.alert_id));
+        p.i64(1, Some(r.seq as i64));
+        p.str(2, Some(r.event.as_str()));
+        p.str(3, r.level.map(|l| l.as_str()));
+        p.str(4, r.previous_level.map(|l| l.as_str()));
+        p.str(5, Some(&r.region));
+        p.str(6, Some(&r.region_name));
+        p.str(7, Some(&r.region_level));
+        p.str(8, Some(&r.scope));
+        p.f64(9, r.score);
+        p.ts(10, ts);
+        p.str(11, Some(&r.rules_version));
+        p.str(12, Some(&r.reason));
+        p.str(13, Some(&domains));
+        p.str(14, Some(&top));
+        p.end_row()?;
+        self.rows_written += 1;
+        Ok(())
+    }
+
+    /// Closes every open file, making everything appended so far visible and durable. Reports
+    /// the first error since the last commit (appends cannot report their own).
+    pub fn commit(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        while let Some((_, part)) = self.open.pop_first() {
+            part.close()?;
+            self.files_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits and reports (files written, rows written).
+    pub fn finish(mut self) -> io::Result<(u64, u64)> {
+        self.commit()?;
+        Ok((self.files_written, self.rows_written))
+    }
+}
+
+impl Output for ArchiveWriter {
+    fn score(&mut self, r: ScoreRecord) {
+        let res = self.try_score(&r);
+        self.keep(res);
+    }
+    fn alert(&mut self, r: AlertRecord) {
+        let res = self.try_alert(&r);
+        self.keep(res);
+    }
+}
+
+/// The next file number for `tag` in `dir`, after those already there.
+fn next_free(dir: &Path, tag: &str) -> io::Result<u32> {
+    let prefix = format!("part-{tag}-");
+    let mut next = 0;
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) =
+            name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".parquet")).and_then(|n| n.parse::<u32>().ok())
+        {
+            next = next.max(n + 1);
+        }
+    }
+    Ok(next)
+}
+
+/// True when `path` looks like an archive root (it has an `events` or `scores` directory).
+pub fn is_archive(path: &Path) -> bool {
+    path.join(EVENTS).is_dir() || path.join(SCORES).is_dir() || path.join(ALERTS).is_dir()
+}
+
+/// The Parquet files of one table directory, in date order and then file name order.
+pub fn table_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut dates: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("date=")))
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    dates.sort();
+    let mut files = Vec::new();
+    for d in dates {
+        let mut fs_: Vec<PathBuf> = fs::read_dir(&d)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "parquet")
+                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        fs_.sort();
+        files.extend(fs_);
+    }
+    Ok(files)
+}
+
+/// The source ids present in an archive's events table.
+pub fn archived_sources(root: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    match fs::read_dir(root.join(EVENTS)) {
+        Ok(rd) => {
+            for e in rd {
+                let name = e?.file_name().to_string_lossy().to_string();
+                if let Some(id) = name.strip_prefix("source=") {
+                    out.push(id.to_string());
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One replay input per source of `rules` found in the archive, reading events with event
+/// times before `until` (all when `None`). Each source is read in date order and, within a
+/// date, in the order it was written; for streams in time order (as `vigil gen` writes them)
+/// that is the original order, so a replay from the archive equals a replay of the files.
+pub fn event_inputs(root: &Path, rules: &RuleSet, until: Option<Ts>) -> io::Result<Vec<Input>> {
+    let present = archived_sources(root)?;
+    let mut inputs = Vec::new();
+    for (i, s) in rules.sources.iter().enumerate() {
+        if !present.contains(&s.id) {
+            continue;
+        }
+        let mut files = table_files(&root.join(EVENTS).join(format!("source={}", s.id)))?;
+        if let Some(until) = until {
+            // Dates after the last wanted day cannot hold wanted events.
+            let last_day = (until - 1).div_euclid(DAY);
+            let (y, m, d) = civil_from_days(last_day);
+            let last = format!("date={y:04}-{m:02}-{d:02}");
+            files.retain(|f| {
+                f.parent().and_then(|p| p.file_name()).is_some_and(|n| n.to_string_lossy().as_ref() <= last.as_str())
+            });
+        }
+        let records = ArchivedEvents {
+            files: files.into(),
+            reader: None,
+            batch: None,
+            row: 0,
+            pos: 0,
+            until,
+            cols: Vec::new(),
+            undeclared: Vec::new(),
+            region: None,
+            ts: None,
+            problem: None,
+        };
+        inputs.push(Input {
+            name: format!("{EVENTS}/source={}", s.id),
+            source: Some(i as u8),
+            records: Box::new(records),
+        });
+    }
+    Ok(inputs)
+}
+
+/// A typed attribute column of the current batch.
+enum AttrCol {
+    Missing,
+    Str(StringArray),
+    I64(Int64Array),
+    F64(Float64Array),
+    Bool(BooleanArray),
+    /// Present with a type the rules do not declare for it.
+    Mismatch(DataType),
+}
+
+/// Reads one source's archived events back into [`Event`]s, checking every value against the
+/// rule set being replayed (which may differ from the one that wrote the archive).
+struct ArchivedEvents {
+    files: VecDeque<PathBuf>,
+    reader: Option<ParquetRecordBatchReader>,
+    batch: Option<RecordBatch>,
+    row: usize,
+    pos: u64,
+    until: Option<Ts>,
+    cols: Vec<AttrCol>,
+    /// Attribute columns of the file that the rules do not declare (dropped, and counted).
+    undeclared: Vec<ArrayRef>,
+    region: Option<StringArray>,
+    ts: Option<TimestampMillisecondArray>,
+    /// Why the current batch cannot be used at all.
+    problem: Option<String>,
+}
+
+impl ArchivedEvents {
+    /// Moves to the next non-empty batch; false at the end of the input.
+    fn next_batch(&mut self, decoder: &Decoder<'_>, hint: SourceHint) -> io::Result<bool> {
+        loop {
+            if let Some(reader) = &mut self.reader {
+                match reader.next() {
+                    Some(Ok(b)) if b.num_rows() == 0 => continue,
+                    Some(Ok(b)) => {
+                        self.bind(decoder, hint, &b);
+                        self.batch = Some(b);
+                        self.row = 0;
+                        return Ok(true);
+                    }
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                    None => self.reader = None,
+                }
+            }
+            let Some(path) = self.files.pop_front() else { return Ok(false) };
+            let file = File::open(&path)?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            self.reader = Some(reader);
+        }
+    }
+
+    /// Resolves the batch's columns against the source's declared attributes.
+    fn bind(&mut self, decoder: &Decoder<'_>, hint: SourceHint, b: &RecordBatch) {
+        let rules = decoder.rules();
+        let source = match hint {
+            SourceHint::Fixed(s) | SourceHint::Default(s) => &rules.sources[s as usize],
+            SourceHint::None => &rules.sources[0],
+        };
+        let schema = b.schema();
+        self.problem = None;
+        self.region = b.column_by_name("region").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+        self.ts = b.column_by_name("ts").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()).cloned();
+        if self.region.is_none() || self.ts.is_none() {
+            self.problem = Some("archive file lacks a `region` (string) or `ts` (timestamp) column".into());
+        }
+        self.cols = source
+            .attrs
+            .iter()
+            .map(|a| match schema.index_of(&a.name) {
+                Err(_) => AttrCol::Missing,
+                Ok(i) => {
+                    let c = b.column(i).as_any();
+                    match (&a.ty, c) {
+                        (AttrType::Enum(_), c) if c.is::<StringArray>() => {
+                            AttrCol::Str(c.downcast_ref::<StringArray>().unwrap().clone())
+                        }
+                        (AttrType::Int { .. }, c) if c.is::<Int64Array>() => {
+                            AttrCol::I64(c.downcast_ref::<Int64Array>().unwrap().clone())
+                        }
+                        (AttrType::Float { .. }, c) if c.is::<Float64Array>() => {
+                            AttrCol::F64(c.downcast_ref::<Float64Array>().unwrap().clone())
+                        }
+                        (AttrType::Float { .. }, c) if c.is::<Int64Array>() => {
+                            AttrCol::I64(c.downcast_ref::<Int64Array>().unwrap().clone())
+                        }
+                        (AttrType::Bool, c) if c.is::<BooleanArray>() => {
+                            AttrCol::Bool(c.downcast_ref::<BooleanArray>().unwrap().clone())
+                        }
+                        _ => AttrCol::Mismatch(b.column(i).data_type().clone()),
+                    }
+                }
+            })
+            .collect();
+        self.undeclared = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !EVENT_COLUMNS.contains(&f.name().as_str()) && source.attr_index(f.name()).is_none())
+            .map(|(i, _)| Arc::clone(b.column(i)))
+            .collect();
+    }
+
+    /// Converts the current row into `out`.
+    fn convert(&self, decoder: &Decoder<'_>, source: u8, out: &mut Event) -> Result<u32, Rejection> {
+        let rules = decoder.rules();
+        let r = self.row;
+        if let Some(p) = &self.problem {
+            return Err(Rejection { code: RejectCode::MissingField, detail: p.clone() });
+        }
+        let (Some(region), Some(ts)) = (&self.region, &self.ts) else { unreachable!("checked in bind") };
+        *out = Event::default();
+        out.source = source;
+        if region.is_null(r) {
+            return Err(Rejection { code: RejectCode::MissingField, detail: "`region` is missing".into() });
+        }
+        let code = region.value(r);
+        out.region = rules.regions.lookup(code).ok_or_else(|| Rejection {
+            code: RejectCode::UnknownRegion,
+            detail: format!("`region` ({} characters) is not in the registry", code.chars().count()),
+        })?;
+        if ts.is_null(r) {
+            return Err(Rejection { code: RejectCode::MissingField, detail: "`ts` is missing".into() });
+        }
+        out.ts = vigil_model::time::check_range(ts.value(r)).map_err(|_| Rejection {
+            code: RejectCode::TimestampOutOfRange,
+            detail: "timestamp outside 2000-01-01 .. 2100-01-01".into(),
+        })?;
+        let s = &rules.sources[source as usize];
+        for (i, (a, col)) in s.attrs.iter().zip(&self.cols).enumerate() {
+            let bad = |code, what: &str| Rejection { code, detail: format!("attribute `{}`: {what}", a.name) };
+            let v: Option<i64> =
+                match (col, &a.ty) {
+                    (AttrCol::Missing, _) => None,
+                    (AttrCol::Mismatch(t), _) => {
+                        return Err(bad(
+                            RejectCode::WrongType,
+                            &format!("archived as {t}, which does not fit the declared type"),
+                        ));
+                    }
+                    (AttrCol::Str(c), AttrType::Enum(values)) => {
+                        match c.is_null(r) {
+                            true => None,
+                            false => Some(values.iter().position(|x| x == c.value(r)).ok_or_else(|| {
+                                bad(RejectCode::UnknownValue, "value is not one of the declared values")
+                            })? as i64),
+                        }
+                    }
+                    (AttrCol::I64(c), AttrType::Int { min, max }) => match c.is_null(r) {
+                        true => None,
+                        false => {
+                            let x = c.value(r);
+                            if x < *min || x > *max {
+                                return Err(bad(RejectCode::OutOfRange, &format!("outside {min}..={max}")));
+                            }
+                            Some(x)
+                        }
+                    },
+                    (AttrCol::F64(_) | AttrCol::I64(_), AttrType::Float { min, max, scale, .. }) => {
+                        let x = match col {
+                            AttrCol::F64(c) if !c.is_null(r) => Some(c.value(r)),
+                            AttrCol::I64(c) if !c.is_null(r) => Some(c.value(r) as f64),
+                            _ => None,
+                        };
+                        match x {
+                            None => None,
+                            Some(x) if !x.is_finite() => return Err(bad(RejectCode::NotFinite, "not a finite number")),
+                            Some(x) if x < *min || x > *max => {
+                                return Err(bad(RejectCode::OutOfRange, &format!("outside {min}..={max}")));
+                            }
+                            Some(x) => Some((x * *scale as f64).round() as i64),
+                        }
+                    }
+                    (AttrCol::Bool(c), AttrType::Bool) => (!c.is_null(r)).then(|| c.value(r) as i64),
+                    _ => return Err(bad(RejectCode::WrongType, "archived with another type")),
+                };
+            match v {
+                Some(v) => out.set(i, v),
+                None if a.required => return Err(bad(RejectCode::MissingField, "required but missing")),
+                None => {}
+            }
+        }
+        Ok(self.undeclared.iter().filter(|c| !c.is_null(r)).count() as u32)
+    }
+}
+
+impl Records for ArchivedEvents {
+    fn next_record(&mut self, decoder: &Decoder<'_>, hint: SourceHint, out: &mut Event) -> io::Result<Next> {
+        let source = match hint {
+            SourceHint::Fixed(s) | SourceHint::Default(s) => s,
+            SourceHint::None => 0,
+        };
+        loop {
+            let exhausted = self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows());
+            if exhausted && !self.next_batch(decoder, hint)? {
+                return Ok(Next::End);
+            }
+            self.pos += 1;
+            let result = self.convert(decoder, source, out);
+            self.row += 1;
+            return Ok(match result {
+                Ok(_) if self.until.is_some_and(|u| out.ts >= u) => continue,
+                Ok(dropped_fields) => Next::Event { pos: self.pos, dropped_fields },
+                Err(rejection) => Next::Rejected { pos: self.pos, rejection },
+            });
+        }
+    }
+}
