@@ -54,6 +54,9 @@ pub struct DemoArgs {
     /// Write checkpoints (state and offsets) here every 10 s and on exit, and resume from them.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// Archive decoded events, scores and alerts here as Parquet (`vigil sql --archive DIR`).
+    #[arg(long)]
+    archive: Option<PathBuf>,
 }
 
 /// Produces generated events to Kafka, pacing them once event time passes the backfill.
@@ -299,6 +302,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     engine.attach(service.inbox);
+    if let Some(dir) = &args.archive {
+        engine.set_archive(crate::history::engine_archive(dir, &rules, "demo")?)?;
+    }
     let json = args.json;
     let mut print = |a: &AlertRecord| {
         if json {

@@ -124,6 +124,17 @@ impl TeeSink {
     }
 }
 
+/// The engine's archive: appended to across restarts, its files named after the consumer group.
+pub fn engine_archive(dir: &Path, rules: &Arc<RuleSet>, group: &str) -> Result<Box<dyn vigil_core::Archive>> {
+    let tag: String = format!("engine-{group}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let w = ArchiveWriter::create(dir, Arc::clone(rules), Tables { events: true, results: true }, Mode::Append, &tag)
+        .with_context(|| format!("open archive {}", dir.display()))?;
+    Ok(Box::new(w))
+}
+
 #[derive(clap::Args)]
 pub struct BacktestArgs {
     /// The rule set under test.

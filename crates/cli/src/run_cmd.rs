@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Checkpoint directory (state and offsets); without it state is lost on exit.
     #[arg(long, env = "VIGIL_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// Archive directory: decoded events, scores and alerts as Parquet for `vigil sql` and
+    /// `vigil backtest`, committed with each checkpoint.
+    #[arg(long, env = "VIGIL_ARCHIVE_DIR")]
+    archive_dir: Option<PathBuf>,
     /// Address of the metrics endpoint.
     #[arg(long, env = "VIGIL_HTTP_ADDR")]
     http_addr: Option<String>,
@@ -83,6 +87,7 @@ struct TopicsSection {
 struct EngineSection {
     rules: Option<PathBuf>,
     checkpoint_dir: Option<PathBuf>,
+    archive_dir: Option<PathBuf>,
     checkpoint_every: Option<String>,
     idle_timeout: Option<String>,
     http_addr: Option<String>,
@@ -180,8 +185,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         service.addr,
         cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
     );
+    let group = cfg.group.clone();
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     engine.attach(service.inbox);
+    if let Some(dir) = args.archive_dir.or(file.engine.archive_dir) {
+        engine.set_archive(crate::history::engine_archive(&dir, &rules, &group)?)?;
+        eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
+    }
     let print = args.print_alerts;
     let summary = engine.run(&stop, &mut |a| {
         if print {

@@ -68,9 +68,17 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<u64, CheckpointError> {
         f.write_all(&body).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
+    // The current checkpoint becomes the previous one through a second name (a hard link), and
+    // the new one replaces it in one rename: a kill at any point leaves a current checkpoint,
+    // old or new, never a gap in which a restart would find none and start from scratch.
     let cur = current(dir);
+    let prev = previous(dir);
     if cur.exists() {
-        std::fs::rename(&cur, previous(dir)).map_err(io(&cur))?;
+        match std::fs::remove_file(&prev) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&prev)(e)),
+            _ => {}
+        }
+        std::fs::hard_link(&cur, &prev).map_err(io(&prev))?;
     }
     std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
     Ok(body.len() as u64 + 24)
@@ -109,7 +117,15 @@ pub fn read(dir: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoin
         }
     };
     match load(&cur)? {
-        None => Ok(None),
+        // Only a checkpoint directory written by an older vigil can lack the current file
+        // while holding a previous one.
+        None => match load(&prev)? {
+            Some(Ok(cp)) => {
+                warn(format!("checkpoint {} is missing; resuming from the previous one", cur.display()));
+                Ok(Some(cp))
+            }
+            _ => Ok(None),
+        },
         Some(Ok(cp)) => Ok(Some(cp)),
         Some(Err(why)) => {
             warn(format!("checkpoint {} is unusable ({why}); trying the previous one", cur.display()));

@@ -12,7 +12,7 @@ use rdkafka::producer::BaseProducer;
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use vigil_core::{ActiveAlert, Carried, Ingest, Options, Output, Pipeline, RegionView};
+use vigil_core::{ActiveAlert, Archive, Carried, Ingest, Options, Output, Pipeline, RegionView};
 use vigil_kafka::{KafkaSettings, Message};
 use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
 use vigil_model::time::format_utc;
@@ -46,6 +46,8 @@ pub enum EngineError {
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("cannot resume: {0}")]
     Resume(String),
+    #[error("archive: {0}")]
+    Archive(std::io::Error),
 }
 
 /// Output topic names.
@@ -147,6 +149,7 @@ struct LateEvent<'a> {
 
 struct KafkaOutput<'a> {
     producer: &'a BaseProducer,
+    archive: Option<&'a mut dyn Archive>,
     topics: &'a OutputTopics,
     rules_version: String,
     metrics: &'a Metrics,
@@ -174,11 +177,17 @@ impl KafkaOutput<'_> {
 
 impl Output for KafkaOutput<'_> {
     fn score(&mut self, record: ScoreRecord) {
+        if let Some(a) = &mut self.archive {
+            a.score(&record);
+        }
         let topic = self.topics.scores.clone();
         self.send(&topic, &record.region.clone(), &record);
     }
 
     fn alert(&mut self, record: AlertRecord) {
+        if let Some(a) = &mut self.archive {
+            a.alert(&record);
+        }
         let topic = self.topics.alerts.clone();
         self.send(&topic, &record.region.clone(), &record);
         self.metrics
@@ -333,6 +342,9 @@ pub struct Engine {
     metrics: Metrics,
     gauges: Gauges,
     inbox: Option<QueryInbox>,
+    archive: Option<Box<dyn Archive>>,
+    /// The checkpoint interval this run resumes in (see [`Archive`]).
+    resume_interval: u64,
 }
 
 impl Engine {
@@ -410,6 +422,8 @@ impl Engine {
             None => Pipeline::new(Arc::clone(&rules), cfg.options),
         };
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
+        let resume_offsets: Vec<(String, i32, i64)> = start.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+        let resume_interval = interval_id(&resume_offsets, pipeline.last_evaluated());
         metrics.set_rules(&rules.name, &rules.version);
         metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
         let gauges = Gauges::new(&rules, &partitions, &input_source, metrics.clone());
@@ -434,11 +448,22 @@ impl Engine {
             producer,
             gauges,
             inbox: None,
+            archive: None,
+            resume_interval,
             consumed,
             inputs,
             input_source,
             metrics,
         })
+    }
+
+    /// Archives every decoded event, score and alert, committed with each checkpoint. Whatever
+    /// a crashed run archived after the checkpoint this run resumes from is discarded first.
+    pub fn set_archive(&mut self, mut archive: Box<dyn Archive>) -> Result<(), EngineError> {
+        archive.discard(self.resume_interval).map_err(EngineError::Archive)?;
+        archive.begin(self.resume_interval);
+        self.archive = Some(archive);
+        Ok(())
     }
 
     /// Answers the queries of `handle`'s API while running.
@@ -479,6 +504,7 @@ impl Engine {
         let mut ev = Event::default();
         let mut out = KafkaOutput {
             producer: &self.producer,
+            archive: self.archive.as_deref_mut().map(|a| a as &mut dyn Archive),
             topics: &self.cfg.outputs,
             rules_version: rules.version.clone(),
             metrics: &self.metrics,
@@ -613,6 +639,7 @@ impl Engine {
                     // old rules stopped, and replays under the new rules what this run will.
                     checkpoint(
                         &self.cfg,
+                        out.archive.as_deref_mut(),
                         &self.producer,
                         &self.metrics,
                         &self.partitions,
@@ -660,11 +687,14 @@ impl Engine {
             if let Some(e) = out.error.take() {
                 return Err(e.into());
             }
-            // A checkpoint at the interval, and always on the way out.
-            if self.cfg.checkpoint_dir.is_some() && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
+            // A checkpoint at the interval, and always on the way out (without checkpoints, the
+            // archive still commits at that cadence).
+            if (self.cfg.checkpoint_dir.is_some() || out.archive.is_some())
+                && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
             {
                 checkpoint(
                     &self.cfg,
+                    out.archive.as_deref_mut(),
                     &self.producer,
                     &self.metrics,
                     &self.partitions,
@@ -744,6 +774,10 @@ impl LoopState<'_> {
     }
 
     fn accept(&mut self, input: usize, ev: &Event, offset: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
+        // Every decoded event is archived, late ones included: the archive is what arrived.
+        if let Some(a) = &mut out.archive {
+            a.event(ev);
+        }
         // The event moves its partition's watermark first, and time advances to the new global
         // watermark before the event is counted: an event can then never be "too early" for the
         // time it itself has made current (a sparse partition may jump a day at once).
@@ -806,6 +840,7 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
 #[allow(clippy::too_many_arguments)]
 fn checkpoint(
     cfg: &EngineConfig,
+    mut archive: Option<&mut (dyn Archive + '_)>,
     producer: &BaseProducer,
     metrics: &Metrics,
     partitions: &[(String, i32)],
@@ -814,6 +849,11 @@ fn checkpoint(
     watermarks: &Watermarks,
     pipeline: &Pipeline,
 ) -> Result<(), EngineError> {
+    // The archive commits first: if the checkpoint then fails to land, a restart from the
+    // previous one discards this interval's files before archiving it again.
+    if let Some(a) = archive.as_deref_mut() {
+        a.commit().map_err(EngineError::Archive)?;
+    }
     let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
     let started = Instant::now();
     vigil_kafka::flush(producer, Duration::from_secs(30))?;
@@ -833,10 +873,22 @@ fn checkpoint(
         pipeline: pipeline.snapshot(),
     };
     let bytes = crate::checkpoint::write(dir, &cp)?;
+    if let Some(a) = archive {
+        a.begin(interval_id(&cp.offsets, pipeline.last_evaluated()));
+    }
     metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
     metrics.checkpoint_size.set(bytes as i64);
     metrics.checkpoint_last_success.set(unix_now());
     Ok(())
+}
+
+/// Names the interval that follows a checkpoint: its offsets and the last hour it evaluated
+/// (two checkpoints with the same offsets differ when idleness moved time between them).
+fn interval_id(offsets: &[(String, i32, i64)], last_evaluated: Option<i64>) -> u64 {
+    let mut sorted = offsets.to_vec();
+    sorted.sort();
+    let text = format!("{sorted:?}|{last_evaluated:?}");
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// One line on what a change of rules carried over.

@@ -251,6 +251,8 @@ pub struct ArchiveWriter {
     root: PathBuf,
     rules: Arc<RuleSet>,
     tag: String,
+    /// The checkpoint interval being written, when a driver with checkpoints uses the writer.
+    interval: Option<u64>,
     mode: Mode,
     schemas: Vec<SchemaRef>,
     /// Relative directory of each table slot (`events/source=police`, `scores`, ...).
@@ -302,6 +304,7 @@ impl ArchiveWriter {
             root: root.to_path_buf(),
             rules,
             tag: tag.to_string(),
+            interval: None,
             mode,
             schemas,
             dirs,
@@ -323,13 +326,14 @@ impl ArchiveWriter {
             let (y, m, d) = civil_from_days(day);
             let dir = self.root.join(&self.dirs[table]).join(format!("date={y:04}-{m:02}-{d:02}"));
             fs::create_dir_all(&dir)?;
+            let prefix = self.prefix(self.interval);
             let n = match self.next_file.get(&(table, day)) {
                 Some(n) => *n,
-                None if self.mode == Mode::Append => next_free(&dir, &self.tag)?,
+                None if self.mode == Mode::Append => next_free(&dir, &prefix)?,
                 None => 0,
             };
             self.next_file.insert((table, day), n + 1);
-            let name = format!("part-{}-{n:05}.parquet", self.tag);
+            let name = format!("{prefix}{n:05}.parquet");
             let tmp = dir.join(format!(".{name}.tmp"));
             let dest = dir.join(name);
             let props = WriterProperties::builder()
@@ -343,6 +347,14 @@ impl ArchiveWriter {
             self.open.insert((table, day), Part { schema, cols, rows: 0, writer, tmp, dest });
         }
         Ok(self.open.get_mut(&(table, day)).expect("inserted above"))
+    }
+
+    /// File names of this writer (and interval) start with this.
+    fn prefix(&self, interval: Option<u64>) -> String {
+        match interval {
+            Some(i) => format!("part-{}-{i:016x}-", self.tag),
+            None => format!("part-{}-", self.tag),
+        }
     }
 
     fn keep(&mut self, r: io::Result<()>) {
@@ -476,15 +488,48 @@ impl Output for ArchiveWriter {
     }
 }
 
-/// The next file number for `tag` in `dir`, after those already there.
-fn next_free(dir: &Path, tag: &str) -> io::Result<u32> {
-    let prefix = format!("part-{tag}-");
+impl vigil_core::Archive for ArchiveWriter {
+    fn event(&mut self, event: &Event) {
+        ArchiveWriter::event(self, event)
+    }
+    fn score(&mut self, record: &ScoreRecord) {
+        let r = self.try_score(record);
+        self.keep(r);
+    }
+    fn alert(&mut self, record: &AlertRecord) {
+        let r = self.try_alert(record);
+        self.keep(r);
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        ArchiveWriter::commit(self)
+    }
+    fn begin(&mut self, interval: u64) {
+        self.interval = Some(interval);
+        // File numbers continue after those of the same interval already on disk (an interval
+        // id repeats when nothing moved between two checkpoints).
+        self.next_file.clear();
+    }
+    fn discard(&mut self, interval: u64) -> io::Result<()> {
+        let prefix = self.prefix(Some(interval));
+        for dir in &self.dirs {
+            for f in table_files(&self.root.join(dir))? {
+                if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)) {
+                    fs::remove_file(&f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next file number after those in `dir` whose names start with `prefix`.
+fn next_free(dir: &Path, prefix: &str) -> io::Result<u32> {
     let mut next = 0;
     for e in fs::read_dir(dir)? {
         let name = e?.file_name();
         let name = name.to_string_lossy();
         if let Some(n) =
-            name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".parquet")).and_then(|n| n.parse::<u32>().ok())
+            name.strip_prefix(prefix).and_then(|r| r.strip_suffix(".parquet")).and_then(|n| n.parse::<u32>().ok())
         {
             next = next.max(n + 1);
         }
