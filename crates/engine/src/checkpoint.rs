@@ -78,7 +78,8 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<u64, CheckpointError> {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&prev)(e)),
             _ => {}
         }
-        std::fs::hard_link(&cur, &prev).map_err(io(&prev))?;
+        // A file system without hard links gets a copy instead (the same guarantee, slower).
+        std::fs::hard_link(&cur, &prev).or_else(|_| std::fs::copy(&cur, &prev).map(|_| ())).map_err(io(&prev))?;
     }
     std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
     Ok(body.len() as u64 + 24)

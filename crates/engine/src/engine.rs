@@ -12,7 +12,7 @@ use rdkafka::producer::BaseProducer;
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use vigil_core::{ActiveAlert, Archive, Carried, Ingest, Options, Output, Pipeline, RegionView};
+use vigil_core::{ActiveAlert, Archive, Carried, Ingest, Options, Output, Pipeline, Position, RegionView};
 use vigil_kafka::{KafkaSettings, Message};
 use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
 use vigil_model::time::format_utc;
@@ -48,6 +48,12 @@ pub enum EngineError {
     Resume(String),
     #[error("archive: {0}")]
     Archive(std::io::Error),
+    #[error(
+        "the archive already holds {files} files of this consumer group from an earlier run, and this run starts \
+         from the beginning of the topics (no checkpoint to resume): move them away or archive to another \
+         directory; vigil does not delete archived history"
+    )]
+    ArchiveNotEmpty { files: usize },
 }
 
 /// Output topic names.
@@ -343,8 +349,9 @@ pub struct Engine {
     gauges: Gauges,
     inbox: Option<QueryInbox>,
     archive: Option<Box<dyn Archive>>,
-    /// The checkpoint interval this run resumes in (see [`Archive`]).
-    resume_interval: u64,
+    /// The position of the checkpoint this run resumed from (see [`Archive`]); `None` when it
+    /// starts from the beginning of the topics.
+    resumed_at: Option<Position>,
 }
 
 impl Engine {
@@ -422,8 +429,7 @@ impl Engine {
             None => Pipeline::new(Arc::clone(&rules), cfg.options),
         };
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
-        let resume_offsets: Vec<(String, i32, i64)> = start.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
-        let resume_interval = interval_id(&resume_offsets, pipeline.last_evaluated());
+        let resumed_at = (!start.is_empty()).then(|| position(start.values().copied(), pipeline.last_evaluated()));
         metrics.set_rules(&rules.name, &rules.version);
         metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
         let gauges = Gauges::new(&rules, &partitions, &input_source, metrics.clone());
@@ -449,7 +455,7 @@ impl Engine {
             gauges,
             inbox: None,
             archive: None,
-            resume_interval,
+            resumed_at,
             consumed,
             inputs,
             input_source,
@@ -459,9 +465,24 @@ impl Engine {
 
     /// Archives every decoded event, score and alert, committed with each checkpoint. Whatever
     /// a crashed run archived after the checkpoint this run resumes from is discarded first.
+    ///
+    /// A run that starts from the beginning of the topics (no checkpoint, or one it cannot
+    /// resume) only removes what an earlier run committed before its first checkpoint; it refuses
+    /// to start if anything later is archived, since re-reading the topics would archive it twice
+    /// and deleting it could lose history the topics no longer hold.
     pub fn set_archive(&mut self, mut archive: Box<dyn Archive>) -> Result<(), EngineError> {
-        archive.discard(self.resume_interval).map_err(EngineError::Archive)?;
-        archive.begin(self.resume_interval);
+        let at = self.resumed_at.unwrap_or_default();
+        if self.resumed_at.is_none() {
+            let files = archive.count_after(at).map_err(EngineError::Archive)?;
+            if files > 0 {
+                return Err(EngineError::ArchiveNotEmpty { files });
+            }
+        }
+        let removed = archive.rewind(at).map_err(EngineError::Archive)?;
+        if removed > 0 {
+            eprintln!("vigil: removed {removed} archive files committed after the checkpoint this run resumes from");
+        }
+        archive.begin(at);
         self.archive = Some(archive);
         Ok(())
     }
@@ -874,7 +895,7 @@ fn checkpoint(
     };
     let bytes = crate::checkpoint::write(dir, &cp)?;
     if let Some(a) = archive {
-        a.begin(interval_id(&cp.offsets, pipeline.last_evaluated()));
+        a.begin(position(cp.offsets.iter().map(|(_, _, o)| *o), pipeline.last_evaluated()));
     }
     metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
     metrics.checkpoint_size.set(bytes as i64);
@@ -882,13 +903,11 @@ fn checkpoint(
     Ok(())
 }
 
-/// Names the interval that follows a checkpoint: its offsets and the last hour it evaluated
-/// (two checkpoints with the same offsets differ when idleness moved time between them).
-fn interval_id(offsets: &[(String, i32, i64)], last_evaluated: Option<i64>) -> u64 {
-    let mut sorted = offsets.to_vec();
-    sorted.sort();
-    let text = format!("{sorted:?}|{last_evaluated:?}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+/// Where a checkpoint stands: the sum of its partitions' next offsets and the last hour
+/// evaluated. Both only grow, so later checkpoints have larger positions (two with equal
+/// offsets differ when idleness moved time between them).
+fn position(offsets: impl Iterator<Item = i64>, last_evaluated: Option<i64>) -> Position {
+    Position { offsets: offsets.map(|o| o.max(0) as u64).sum(), evaluated: last_evaluated.unwrap_or(0) }
 }
 
 /// One line on what a change of rules carried over.

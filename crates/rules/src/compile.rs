@@ -437,11 +437,17 @@ impl<'a, 's> Compiler<'a, 's> {
             let span = a.span();
             let a = a.into_inner();
             let name = a.name.get_ref().clone();
-            if !is_snake_id(&name) || name == "hour" || name == "dow" {
+            // `hour` and `dow` are the filters' pseudo-attributes; the others are the archive's
+            // own columns (`region`, `ts`) and partition keys (`source`, `date`).
+            const RESERVED: [&str; 6] = ["hour", "dow", "region", "ts", "source", "date"];
+            if !is_snake_id(&name) || RESERVED.contains(&name.as_str()) {
                 self.sink.at(
                     src,
                     span_of(&a.name),
-                    format!("attribute name `{name}` must be snake_case and not `hour` or `dow`"),
+                    format!(
+                        "attribute name `{name}` must be snake_case and none of {} (reserved)",
+                        RESERVED.map(|r| format!("`{r}`")).join(", ")
+                    ),
                 );
             }
             if identity_like(&name) {

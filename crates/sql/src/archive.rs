@@ -30,10 +30,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use vigil_core::Output;
+use vigil_core::{Output, Position};
 use vigil_model::record::{AlertRecord, RejectCode, Rejection, ScoreRecord};
 use vigil_model::time::{DAY, civil_from_days, parse_rfc3339};
 use vigil_model::{Event, Ts};
@@ -236,9 +236,9 @@ impl Part {
     }
 
     fn close(mut self) -> io::Result<()> {
-        self.flush()?;
-        self.writer.close().map_err(io::Error::other)?;
-        fs::rename(&self.tmp, &self.dest)
+        self.flush().map_err(|e| with_path(&self.tmp, e))?;
+        self.writer.close().map_err(|e| with_path(&self.tmp, e))?;
+        fs::rename(&self.tmp, &self.dest).map_err(|e| with_path(&self.dest, e))
     }
 }
 
@@ -252,7 +252,7 @@ pub struct ArchiveWriter {
     rules: Arc<RuleSet>,
     tag: String,
     /// The checkpoint interval being written, when a driver with checkpoints uses the writer.
-    interval: Option<u64>,
+    interval: Option<Position>,
     mode: Mode,
     schemas: Vec<SchemaRef>,
     /// Relative directory of each table slot (`events/source=police`, `scores`, ...).
@@ -294,8 +294,19 @@ impl ArchiveWriter {
                 clear.extend([SCORES, SCORE_PARTS, ALERTS]);
             }
             for t in clear {
-                match fs::remove_dir_all(root.join(t)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                let dir = root.join(t);
+                if let Some(stranger) = foreign_entry(&dir)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "refusing to replace {}: it holds {}, which is not an archive partition",
+                            dir.display(),
+                            stranger.display()
+                        ),
+                    ));
+                }
+                match fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(with_path(&dir, e)),
                     _ => {}
                 }
             }
@@ -325,11 +336,13 @@ impl ArchiveWriter {
         if !self.open.contains_key(&(table, day)) {
             let (y, m, d) = civil_from_days(day);
             let dir = self.root.join(&self.dirs[table]).join(format!("date={y:04}-{m:02}-{d:02}"));
-            fs::create_dir_all(&dir)?;
+            fs::create_dir_all(&dir).map_err(|e| with_path(&dir, e))?;
             let prefix = self.prefix(self.interval);
+            // Within an interval numbers count up in memory; a new interval's position is new
+            // (a restart rewinds to it first), so only position-less appends look at the disk.
             let n = match self.next_file.get(&(table, day)) {
                 Some(n) => *n,
-                None if self.mode == Mode::Append => next_free(&dir, &prefix)?,
+                None if self.mode == Mode::Append && self.interval.is_none() => next_free(&dir, &prefix)?,
                 None => 0,
             };
             self.next_file.insert((table, day), n + 1);
@@ -341,20 +354,45 @@ impl ArchiveWriter {
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .build();
             let schema = Arc::clone(&self.schemas[table]);
-            let writer = ArrowWriter::try_new(File::create(&tmp)?, Arc::clone(&schema), Some(props))
-                .map_err(io::Error::other)?;
+            let file = File::create(&tmp).map_err(|e| with_path(&tmp, e))?;
+            let writer =
+                ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| with_path(&tmp, e))?;
             let cols = schema.fields().iter().map(|f| ColBuf::for_type(f.data_type())).collect();
             self.open.insert((table, day), Part { schema, cols, rows: 0, writer, tmp, dest });
         }
         Ok(self.open.get_mut(&(table, day)).expect("inserted above"))
     }
 
-    /// File names of this writer (and interval) start with this.
-    fn prefix(&self, interval: Option<u64>) -> String {
+    /// File names of this writer (and interval) start with this. An interval's position is in
+    /// the name with fixed widths, so names sort in the order intervals were written.
+    fn prefix(&self, interval: Option<Position>) -> String {
         match interval {
-            Some(i) => format!("part-{}-{i:016x}-", self.tag),
+            Some(p) => format!("part-{}-{:020}-{:013}-", self.tag, p.offsets, p.evaluated.max(0)),
             None => format!("part-{}-", self.tag),
         }
+    }
+
+    /// This writer's files that belong to an interval, with their positions (temporary files a
+    /// crash left behind included, flagged).
+    fn interval_files(&self) -> io::Result<Vec<(PathBuf, Position, bool)>> {
+        let mut out = Vec::new();
+        for dir in &self.dirs {
+            let dir = self.root.join(dir);
+            let dates = match fs::read_dir(&dir) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(with_path(&dir, e)),
+            };
+            for date in dates.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+                for f in fs::read_dir(date.path()).map_err(|e| with_path(&date.path(), e))?.filter_map(|e| e.ok()) {
+                    let name = f.file_name();
+                    if let Some((pos, tmp)) = parse_interval_name(&name.to_string_lossy(), &self.tag) {
+                        out.push((f.path(), pos, tmp));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn keep(&mut self, r: io::Result<()>) {
@@ -503,23 +541,66 @@ impl vigil_core::Archive for ArchiveWriter {
     fn commit(&mut self) -> io::Result<()> {
         ArchiveWriter::commit(self)
     }
-    fn begin(&mut self, interval: u64) {
-        self.interval = Some(interval);
-        // File numbers continue after those of the same interval already on disk (an interval
-        // id repeats when nothing moved between two checkpoints).
-        self.next_file.clear();
+    fn begin(&mut self, at: Position) {
+        // Two checkpoints at the same position (nothing moved in between) share an interval:
+        // its file numbers simply continue.
+        if self.interval != Some(at) {
+            self.interval = Some(at);
+            self.next_file.clear();
+        }
     }
-    fn discard(&mut self, interval: u64) -> io::Result<()> {
-        let prefix = self.prefix(Some(interval));
-        for dir in &self.dirs {
-            for f in table_files(&self.root.join(dir))? {
-                if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)) {
-                    fs::remove_file(&f)?;
-                }
+    fn rewind(&mut self, at: Position) -> io::Result<usize> {
+        let mut removed = 0;
+        for (path, pos, tmp) in self.interval_files()? {
+            if tmp || pos >= at {
+                fs::remove_file(&path).map_err(|e| with_path(&path, e))?;
+                removed += usize::from(!tmp);
             }
         }
-        Ok(())
+        Ok(removed)
     }
+    fn count_after(&self, at: Position) -> io::Result<usize> {
+        Ok(self.interval_files()?.into_iter().filter(|(_, pos, tmp)| !tmp && *pos > at).count())
+    }
+}
+
+/// Reads `[.]part-<tag>-<20 digits>-<13 digits>-<5 digits>.parquet[.tmp]` exactly: the position
+/// and whether it is a temporary file. Other writers' files (another tag, even one that starts
+/// with this one) do not parse.
+fn parse_interval_name(name: &str, tag: &str) -> Option<(Position, bool)> {
+    let (name, tmp) = match name.strip_prefix('.') {
+        Some(n) => (n.strip_suffix(".tmp")?, true),
+        None => (name, false),
+    };
+    let rest = name.strip_prefix("part-")?.strip_prefix(tag)?.strip_prefix('-')?.strip_suffix(".parquet")?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [o, e, n] if digits(o, 20) && digits(e, 13) && digits(n, 5) => {
+            Some((Position { offsets: o.parse().ok()?, evaluated: e.parse().ok()? }, tmp))
+        }
+        _ => None,
+    }
+}
+
+/// The first entry of a table directory that is not a `source=` or `date=` partition, if any.
+fn foreign_entry(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(with_path(dir, e)),
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(e.path().is_dir() && (name.starts_with("source=") || name.starts_with("date="))) {
+            return Ok(Some(e.path()));
+        }
+    }
+    Ok(None)
+}
+
+fn with_path(path: &Path, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{}: {e}", path.display()))
 }
 
 /// The next file number after those in `dir` whose names start with `prefix`.
@@ -590,9 +671,10 @@ pub fn archived_sources(root: &Path) -> io::Result<Vec<String>> {
 }
 
 /// One replay input per source of `rules` found in the archive, reading events with event
-/// times before `until` (all when `None`). Each source is read in date order and, within a
-/// date, in the order it was written; for streams in time order (as `vigil gen` writes them)
-/// that is the original order, so a replay from the archive equals a replay of the files.
+/// times before `until` (all when `None`). Each source is read one date at a time, and within a
+/// date in event-time order (a stable sort: equal times keep the order written). An archive of
+/// `vigil gen`, written in time order, therefore replays exactly as its JSON lines do, and the
+/// engine's archive, whose files interleave partitions in arrival order, replays in event time.
 pub fn event_inputs(root: &Path, rules: &RuleSet, until: Option<Ts>) -> io::Result<Vec<Input>> {
     let present = archived_sources(root)?;
     let mut inputs = Vec::new();
@@ -600,28 +682,20 @@ pub fn event_inputs(root: &Path, rules: &RuleSet, until: Option<Ts>) -> io::Resu
         if !present.contains(&s.id) {
             continue;
         }
-        let mut files = table_files(&root.join(EVENTS).join(format!("source={}", s.id)))?;
+        let mut dates = date_groups(&root.join(EVENTS).join(format!("source={}", s.id)))?;
         if let Some(until) = until {
             // Dates after the last wanted day cannot hold wanted events.
-            let last_day = (until - 1).div_euclid(DAY);
-            let (y, m, d) = civil_from_days(last_day);
+            let (y, m, d) = civil_from_days((until - 1).div_euclid(DAY));
             let last = format!("date={y:04}-{m:02}-{d:02}");
-            files.retain(|f| {
-                f.parent().and_then(|p| p.file_name()).is_some_and(|n| n.to_string_lossy().as_ref() <= last.as_str())
-            });
+            dates.retain(|(date, _)| date.as_str() <= last.as_str());
         }
         let records = ArchivedEvents {
-            files: files.into(),
-            reader: None,
-            batch: None,
-            row: 0,
+            dates: dates.into_iter().map(|(_, files)| files).collect(),
+            batches: Vec::new(),
+            order: Vec::new(),
+            next: 0,
             pos: 0,
             until,
-            cols: Vec::new(),
-            undeclared: Vec::new(),
-            region: None,
-            ts: None,
-            problem: None,
         };
         inputs.push(Input {
             name: format!("{EVENTS}/source={}", s.id),
@@ -632,7 +706,20 @@ pub fn event_inputs(root: &Path, rules: &RuleSet, until: Option<Ts>) -> io::Resu
     Ok(inputs)
 }
 
-/// A typed attribute column of the current batch.
+/// The Parquet files of a table directory grouped by date directory, both in name order.
+fn date_groups(dir: &Path) -> io::Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for f in table_files(dir)? {
+        let date = f.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match groups.last_mut() {
+            Some((d, files)) if *d == date => files.push(f),
+            _ => groups.push((date, vec![f])),
+        }
+    }
+    Ok(groups)
+}
+
+/// A typed attribute column of a batch.
 enum AttrCol {
     Missing,
     Str(StringArray),
@@ -643,109 +730,117 @@ enum AttrCol {
     Mismatch(DataType),
 }
 
-/// Reads one source's archived events back into [`Event`]s, checking every value against the
-/// rule set being replayed (which may differ from the one that wrote the archive).
-struct ArchivedEvents {
-    files: VecDeque<PathBuf>,
-    reader: Option<ParquetRecordBatchReader>,
-    batch: Option<RecordBatch>,
-    row: usize,
-    pos: u64,
-    until: Option<Ts>,
+/// A batch with its columns resolved against the replaying rule set.
+struct Bound {
     cols: Vec<AttrCol>,
     /// Attribute columns of the file that the rules do not declare (dropped, and counted).
     undeclared: Vec<ArrayRef>,
     region: Option<StringArray>,
     ts: Option<TimestampMillisecondArray>,
-    /// Why the current batch cannot be used at all.
+    /// Why the batch cannot be used at all.
     problem: Option<String>,
 }
 
+/// Reads one source's archived events back into [`Event`]s, checking every value against the
+/// rule set being replayed (which may differ from the one that wrote the archive).
+struct ArchivedEvents {
+    /// Files of the dates still to read.
+    dates: VecDeque<Vec<PathBuf>>,
+    /// The current date's batches, and its rows as (batch, row) in event-time order.
+    batches: Vec<Bound>,
+    order: Vec<(u32, u32)>,
+    next: usize,
+    pos: u64,
+    until: Option<Ts>,
+}
+
 impl ArchivedEvents {
-    /// Moves to the next non-empty batch; false at the end of the input.
-    fn next_batch(&mut self, decoder: &Decoder<'_>, hint: SourceHint) -> io::Result<bool> {
-        loop {
-            if let Some(reader) = &mut self.reader {
-                match reader.next() {
-                    Some(Ok(b)) if b.num_rows() == 0 => continue,
-                    Some(Ok(b)) => {
-                        self.bind(decoder, hint, &b);
-                        self.batch = Some(b);
-                        self.row = 0;
-                        return Ok(true);
+    /// Loads the next date that has rows; false at the end of the input.
+    fn next_date(&mut self, decoder: &Decoder<'_>, source: u8) -> io::Result<bool> {
+        while let Some(files) = self.dates.pop_front() {
+            self.batches.clear();
+            self.order.clear();
+            self.next = 0;
+            let mut keyed: Vec<(i64, u32, u32)> = Vec::new();
+            for path in files {
+                let with_path = |e: &dyn std::fmt::Display| io::Error::other(format!("{}: {e}", path.display()));
+                let file = File::open(&path).map_err(|e| with_path(&e))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+                    .map_err(|e| with_path(&e))?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| with_path(&e))?;
+                    let b = bind(decoder, source, &batch);
+                    let bi = self.batches.len() as u32;
+                    for r in 0..batch.num_rows() {
+                        let ts = b.ts.as_ref().filter(|t| !t.is_null(r)).map_or(i64::MIN, |t| t.value(r));
+                        keyed.push((ts, bi, r as u32));
                     }
-                    Some(Err(e)) => return Err(io::Error::other(e)),
-                    None => self.reader = None,
+                    self.batches.push(b);
                 }
             }
-            let Some(path) = self.files.pop_front() else { return Ok(false) };
-            let file = File::open(&path)?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            self.reader = Some(reader);
+            // Stable: rows of equal time keep the order they were written in.
+            keyed.sort_by_key(|k| k.0);
+            self.order = keyed.into_iter().map(|(_, b, r)| (b, r)).collect();
+            if !self.order.is_empty() {
+                return Ok(true);
+            }
         }
+        Ok(false)
     }
+}
 
-    /// Resolves the batch's columns against the source's declared attributes.
-    fn bind(&mut self, decoder: &Decoder<'_>, hint: SourceHint, b: &RecordBatch) {
-        let rules = decoder.rules();
-        let source = match hint {
-            SourceHint::Fixed(s) | SourceHint::Default(s) => &rules.sources[s as usize],
-            SourceHint::None => &rules.sources[0],
-        };
-        let schema = b.schema();
-        self.problem = None;
-        self.region = b.column_by_name("region").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
-        self.ts = b.column_by_name("ts").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()).cloned();
-        if self.region.is_none() || self.ts.is_none() {
-            self.problem = Some("archive file lacks a `region` (string) or `ts` (timestamp) column".into());
-        }
-        self.cols = source
-            .attrs
-            .iter()
-            .map(|a| match schema.index_of(&a.name) {
-                Err(_) => AttrCol::Missing,
-                Ok(i) => {
-                    let c = b.column(i).as_any();
-                    match (&a.ty, c) {
-                        (AttrType::Enum(_), c) if c.is::<StringArray>() => {
-                            AttrCol::Str(c.downcast_ref::<StringArray>().unwrap().clone())
-                        }
-                        (AttrType::Int { .. }, c) if c.is::<Int64Array>() => {
-                            AttrCol::I64(c.downcast_ref::<Int64Array>().unwrap().clone())
-                        }
-                        (AttrType::Float { .. }, c) if c.is::<Float64Array>() => {
-                            AttrCol::F64(c.downcast_ref::<Float64Array>().unwrap().clone())
-                        }
-                        (AttrType::Float { .. }, c) if c.is::<Int64Array>() => {
-                            AttrCol::I64(c.downcast_ref::<Int64Array>().unwrap().clone())
-                        }
-                        (AttrType::Bool, c) if c.is::<BooleanArray>() => {
-                            AttrCol::Bool(c.downcast_ref::<BooleanArray>().unwrap().clone())
-                        }
-                        _ => AttrCol::Mismatch(b.column(i).data_type().clone()),
+/// Resolves a batch's columns against the source's declared attributes.
+fn bind(decoder: &Decoder<'_>, source: u8, b: &RecordBatch) -> Bound {
+    let source = &decoder.rules().sources[source as usize];
+    let schema = b.schema();
+    let region = b.column_by_name("region").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+    let ts = b.column_by_name("ts").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()).cloned();
+    let problem = (region.is_none() || ts.is_none())
+        .then(|| "archive file lacks a `region` (string) or `ts` (timestamp) column".to_string());
+    let cols = source
+        .attrs
+        .iter()
+        .map(|a| match schema.index_of(&a.name) {
+            Err(_) => AttrCol::Missing,
+            Ok(i) => {
+                let c = b.column(i).as_any();
+                match &a.ty {
+                    AttrType::Enum(_) if c.is::<StringArray>() => {
+                        c.downcast_ref::<StringArray>().map_or(AttrCol::Missing, |c| AttrCol::Str(c.clone()))
                     }
+                    AttrType::Int { .. } | AttrType::Float { .. } if c.is::<Int64Array>() => {
+                        c.downcast_ref::<Int64Array>().map_or(AttrCol::Missing, |c| AttrCol::I64(c.clone()))
+                    }
+                    AttrType::Float { .. } if c.is::<Float64Array>() => {
+                        c.downcast_ref::<Float64Array>().map_or(AttrCol::Missing, |c| AttrCol::F64(c.clone()))
+                    }
+                    AttrType::Bool if c.is::<BooleanArray>() => {
+                        c.downcast_ref::<BooleanArray>().map_or(AttrCol::Missing, |c| AttrCol::Bool(c.clone()))
+                    }
+                    _ => AttrCol::Mismatch(b.column(i).data_type().clone()),
                 }
-            })
-            .collect();
-        self.undeclared = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !EVENT_COLUMNS.contains(&f.name().as_str()) && source.attr_index(f.name()).is_none())
-            .map(|(i, _)| Arc::clone(b.column(i)))
-            .collect();
-    }
+            }
+        })
+        .collect();
+    let undeclared = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !EVENT_COLUMNS.contains(&f.name().as_str()) && source.attr_index(f.name()).is_none())
+        .map(|(i, _)| Arc::clone(b.column(i)))
+        .collect();
+    Bound { cols, undeclared, region, ts, problem }
+}
 
-    /// Converts the current row into `out`.
-    fn convert(&self, decoder: &Decoder<'_>, source: u8, out: &mut Event) -> Result<u32, Rejection> {
+impl Bound {
+    /// Converts row `r` into `out`; returns the number of undeclared values dropped.
+    fn convert(&self, decoder: &Decoder<'_>, source: u8, r: usize, out: &mut Event) -> Result<u32, Rejection> {
         let rules = decoder.rules();
-        let r = self.row;
-        if let Some(p) = &self.problem {
-            return Err(Rejection { code: RejectCode::MissingField, detail: p.clone() });
-        }
-        let (Some(region), Some(ts)) = (&self.region, &self.ts) else { unreachable!("checked in bind") };
+        let (Some(region), Some(ts), None) = (&self.region, &self.ts, &self.problem) else {
+            let detail = self.problem.clone().unwrap_or_default();
+            return Err(Rejection { code: RejectCode::MissingField, detail });
+        };
         *out = Event::default();
         out.source = source;
         if region.is_null(r) {
@@ -827,19 +922,22 @@ impl Records for ArchivedEvents {
             SourceHint::Fixed(s) | SourceHint::Default(s) => s,
             SourceHint::None => 0,
         };
-        loop {
-            let exhausted = self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows());
-            if exhausted && !self.next_batch(decoder, hint)? {
-                return Ok(Next::End);
-            }
-            self.pos += 1;
-            let result = self.convert(decoder, source, out);
-            self.row += 1;
-            return Ok(match result {
-                Ok(_) if self.until.is_some_and(|u| out.ts >= u) => continue,
-                Ok(dropped_fields) => Next::Event { pos: self.pos, dropped_fields },
-                Err(rejection) => Next::Rejected { pos: self.pos, rejection },
-            });
+        if self.next >= self.order.len() && !self.next_date(decoder, source)? {
+            return Ok(Next::End);
         }
+        let (b, r) = self.order[self.next];
+        self.next += 1;
+        self.pos += 1;
+        Ok(match self.batches[b as usize].convert(decoder, source, r as usize, out) {
+            // Sorted by time: nothing after `until` is wanted.
+            Ok(_) if self.until.is_some_and(|u| out.ts >= u) => {
+                self.dates.clear();
+                self.order.clear();
+                self.next = 0;
+                Next::End
+            }
+            Ok(dropped_fields) => Next::Event { pos: self.pos, dropped_fields },
+            Err(rejection) => Next::Rejected { pos: self.pos, rejection },
+        })
     }
 }

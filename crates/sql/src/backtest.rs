@@ -4,8 +4,8 @@
 //! The unit of comparison is the alert *episode* (one `alert_id`: opened, escalated or
 //! de-escalated, resolved) of one region and scope. An episode of the new rules matches one of
 //! the baseline when both concern the same region and scope and their active periods overlap.
-//! A matched pair is *unchanged* when it opened at the same window with the same peak level,
-//! and *changed* otherwise; an unmatched new episode is *added*, an unmatched baseline one
+//! A matched pair is *unchanged* when it opened and resolved at the same windows with the same
+//! peak level, and *changed* otherwise; an unmatched new episode is *added*, an unmatched baseline one
 //! *removed*. Both rule sets replay the whole history up to `to` (so baselines warm up the same
 //! way); only episodes that open in `[from, to)` are compared.
 
@@ -100,10 +100,11 @@ pub enum Change {
 }
 
 impl Change {
-    fn key(&self) -> (&str, Ts) {
+    /// Time order: when the (new, else baseline) episode opened, then where.
+    fn key(&self) -> (Ts, &str, &str) {
         match self {
             Change::Added { new: e } | Change::Removed { baseline: e } | Change::Changed { new: e, .. } => {
-                (&e.region, e.opened_ts)
+                (e.opened_ts, &e.region, &e.scope)
             }
         }
     }
@@ -147,19 +148,15 @@ fn overlaps(a: &Episode, b: &Episode) -> bool {
     a.region == b.region && a.scope == b.scope && a.opened_ts <= b.end_ts && b.opened_ts <= a.end_ts
 }
 
-/// Compares the episodes of two runs that open in `[from, to)`.
+/// Compares the episodes of two runs. Episodes are matched over the whole history, so that an
+/// episode just inside `[from, to)` still finds its counterpart just outside; an unmatched
+/// episode counts when it opens inside the window, a matched pair when either of its two does.
 pub fn compare(baseline: &Run, new: &Run, from: Option<Ts>, to: Option<Ts>) -> Report {
     let within = |e: &Episode| from.is_none_or(|f| e.opened_ts >= f) && to.is_none_or(|t| e.opened_ts < t);
-    let base: Vec<Episode> = episodes(&baseline.alerts).into_iter().filter(within).collect();
-    let newe: Vec<Episode> = episodes(&new.alerts).into_iter().filter(within).collect();
+    let base = episodes(&baseline.alerts);
+    let newe = episodes(&new.alerts);
     let mut by_level: BTreeMap<String, LevelRow> =
         Level::ALL.iter().map(|l| (l.as_str().to_string(), LevelRow::default())).collect();
-    for e in &base {
-        by_level.entry(e.peak.as_str().into()).or_default().baseline += 1;
-    }
-    for e in &newe {
-        by_level.entry(e.peak.as_str().into()).or_default().new += 1;
-    }
     // Greedy matching in opening order: each new episode takes the earliest-opening overlapping
     // baseline episode not yet taken. Both lists are sorted, so the result is deterministic.
     let mut taken = vec![false; base.len()];
@@ -170,23 +167,33 @@ pub fn compare(baseline: &Run, new: &Run, from: Option<Ts>, to: Option<Ts>) -> R
             Some(i) => {
                 taken[i] = true;
                 let b = &base[i];
+                if !within(b) && !within(n) {
+                    continue;
+                }
+                by_level.entry(b.peak.as_str().into()).or_default().baseline += 1;
                 let row = by_level.entry(n.peak.as_str().into()).or_default();
-                if b.peak == n.peak && b.opened_ts == n.opened_ts {
+                row.new += 1;
+                if b.peak == n.peak && b.opened_ts == n.opened_ts && b.end_ts == n.end_ts {
                     row.unchanged += 1;
                 } else {
                     row.changed += 1;
                     changes.push(Change::Changed { baseline: b.clone(), new: n.clone() });
                 }
             }
-            None => {
-                by_level.entry(n.peak.as_str().into()).or_default().added += 1;
+            None if within(n) => {
+                let row = by_level.entry(n.peak.as_str().into()).or_default();
+                row.new += 1;
+                row.added += 1;
                 changes.push(Change::Added { new: n.clone() });
             }
+            None => {}
         }
     }
     for (i, b) in base.iter().enumerate() {
-        if !taken[i] {
-            by_level.entry(b.peak.as_str().into()).or_default().removed += 1;
+        if !taken[i] && within(b) {
+            let row = by_level.entry(b.peak.as_str().into()).or_default();
+            row.baseline += 1;
+            row.removed += 1;
             changes.push(Change::Removed { baseline: b.clone() });
         }
     }

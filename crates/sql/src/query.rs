@@ -30,6 +30,8 @@ pub enum SqlError {
         "{0} is not an archive (no events/, scores/ or alerts/ directory); write one with `vigil gen --archive` or `vigil replay --archive`"
     )]
     NotAnArchive(PathBuf),
+    #[error("the archive has no `{0}` table: {1}")]
+    MissingTable(&'static str, &'static str),
     #[error("query failed: {0}")]
     Query(#[from] DataFusionError),
     #[error("cannot format the result: {0}")]
@@ -94,8 +96,14 @@ impl History {
         if !crate::archive::is_archive(root) {
             return Err(SqlError::NotAnArchive(root.to_path_buf()));
         }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SqlError::Runtime)?;
+        // DataFusion runs a query's partitions as tasks: a worker thread per core lets them run
+        // in parallel.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .map_err(SqlError::Runtime)?;
         let ctx = SessionContext::new_with_config(
             SessionConfig::new().with_target_partitions(threads).with_information_schema(true),
         );

@@ -162,6 +162,12 @@ pub fn calibrate(
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Calibration, SqlError> {
+    if !h.tables().iter().any(|t| t.name == "score_parts") {
+        return Err(SqlError::MissingTable(
+            "score_parts",
+            "write scores into it with `vigil replay --scores full --archive DIR` (or run the engine with an archive)",
+        ));
+    }
     let domains = matrix(h, "domain", level, from, to)?;
     let categories = matrix(h, "category", level, from, to)?;
     let indicators = matrix(h, "indicator", level, from, to)?;
@@ -236,11 +242,15 @@ impl Calibration {
         s
     }
 
-    fn lookup(&self) -> BTreeMap<&str, f64> {
+    /// Calibrated weights by (table kind, id): ids are unique only within a kind.
+    fn lookup(&self) -> BTreeMap<(&'static str, &str), f64> {
         let mut m = BTreeMap::new();
-        for n in std::iter::once(&self.domains).chain(&self.categories).chain(&self.indicators) {
+        let kinds = std::iter::once(("domain", &self.domains))
+            .chain(self.categories.iter().map(|n| ("category", n)))
+            .chain(self.indicators.iter().map(|n| ("indicator", n)));
+        for (kind, n) in kinds {
             for (c, _, w) in &n.children {
-                m.insert(c.as_str(), *w);
+                m.insert((kind, c.as_str()), *w);
             }
         }
         m
@@ -251,6 +261,22 @@ impl Calibration {
 /// `[[domain]]`, `[[category]]` or `[[indicator]]` table replaced by its calibrated value. Only
 /// those lines change, so comments and layout survive.
 pub fn apply(cal: &Calibration, rules_dir: &Path, out_dir: &Path) -> io::Result<usize> {
+    // Never over the rule set itself (a file copied onto itself is truncated) or inside it.
+    let src = fs::canonicalize(rules_dir)?;
+    if out_dir.exists() {
+        let dest = fs::canonicalize(out_dir)?;
+        if dest.starts_with(&src) || fs::read_dir(&dest)?.next().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} must be a new or empty directory outside {}", out_dir.display(), rules_dir.display()),
+            ));
+        }
+    } else if std::path::absolute(out_dir)?.starts_with(&src) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} must be outside {}", out_dir.display(), rules_dir.display()),
+        ));
+    }
     let weights = cal.lookup();
     copy_dir(rules_dir, out_dir)?;
     let mut changed = 0;
@@ -268,22 +294,22 @@ pub fn apply(cal: &Calibration, rules_dir: &Path, out_dir: &Path) -> io::Result<
         let Ok(text) = fs::read_to_string(&f) else { continue };
         let mut out = String::with_capacity(text.len());
         let mut id: Option<String> = None;
-        let mut in_table = false;
+        let mut kind: Option<&'static str> = None;
         for line in text.split_inclusive('\n') {
             let t = line.trim_start();
-            if t.starts_with("[[") {
-                in_table =
-                    t.starts_with("[[domain]]") || t.starts_with("[[category]]") || t.starts_with("[[indicator]]");
+            if t.starts_with('[') {
+                // `[[indicator.test]]` and other sub-tables end the weighted table.
+                kind = ["domain", "category", "indicator"].into_iter().find(|k| t.starts_with(&format!("[[{k}]]")));
                 id = None;
-            } else if t.starts_with('[') {
-                in_table = false;
             }
+            let in_table = kind.is_some();
             if in_table && let Some(v) = t.strip_prefix("id").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
                 id = v.trim().split('"').nth(1).map(str::to_string);
             }
             if in_table
                 && t.strip_prefix("weight").is_some_and(|r| r.trim_start().starts_with('='))
-                && let Some(w) = id.as_deref().and_then(|i| weights.get(i))
+                && let (Some(k), Some(i)) = (kind, id.as_deref())
+                && let Some(w) = weights.get(&(k, i))
             {
                 let indent = &line[..line.len() - t.len()];
                 let comment = t.find('#').map(|i| format!("  {}", t[i..].trim_end())).unwrap_or_default();

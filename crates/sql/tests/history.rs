@@ -272,10 +272,10 @@ fn backtest_sees_a_threshold_change_and_nothing_when_rules_are_equal() {
     let from = vigil_model::time::parse_rfc3339("2026-01-20T00:00:00Z").unwrap();
     let late = backtest::compare(&b, &n, Some(from), None);
     assert!(late.changes.len() <= report.changes.len());
+    let opened = |e: &backtest::Episode| vigil_model::time::parse_rfc3339(&e.opened).unwrap();
     assert!(late.changes.iter().all(|ch| match ch {
-        backtest::Change::Added { new: e }
-        | backtest::Change::Removed { baseline: e }
-        | backtest::Change::Changed { new: e, .. } => vigil_model::time::parse_rfc3339(&e.opened).unwrap() >= from,
+        backtest::Change::Added { new: e } | backtest::Change::Removed { baseline: e } => opened(e) >= from,
+        backtest::Change::Changed { baseline, new } => opened(baseline) >= from || opened(new) >= from,
     }));
     // The ground truth scores both rule sets.
     let card = vigil_sim::scorecard(&c.truth.incidents, &n.alerts, &new.regions.specs(), 72);
@@ -331,7 +331,89 @@ fn entropy_weights_from_the_archive_make_a_rule_set_that_compiles() {
     let changed = weights::apply(&cal, &rules_dir(), &out).unwrap();
     assert_eq!(changed, 4 + 30 + 60, "every weight line is rewritten");
     let applied = vigil_rules::load(&out).unwrap_or_else(|d| panic!("{d:?}"));
+    // Never onto the rule set itself, inside it, or over a directory that holds files.
+    let before = std::fs::read_to_string(rules_dir().join("index.toml")).unwrap();
+    assert!(weights::apply(&cal, &rules_dir(), &rules_dir()).is_err());
+    assert!(weights::apply(&cal, &rules_dir(), &rules_dir().join("weighted")).is_err());
+    assert!(!rules_dir().join("weighted").exists());
+    assert!(weights::apply(&cal, &rules_dir(), &out).is_err());
+    assert_eq!(std::fs::read_to_string(rules_dir().join("index.toml")).unwrap(), before);
     let w0 = &applied.indicators[0];
     let want = cal.indicators.iter().flat_map(|n| &n.children).find(|c| c.0 == w0.id).unwrap().2;
     assert!((w0.weight - want).abs() < 1e-9);
+}
+
+/// The engine's way of writing: interleaved arrival order, one set of files per checkpoint
+/// interval named by position. Replay puts each source back in event-time order, and a rewind
+/// removes exactly the intervals at or after a position, leftover temporary files included,
+/// and never another writer's files.
+#[test]
+fn engine_style_archive_replays_in_event_time_and_rewinds_by_position() {
+    use vigil_core::{Archive, Position};
+    let rules = rules();
+    let c = city();
+    let decoder = vigil_rules::decode::Decoder::new(&rules);
+    let mut events = Vec::new();
+    for (source, lines) in &c.lines {
+        let hint = vigil_rules::decode::SourceHint::Fixed(rules.source_index(source).unwrap());
+        for l in lines {
+            let mut ev = vigil_model::Event::default();
+            decoder.decode(hint, l.as_bytes(), &mut ev).unwrap();
+            events.push(ev);
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    // Arrival order as partitions interleave it: every block of 300 events backwards.
+    for block in events.chunks_mut(300) {
+        block.reverse();
+    }
+    let dir = scratch("engine-style");
+    let mut w = ArchiveWriter::create(
+        &dir,
+        Arc::clone(&rules),
+        Tables { events: true, results: true },
+        Mode::Append,
+        "engine-t",
+    )
+    .unwrap();
+    let at = |k: usize| Position { offsets: (k * 20_000) as u64, evaluated: 0 };
+    for (k, chunk) in events.chunks(20_000).enumerate() {
+        Archive::begin(&mut w, at(k));
+        for e in chunk {
+            Archive::event(&mut w, e);
+        }
+        Archive::commit(&mut w).unwrap();
+    }
+    let (want, _) = replay(&rules, json_inputs(&rules, &c.lines), ScoreDetail::Summary);
+    let (got, summary) = replay(&rules, archive::event_inputs(&dir, &rules, None).unwrap(), ScoreDetail::Summary);
+    assert_eq!(summary.late, 0, "event-time order per source: nothing late");
+    assert_eq!(json(&got.alerts), json(&want.alerts));
+    assert!(json(&got.scores) == json(&want.scores), "score records differ");
+
+    // A crash leaves a temporary file; another writer's files sit next to ours.
+    let police = dir.join("events/source=police");
+    let date = std::fs::read_dir(&police).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(date.join(".part-engine-t-00000000000000099999-0000000000000-00000.parquet.tmp"), b"x").unwrap();
+    let other = date.join("part-engine-t-canary-00000000000000000000-0000000000000-00000.parquet");
+    std::fs::copy(
+        std::fs::read_dir(&date)
+            .unwrap()
+            .find_map(|e| {
+                let p = e.unwrap().path();
+                p.extension().is_some_and(|x| x == "parquet").then_some(p)
+            })
+            .unwrap(),
+        &other,
+    )
+    .unwrap();
+    let after_two = w.count_after(at(1)).unwrap();
+    assert!(after_two > 0);
+    let removed = w.rewind(at(2)).unwrap();
+    assert_eq!(removed, after_two, "everything from position 2 on, and nothing before");
+    assert!(other.exists(), "another writer's file stays");
+    assert!(!date.join(".part-engine-t-00000000000000099999-0000000000000-00000.parquet.tmp").exists());
+    std::fs::remove_file(&other).unwrap();
+    let h = History::open(&dir).unwrap();
+    let n = h.query("SELECT count(*) FROM events").unwrap();
+    assert_eq!(ints(&n[0], 0), vec![40_000]);
 }
