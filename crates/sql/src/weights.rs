@@ -261,20 +261,24 @@ impl Calibration {
 /// `[[domain]]`, `[[category]]` or `[[indicator]]` table replaced by its calibrated value. Only
 /// those lines change, so comments and layout survive.
 pub fn apply(cal: &Calibration, rules_dir: &Path, out_dir: &Path) -> io::Result<usize> {
-    // Never over the rule set itself (a file copied onto itself is truncated) or inside it.
+    // Never over the rule set itself (a file copied onto itself is truncated), inside it, or
+    // over files already there. Paths are compared once resolved (`..`, symbolic links).
     let src = fs::canonicalize(rules_dir)?;
-    if out_dir.exists() {
-        let dest = fs::canonicalize(out_dir)?;
-        if dest.starts_with(&src) || fs::read_dir(&dest)?.next().is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} must be a new or empty directory outside {}", out_dir.display(), rules_dir.display()),
-            ));
+    let existed = out_dir.exists();
+    if existed && fs::read_dir(out_dir)?.next().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} must be a new or empty directory", out_dir.display()),
+        ));
+    }
+    fs::create_dir_all(out_dir)?;
+    if fs::canonicalize(out_dir)?.starts_with(&src) {
+        if !existed {
+            let _ = fs::remove_dir(out_dir);
         }
-    } else if std::path::absolute(out_dir)?.starts_with(&src) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} must be outside {}", out_dir.display(), rules_dir.display()),
+            format!("{} must be outside the rule set {}", out_dir.display(), rules_dir.display()),
         ));
     }
     let weights = cal.lookup();
