@@ -14,6 +14,7 @@ use vigil_rules::RuleSet;
 mod demo;
 mod gen_cmd;
 mod history;
+mod perms;
 mod run_cmd;
 mod service;
 mod tail;

@@ -143,6 +143,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let options = score_options(&file.engine)?;
     let brokers = args.brokers.or(file.kafka.brokers).unwrap_or_else(|| "localhost:9092".into());
     let rules_dir = args.rules.or(file.engine.rules).unwrap_or_else(|| "rules".into());
+    // Whoever can write these directories can change what vigil alerts on or resumes from.
+    crate::perms::check_rules(&rules_dir)?;
+    let checkpoint_dir = args.checkpoint_dir.or(file.engine.checkpoint_dir);
+    let archive_dir = args.archive_dir.or(file.engine.archive_dir);
+    if let Some(d) = &checkpoint_dir {
+        crate::perms::check_state_dir(d, "checkpoint")?;
+    }
+    if let Some(d) = &archive_dir {
+        crate::perms::check_state_dir(d, "archive")?;
+    }
     let rules = crate::load_rules(&rules_dir)?;
     if let Some(unknown) = file.topics.events.keys().find(|id| rules.source_index(id).is_none()) {
         anyhow::bail!("[topics.events] names source {unknown:?}, which the rules do not define");
@@ -165,7 +175,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         idle_timeout: duration(file.engine.idle_timeout.as_deref(), Duration::from_secs(30))?,
         options,
         progress: None,
-        checkpoint_dir: args.checkpoint_dir.or(file.engine.checkpoint_dir),
+        checkpoint_dir,
         checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
         event_topics: file.topics.events,
         wall_clock_advance: file.engine.wall_clock_advance,
@@ -188,7 +198,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let group = cfg.group.clone();
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     engine.attach(service.inbox);
-    if let Some(dir) = args.archive_dir.or(file.engine.archive_dir) {
+    if let Some(dir) = archive_dir {
         engine.set_archive(crate::history::engine_archive(&dir, &rules, &group)?)?;
         eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
     }

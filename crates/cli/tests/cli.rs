@@ -214,3 +214,34 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `vigil run` refuses rules that every user could have edited, and a world-writable
+/// checkpoint directory, before it connects anywhere; the message names the path.
+#[test]
+fn run_refuses_world_writable_rules_and_state_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("perms");
+    let rules = dir.join("rules");
+    copy_tree(&root().join("rules"), &rules);
+    let grading = rules.join("grading.toml");
+    std::fs::set_permissions(&grading, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = vigil().args(["run", "--brokers", "127.0.0.1:1", "--rules"]).arg(&rules).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grading.toml") && err.contains("writable by every user"), "{err}");
+
+    std::fs::set_permissions(&grading, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cp = dir.join("checkpoints");
+    std::fs::create_dir_all(&cp).unwrap();
+    std::fs::set_permissions(&cp, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = vigil()
+        .args(["run", "--brokers", "127.0.0.1:1", "--rules"])
+        .arg(&rules)
+        .arg("--checkpoint-dir")
+        .arg(&cp)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checkpoint directory") && err.contains("chmod o-w"), "{err}");
+}

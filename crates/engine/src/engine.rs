@@ -556,6 +556,21 @@ impl Engine {
                     let (topic, partition) = (m.topic(), m.partition());
                     let slot = self.inputs.get(topic).and_then(|v| v.get(usize::try_from(partition).ok()?));
                     let Some(&Some(input)) = slot else { continue };
+                    if st.watermarks.is_idle(input) {
+                        // One partition waking suggests the stream as a whole resumed (a producer
+                        // pause, a broker outage): every idle partition holds time back again
+                        // until it has been silent for the idle timeout once more, by which time
+                        // fresh broker offsets show whether it has messages waiting. Otherwise the
+                        // first partition to wake would move time past events its siblings are
+                        // about to deliver, and they would count as late.
+                        let now = Instant::now();
+                        for (j, seen) in self.last_seen.iter_mut().enumerate() {
+                            if st.watermarks.is_idle(j) {
+                                st.watermarks.set_idle(j, false);
+                                *seen = now;
+                            }
+                        }
+                    }
                     self.last_seen[input] = Instant::now();
                     let source = self.input_source[input];
                     let source_id = &rules.sources[source as usize].id;

@@ -313,3 +313,78 @@ fn identity_fields_never_reach_any_output() {
         assert!(!text.contains(secret), "metrics carry {secret}");
     }
 }
+
+/// The broker goes away mid-stream: the first half of the city is produced and consumed, the
+/// embedded cluster's only broker is taken down for 5 s (longer than the idle timeout, so every
+/// partition also goes idle), brought back, and the second half produced. The engine rides the
+/// outage out, processes every message once and raises exactly the alerts of a replay.
+#[test]
+fn broker_down_for_a_while_changes_nothing() {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let Broker::Embedded(cluster) = &broker else { unreachable!("an embedded broker") };
+    let topics = RunTopics::new(&rules, "outage");
+    broker.create_topics(&topics.all(2));
+    let lines = testkit::city(&rules, 3, 33);
+    // Split at the median event time: producing both halves in turn gives every partition the
+    // order one run of `produce` would.
+    let ts = |l: &String| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        vigil_model::time::parse_rfc3339(v["ts"].as_str().unwrap()).unwrap()
+    };
+    let mut all: Vec<i64> = lines.lines.values().flatten().map(ts).collect();
+    all.sort();
+    let cut = all[all.len() / 2];
+    let half = |early: bool| MemorySink {
+        lines: lines
+            .lines
+            .iter()
+            .map(|(s, ls)| (s.clone(), ls.iter().filter(|l| (ts(l) < cut) == early).cloned().collect()))
+            .collect(),
+    };
+    let settings = broker.settings();
+    let first = testkit::produce(&settings, &topics.events, &half(true));
+    let progress = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let engine = {
+        let (rules, settings, topics) = (Arc::clone(&rules), settings.clone(), topics.clone());
+        let (progress, stop) = (Arc::clone(&progress), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let cfg = EngineConfig {
+                group: "test".into(),
+                outputs: topics.outputs.clone(),
+                event_topics: topics.events.clone(),
+                idle_timeout: Duration::from_secs(2),
+                options: Options { scores: vigil_core::ScoreDetail::None, score_levels: [false; 4] },
+                progress: Some(progress),
+                ..EngineConfig::new(settings)
+            };
+            let mut engine = Engine::new(rules, cfg, Metrics::default()).unwrap();
+            let summary = engine.run(&stop, &mut |_| {});
+            (summary, engine.last_evaluated())
+        })
+    };
+    let wait_for = |n: u64| {
+        let t = Instant::now();
+        while progress.load(Ordering::Relaxed) < n && t.elapsed() < LIMIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        progress.load(Ordering::Relaxed)
+    };
+    assert_eq!(wait_for(first), first, "the first half is consumed before the outage");
+    cluster.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    cluster.broker_up(1).unwrap();
+    let second = testkit::produce(&settings, &topics.events, &half(false));
+    let total = first + second;
+    wait_for(total);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (summary, evaluated) = engine.join().unwrap();
+    let summary = summary.expect("the engine survives the outage");
+    assert_eq!((summary.processed, summary.rejected, summary.late), (total, 0, 0));
+    let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, QUIET);
+    let from_replay = testkit::replay_alerts(&rules, &lines, evaluated);
+    assert!(!from_replay.is_empty());
+    assert_same("alerts after a broker outage", &from_kafka, &from_replay);
+}

@@ -77,6 +77,19 @@ impl Embedded {
         self.cluster.create_topic(name, partitions, 1)?;
         Ok(())
     }
+
+    /// Takes broker `id` (1-based) down: its connections close and it refuses new ones, as a
+    /// crashed broker would (fault tests).
+    pub fn broker_down(&self, id: i32) -> Result<()> {
+        self.cluster.broker_down(id)?;
+        Ok(())
+    }
+
+    /// Brings broker `id` back.
+    pub fn broker_up(&self, id: i32) -> Result<()> {
+        self.cluster.broker_up(id)?;
+        Ok(())
+    }
 }
 
 /// Creates the topics that do not exist yet (real clusters; tansu does not auto-create).
