@@ -104,9 +104,23 @@ impl History {
             .enable_all()
             .build()
             .map_err(SqlError::Runtime)?;
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new().with_target_partitions(threads).with_information_schema(true),
-        );
+        // DataFusion 55's expression simplifier merges `x NOT IN (a) OR x NOT IN (b)` into
+        // `TRUE` when the lists share no value, which is wrong when `x` is NULL (the result
+        // is then NULL, and the row must not pass). The filter property test found it
+        // (`crates/sql/tests/filter_sql.rs`); without that rule every filter means what the
+        // streaming predicate means. Other rules (pushdown, projection pruning) stay.
+        let rules: Vec<_> = datafusion::optimizer::Optimizer::new()
+            .rules
+            .into_iter()
+            .filter(|r| r.name() != "simplify_expressions")
+            .collect();
+        let config = SessionConfig::new().with_target_partitions(threads).with_information_schema(true);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let mut h = History { ctx, rt, tables: Vec::new() };
         h.register(root)?;
         Ok(h)
