@@ -35,15 +35,6 @@ struct Result {
     alerts: u64,
 }
 
-fn cpu_secs() -> f64 {
-    // utime and stime of /proc/self/stat, in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// A quantile from cumulative histogram buckets, interpolated inside the bucket as Prometheus'
 /// `histogram_quantile` does.
 fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
@@ -78,7 +69,7 @@ fn child(mode: &str, days: u32) -> Result {
     }
     let topics: Vec<String> = rules.sources.iter().map(|s| s.topic.clone()).collect();
     let progress = Arc::new(AtomicU64::new(0));
-    let cpu0 = cpu_secs();
+    let cpu0 = vigil_benches::cpu_secs();
     let started = Instant::now();
     let producer = {
         let (settings, progress, topics) = (settings.clone(), Arc::clone(&progress), topics.clone());
@@ -134,7 +125,7 @@ fn child(mode: &str, days: u32) -> Result {
         alerts = summary.alerts;
     }
     let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu0;
+    let cpu = vigil_benches::cpu_secs() - cpu0;
     producer.join().unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);

@@ -38,14 +38,6 @@ struct Outcome {
     output: u64,
 }
 
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn archive_dir(days: u32) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("history-bench-{days}d"))
 }
@@ -123,7 +115,7 @@ fn chains(rules: &RuleSet) -> RecordBatch {
 fn child(mode: &str, days: u32) -> Outcome {
     let rules = vigil_benches::default_rules();
     let dir = archive_dir(days);
-    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let (cpu0, t0) = (vigil_benches::cpu_secs(), Instant::now());
     let (events, output) = match mode {
         "datafusion" => {
             let h = History::open(&dir).expect("open the archive");
@@ -158,7 +150,7 @@ fn child(mode: &str, days: u32) -> Outcome {
         mode: mode.into(),
         events,
         secs: t0.elapsed().as_secs_f64(),
-        cpu_secs: cpu_secs() - cpu0,
+        cpu_secs: vigil_benches::cpu_secs() - cpu0,
         peak_kib: vigil_benches::peak_rss_kib().unwrap_or(0),
         output,
     }

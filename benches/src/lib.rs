@@ -96,3 +96,13 @@ pub fn hashmap_routing(rules: &RuleSet, chains: &[Vec<u32>], events: &[Event]) -
     }
     map.len()
 }
+
+/// CPU seconds this process has used (user + system), from /proc/self/stat (100 ticks per second
+/// on Linux).
+pub fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
