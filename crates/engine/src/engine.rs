@@ -637,15 +637,21 @@ impl Engine {
                 // And an idle partition that the broker reports new messages for holds time
                 // back again at once, before they arrive (other partitions may be delivering a
                 // large batch meanwhile).
+                // Silence only counts while the broker can be heard: a partition becomes idle
+                // once its leader has been up and fetched from for the whole idle timeout, so
+                // a broker outage holds time still rather than letting it run ahead of the
+                // messages that broker will deliver when it returns.
+                let (offsets, parts, timeout) = (&self.broker_offsets, &self.partitions, self.cfg.idle_timeout);
                 for (i, seen) in self.last_seen.iter().enumerate() {
-                    let caught_up = caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll);
                     if !self.paused[i]
                         && self.held[i].is_empty()
-                        && seen.elapsed() >= self.cfg.idle_timeout
-                        && caught_up
+                        && seen.elapsed() >= timeout
+                        && caught_up(offsets, parts, st.next_offset, i, idle_poll, timeout)
                     {
                         st.watermarks.set_idle(i, true);
-                    } else if !caught_up && st.watermarks.is_idle(i) {
+                    } else if st.watermarks.is_idle(i)
+                        && !caught_up(offsets, parts, st.next_offset, i, idle_poll, Duration::ZERO)
+                    {
                         st.watermarks.set_idle(i, false);
                     }
                 }
@@ -662,7 +668,7 @@ impl Engine {
                     && self.held.iter().all(VecDeque::is_empty)
                     && self.last_seen.iter().all(|t| t.elapsed() >= quiet)
                     && (0..self.last_seen.len())
-                        .all(|i| caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll))
+                        .all(|i| caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll, quiet))
                 {
                     (0..self.last_seen.len()).for_each(|i| st.watermarks.set_idle(i, true));
                     stopping = true;
@@ -848,18 +854,24 @@ impl LoopState<'_> {
     }
 }
 
-/// Whether partition `input` has been read up to the broker's high watermark. Before the broker
-/// has reported its offsets, an empty poll (nothing buffered locally) stands in.
+/// Whether partition `input` has been read up to the broker's high watermark, by a report from a
+/// leader that has been up and fetched from for at least `live_for`: a broker that is down, or
+/// one reconnected too recently to have answered a fetch, may be holding messages that the last
+/// report does not show, so the partition then does not count as caught up. Before the broker
+/// has reported at all, an empty poll (nothing buffered locally) stands in.
 fn caught_up(
     offsets: &vigil_kafka::PartitionOffsets,
     partitions: &[(String, i32)],
     next_offset: &[i64],
     input: usize,
     idle_poll: bool,
+    live_for: Duration,
 ) -> bool {
     let (t, p) = &partitions[input];
     match offsets.get(t, *p) {
-        Some((low, high)) => next_offset[input].max(low) >= high,
+        Some((low, high)) => {
+            offsets.live_for(t, *p).is_some_and(|l| l >= live_for) && next_offset[input].max(low) >= high
+        }
         None => idle_poll,
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -148,8 +148,20 @@ pub fn flush(p: &BaseProducer, timeout: Duration) -> Result<()> {
 
 /// The broker's offsets of each assigned partition, as librdkafka last reported them in its
 /// statistics (refreshed every `STATS_INTERVAL`): what consumer lag and idleness are judged by.
-#[derive(Clone, Debug, Default)]
-pub struct PartitionOffsets(Arc<Mutex<HashMap<TopicPartition, (i64, i64)>>>);
+/// Each report also says whether the partition was being fetched from a reachable leader, and
+/// since when without a break: offsets from a broker that is down, or from before a reconnect
+/// whose first fetch has not answered yet, can be stale, and a stale high offset would make a
+/// partition with messages waiting look caught up.
+#[derive(Clone, Default)]
+pub struct PartitionOffsets(Arc<Mutex<HashMap<TopicPartition, Reported>>>);
+
+#[derive(Clone, Copy, Debug)]
+struct Reported {
+    low: i64,
+    high: i64,
+    /// Since when every report found the partition fetching from a leader that is up.
+    live_since: Option<Instant>,
+}
 
 /// A topic and a partition number.
 pub type TopicPartition = (String, i32);
@@ -158,7 +170,14 @@ impl PartitionOffsets {
     /// (low, high) watermark offsets of a partition, once the broker has reported them.
     pub fn get(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(topic.to_string(), partition)).copied()
+        map.get(&(topic.to_string(), partition)).map(|r| (r.low, r.high))
+    }
+
+    /// How long the partition has been fetched without a break from a leader that is up (`None`
+    /// while it is not, or before the first report).
+    pub fn live_for(&self, topic: &str, partition: i32) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(topic.to_string(), partition)).and_then(|r| r.live_since).map(|t| t.elapsed())
     }
 }
 
@@ -172,13 +191,20 @@ pub struct OffsetsContext {
 
 impl ClientContext for OffsetsContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let now = Instant::now();
+        let up: Vec<i32> = statistics.brokers.values().filter(|b| b.state == "UP").map(|b| b.nodeid).collect();
         let mut map = self.offsets.0.lock().unwrap_or_else(|e| e.into_inner());
         for (name, topic) in statistics.topics {
             for (id, p) in topic.partitions {
                 // Partition -1 is librdkafka's internal unassigned partition; -1001 is "unknown".
-                if id >= 0 && p.hi_offset >= 0 {
-                    map.insert((name.clone(), id), (p.lo_offset.max(0), p.hi_offset));
+                if id < 0 || p.hi_offset < 0 {
+                    continue;
                 }
+                let live = p.fetch_state == "active" && up.contains(&p.leader);
+                let key = (name.clone(), id);
+                let was = map.get(&key).and_then(|r| r.live_since);
+                let live_since = if live { Some(was.unwrap_or(now)) } else { None };
+                map.insert(key, Reported { low: p.lo_offset.max(0), high: p.hi_offset, live_since });
             }
         }
     }
