@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use vigil_core::{Options, ScoreDetail};
-use vigil_engine::{Engine, EngineConfig, OutputTopics};
+use vigil_engine::{Delivery, Engine, EngineConfig, OutputTopics};
 use vigil_kafka::KafkaSettings;
 
 #[derive(clap::Args)]
@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// e.g. `30s`.
     #[arg(long, env = "VIGIL_EXIT_WHEN_IDLE")]
     exit_when_idle: Option<String>,
+    /// Delivery guarantee of the outputs: `at-least-once` (default, any broker) or
+    /// `exactly-once` (Kafka transactions; needs a checkpoint directory).
+    #[arg(long, env = "VIGIL_DELIVERY")]
+    delivery: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +81,8 @@ struct TopicsSection {
     alerts: Option<String>,
     dlq: Option<String>,
     late: Option<String>,
+    /// Exactly-once mode's record of committed transactions (compacted, keyed by group).
+    commits: Option<String>,
     /// Event topic per source id, where it differs from the rules' `topic`.
     #[serde(default)]
     events: BTreeMap<String, String>,
@@ -100,6 +106,8 @@ struct EngineSection {
     /// When every partition is idle, event time follows the wall clock (see README).
     #[serde(default)]
     wall_clock_advance: bool,
+    /// "at-least-once" (default) or "exactly-once" (Kafka transactions; see README).
+    delivery: Option<String>,
 }
 
 /// The scoring output options of the `[engine]` section.
@@ -163,6 +171,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         alerts: file.topics.alerts.unwrap_or(defaults.alerts),
         dlq: file.topics.dlq.unwrap_or(defaults.dlq),
         late: file.topics.late.unwrap_or(defaults.late),
+        commits: file.topics.commits.unwrap_or(defaults.commits),
+    };
+    let delivery = match args.delivery.or(file.engine.delivery) {
+        None => Delivery::AtLeastOnce,
+        Some(d) => Delivery::parse(&d)
+            .with_context(|| format!("delivery {d:?}: expected \"at-least-once\" or \"exactly-once\""))?,
     };
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
@@ -179,6 +193,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
         event_topics: file.topics.events,
         wall_clock_advance: file.engine.wall_clock_advance,
+        delivery,
         exit_when_idle: args
             .exit_when_idle
             .or(file.engine.exit_when_idle)

@@ -28,7 +28,7 @@ fn free_addr() -> String {
 
 /// Writes the configuration of one run: the shared event topics, this run's output topics, a
 /// short checkpoint interval so that kills land between checkpoints, and a short idle timeout.
-fn config(dir: &Path, brokers: &str, topics: &RunTopics, http: &str) -> PathBuf {
+fn config(dir: &Path, brokers: &str, topics: &RunTopics, http: &str, delivery: &str) -> PathBuf {
     let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
     let o = &topics.outputs;
     let text = format!(
@@ -41,6 +41,7 @@ scores = "{}"
 alerts = "{}"
 dlq = "{}"
 late = "{}"
+commits = "{}"
 events = {{ {} }}
 
 [engine]
@@ -49,6 +50,7 @@ checkpoint_dir = "{}"
 archive_dir = "{}"
 checkpoint_every = "150ms"
 idle_timeout = "1s"
+delivery = "{delivery}"
 # City and district scores: the street level would outgrow what the embedded cluster keeps.
 score_levels = ["city", "district"]
 http_addr = "{http}"
@@ -57,6 +59,7 @@ http_addr = "{http}"
         o.alerts,
         o.dlq,
         o.late,
+        o.commits,
         events.join(", "),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules").display(),
         dir.join("checkpoints").display(),
@@ -130,6 +133,19 @@ fn score_key(v: &serde_json::Value) -> String {
 
 #[test]
 fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
+    kill_loop("at-least-once");
+}
+
+/// The same in exactly-once mode: every restart resumes from the checkpoint whose transaction
+/// the commit topic shows last, never refuses to start, and loses nothing. The embedded cluster
+/// does not hide what an aborted transaction wrote (see crates/engine/tests/transactions.rs), so
+/// duplicates of an interval cut short by a kill can still be read here, byte-identical.
+#[test]
+fn killed_at_random_points_in_exactly_once_mode_vigil_run_loses_nothing() {
+    kill_loop("exactly-once");
+}
+
+fn kill_loop(delivery: &str) {
     let kills: usize = std::env::var("VIGIL_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let seed: u64 = std::env::var("VIGIL_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
@@ -147,26 +163,26 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
     let rules = testkit::default_rules();
     let broker = Broker::embedded();
     let brokers = broker.settings().brokers;
-    let straight = RunTopics::new(&rules, "straight");
-    let mut killed = RunTopics::new(&rules, "killed");
+    let straight = RunTopics::new(&rules, &format!("straight-{delivery}"));
+    let mut killed = RunTopics::new(&rules, &format!("killed-{delivery}"));
     killed.events = straight.events.clone();
     broker.create_topics(&straight.all(2));
     broker.create_topics(&killed.outputs_only());
     let lines = testkit::city(&rules, 11, 33);
     let total = testkit::produce(&broker.settings(), &straight.events, &lines);
 
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill-test");
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kill-test-{delivery}"));
     let _ = std::fs::remove_dir_all(&base);
     let (a, b) = (base.join("straight"), base.join("killed"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    finish(&config(&a, &brokers, &straight, &free_addr()));
+    finish(&config(&a, &brokers, &straight, &free_addr(), delivery));
 
     let mut checkpoints = 0;
     let mut last_written = None;
     for round in 0..kills {
         let http = free_addr();
-        let cfg = config(&b, &brokers, &killed, &http);
+        let cfg = config(&b, &brokers, &killed, &http, delivery);
         let mut child = start(&cfg, false);
         // Every third kill lands during start-up or restore; the others once the process has
         // consumed a random share of the stream.
@@ -199,7 +215,7 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
         }
         last_written = written;
     }
-    finish(&config(&b, &brokers, &killed, &free_addr()));
+    finish(&config(&b, &brokers, &killed, &free_addr(), delivery));
     // A guard on the test itself (kill points are random; a round killed before its first
     // checkpoint still tests a restart, only not one between checkpoints).
     assert!(checkpoints >= kills / 5, "only {checkpoints} of {kills} rounds checkpointed before the kill");
@@ -227,7 +243,7 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
     let (mut scores, score_dups) =
         dedupe("score", &testkit::read_topic(&settings, &killed.outputs.scores, quiet), score_key);
     eprintln!(
-        "{kills} kills: {} alerts ({alert_dups} duplicates), {} scores ({score_dups} duplicates)",
+        "{delivery}, {kills} kills: {} alerts ({alert_dups} duplicates), {} scores ({score_dups} duplicates)",
         alerts.len(),
         scores.len()
     );
@@ -263,4 +279,15 @@ fn killed_at_random_points_vigil_run_publishes_what_a_straight_run_does() {
     assert!(ea == eb, "the archived events differ");
     let all_alerts = "SELECT * FROM alerts ORDER BY alert_id, seq";
     assert_same("archived alerts", &sql(&b, all_alerts), &sql(&a, all_alerts));
+
+    if delivery == "exactly-once" {
+        // The last transaction on the commit topic is the checkpoint the directory holds.
+        let numbers: Vec<u64> = testkit::read_topic(&settings, &killed.outputs.commits, quiet)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["checkpoint"].as_u64().unwrap())
+            .collect();
+        let held = vigil_engine::checkpoint::read(&b.join("checkpoints"), &mut |_| {}).unwrap().unwrap();
+        assert!(held.txn.is_some() && held.txn == numbers.last().copied(), "{:?} vs {numbers:?}", held.txn);
+        assert_eq!(numbers.iter().max(), numbers.last(), "transaction numbers only grow");
+    }
 }

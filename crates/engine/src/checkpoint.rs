@@ -3,6 +3,12 @@
 //! in the checkpoint, Flink style). A checkpoint is written to a temporary file, synced and
 //! renamed over the last one, which is kept as `checkpoint.prev`; a corrupt or truncated file is
 //! detected by its checksum and the previous one is used instead, with a warning.
+//!
+//! In exactly-once mode each checkpoint carries the number of the Kafka transaction that
+//! commits its interval's outputs, and a restart resumes from the checkpoint whose transaction
+//! the group last committed (see [`read_committed`]): the file is written before the
+//! transaction commits, so after a crash between the two the newest file is one step ahead of
+//! what consumers saw, and the previous one is the right one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use vigil_window::Watermarks;
 
 /// Format version of checkpoint files.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+pub const CHECKPOINT_FORMAT: u32 = 2;
 const MAGIC: &[u8; 8] = b"VIGILCP\x01";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,6 +29,20 @@ pub struct Checkpoint {
     pub watermarks: Watermarks,
     /// `Pipeline::snapshot` bytes.
     pub pipeline: Vec<u8>,
+    /// In exactly-once mode, the number of the transaction that commits this checkpoint's
+    /// interval (1, 2, ... per checkpoint directory); `None` in at-least-once mode.
+    pub txn: Option<u64>,
+}
+
+/// Format 1: the same without `txn` (read, so that an upgrade resumes where it stopped).
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    // Postcard is positional: the leading format number is read and checked before.
+    _format: u32,
+    rules_version: String,
+    offsets: Vec<(String, i32, i64)>,
+    watermarks: Watermarks,
+    pipeline: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +51,53 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("checkpoint {path} is corrupt or truncated ({why}) and there is no good previous checkpoint")]
     Corrupt { path: PathBuf, why: String },
+    #[error(
+        "the consumer group last committed the outputs of checkpoint {txn}, which {dir} does not hold ({held}): \
+         the directory belongs to another group or was restored from an older copy. Restore the matching \
+         directory, or start over with an empty one and a new consumer group"
+    )]
+    NotCommitted { dir: PathBuf, txn: u64, held: String },
+    #[error(
+        "checkpoint directory {dir} is in use by another vigil instance (waited {waited_s} s): one instance per \
+         directory; stop the other one, or give this one its own directory and consumer group"
+    )]
+    Locked { dir: PathBuf, waited_s: u64 },
+}
+
+/// An exclusive lock on a checkpoint directory, held for as long as the engine runs (released
+/// by the operating system if the process dies): two instances writing one directory would
+/// overwrite each other's state.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock, waiting up to `wait` for another holder to let go (an instance that a
+    /// newer one has just fenced off stops at its next commit).
+    pub fn acquire(dir: &Path, wait: std::time::Duration) -> Result<DirLock, CheckpointError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CheckpointError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("lock");
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        let started = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(CheckpointError::Locked { dir: dir.into(), waited_s: wait.as_secs() });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+            }
+        }
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -98,10 +165,22 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     if fnv(body) != sum {
         return Err("checksum mismatch".into());
     }
-    let cp: Checkpoint = postcard::from_bytes(body).map_err(|e| e.to_string())?;
-    if cp.format != CHECKPOINT_FORMAT {
-        return Err(format!("format {} is not {CHECKPOINT_FORMAT}", cp.format));
-    }
+    let (format, _) = postcard::take_from_bytes::<u32>(body).map_err(|e| e.to_string())?;
+    let cp = match format {
+        1 => {
+            let v1: CheckpointV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+            Checkpoint {
+                format: CHECKPOINT_FORMAT,
+                rules_version: v1.rules_version,
+                offsets: v1.offsets,
+                watermarks: v1.watermarks,
+                pipeline: v1.pipeline,
+                txn: None,
+            }
+        }
+        CHECKPOINT_FORMAT => postcard::from_bytes(body).map_err(|e| e.to_string())?,
+        other => return Err(format!("format {other} is not {CHECKPOINT_FORMAT}")),
+    };
     Ok(cp)
 }
 
@@ -135,5 +214,202 @@ pub fn read(dir: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoin
                 _ => Err(CheckpointError::Corrupt { path: cur, why }),
             }
         }
+    }
+}
+
+/// What a restart in exactly-once mode resumes from.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The checkpoint whose interval the group last committed; `None`: start from the beginning.
+    pub checkpoint: Option<Checkpoint>,
+    /// The highest transaction number any checkpoint file of the directory carries: numbers
+    /// continue from it, so that no two checkpoints ever share one.
+    pub last_txn: u64,
+}
+
+/// Reads the checkpoint that matches the transaction the group last committed (`committed`,
+/// from the commit topic): the current file, or the previous one when the current one was
+/// written but its transaction did not commit. The chosen checkpoint is made the current file
+/// again, so that the next checkpoint keeps it as the previous one. With nothing committed, only
+/// a checkpoint written in at-least-once mode (before a switch of mode) is resumed.
+pub fn read_committed(
+    dir: &Path,
+    committed: Option<u64>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Resolved, CheckpointError> {
+    let (cur, prev) = (current(dir), previous(dir));
+    let load = |p: &Path| -> Result<Option<Result<Checkpoint, String>>, CheckpointError> {
+        match std::fs::read(p) {
+            Ok(b) => Ok(Some(decode(&b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CheckpointError::Io { path: p.into(), source }),
+        }
+    };
+    let files = [(cur.clone(), load(&cur)?), (prev, load(&previous(dir))?)];
+    let last_txn = files.iter().filter_map(|(_, f)| f.as_ref()?.as_ref().ok()?.txn).max().unwrap_or(0);
+    if let (_, Some(Err(why))) = &files[0] {
+        warn(format!("checkpoint {} is unusable ({why}); trying the previous one", cur.display()));
+    }
+    let held = files
+        .iter()
+        .map(|(p, f)| {
+            let name = p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            match f {
+                None => format!("no {name}"),
+                Some(Err(why)) => format!("{name} unusable: {why}"),
+                Some(Ok(cp)) => match cp.txn {
+                    Some(t) => format!("{name} of transaction {t}"),
+                    None => format!("{name} of at-least-once mode"),
+                },
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let corrupt = match &files {
+        [(_, Some(Err(why))), (_, prev)] if !matches!(prev, Some(Ok(_))) => Some(why.clone()),
+        _ => None,
+    };
+    let chosen = files.into_iter().enumerate().find_map(|(i, (_, f))| match f {
+        Some(Ok(cp)) if cp.txn == committed => Some((i, cp)),
+        _ => None,
+    });
+    let Some((i, cp)) = chosen else {
+        if let Some(txn) = committed {
+            return Err(CheckpointError::NotCommitted { dir: dir.into(), txn, held });
+        }
+        if let Some(why) = corrupt {
+            return Err(CheckpointError::Corrupt { path: cur, why });
+        }
+        if last_txn > 0 {
+            warn(format!(
+                "checkpoints in {} were written, but the consumer group has committed none of their transactions: \
+                 starting from the beginning of the topics",
+                dir.display()
+            ));
+        }
+        return Ok(Resolved { checkpoint: None, last_txn });
+    };
+    if i == 1 {
+        warn(format!(
+            "checkpoint {} was written but its transaction did not commit; resuming from the previous one",
+            cur.display()
+        ));
+        write(dir, &cp)?;
+    }
+    Ok(Resolved { checkpoint: Some(cp), last_txn })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(txn: Option<u64>, offset: i64) -> Checkpoint {
+        Checkpoint {
+            format: CHECKPOINT_FORMAT,
+            rules_version: "r".into(),
+            offsets: vec![("t".into(), 0, offset)],
+            watermarks: Watermarks::new(&[0]),
+            pipeline: vec![1, 2, 3],
+            txn,
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vigil-cp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// Writes `prev` then `cur` as a running engine would.
+    fn two(name: &str, prev: Option<u64>, cur: Option<u64>) -> PathBuf {
+        let d = dir(name);
+        write(&d, &cp(prev, 10)).unwrap();
+        write(&d, &cp(cur, 20)).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_committed_transaction_picks_the_checkpoint() {
+        let d = two("cur", Some(1), Some(2));
+        let mut warnings = Vec::new();
+        let r = read_committed(&d, Some(2), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!((r.checkpoint.map(|c| c.offsets[0].2), r.last_txn), (Some(20), 2));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_uncommitted_newest_checkpoint_falls_back_and_is_kept_as_previous() {
+        let d = two("prev", Some(1), Some(2));
+        let mut warnings = Vec::new();
+        let r = read_committed(&d, Some(1), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!((r.checkpoint.map(|c| c.offsets[0].2), r.last_txn), (Some(10), 2));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        // The committed one is current again: a second restart needs no fallback, and the
+        // next checkpoint written keeps it as the previous one.
+        let again = read_committed(&d, Some(1), &mut |w| panic!("{w}")).unwrap();
+        assert_eq!(again.checkpoint.map(|c| c.txn), Some(Some(1)));
+        assert_eq!(read(&d, &mut |_| {}).unwrap().map(|c| c.txn), Some(Some(1)));
+    }
+
+    #[test]
+    fn a_committed_transaction_the_directory_lacks_is_refused() {
+        let d = two("foreign", Some(4), Some(5));
+        let err = read_committed(&d, Some(9), &mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("checkpoint 9") && err.contains("transaction 5") && err.contains("transaction 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nothing_committed_resumes_only_at_least_once_checkpoints() {
+        let d = two("none", Some(1), Some(2));
+        let mut warnings = Vec::new();
+        let r = read_committed(&d, None, &mut |w| warnings.push(w)).unwrap();
+        assert!(r.checkpoint.is_none() && r.last_txn == 2 && warnings.len() == 1, "{warnings:?}");
+        // A switch from at-least-once: the last checkpoint of that mode is resumed.
+        let d = two("switch", None, None);
+        let r = read_committed(&d, None, &mut |_| {}).unwrap();
+        assert_eq!((r.checkpoint.map(|c| c.offsets[0].2), r.last_txn), (Some(20), 0));
+    }
+
+    #[test]
+    fn a_corrupt_newest_checkpoint_is_reported_and_the_committed_previous_used() {
+        let d = two("corrupt", Some(1), Some(2));
+        let bytes = std::fs::read(current(&d)).unwrap();
+        std::fs::write(current(&d), &bytes[..bytes.len() - 3]).unwrap();
+        let mut warnings = Vec::new();
+        let r = read_committed(&d, Some(1), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!(r.checkpoint.map(|c| c.txn), Some(Some(1)));
+        assert!(warnings.iter().any(|w| w.contains("unusable")), "{warnings:?}");
+        // With the previous one gone too, nothing committed cannot be resumed: refused.
+        let d = two("corrupt2", Some(1), Some(2));
+        std::fs::write(current(&d), b"garbage").unwrap();
+        std::fs::write(previous(&d), b"garbage").unwrap();
+        assert!(matches!(read_committed(&d, None, &mut |_| {}), Err(CheckpointError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_directory_is_locked_by_one_holder_at_a_time() {
+        let d = dir("lock");
+        let held = DirLock::acquire(&d, std::time::Duration::ZERO).unwrap();
+        let err = DirLock::acquire(&d, std::time::Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(err, CheckpointError::Locked { .. }), "{err}");
+        drop(held);
+        DirLock::acquire(&d, std::time::Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn format_1_files_are_read() {
+        #[derive(Serialize)]
+        struct V1<'a>(u32, &'a str, Vec<(String, i32, i64)>, Watermarks, Vec<u8>);
+        let body =
+            postcard::to_allocvec(&V1(1, "old", vec![("t".into(), 0, 7)], Watermarks::new(&[0]), vec![9])).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(fnv(&body).to_le_bytes());
+        bytes.extend(&body);
+        let c = decode(&bytes).unwrap();
+        assert_eq!((c.rules_version.as_str(), c.offsets[0].2, c.txn, c.pipeline), ("old", 7, None, vec![9]));
     }
 }

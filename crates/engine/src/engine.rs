@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::BaseProducer;
+use rdkafka::producer::{BaseProducer, Producer as _};
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -21,6 +21,7 @@ use vigil_rules::RuleSet;
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_window::Watermarks;
 
+use crate::checkpoint::DirLock;
 use crate::metrics::{AlertLabels, IndexLabels, LevelLabel, Metrics, PartitionLabels, RejectLabels, SourceLabel};
 
 /// How far ahead of the slowest moving partition a partition may run before it is paused (and
@@ -54,6 +55,46 @@ pub enum EngineError {
          directory; vigil does not delete archived history"
     )]
     ArchiveNotEmpty { files: usize },
+    #[error(
+        "exactly-once delivery needs a checkpoint directory: the state of each committed interval must be \
+         kept with it (set [engine] checkpoint_dir or --checkpoint-dir)"
+    )]
+    ExactlyOnceNeedsCheckpoints,
+    #[error("the commit topic {topic} holds a record vigil cannot read ({why}); it is written by vigil alone")]
+    CommitRecord { topic: String, why: String },
+}
+
+/// What the engine guarantees about its outputs across crashes (README, "Delivery guarantees").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Outputs are flushed to the brokers before each checkpoint. After a crash, what was
+    /// published since the last checkpoint is published again: the same records with the same
+    /// ids, byte for byte, which consumers de-duplicate by key. Works on any broker.
+    #[default]
+    AtLeastOnce,
+    /// The outputs of each checkpoint interval (scores, alerts, dead letters, late events), a
+    /// record naming the checkpoint on the commit topic and the consumed offsets commit in one
+    /// Kafka transaction; a restart resumes from the checkpoint of the last committed one, and
+    /// `read_committed` consumers see every record once. Needs brokers with transactions and a
+    /// checkpoint directory; outputs become visible at each checkpoint, not as they are made.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    pub fn parse(text: &str) -> Option<Delivery> {
+        match text {
+            "at-least-once" => Some(Delivery::AtLeastOnce),
+            "exactly-once" => Some(Delivery::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
+/// The record each transaction writes to the commit topic (keyed by the consumer group).
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct CommitRecord {
+    group: String,
+    checkpoint: u64,
 }
 
 /// Output topic names.
@@ -63,6 +104,8 @@ pub struct OutputTopics {
     pub alerts: String,
     pub dlq: String,
     pub late: String,
+    /// One record per committed transaction in exactly-once mode (compact it, keyed by group).
+    pub commits: String,
 }
 
 impl Default for OutputTopics {
@@ -72,6 +115,7 @@ impl Default for OutputTopics {
             alerts: "vigil.alerts".into(),
             dlq: "vigil.dlq".into(),
             late: "vigil.late".into(),
+            commits: "vigil.commits".into(),
         }
     }
 }
@@ -102,6 +146,7 @@ pub struct EngineConfig {
     /// default: with it, results depend on when events arrive, not only on the events (an
     /// event arriving after the clock passed its hour goes to the late topic).
     pub wall_clock_advance: bool,
+    pub delivery: Delivery,
 }
 
 impl EngineConfig {
@@ -119,6 +164,7 @@ impl EngineConfig {
             event_topics: BTreeMap::new(),
             exit_when_idle: None,
             wall_clock_advance: false,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 
@@ -352,14 +398,45 @@ pub struct Engine {
     /// The position of the checkpoint this run resumed from (see [`Archive`]); `None` when it
     /// starts from the beginning of the topics.
     resumed_at: Option<Position>,
+    /// In exactly-once mode, the number of the last transaction a checkpoint was written for.
+    txn: Option<u64>,
+    /// Held while the engine exists: one instance per checkpoint directory.
+    _lock: Option<DirLock>,
 }
 
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
         let topics = cfg.source_topics(&rules);
-        let restored = match &cfg.checkpoint_dir {
-            Some(dir) => crate::checkpoint::read(dir, &mut |w| eprintln!("vigil: {w}"))?,
-            None => None,
+        let warn = &mut |w: String| eprintln!("vigil: {w}");
+        // In exactly-once mode the producer registers first: that fences an earlier instance of
+        // the group and aborts the transaction it left open, so the commit topic then shows
+        // exactly the transactions that committed, and the checkpoint to resume is the last one.
+        // The checkpoint directory is locked for the run. In exactly-once mode the lock is taken
+        // after registering, waiting a while: an older instance that registering just fenced off
+        // stops at its next commit and lets go.
+        let (producer, restored, txn, lock) = match (&cfg.checkpoint_dir, cfg.delivery) {
+            (None, Delivery::ExactlyOnce) => return Err(EngineError::ExactlyOnceNeedsCheckpoints),
+            (Some(dir), Delivery::ExactlyOnce) => {
+                let timeout = (cfg.checkpoint_every * 6).clamp(Duration::from_secs(60), Duration::from_secs(900));
+                let producer = vigil_kafka::transactional_producer(&cfg.kafka, &transactional_id(&cfg.group), timeout)?;
+                let lock = DirLock::acquire(dir, cfg.checkpoint_every + Duration::from_secs(10))?;
+                let topic = &cfg.outputs.commits;
+                let committed = match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
+                    None => None,
+                    Some(bytes) => Some(
+                        serde_json::from_slice::<CommitRecord>(&bytes)
+                            .map_err(|e| EngineError::CommitRecord { topic: topic.clone(), why: e.to_string() })?
+                            .checkpoint,
+                    ),
+                };
+                let resolved = crate::checkpoint::read_committed(dir, committed, warn)?;
+                (producer, resolved.checkpoint, Some(resolved.last_txn), Some(lock))
+            }
+            (Some(dir), Delivery::AtLeastOnce) => {
+                let lock = DirLock::acquire(dir, Duration::ZERO)?;
+                (vigil_kafka::producer(&cfg.kafka)?, crate::checkpoint::read(dir, warn)?, None, Some(lock))
+            }
+            (None, Delivery::AtLeastOnce) => (vigil_kafka::producer(&cfg.kafka)?, None, None, None),
         };
         // The state first: a checkpoint taken under other rules is adopted as a rule reload
         // would be (unchanged indicators keep their state). One whose layout cannot be carried
@@ -399,7 +476,6 @@ impl Engine {
         }
         let vigil_kafka::Assigned { consumer, partitions, offsets: broker_offsets } =
             vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &start)?;
-        let producer = vigil_kafka::producer(&cfg.kafka)?;
         let mut inputs = HashMap::new();
         let mut input_source = Vec::new();
         let mut delays = Vec::new();
@@ -456,6 +532,8 @@ impl Engine {
             inbox: None,
             archive: None,
             resumed_at,
+            txn,
+            _lock: lock,
             consumed,
             inputs,
             input_source,
@@ -519,6 +597,9 @@ impl Engine {
         stop: &AtomicBool,
         on_alert: &mut dyn FnMut(&AlertRecord),
     ) -> Result<RunSummary, EngineError> {
+        if self.txn.is_some() {
+            self.producer.begin_transaction()?;
+        }
         let rules = Arc::clone(&self.rules);
         let decoder = Decoder::new(&rules);
         let mut summary = RunSummary::default();
@@ -689,6 +770,7 @@ impl Engine {
                         &self.held,
                         st.watermarks,
                         st.pipeline,
+                        self.txn.as_mut().map(|last| Txn { last, consumer: &self.consumer, begin_next: true }),
                     )?;
                     last_checkpoint = Instant::now();
                     let carried = st.pipeline.reload(Arc::clone(&reload.rules));
@@ -744,6 +826,7 @@ impl Engine {
                     &self.held,
                     st.watermarks,
                     st.pipeline,
+                    self.txn.as_mut().map(|last| Txn { last, consumer: &self.consumer, begin_next: !stopping }),
                 )?;
                 // The interval counts from the end of a checkpoint, so that a checkpoint slower
                 // than the interval cannot starve processing.
@@ -896,6 +979,7 @@ fn checkpoint(
     held: &[VecDeque<(Event, i64)>],
     watermarks: &Watermarks,
     pipeline: &Pipeline,
+    txn: Option<Txn<'_>>,
 ) -> Result<(), EngineError> {
     // The archive commits first: if the checkpoint then fails to land, a restart from the
     // previous one discards this interval's files before archiving it again.
@@ -919,8 +1003,23 @@ fn checkpoint(
         offsets,
         watermarks: watermarks.clone(),
         pipeline: pipeline.snapshot(),
+        txn: txn.as_ref().map(|t| *t.last + 1),
     };
+    // The state is written before the transaction commits: a crash in between leaves a newest
+    // file one step ahead of what consumers saw, which a restart recognises (its transaction is
+    // not the last on the commit topic) and steps back from.
     let bytes = crate::checkpoint::write(dir, &cp)?;
+    if let Some(t) = txn {
+        let number = *t.last + 1;
+        let record = CommitRecord { group: cfg.group.clone(), checkpoint: number };
+        let value = serde_json::to_vec(&record).unwrap_or_default();
+        vigil_kafka::send(producer, &cfg.outputs.commits, &cfg.group, &value, None)?;
+        vigil_kafka::commit_transaction(producer, t.consumer, &cp.offsets)?;
+        *t.last = number;
+        if t.begin_next {
+            producer.begin_transaction()?;
+        }
+    }
     if let Some(a) = archive {
         a.begin(position(cp.offsets.iter().map(|(_, _, o)| *o), pipeline.last_evaluated()));
     }
@@ -928,6 +1027,21 @@ fn checkpoint(
     metrics.checkpoint_size.set(bytes as i64);
     metrics.checkpoint_last_success.set(unix_now());
     Ok(())
+}
+
+/// The transaction a checkpoint commits in exactly-once mode.
+struct Txn<'a> {
+    /// The number of the last transaction, advanced when this one commits.
+    last: &'a mut u64,
+    consumer: &'a vigil_kafka::EventConsumer,
+    /// Whether to open the next transaction (not on the way out).
+    begin_next: bool,
+}
+
+/// The transactional id of a consumer group's engine: one active instance per group, which a
+/// new instance fences off when it starts.
+pub fn transactional_id(group: &str) -> String {
+    format!("vigil-{group}")
 }
 
 /// Where a checkpoint stands: the sum of its partitions' next offsets and the last hour

@@ -10,5 +10,7 @@ pub mod metrics;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, Unavailable, describe};
+pub use engine::{
+    Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, Unavailable, describe,
+};
 pub use metrics::Metrics;

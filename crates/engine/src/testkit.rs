@@ -86,6 +86,7 @@ impl RunTopics {
             alerts: format!("{}.{nonce}", d.alerts),
             dlq: format!("{}.{nonce}", d.dlq),
             late: format!("{}.{nonce}", d.late),
+            commits: format!("{}.{nonce}", d.commits),
         };
         RunTopics { events, outputs }
     }
@@ -100,7 +101,8 @@ impl RunTopics {
             .values()
             .map(|t| (t.clone(), event_partitions))
             .chain(
-                [(&o.scores, SCORE_PARTITIONS), (&o.alerts, 1), (&o.dlq, 1), (&o.late, 1)].map(|(t, p)| (t.clone(), p)),
+                [(&o.scores, SCORE_PARTITIONS), (&o.alerts, 1), (&o.dlq, 1), (&o.late, 1), (&o.commits, 1)]
+                    .map(|(t, p)| (t.clone(), p)),
             )
             .collect()
     }

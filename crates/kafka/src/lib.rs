@@ -31,6 +31,10 @@ pub enum KafkaEdgeError {
     CreateTopic { topic: String, reason: String },
     #[error("kafka: topic {0} does not exist on the brokers")]
     MissingTopic(String),
+    #[error("kafka: the consumer has no group metadata to commit offsets in a transaction with (no group.id?)")]
+    NoGroupMetadata,
+    #[error("kafka: could not read {topic} to its end within {seconds} s")]
+    ReadTimeout { topic: String, seconds: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, KafkaEdgeError>;
@@ -260,4 +264,89 @@ pub fn assigned_consumer(
     }
     consumer.assign(&tpl)?;
     Ok(Assigned { consumer, partitions, offsets })
+}
+
+/// A transactional producer for outputs, registered under `transactional_id`: every write then
+/// belongs to a transaction, and registering fences any earlier producer with the same id (an
+/// instance that was thought dead) and aborts the transaction it left open, so that what it
+/// wrote is never seen by `read_committed` consumers. The transaction timeout bounds how long
+/// a crashed instance's open transaction can hold those consumers back.
+pub fn transactional_producer(
+    settings: &KafkaSettings,
+    transactional_id: &str,
+    transaction_timeout: Duration,
+) -> Result<BaseProducer> {
+    let mut c = settings.config();
+    c.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "1048576")
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string());
+    let p: BaseProducer = c.create()?;
+    p.init_transactions(Duration::from_secs(30))?;
+    Ok(p)
+}
+
+/// Commits the open transaction of `producer` together with the consumer's next offsets
+/// (`(topic, partition, offset)`), so that the group's committed offsets move with the outputs.
+pub fn commit_transaction(
+    producer: &BaseProducer,
+    consumer: &EventConsumer,
+    offsets: &[(String, i32, i64)],
+) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+    }
+    if tpl.count() > 0 {
+        let meta = consumer.group_metadata().ok_or(KafkaEdgeError::NoGroupMetadata)?;
+        producer.send_offsets_to_transaction(&tpl, &meta, Duration::from_secs(30))?;
+    }
+    producer.commit_transaction(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// The value of the last record with `key` on `topic`, read from the beginning to the end with
+/// `read_committed` isolation (what aborted transactions wrote is skipped): how an instance in
+/// exactly-once mode learns which checkpoint its group last committed.
+pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut c = settings.config();
+    c.set("group.id", "vigil-commit-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer = c.create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = md.topics().iter().find(|x| x.name() == topic).ok_or_else(|| KafkaEdgeError::MissingTopic(topic.into()))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut open = std::collections::BTreeSet::new();
+    for p in t.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            open.insert(p.id());
+        }
+    }
+    if open.is_empty() {
+        return Ok(None);
+    }
+    consumer.assign(&tpl)?;
+    let limit = Duration::from_secs(60);
+    let started = Instant::now();
+    let mut last = None;
+    while !open.is_empty() {
+        if started.elapsed() > limit {
+            return Err(KafkaEdgeError::ReadTimeout { topic: topic.into(), seconds: limit.as_secs() });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if m.key() == Some(key) => last = m.payload().map(<[u8]>::to_vec),
+            Some(Ok(_)) | None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok(last)
 }
