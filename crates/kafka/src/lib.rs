@@ -350,3 +350,12 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
     }
     Ok(last)
 }
+
+/// Asks the brokers for their metadata, within `timeout`: whether they can be reached at all
+/// with these settings (address, TLS trust, SASL credentials). Returns how many brokers the
+/// cluster reports.
+pub fn check_connection(settings: &KafkaSettings, timeout: Duration) -> Result<usize> {
+    let consumer: BaseConsumer = settings.config().create()?;
+    let md = consumer.fetch_metadata(None, timeout)?;
+    Ok(md.brokers().len())
+}
