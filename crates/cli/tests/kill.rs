@@ -189,6 +189,11 @@ fn kill_loop(delivery: &str) {
         let t = Instant::now();
         if round % 3 == 0 {
             std::thread::sleep(Duration::from_millis(50 + next(700)));
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("vigil run exited ({status}) before it was killed: {err}");
+            }
         } else {
             // A threshold beyond what is left after the restore is never reached: the process
             // then goes quiet and is killed once it has been for a second.

@@ -32,6 +32,10 @@ pub struct Checkpoint {
     /// In exactly-once mode, the number of the transaction that commits this checkpoint's
     /// interval (1, 2, ... per checkpoint directory); `None` in at-least-once mode.
     pub txn: Option<u64>,
+    /// In exactly-once mode, the last transaction known committed when this checkpoint was
+    /// written: a commit topic that shows less has lost records, and resuming by it would
+    /// publish committed intervals again.
+    pub after: Option<u64>,
 }
 
 /// Format 1: the same without `txn` (read, so that an upgrade resumes where it stopped).
@@ -58,10 +62,16 @@ pub enum CheckpointError {
     )]
     NotCommitted { dir: PathBuf, txn: u64, held: String },
     #[error(
-        "checkpoint directory {dir} is in use by another vigil instance (waited {waited_s} s): one instance per \
+        "checkpoint directory {dir} was written after transaction {after} committed, but the commit topic shows \
+         {shown}: its records were lost (deleted, expired, or another topic is configured). vigil will not guess; \
+         restore the commit topic, or start over with an empty directory and a new consumer group"
+    )]
+    CommitsMissing { dir: PathBuf, after: u64, shown: String },
+    #[error(
+        "checkpoint directory {dir} is in use by another vigil instance (it holds {dir}/lock): one instance per \
          directory; stop the other one, or give this one its own directory and consumer group"
     )]
-    Locked { dir: PathBuf, waited_s: u64 },
+    Locked { dir: PathBuf },
 }
 
 /// An exclusive lock on a checkpoint directory, held for as long as the engine runs (released
@@ -73,9 +83,9 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    /// Takes the lock, waiting up to `wait` for another holder to let go (an instance that a
-    /// newer one has just fenced off stops at its next commit).
-    pub fn acquire(dir: &Path, wait: std::time::Duration) -> Result<DirLock, CheckpointError> {
+    /// Takes the lock, or says who holds it. It is taken before anything else happens, before
+    /// an exactly-once instance registers its producer (which would fence the holder off).
+    pub fn acquire(dir: &Path) -> Result<DirLock, CheckpointError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CheckpointError::Io { path, source }
@@ -84,18 +94,10 @@ impl DirLock {
         let path = dir.join("lock");
         let file =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
-        let started = std::time::Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(DirLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(CheckpointError::Locked { dir: dir.into(), waited_s: wait.as_secs() });
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
-            }
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CheckpointError::Locked { dir: dir.into() }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
         }
     }
 }
@@ -149,7 +151,29 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<u64, CheckpointError> {
         std::fs::hard_link(&cur, &prev).or_else(|_| std::fs::copy(&cur, &prev).map(|_| ())).map_err(io(&prev))?;
     }
     std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
+    sync_dir(dir)?;
     Ok(body.len() as u64 + 24)
+}
+
+/// Makes the directory's entries (the renames) durable: in exactly-once mode a transaction
+/// commits right after, and a rename lost to a power cut would leave the directory behind it.
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: dir.into(), source };
+    std::fs::File::open(dir).map_err(io)?.sync_all().map_err(io)
+}
+
+/// Makes the previous checkpoint the current one again, leaving it in place as the previous
+/// one too: at no moment is the only copy of the committed checkpoint being rewritten.
+fn restore_previous(dir: &Path) -> Result<(), CheckpointError> {
+    let (prev, tmp, cur) = (previous(dir), dir.join("checkpoint.tmp"), current(dir));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Io { path, source }
+    };
+    std::fs::copy(&prev, &tmp).map_err(io(&tmp))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
+    sync_dir(dir)
 }
 
 fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
@@ -176,6 +200,7 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
                 watermarks: v1.watermarks,
                 pipeline: v1.pipeline,
                 txn: None,
+                after: None,
             }
         }
         CHECKPOINT_FORMAT => postcard::from_bytes(body).map_err(|e| e.to_string())?,
@@ -229,9 +254,10 @@ pub struct Resolved {
 
 /// Reads the checkpoint that matches the transaction the group last committed (`committed`,
 /// from the commit topic): the current file, or the previous one when the current one was
-/// written but its transaction did not commit. The chosen checkpoint is made the current file
-/// again, so that the next checkpoint keeps it as the previous one. With nothing committed, only
-/// a checkpoint written in at-least-once mode (before a switch of mode) is resumed.
+/// written but its transaction did not commit (the previous one is then made current again). A
+/// newest checkpoint written in at-least-once mode (the mode was switched) is resumed as it is.
+/// With nothing committed, only an at-least-once checkpoint is resumed. A directory written
+/// after a commit that the topic no longer shows is refused.
 pub fn read_committed(
     dir: &Path,
     committed: Option<u64>,
@@ -245,8 +271,18 @@ pub fn read_committed(
             Err(source) => Err(CheckpointError::Io { path: p.into(), source }),
         }
     };
-    let files = [(cur.clone(), load(&cur)?), (prev, load(&previous(dir))?)];
-    let last_txn = files.iter().filter_map(|(_, f)| f.as_ref()?.as_ref().ok()?.txn).max().unwrap_or(0);
+    let files = [(cur.clone(), load(&cur)?), (prev.clone(), load(&prev)?)];
+    let good = |i: usize| match &files[i].1 {
+        Some(Ok(cp)) => Some(cp),
+        _ => None,
+    };
+    let last_txn = (0..2).filter_map(|i| good(i)?.txn).chain(committed).max().unwrap_or(0);
+    if let Some(after) = (0..2).filter_map(|i| good(i)?.after).max()
+        && committed.is_none_or(|c| c < after)
+    {
+        let shown = committed.map_or("none".to_string(), |c| format!("only transaction {c}"));
+        return Err(CheckpointError::CommitsMissing { dir: dir.into(), after, shown });
+    }
     if let (_, Some(Err(why))) = &files[0] {
         warn(format!("checkpoint {} is unusable ({why}); trying the previous one", cur.display()));
     }
@@ -265,20 +301,19 @@ pub fn read_committed(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let corrupt = match &files {
-        [(_, Some(Err(why))), (_, prev)] if !matches!(prev, Some(Ok(_))) => Some(why.clone()),
+    // The newest good checkpoint of at-least-once mode was written after every transaction.
+    let newest_plain = match (good(0), good(1)) {
+        (Some(c), _) if c.txn.is_none() => Some(0),
+        (None, Some(p)) if p.txn.is_none() => Some(1),
         _ => None,
     };
-    let chosen = files.into_iter().enumerate().find_map(|(i, (_, f))| match f {
-        Some(Ok(cp)) if cp.txn == committed => Some((i, cp)),
-        _ => None,
-    });
-    let Some((i, cp)) = chosen else {
+    let chosen = newest_plain.or_else(|| (0..2).find(|&i| good(i).is_some_and(|cp| cp.txn == committed)));
+    let Some(i) = chosen else {
         if let Some(txn) = committed {
             return Err(CheckpointError::NotCommitted { dir: dir.into(), txn, held });
         }
-        if let Some(why) = corrupt {
-            return Err(CheckpointError::Corrupt { path: cur, why });
+        if let (_, Some(Err(why))) = &files[0] {
+            return Err(CheckpointError::Corrupt { path: cur, why: why.clone() });
         }
         if last_txn > 0 {
             warn(format!(
@@ -290,12 +325,14 @@ pub fn read_committed(
         return Ok(Resolved { checkpoint: None, last_txn });
     };
     if i == 1 {
-        warn(format!(
-            "checkpoint {} was written but its transaction did not commit; resuming from the previous one",
-            cur.display()
-        ));
-        write(dir, &cp)?;
+        let why = if good(0).is_some() { "was written but its transaction did not commit" } else { "is unusable" };
+        warn(format!("checkpoint {} {why}; resuming from the previous one", cur.display()));
+        restore_previous(dir)?;
     }
+    let [(_, a), (_, b)] = files;
+    let Some(Ok(cp)) = (if i == 0 { a } else { b }) else {
+        return Err(CheckpointError::Corrupt { path: cur, why: "changed while it was read".into() });
+    };
     Ok(Resolved { checkpoint: Some(cp), last_txn })
 }
 
@@ -311,6 +348,7 @@ mod tests {
             watermarks: Watermarks::new(&[0]),
             pipeline: vec![1, 2, 3],
             txn,
+            after: txn.and_then(|t| t.checked_sub(1)).filter(|&a| a > 0),
         }
     }
 
@@ -363,7 +401,10 @@ mod tests {
 
     #[test]
     fn nothing_committed_resumes_only_at_least_once_checkpoints() {
-        let d = two("none", Some(1), Some(2));
+        // Two checkpoints whose transactions both failed to commit (each run crashed first).
+        let d = dir("none");
+        write(&d, &Checkpoint { after: None, ..cp(Some(1), 10) }).unwrap();
+        write(&d, &Checkpoint { after: None, ..cp(Some(2), 20) }).unwrap();
         let mut warnings = Vec::new();
         let r = read_committed(&d, None, &mut |w| warnings.push(w)).unwrap();
         assert!(r.checkpoint.is_none() && r.last_txn == 2 && warnings.len() == 1, "{warnings:?}");
@@ -390,13 +431,32 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_topic_that_lost_records_is_refused() {
+        // Checkpoint 2 was written after transaction 1 committed; the topic shows nothing.
+        let d = two("lost", Some(1), Some(2));
+        let err = read_committed(&d, None, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, CheckpointError::CommitsMissing { after: 1, .. }), "{err}");
+        assert!(read_committed(&d, Some(1), &mut |_| {}).is_ok());
+    }
+
+    #[test]
+    fn a_newest_at_least_once_checkpoint_is_resumed_after_a_switch_of_mode() {
+        // Exactly-once up to transaction 3, then a run in at-least-once mode.
+        let d = two("back", Some(3), None);
+        let mut warnings = Vec::new();
+        let r = read_committed(&d, Some(3), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!((r.checkpoint.map(|c| (c.txn, c.offsets[0].2)), r.last_txn), (Some((None, 20)), 3));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
     fn a_directory_is_locked_by_one_holder_at_a_time() {
         let d = dir("lock");
-        let held = DirLock::acquire(&d, std::time::Duration::ZERO).unwrap();
-        let err = DirLock::acquire(&d, std::time::Duration::from_millis(100)).unwrap_err();
+        let held = DirLock::acquire(&d).unwrap();
+        let err = DirLock::acquire(&d).unwrap_err();
         assert!(matches!(err, CheckpointError::Locked { .. }), "{err}");
         drop(held);
-        DirLock::acquire(&d, std::time::Duration::ZERO).unwrap();
+        DirLock::acquire(&d).unwrap();
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub enum EngineError {
          kept with it (set [engine] checkpoint_dir or --checkpoint-dir)"
     )]
     ExactlyOnceNeedsCheckpoints,
+    #[error(
+        "checkpoint_every = {every:?} is too long for exactly-once delivery: each interval is one transaction, \
+         and brokers abort transactions older than their transaction.max.timeout.ms (15 min by default); use at \
+         most 5 min"
+    )]
+    CheckpointIntervalTooLong { every: Duration },
     #[error("the commit topic {topic} holds a record vigil cannot read ({why}); it is written by vigil alone")]
     CommitRecord { topic: String, why: String },
 }
@@ -398,8 +404,8 @@ pub struct Engine {
     /// The position of the checkpoint this run resumed from (see [`Archive`]); `None` when it
     /// starts from the beginning of the topics.
     resumed_at: Option<Position>,
-    /// In exactly-once mode, the number of the last transaction a checkpoint was written for.
-    txn: Option<u64>,
+    /// Exactly-once mode's transaction numbers.
+    txn: Option<TxnState>,
     /// Held while the engine exists: one instance per checkpoint directory.
     _lock: Option<DirLock>,
 }
@@ -408,35 +414,43 @@ impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
         let topics = cfg.source_topics(&rules);
         let warn = &mut |w: String| eprintln!("vigil: {w}");
-        // In exactly-once mode the producer registers first: that fences an earlier instance of
-        // the group and aborts the transaction it left open, so the commit topic then shows
-        // exactly the transactions that committed, and the checkpoint to resume is the last one.
-        // The checkpoint directory is locked for the run. In exactly-once mode the lock is taken
-        // after registering, waiting a while: an older instance that registering just fenced off
-        // stops at its next commit and lets go.
-        let (producer, restored, txn, lock) = match (&cfg.checkpoint_dir, cfg.delivery) {
+        // The checkpoint directory is locked for the run, first of all: an instance that finds
+        // it taken refuses to start before it could disturb the holder. In exactly-once mode the
+        // producer registers next, which fences an earlier instance of the group (on another
+        // machine, say) and aborts the transaction it left open, so the commit topic then shows
+        // exactly the transactions that committed.
+        let lock = cfg.checkpoint_dir.as_deref().map(DirLock::acquire).transpose()?;
+        let committed = |cfg: &EngineConfig| -> Result<Option<u64>, EngineError> {
+            let topic = &cfg.outputs.commits;
+            match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
+                None => Ok(None),
+                Some(bytes) => serde_json::from_slice::<CommitRecord>(&bytes)
+                    .map(|r| Some(r.checkpoint))
+                    .map_err(|e| EngineError::CommitRecord { topic: topic.clone(), why: e.to_string() }),
+            }
+        };
+        let (producer, restored, txn) = match (&cfg.checkpoint_dir, cfg.delivery) {
             (None, Delivery::ExactlyOnce) => return Err(EngineError::ExactlyOnceNeedsCheckpoints),
+            (Some(_), Delivery::ExactlyOnce) if cfg.checkpoint_every > MAX_TXN_INTERVAL => {
+                return Err(EngineError::CheckpointIntervalTooLong { every: cfg.checkpoint_every });
+            }
             (Some(dir), Delivery::ExactlyOnce) => {
-                let timeout = (cfg.checkpoint_every * 6).clamp(Duration::from_secs(60), Duration::from_secs(900));
+                let timeout = (cfg.checkpoint_every * 3).max(Duration::from_secs(60));
                 let producer = vigil_kafka::transactional_producer(&cfg.kafka, &transactional_id(&cfg.group), timeout)?;
-                let lock = DirLock::acquire(dir, cfg.checkpoint_every + Duration::from_secs(10))?;
-                let topic = &cfg.outputs.commits;
-                let committed = match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
-                    None => None,
-                    Some(bytes) => Some(
-                        serde_json::from_slice::<CommitRecord>(&bytes)
-                            .map_err(|e| EngineError::CommitRecord { topic: topic.clone(), why: e.to_string() })?
-                            .checkpoint,
-                    ),
-                };
+                let committed = committed(&cfg)?;
                 let resolved = crate::checkpoint::read_committed(dir, committed, warn)?;
-                (producer, resolved.checkpoint, Some(resolved.last_txn), Some(lock))
+                (producer, resolved.checkpoint, Some(TxnState { last: resolved.last_txn, committed }))
             }
             (Some(dir), Delivery::AtLeastOnce) => {
-                let lock = DirLock::acquire(dir, Duration::ZERO)?;
-                (vigil_kafka::producer(&cfg.kafka)?, crate::checkpoint::read(dir, warn)?, None, Some(lock))
+                let mut restored = crate::checkpoint::read(dir, warn)?;
+                // Switched from exactly-once: the newest checkpoint may belong to a transaction
+                // that never committed (its outputs were aborted), so the commit topic decides.
+                if restored.as_ref().is_some_and(|c| c.txn.is_some()) {
+                    restored = crate::checkpoint::read_committed(dir, committed(&cfg)?, warn)?.checkpoint;
+                }
+                (vigil_kafka::producer(&cfg.kafka)?, restored, None)
             }
-            (None, Delivery::AtLeastOnce) => (vigil_kafka::producer(&cfg.kafka)?, None, None, None),
+            (None, Delivery::AtLeastOnce) => (vigil_kafka::producer(&cfg.kafka)?, None, None),
         };
         // The state first: a checkpoint taken under other rules is adopted as a rule reload
         // would be (unchanged indicators keep their state). One whose layout cannot be carried
@@ -770,7 +784,7 @@ impl Engine {
                         &self.held,
                         st.watermarks,
                         st.pipeline,
-                        self.txn.as_mut().map(|last| Txn { last, consumer: &self.consumer, begin_next: true }),
+                        self.txn.as_mut().map(|state| Txn { state, consumer: &self.consumer, begin_next: true }),
                     )?;
                     last_checkpoint = Instant::now();
                     let carried = st.pipeline.reload(Arc::clone(&reload.rules));
@@ -826,7 +840,7 @@ impl Engine {
                     &self.held,
                     st.watermarks,
                     st.pipeline,
-                    self.txn.as_mut().map(|last| Txn { last, consumer: &self.consumer, begin_next: !stopping }),
+                    self.txn.as_mut().map(|state| Txn { state, consumer: &self.consumer, begin_next: !stopping }),
                 )?;
                 // The interval counts from the end of a checkpoint, so that a checkpoint slower
                 // than the interval cannot starve processing.
@@ -940,8 +954,7 @@ impl LoopState<'_> {
 /// Whether partition `input` has been read up to the broker's high watermark, by a report from a
 /// leader that has been up and fetched from for at least `live_for`: a broker that is down, or
 /// one reconnected too recently to have answered a fetch, may be holding messages that the last
-/// report does not show, so the partition then does not count as caught up. Before the broker
-/// has reported at all, an empty poll (nothing buffered locally) stands in.
+/// report does not show, so the partition then does not count as caught up.
 fn caught_up(
     offsets: &vigil_kafka::PartitionOffsets,
     partitions: &[(String, i32)],
@@ -953,9 +966,13 @@ fn caught_up(
     let (t, p) = &partitions[input];
     match offsets.get(t, *p) {
         Some((low, high)) => {
-            offsets.live_for(t, *p).is_some_and(|l| l >= live_for) && next_offset[input].max(low) >= high
+            let read = next_offset[input].max(offsets.app_offset(t, *p)).max(low);
+            offsets.live_for(t, *p).is_some_and(|l| l >= live_for) && read >= high
         }
-        None => idle_poll,
+        // Never reported: only an engine that has not required liveness (the un-idling check)
+        // takes an empty poll for being caught up; a partition whose broker has been
+        // unreachable since start-up never turns idle.
+        None => idle_poll && live_for.is_zero(),
     }
 }
 
@@ -1003,19 +1020,20 @@ fn checkpoint(
         offsets,
         watermarks: watermarks.clone(),
         pipeline: pipeline.snapshot(),
-        txn: txn.as_ref().map(|t| *t.last + 1),
+        txn: txn.as_ref().map(|t| t.state.last + 1),
+        after: txn.as_ref().and_then(|t| t.state.committed),
     };
     // The state is written before the transaction commits: a crash in between leaves a newest
     // file one step ahead of what consumers saw, which a restart recognises (its transaction is
     // not the last on the commit topic) and steps back from.
     let bytes = crate::checkpoint::write(dir, &cp)?;
     if let Some(t) = txn {
-        let number = *t.last + 1;
+        let number = t.state.last + 1;
         let record = CommitRecord { group: cfg.group.clone(), checkpoint: number };
         let value = serde_json::to_vec(&record).unwrap_or_default();
         vigil_kafka::send(producer, &cfg.outputs.commits, &cfg.group, &value, None)?;
         vigil_kafka::commit_transaction(producer, t.consumer, &cp.offsets)?;
-        *t.last = number;
+        *t.state = TxnState { last: number, committed: Some(number) };
         if t.begin_next {
             producer.begin_transaction()?;
         }
@@ -1029,10 +1047,23 @@ fn checkpoint(
     Ok(())
 }
 
+/// Exactly-once mode's transaction numbers.
+#[derive(Clone, Copy, Debug)]
+struct TxnState {
+    /// The highest number given to a checkpoint so far (committed or not).
+    last: u64,
+    /// The last transaction known to have committed.
+    committed: Option<u64>,
+}
+
+/// The longest checkpoint interval of exactly-once mode: the transaction timeout is three
+/// intervals, and brokers cap it at 15 minutes by default (`transaction.max.timeout.ms`).
+pub const MAX_TXN_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The transaction a checkpoint commits in exactly-once mode.
 struct Txn<'a> {
-    /// The number of the last transaction, advanced when this one commits.
-    last: &'a mut u64,
+    /// Advanced when this transaction commits.
+    state: &'a mut TxnState,
     consumer: &'a vigil_kafka::EventConsumer,
     /// Whether to open the next transaction (not on the way out).
     begin_next: bool,

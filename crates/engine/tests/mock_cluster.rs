@@ -315,7 +315,7 @@ fn identity_fields_never_reach_any_output() {
 }
 
 /// The broker goes away mid-stream: the first half of the city is produced and consumed, the
-/// embedded cluster's only broker is taken down for 5 s (longer than the idle timeout), brought
+/// embedded cluster's only broker is taken down for 7 s (longer than the idle timeout), brought
 /// back, and the second half produced. Silence from a broker that cannot be reached is not
 /// idleness, so event time stands still through the outage; the engine rides it out, processes
 /// every message once and raises exactly the alerts of a replay.
@@ -356,7 +356,7 @@ fn broker_down_for_a_while_changes_nothing() {
                 group: "test".into(),
                 outputs: topics.outputs.clone(),
                 event_topics: topics.events.clone(),
-                idle_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(3),
                 options: Options { scores: vigil_core::ScoreDetail::None, score_levels: [false; 4] },
                 progress: Some(progress),
                 ..EngineConfig::new(settings)
@@ -375,11 +375,18 @@ fn broker_down_for_a_while_changes_nothing() {
     };
     assert_eq!(wait_for(first), first, "the first half is consumed before the outage");
     cluster.broker_down(1).unwrap();
-    // The engine finishes the hour boundaries its last messages passed, then time stands still:
-    // no partition may turn idle (and let time run on) while the broker cannot be reached.
-    std::thread::sleep(Duration::from_millis(500));
-    let evaluations = metrics.evaluations.get();
-    std::thread::sleep(Duration::from_millis(4500));
+    let down = Instant::now();
+    // The engine finishes the hour boundaries its last messages passed (settled: no change for
+    // half a second), then time stands still: no partition may turn idle (and let time run on)
+    // while the broker cannot be reached, although the outage outlasts the idle timeout.
+    let (mut evaluations, mut since) = (metrics.evaluations.get(), Instant::now());
+    while since.elapsed() < Duration::from_millis(500) && down.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(20));
+        if metrics.evaluations.get() != evaluations {
+            (evaluations, since) = (metrics.evaluations.get(), Instant::now());
+        }
+    }
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(down.elapsed()));
     assert_eq!(metrics.evaluations.get(), evaluations, "event time stands still while the broker is down");
     cluster.broker_up(1).unwrap();
     let second = testkit::produce(&settings, &topics.events, &half(false));

@@ -173,10 +173,8 @@ fn a_checkpoint_whose_transaction_did_not_commit_is_stepped_back_from() {
 }
 
 /// A second instance cannot take over a checkpoint directory while the first one runs: it
-/// waits for the lock (a fenced-off instance would let go at its next commit), then refuses to
-/// start with a message saying why; the first one goes on unharmed. (Fencing itself is the
-/// broker's part: the embedded cluster hands a second registration a new producer id instead
-/// of bumping the epoch of the first, so it cannot show it.)
+/// refuses to start, saying why, before it registers its producer (which on a real broker
+/// would fence the first one off), so the first one goes on unharmed.
 #[test]
 fn a_second_instance_cannot_share_the_checkpoint_directory() {
     let rules = testkit::default_rules();

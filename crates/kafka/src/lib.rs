@@ -163,6 +163,9 @@ pub struct PartitionOffsets(Arc<Mutex<HashMap<TopicPartition, Reported>>>);
 struct Reported {
     low: i64,
     high: i64,
+    /// The position the application has been handed messages up to (past any transaction
+    /// markers, which are never handed over).
+    app: i64,
     /// Since when every report found the partition fetching from a leader that is up.
     live_since: Option<Instant>,
 }
@@ -175,6 +178,14 @@ impl PartitionOffsets {
     pub fn get(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(topic.to_string(), partition)).map(|r| (r.low, r.high))
+    }
+
+    /// The offset librdkafka has handed messages up to (-1 or less before the first). It is past
+    /// the commit markers of transactional producers, which the application never sees, so a
+    /// partition they write can still be read to its high watermark.
+    pub fn app_offset(&self, topic: &str, partition: i32) -> i64 {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(topic.to_string(), partition)).map_or(-1, |r| r.app)
     }
 
     /// How long the partition has been fetched without a break from a leader that is up (`None`
@@ -204,11 +215,13 @@ impl ClientContext for OffsetsContext {
                 if id < 0 || p.hi_offset < 0 {
                     continue;
                 }
-                let live = p.fetch_state == "active" && up.contains(&p.leader);
+                // The broker actually fetched from (the leader, or a follower with
+                // fetch-from-follower); -1 while there is none.
+                let live = p.fetch_state == "active" && p.broker >= 0 && up.contains(&p.broker);
                 let key = (name.clone(), id);
                 let was = map.get(&key).and_then(|r| r.live_since);
                 let live_since = if live { Some(was.unwrap_or(now)) } else { None };
-                map.insert(key, Reported { low: p.lo_offset.max(0), high: p.hi_offset, live_since });
+                map.insert(key, Reported { low: p.lo_offset.max(0), high: p.hi_offset, app: p.app_offset, live_since });
             }
         }
     }
@@ -318,14 +331,24 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = c.create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let t = md.topics().iter().find(|x| x.name() == topic).ok_or_else(|| KafkaEdgeError::MissingTopic(topic.into()))?;
+    // A topic the brokers do not know comes back with an error and no partitions: that must
+    // not read as "nothing committed yet".
+    let t = md
+        .topics()
+        .iter()
+        .find(|x| x.name() == topic && x.error().is_none() && !x.partitions().is_empty())
+        .ok_or_else(|| KafkaEdgeError::MissingTopic(topic.into()))?;
     let mut tpl = TopicPartitionList::new();
-    let mut open = std::collections::BTreeSet::new();
+    // Each partition is read up to the high watermark it had when reading began. With
+    // read_committed isolation, the end of a partition is first reported at its last stable
+    // offset, which another producer's open transaction can hold back: reading goes on until
+    // that transaction ends (committed records behind it count) or the time limit.
+    let mut open = BTreeMap::new();
     for p in t.partitions() {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
         if high > low {
             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-            open.insert(p.id());
+            open.insert(p.id(), high);
         }
     }
     if open.is_empty() {
@@ -340,12 +363,23 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
             return Err(KafkaEdgeError::ReadTimeout { topic: topic.into(), seconds: limit.as_secs() });
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.key() == Some(key) => last = m.payload().map(<[u8]>::to_vec),
-            Some(Ok(_)) | None => {}
+            Some(Ok(m)) => {
+                if m.key() == Some(key) {
+                    last = m.payload().map(<[u8]>::to_vec);
+                }
+                if open.get(&m.partition()).is_some_and(|&high| m.offset() + 1 >= high) {
+                    open.remove(&m.partition());
+                }
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
+                let position = consumer.position()?;
+                let at = position.find_partition(topic, p).and_then(|e| e.offset().to_raw());
+                if open.get(&p).is_some_and(|&high| at.is_some_and(|o| o >= high)) {
+                    open.remove(&p);
+                }
             }
             Some(Err(e)) => return Err(e.into()),
+            None => {}
         }
     }
     Ok(last)
