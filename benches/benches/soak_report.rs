@@ -213,8 +213,8 @@ fn main() {
          partitions per topic), generated as it goes; after {} s the regions of districts {} stop sending \
          ({} events dropped). The engine consumed {} events ({:.0} events/s over the run; {} late, {} rejected), \
          raised {} alert events and evaluated through {}. The broker runs in a child process; the state \
-         is the size of the engine's checkpoint (taken every 10 s).\n\n| elapsed (s) | events consumed | hours \
-         evaluated | engine RSS (MiB) | state (MiB) | broker RSS (MiB) |\n|---|---|---|---|---|---|\n",
+         is the size of the engine's checkpoint (taken every 10 s).\n\n| elapsed (s) | events consumed | indicator \
+         evaluations | engine RSS (MiB) | state (MiB) | broker RSS (MiB) |\n|---|---|---|---|---|---|\n",
         vigil_model::time::format_utc(now),
         vigil_benches::machine(),
         secs / 3,
