@@ -51,6 +51,14 @@ pub struct RunArgs {
     /// `exactly-once` (Kafka transactions; needs a checkpoint directory).
     #[arg(long, env = "VIGIL_DELIVERY")]
     delivery: Option<String>,
+    /// Share the event partitions with the other instances of the consumer group (events keyed
+    /// by district code; see README, "Scale-out").
+    #[arg(long, env = "VIGIL_SCALE_OUT")]
+    scale_out: bool,
+    /// The producers' partitioner in scale-out mode: `crc32` (librdkafka's default) or
+    /// `murmur2` (the Java client's).
+    #[arg(long, env = "VIGIL_PARTITIONER")]
+    partitioner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +116,11 @@ struct EngineSection {
     wall_clock_advance: bool,
     /// "at-least-once" (default) or "exactly-once" (Kafka transactions; see README).
     delivery: Option<String>,
+    /// Share the event partitions with the group's other instances (see README, "Scale-out").
+    #[serde(default)]
+    scale_out: bool,
+    /// The producers' partitioner: "crc32" (default) or "murmur2".
+    partitioner: Option<String>,
 }
 
 /// The scoring output options of the `[engine]` section.
@@ -178,6 +191,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(d) => Delivery::parse(&d)
             .with_context(|| format!("delivery {d:?}: expected \"at-least-once\" or \"exactly-once\""))?,
     };
+    let scale_out = (args.scale_out || file.engine.scale_out)
+        .then(|| match args.partitioner.or(file.engine.partitioner) {
+            None => Ok(vigil_kafka::Partitioner::default()),
+            Some(p) => vigil_kafka::Partitioner::parse(&p)
+                .with_context(|| format!("partitioner {p:?}: expected \"crc32\" or \"murmur2\"")),
+        })
+        .transpose()?;
+    if scale_out.is_some() && archive_dir.is_some() {
+        anyhow::bail!(
+            "an archive directory cannot be used with scale-out yet: each task would need its own archive; \
+             archive with `vigil replay --archive` from the topics instead"
+        );
+    }
+    if scale_out.is_some() && (!options.score_levels[1] || options.scores == ScoreDetail::None) {
+        anyhow::bail!(
+            "scale-out needs district score records: the city roll-up is made from them (keep \"district\" in \
+             [engine] score_levels and scores other than \"none\")"
+        );
+    }
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
@@ -194,6 +226,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         event_topics: file.topics.events,
         wall_clock_advance: file.engine.wall_clock_advance,
         delivery,
+        scale_out,
         exit_when_idle: args
             .exit_when_idle
             .or(file.engine.exit_when_idle)
@@ -210,6 +243,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         service.addr,
         cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
     );
+    let print = args.print_alerts;
+    if cfg.scale_out.is_some() {
+        let summary =
+            vigil_engine::scale::run(Arc::clone(&rules), cfg, metrics, &stop, Some(service.inbox), &mut |a| {
+                if print {
+                    println!("{}", crate::demo::alert_line(a, &rules));
+                }
+            })?;
+        eprintln!(
+            "vigil run: stopped after {} events ({} rejected, {} late), {} alert events (scale-out)",
+            summary.consumed, summary.rejected, summary.late, summary.alerts
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let group = cfg.group.clone();
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
     engine.attach(service.inbox);
@@ -217,7 +264,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         engine.set_archive(crate::history::engine_archive(&dir, &rules, &group)?)?;
         eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
     }
-    let print = args.print_alerts;
     let summary = engine.run(&stop, &mut |a| {
         if print {
             println!("{}", crate::demo::alert_line(a, &rules));

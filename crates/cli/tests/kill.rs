@@ -12,19 +12,12 @@
 //! `VIGIL_KILLS` sets the number of kills (default 20) and `VIGIL_KILL_SEED` the seed of the
 //! kill points (printed, so a failure can be reproduced).
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_engine::testkit::{self, Broker, RunTopics, assert_same};
-
-fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
+use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, dedupe, free_addr, score_key};
 
 /// Writes the configuration of one run: the shared event topics, this run's output topics, a
 /// short checkpoint interval so that kills land between checkpoints, and a short idle timeout.
@@ -81,17 +74,7 @@ fn start(config: &Path, exit_when_idle: bool) -> Child {
 
 /// Events consumed by the running process so far, from its metrics endpoint.
 fn consumed(addr: &str) -> Option<u64> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let total = body
-        .lines()
-        .filter(|l| l.starts_with("vigil_events_consumed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    Some(total)
+    testkit::metric_sum(addr, "vigil_events_consumed_total").map(|x| x as u64)
 }
 
 /// Runs to the end of the stream and checks the exit.
@@ -99,36 +82,6 @@ fn finish(config: &Path) {
     let out = start(config, true).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "vigil run failed: {stderr}");
-}
-
-/// De-duplicates records by key, checking that every duplicate equals the first copy byte for
-/// byte. Returns the first copies in order and the number of duplicates.
-fn dedupe(what: &str, lines: &[String], key: impl Fn(&serde_json::Value) -> String) -> (Vec<String>, usize) {
-    let mut first: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<String> = Vec::new();
-    let mut dups = 0;
-    for l in lines {
-        let k = key(&serde_json::from_str(l).unwrap());
-        match first.get(&k) {
-            Some(&i) => {
-                assert_eq!(&out[i], l, "a duplicate {what} differs from its first copy");
-                dups += 1;
-            }
-            None => {
-                first.insert(k, out.len());
-                out.push(l.clone());
-            }
-        }
-    }
-    (out, dups)
-}
-
-fn alert_key(v: &serde_json::Value) -> String {
-    format!("{}#{}", v["alert_id"], v["seq"])
-}
-
-fn score_key(v: &serde_json::Value) -> String {
-    format!("{}@{}", v["region"], v["window_end"])
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::pipeline::IndicatorState;
 /// How many indicators an alert names.
 pub const TOP_CONTRIBUTORS: usize = 5;
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     let r = (x * f).round() / f;
     if r == 0.0 { 0.0 } else { r }
@@ -109,5 +109,6 @@ pub(crate) fn alert_record(
             .take(TOP_CONTRIBUTORS)
             .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
             .collect(),
+        top_regions: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 //! up and graded into alerts. The pipeline owns all scoring state and can snapshot it; it never
 //! reads a clock and does no I/O (drivers feed it events and watermarks and take its output).
 
+pub mod cityroll;
 mod explain;
 mod pipeline;
 pub mod ruletest;

@@ -194,6 +194,8 @@ pub struct Pipeline {
     roll: Rollup,
     lanes: Vec<i64>,
     floats: Vec<f64>,
+    /// Per scored slot, whether it is evaluated (see [`Pipeline::restrict`]); `None`: all are.
+    active: Option<Vec<bool>>,
 }
 
 impl Pipeline {
@@ -262,7 +264,21 @@ impl Pipeline {
             roll: Rollup::default(),
             lanes: vec![0; measure::MAX_LANES],
             floats: Vec::with_capacity(2048),
+            active: None,
         }
+    }
+
+    /// Evaluates (scores, grades, publishes) only the regions marked in `regions` (indexed by
+    /// region): a scale-out task restricted to the districts it owns. The others still count
+    /// events into their bins but are never scored, so their state stays empty of history and
+    /// nothing is published for them. Not part of the state: the engine sets it from its
+    /// configuration after creating or restoring the pipeline.
+    pub fn restrict(&mut self, regions: &[bool]) {
+        self.active = Some(self.scored.iter().map(|&r| regions.get(r as usize).copied().unwrap_or(false)).collect());
+    }
+
+    fn is_active(&self, slot: usize) -> bool {
+        self.active.as_ref().is_none_or(|a| a[slot])
     }
 
     /// A pipeline for `rules` that carries over what it can of `old`, built for other rules:
@@ -439,17 +455,24 @@ impl Pipeline {
             }
             let layout = &self.layouts[i];
             let st = &mut self.state.indicators[i];
+            let mut evaluated = 0;
             for r in 0..regions {
+                if !self.active.as_ref().is_none_or(|a| a[r]) {
+                    continue;
+                }
+                evaluated += 1;
                 let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz, &mut self.lanes);
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
             st.hist.advance();
-            self.state.counters.evaluations += regions as u64;
+            self.state.counters.evaluations += evaluated;
         }
         for d in 0..regions {
-            self.region_results(&rules, d, t, out);
+            if self.is_active(d) {
+                self.region_results(&rules, d, t, out);
+            }
         }
     }
 
@@ -553,6 +576,9 @@ impl Pipeline {
         let rules = &self.rules;
         let r = rules.regions.lookup(code)? as usize;
         let d = self.slot_of.get(r).copied().flatten()? as usize;
+        if !self.is_active(d) {
+            return None;
+        }
         let t = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
         let scores: Vec<Option<f64>> = self.state.indicators.iter().map(|st| st.latest[d].score).collect();
         let mut roll = Rollup::default();

@@ -68,6 +68,8 @@ pub enum EngineError {
     CheckpointIntervalTooLong { every: Duration },
     #[error("the commit topic {topic} holds a record vigil cannot read ({why}); it is written by vigil alone")]
     CommitRecord { topic: String, why: String },
+    #[error("scale-out: {0}")]
+    ScaleOut(String),
 }
 
 /// What the engine guarantees about its outputs across crashes (README, "Delivery guarantees").
@@ -153,6 +155,42 @@ pub struct EngineConfig {
     /// event arriving after the clock passed its hour goes to the late topic).
     pub wall_clock_advance: bool,
     pub delivery: Delivery,
+    /// Scale-out (see [`crate::scale`]): instances in one consumer group share the partitions,
+    /// one task per partition number, with producers keying events by district code under this
+    /// partitioner. `None`: one engine reads every partition.
+    pub scale_out: Option<vigil_kafka::Partitioner>,
+    /// Set by the scale-out supervisor on the engine of one task.
+    pub task: Option<Task>,
+}
+
+/// One scale-out task: partition `partition` of every event topic (each of `partitions`
+/// partitions), and the districts whose code `partitioner` puts there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub partition: i32,
+    pub partitions: i32,
+    pub partitioner: vigil_kafka::Partitioner,
+}
+
+impl Task {
+    /// Per region, the partition its events are keyed to: its district's code, or its own code
+    /// above the district level.
+    pub fn region_partitions(&self, rules: &RuleSet) -> Vec<i32> {
+        let r = &rules.regions;
+        (0..r.len())
+            .map(|i| {
+                let key = r.chains[i].iter().find(|&&a| r.levels[a as usize] == 1).map_or(i, |&a| a as usize);
+                self.partitioner.partition(r.codes[key].as_bytes(), self.partitions)
+            })
+            .collect()
+    }
+
+    /// Per region, whether this task scores it: the regions of its districts, at or below the
+    /// district level (the city comes from the roll-up).
+    pub fn owned(&self, rules: &RuleSet) -> Vec<bool> {
+        let levels = &rules.regions.levels;
+        self.region_partitions(rules).iter().zip(levels).map(|(&p, &l)| p == self.partition && l >= 1).collect()
+    }
 }
 
 impl EngineConfig {
@@ -171,6 +209,8 @@ impl EngineConfig {
             exit_when_idle: None,
             wall_clock_advance: false,
             delivery: Delivery::AtLeastOnce,
+            scale_out: None,
+            task: None,
         }
     }
 
@@ -205,14 +245,14 @@ struct LateEvent<'a> {
     watermark: String,
 }
 
-struct KafkaOutput<'a> {
-    producer: &'a BaseProducer,
-    archive: Option<&'a mut dyn Archive>,
-    topics: &'a OutputTopics,
-    rules_version: String,
-    metrics: &'a Metrics,
-    on_alert: &'a mut dyn FnMut(&AlertRecord),
-    error: Option<vigil_kafka::KafkaEdgeError>,
+pub(crate) struct KafkaOutput<'a> {
+    pub(crate) producer: &'a BaseProducer,
+    pub(crate) archive: Option<&'a mut dyn Archive>,
+    pub(crate) topics: &'a OutputTopics,
+    pub(crate) rules_version: String,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) on_alert: &'a mut dyn FnMut(&AlertRecord),
+    pub(crate) error: Option<vigil_kafka::KafkaEdgeError>,
 }
 
 impl KafkaOutput<'_> {
@@ -284,8 +324,8 @@ pub struct EngineHandle {
 
 /// The engine's end of the query channel.
 pub struct QueryInbox {
-    rx: Receiver<Query>,
-    ready: Arc<AtomicBool>,
+    pub(crate) rx: Receiver<Query>,
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 impl EngineHandle {
@@ -408,6 +448,11 @@ pub struct Engine {
     txn: Option<TxnState>,
     /// Held while the engine exists: one instance per checkpoint directory.
     _lock: Option<DirLock>,
+    /// A scale-out task's partition, and per region the partition its events belong on.
+    routing: Option<(i32, Vec<i32>)>,
+    /// Per partition, the offset this run resumed at: reading starts a little earlier (see
+    /// [`vigil_kafka::RESUME_LOOKBACK`]), and what lies below was processed before.
+    resume_at: Vec<i64>,
 }
 
 impl Engine {
@@ -488,8 +533,9 @@ impl Engine {
                 start.insert((t.clone(), *p), *o);
             }
         }
-        let vigil_kafka::Assigned { consumer, partitions, offsets: broker_offsets } =
-            vigil_kafka::assigned_consumer(&cfg.kafka, &cfg.group, &topics, &start)?;
+        let only = cfg.task.map(|t| (t.partition, t.partitions));
+        let vigil_kafka::Assigned { consumer, partitions, offsets: broker_offsets, resume_at } =
+            vigil_kafka::assigned_consumer_of(&cfg.kafka, &cfg.group, &topics, &start, only)?;
         let mut inputs = HashMap::new();
         let mut input_source = Vec::new();
         let mut delays = Vec::new();
@@ -518,11 +564,24 @@ impl Engine {
             }
             None => Pipeline::new(Arc::clone(&rules), cfg.options),
         };
+        let mut pipeline = pipeline;
+        let owned = cfg.task.map(|t| t.owned(&rules));
+        if let Some(owned) = &owned {
+            pipeline.restrict(owned);
+        }
+        let routing = cfg.task.map(|t| (t.partition, t.region_partitions(&rules)));
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
         let resumed_at = (!start.is_empty()).then(|| position(start.values().copied(), pipeline.last_evaluated()));
         metrics.set_rules(&rules.name, &rules.version);
         metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
-        let gauges = Gauges::new(&rules, &partitions, &input_source, metrics.clone());
+        let gauges = Gauges::new(
+            &rules,
+            &partitions,
+            &input_source,
+            owned.as_deref(),
+            cfg.task.map(|t| t.partition),
+            metrics.clone(),
+        );
         let consumed = rules
             .sources
             .iter()
@@ -548,6 +607,8 @@ impl Engine {
             resumed_at,
             txn,
             _lock: lock,
+            routing,
+            resume_at,
             consumed,
             inputs,
             input_source,
@@ -647,10 +708,13 @@ impl Engine {
             let idle_poll = polled.is_none();
             match polled {
                 Some(Ok(m)) => {
-                    summary.consumed += 1;
                     let (topic, partition) = (m.topic(), m.partition());
                     let slot = self.inputs.get(topic).and_then(|v| v.get(usize::try_from(partition).ok()?));
                     let Some(&Some(input)) = slot else { continue };
+                    if m.offset() < self.resume_at[input] {
+                        continue;
+                    }
+                    summary.consumed += 1;
                     if st.watermarks.is_idle(input) {
                         // One partition waking suggests the stream as a whole resumed (a producer
                         // pause, a broker outage): every idle partition holds time back again
@@ -671,7 +735,14 @@ impl Engine {
                     let source_id = &rules.sources[source as usize].id;
                     self.consumed[source as usize].inc();
                     let payload = m.payload().unwrap_or_default();
-                    match decoder.decode(SourceHint::Fixed(source), payload, &mut ev) {
+                    let mut decoded = decoder.decode(SourceHint::Fixed(source), payload, &mut ev);
+                    if decoded.is_ok()
+                        && let Some((task, of)) = &self.routing
+                        && of.get(ev.region as usize).is_some_and(|p| p != task)
+                    {
+                        decoded = Err(misrouted(&rules, ev.region, of, *task));
+                    }
+                    match decoded {
                         Ok(_) if !self.held[input].is_empty() || st.too_early(input, ev.ts) => {
                             // Watermark alignment: a partition far ahead of the slowest one waits
                             // (paused, its messages held in order) instead of racing on.
@@ -758,15 +829,23 @@ impl Engine {
                 }
                 // A batch run ends once everything is quiet: every partition counts as idle then,
                 // so time advances to the furthest any partition reached before the last checkpoint.
+                // Partitions whose streams ended earlier in event time may still hold others'
+                // events back (watermark alignment): those with nothing held turn idle first, so
+                // that the held events are released in order, and the run ends once none is left.
                 if let Some(quiet) = self.cfg.exit_when_idle
                     && idle_poll
-                    && self.held.iter().all(VecDeque::is_empty)
                     && self.last_seen.iter().all(|t| t.elapsed() >= quiet)
                     && (0..self.last_seen.len())
                         .all(|i| caught_up(&self.broker_offsets, &self.partitions, st.next_offset, i, idle_poll, quiet))
                 {
-                    (0..self.last_seen.len()).for_each(|i| st.watermarks.set_idle(i, true));
-                    stopping = true;
+                    if self.held.iter().all(VecDeque::is_empty) {
+                        (0..self.last_seen.len()).for_each(|i| st.watermarks.set_idle(i, true));
+                        stopping = true;
+                    } else {
+                        (0..self.last_seen.len())
+                            .filter(|&i| self.held[i].is_empty())
+                            .for_each(|i| st.watermarks.set_idle(i, true));
+                    }
                 }
                 self.gauges.update(&st, &self.broker_offsets, &self.partitions, &self.held);
                 if let Some(inbox) = &self.inbox
@@ -976,6 +1055,20 @@ fn caught_up(
     }
 }
 
+/// The refusal of an event that arrived on another task's partition than its district's.
+fn misrouted(rules: &RuleSet, region: u32, of: &[i32], task: i32) -> vigil_model::record::Rejection {
+    let r = &rules.regions;
+    let district = r.chains[region as usize].iter().find(|&&a| r.levels[a as usize] == 1).copied().unwrap_or(region);
+    vigil_model::record::Rejection {
+        code: RejectCode::WrongPartition,
+        detail: format!(
+            "the event's district {} belongs on partition {}, not {task}: producers must key events by district \
+             code with the partitioner vigil is configured with",
+            r.codes[district as usize], of[region as usize]
+        ),
+    }
+}
+
 fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition(t, p);
@@ -1099,7 +1192,7 @@ pub fn describe(c: &Carried) -> String {
 }
 
 /// Seconds since the epoch on the wall clock (metrics only; never enters the pipeline).
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
@@ -1114,10 +1207,22 @@ struct Gauges {
     index_regions: Vec<String>,
     /// The evaluation the index gauges show.
     shown: Option<i64>,
+    /// The open alerts by level this engine added to the gauges: scale-out tasks share them,
+    /// so each moves them by its own changes.
+    active: [i64; 5],
+    /// The scale-out task's partition.
+    task: Option<i32>,
 }
 
 impl Gauges {
-    fn new(rules: &RuleSet, partitions: &[(String, i32)], input_source: &[SourceIdx], metrics: Metrics) -> Gauges {
+    fn new(
+        rules: &RuleSet,
+        partitions: &[(String, i32)],
+        input_source: &[SourceIdx],
+        owned: Option<&[bool]>,
+        task: Option<i32>,
+        metrics: Metrics,
+    ) -> Gauges {
         let r = &rules.regions;
         Gauges {
             partitions: partitions
@@ -1126,8 +1231,13 @@ impl Gauges {
                 .map(|((t, p), s)| (PartitionLabels { topic: t.clone(), partition: p.to_string() }, *s as usize))
                 .collect(),
             sources: rules.sources.iter().map(|s| SourceLabel { source: s.id.clone() }).collect(),
-            index_regions: (0..r.len()).filter(|&i| r.levels[i] <= 1).map(|i| r.codes[i].clone()).collect(),
+            index_regions: (0..r.len())
+                .filter(|&i| r.levels[i] <= 1 && owned.is_none_or(|o| o[i]))
+                .map(|i| r.codes[i].clone())
+                .collect(),
             shown: None,
+            active: [0; 5],
+            task,
             metrics,
         }
     }
@@ -1153,6 +1263,21 @@ impl Gauges {
             if let Some(w) = st.watermarks.input_watermark(i).filter(|_| !st.watermarks.is_idle(i)) {
                 let s = &mut source_wm[*source];
                 *s = Some(s.map_or(w, |x| x.min(w)));
+            }
+        }
+        if let Some(task) = self.task {
+            // Tasks share the gauges: each records its own, and the gauge shows the slowest.
+            let mut all = self.metrics.task_watermarks.lock().unwrap_or_else(|e| e.into_inner());
+            for (s, wm) in source_wm.iter_mut().enumerate() {
+                match *wm {
+                    Some(w) => {
+                        all.insert((s, task), w);
+                    }
+                    None => {
+                        all.remove(&(s, task));
+                    }
+                }
+                *wm = all.range((s, i32::MIN)..=(s, i32::MAX)).map(|(_, w)| *w).min();
             }
         }
         for (label, wm) in self.sources.iter().zip(source_wm) {
@@ -1188,10 +1313,28 @@ impl Gauges {
             active[a.level as usize] += 1;
         }
         for level in vigil_model::Level::ALL {
+            let i = level as usize;
             self.metrics
                 .alerts_active
                 .get_or_create(&LevelLabel { level: level.as_str().into() })
-                .set(active[level as usize]);
+                .inc_by(active[i] - self.active[i]);
+        }
+        self.active = active;
+    }
+}
+
+impl Drop for Gauges {
+    /// An engine that stops (a task moving to another instance) takes its open alerts off.
+    fn drop(&mut self) {
+        if let Some(task) = self.task {
+            self.metrics.task_watermarks.lock().unwrap_or_else(|e| e.into_inner()).retain(|(_, t), _| *t != task);
+        }
+        for level in vigil_model::Level::ALL {
+            let i = level as usize;
+            self.metrics
+                .alerts_active
+                .get_or_create(&LevelLabel { level: level.as_str().into() })
+                .dec_by(self.active[i]);
         }
     }
 }

@@ -7,10 +7,13 @@
 pub mod checkpoint;
 pub mod engine;
 pub mod metrics;
+pub mod rollup;
+pub mod scale;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use engine::{
-    Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, Unavailable, describe,
+    Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, RunSummary, Task, Unavailable,
+    describe,
 };
 pub use metrics::Metrics;

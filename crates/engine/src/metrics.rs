@@ -4,6 +4,7 @@
 //! and never anything from an event's payload.
 
 use std::sync::atomic::AtomicU64;
+use vigil_model::record::RejectCode;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -90,6 +91,12 @@ pub struct Metrics {
     pub checkpoint_size: Gauge,
     pub checkpoint_last_success: FloatGauge,
     pub build_info: Family<VersionLabel, Gauge>,
+    /// Scale-out: the tasks this instance runs, and the hours the city roll-up waits on.
+    pub tasks: Gauge,
+    pub rollup_pending: Gauge,
+    /// Scale-out: each task's watermark per source, by (source index, task); the source's
+    /// watermark gauges show the slowest task.
+    pub task_watermarks: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(usize, i32), i64>>>,
 }
 
 /// Bucket bounds (seconds) for evaluations and checkpoints: from half a millisecond to 10 s.
@@ -118,6 +125,9 @@ impl Default for Metrics {
             checkpoint_size: Gauge::default(),
             checkpoint_last_success: FloatGauge::default(),
             build_info,
+            tasks: Gauge::default(),
+            rollup_pending: Gauge::default(),
+            task_watermarks: Default::default(),
         }
     }
 }
@@ -131,7 +141,7 @@ impl Metrics {
             let s = SourceLabel { source: source.clone() };
             let _ = self.events_consumed.get_or_create(&s);
             let _ = self.events_late.get_or_create(&s);
-            for code in vigil_model::record::RejectCode::DECODE {
+            for code in vigil_model::record::RejectCode::DECODE.into_iter().chain([RejectCode::WrongPartition]) {
                 let _ = self
                     .events_rejected
                     .get_or_create(&RejectLabels { source: source.clone(), reason: code.as_str().into() });
@@ -202,6 +212,12 @@ impl Metrics {
             self.checkpoint_duration.clone(),
         );
         r.register("vigil_checkpoint_size_bytes", "Size of the last checkpoint", self.checkpoint_size.clone());
+        r.register("vigil_tasks", "Scale-out tasks (partition numbers) this instance runs", self.tasks.clone());
+        r.register(
+            "vigil_rollup_pending_hours",
+            "Hours the city roll-up holds while waiting for some district's score record",
+            self.rollup_pending.clone(),
+        );
         r.register(
             "vigil_checkpoint_last_success_timestamp_seconds",
             "Wall clock of the last successful checkpoint, seconds since the epoch",

@@ -145,6 +145,32 @@ pub fn city(rules: &RuleSet, seed: u64, days: u32) -> MemorySink {
 /// sources interleaved in event-time order as live feeds arrive, and waits for the
 /// acknowledgements. Returns how many messages were produced.
 pub fn produce(settings: &KafkaSettings, topics: &BTreeMap<String, String>, lines: &MemorySink) -> u64 {
+    produce_keyed(settings, topics, lines, &|region| region.to_string(), None)
+}
+
+/// The key of an event of `region` in a scale-out deployment: its district's code (the region's
+/// own code above the district level).
+pub fn district_key(rules: &RuleSet, region: &str) -> String {
+    let r = &rules.regions;
+    match r.lookup(region) {
+        Some(i) => {
+            let chain = &r.chains[i as usize];
+            let d = chain.iter().find(|&&a| r.levels[a as usize] == 1).copied().unwrap_or(i);
+            r.codes[d as usize].clone()
+        }
+        None => region.to_string(),
+    }
+}
+
+/// [`produce`] with the key of each event made from its region by `key`, spread evenly over
+/// `over` of wall time when given (a live feed), at once otherwise.
+pub fn produce_keyed(
+    settings: &KafkaSettings,
+    topics: &BTreeMap<String, String>,
+    lines: &MemorySink,
+    key: &dyn Fn(&str) -> String,
+    over: Option<Duration>,
+) -> u64 {
     let producer = vigil_kafka::producer(settings).unwrap();
     let mut all: Vec<(i64, &str, String, &str)> = Vec::new();
     for (source, ls) in &lines.lines {
@@ -155,12 +181,23 @@ pub fn produce(settings: &KafkaSettings, topics: &BTreeMap<String, String>, line
                 serde_json::Value::String(t) => vigil_model::time::parse_rfc3339(t).unwrap_or(0),
                 other => other.as_i64().unwrap_or(0),
             };
-            all.push((ts, &topics[source], v["region"].as_str().unwrap_or_default().to_string(), l));
+            all.push((ts, &topics[source], key(v["region"].as_str().unwrap_or_default()), l));
         }
     }
     all.sort_by_key(|x| x.0);
+    let started = Instant::now();
+    let n = all.len().max(1) as f64;
     let mut total = 0u64;
-    for (_, topic, key, line) in all {
+    for (i, (_, topic, key, line)) in all.into_iter().enumerate() {
+        if let Some(over) = over
+            && i % 200 == 0
+        {
+            let due = over.mul_f64(i as f64 / n);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            vigil_kafka::poll(&producer);
+        }
         vigil_kafka::send(&producer, topic, &key, line.as_bytes(), None).unwrap();
         total += 1;
     }
@@ -221,4 +258,59 @@ pub fn assert_same(what: &str, got: &[String], want: &[String]) {
             want.get(i).map_or("-", |s| s.as_str())
         );
     }
+}
+
+/// De-duplicates records by key, checking that every duplicate equals the first copy byte for
+/// byte. Returns the first copies in order and the number of duplicates.
+pub fn dedupe(what: &str, lines: &[String], key: impl Fn(&serde_json::Value) -> String) -> (Vec<String>, usize) {
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut dups = 0;
+    for l in lines {
+        let k = key(&serde_json::from_str(l).unwrap());
+        match first.get(&k) {
+            Some(&i) => {
+                assert_eq!(&out[i], l, "a duplicate {what} differs from its first copy");
+                dups += 1;
+            }
+            None => {
+                first.insert(k, out.len());
+                out.push(l.clone());
+            }
+        }
+    }
+    (out, dups)
+}
+
+/// The de-duplication key of an alert record: (`alert_id`, `seq`).
+pub fn alert_key(v: &serde_json::Value) -> String {
+    format!("{}#{}", v["alert_id"], v["seq"])
+}
+
+/// The de-duplication key of a score record: (region, window end).
+pub fn score_key(v: &serde_json::Value) -> String {
+    format!("{}@{}", v["region"], v["window_end"])
+}
+
+/// A local address nobody listens on yet.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// The sum of every series of a metric on a running vigil's `/metrics` (`None` while it does not
+/// answer), e.g. `vigil_events_consumed_total`.
+pub fn metric_sum(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let total = body
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Some(total)
 }

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
+
+pub mod partitioner;
+pub use partitioner::Partitioner;
 
 pub use rdkafka::Message;
 pub use rdkafka::message::{Header, Headers};
@@ -35,6 +38,11 @@ pub enum KafkaEdgeError {
     NoGroupMetadata,
     #[error("kafka: could not read {topic} to its end within {seconds} s")]
     ReadTimeout { topic: String, seconds: u64 },
+    #[error(
+        "kafka: topic {topic} has {found} partitions where {want} were expected: scale-out needs every event \
+         topic co-partitioned (the same partition count, keyed by district)"
+    )]
+    PartitionCount { topic: String, found: usize, want: i32 },
 }
 
 pub type Result<T> = std::result::Result<T, KafkaEdgeError>;
@@ -239,7 +247,18 @@ pub struct Assigned {
     pub partitions: Vec<TopicPartition>,
     /// The broker's offsets of those partitions, as last reported.
     pub offsets: PartitionOffsets,
+    /// Per partition, the offset reading resumes at (-1: from the beginning). Reading starts up
+    /// to [`RESUME_LOOKBACK`] records earlier: drop every message below it.
+    pub resume_at: Vec<i64>,
 }
+
+/// How many records before a stored offset a resumed partition is fetched from. A broker must
+/// return the whole batch that holds the requested offset, and the client trims it; tansu 0.6
+/// instead returns the batches that start at or after it, skipping the rest of that batch
+/// (crates/kafka/tests/resume.rs shows it). Starting this much earlier reaches back past the
+/// start of any batch a librdkafka producer writes (`batch.num.messages` is 10,000 at most by
+/// default), and the consumer drops what it already processed.
+pub const RESUME_LOOKBACK: i64 = 10_000;
 
 /// A consumer assigned every partition of `topics` (no group rebalance: vigil assigns
 /// explicitly and keeps its own offsets), starting from the given offsets or the beginning.
@@ -248,6 +267,18 @@ pub fn assigned_consumer(
     group: &str,
     topics: &[String],
     start: &BTreeMap<(String, i32), i64>,
+) -> Result<Assigned> {
+    assigned_consumer_of(settings, group, topics, start, None)
+}
+
+/// [`assigned_consumer`], restricted to partition number `only` of every topic when given (a
+/// scale-out task); such a topic must have `only.1` partitions.
+pub fn assigned_consumer_of(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+    start: &BTreeMap<(String, i32), i64>,
+    only: Option<(i32, i32)>,
 ) -> Result<Assigned> {
     let mut c = settings.config();
     c.set("group.id", group)
@@ -259,6 +290,7 @@ pub fn assigned_consumer(
     let offsets = PartitionOffsets::default();
     let consumer: EventConsumer = c.create_with_context(OffsetsContext { offsets: offsets.clone() })?;
     let mut partitions = Vec::new();
+    let mut resume_at = Vec::new();
     let mut tpl = TopicPartitionList::new();
     for t in topics {
         let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
@@ -269,14 +301,23 @@ pub fn assigned_consumer(
         }
         let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
         ids.sort_unstable();
+        if let Some((p, count)) = only {
+            if ids.len() != count as usize {
+                return Err(KafkaEdgeError::PartitionCount { topic: t.clone(), found: ids.len(), want: count });
+            }
+            ids.retain(|&id| id == p);
+        }
         for id in ids {
-            let offset = start.get(&(t.clone(), id)).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            let stored = start.get(&(t.clone(), id)).copied();
+            // Below the low watermark, the reset policy (earliest) applies.
+            let offset = stored.map_or(Offset::Beginning, |o| Offset::Offset((o - RESUME_LOOKBACK).max(0)));
             tpl.add_partition_offset(t, id, offset)?;
             partitions.push((t.clone(), id));
+            resume_at.push(stored.unwrap_or(-1));
         }
     }
     consumer.assign(&tpl)?;
-    Ok(Assigned { consumer, partitions, offsets })
+    Ok(Assigned { consumer, partitions, offsets, resume_at })
 }
 
 /// A transactional producer for outputs, registered under `transactional_id`: every write then
@@ -392,4 +433,115 @@ pub fn check_connection(settings: &KafkaSettings, timeout: Duration) -> Result<u
     let consumer: BaseConsumer = settings.config().create()?;
     let md = consumer.fetch_metadata(None, timeout)?;
     Ok(md.brokers().len())
+}
+
+/// The partition count of each of `topics`, in order.
+pub fn partition_counts(settings: &KafkaSettings, topics: &[String]) -> Result<Vec<i32>> {
+    let consumer: BaseConsumer = settings.config().create()?;
+    let mut counts = Vec::with_capacity(topics.len());
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        let topic = md
+            .topics()
+            .iter()
+            .find(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty())
+            .ok_or_else(|| KafkaEdgeError::MissingTopic(t.clone()))?;
+        counts.push(topic.partitions().len() as i32);
+    }
+    Ok(counts)
+}
+
+/// The (partition, low, high) watermarks of every partition of `topic`, asked of the brokers now.
+pub fn watermarks(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
+    let consumer: BaseConsumer = settings.config().create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|x| x.name() == topic && x.error().is_none() && !x.partitions().is_empty())
+        .ok_or_else(|| KafkaEdgeError::MissingTopic(topic.into()))?;
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+        out.push((p.id(), low, high));
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// What a member of a consumer group is told when the group moves partitions. Both are called
+/// on the thread that polls the member, inside the poll.
+pub trait Membership: Send + Sync + 'static {
+    /// The partitions now assigned to this member (the whole assignment: eager rebalancing).
+    fn assigned(&self, partitions: &[TopicPartition]);
+    /// The partitions this member gives up. Called before the group reassigns them, and the
+    /// rebalance waits for it to return: the member must finish with them (checkpoint) first.
+    fn revoked(&self, partitions: &[TopicPartition]);
+}
+
+/// The context of a group member: hands rebalances to its [`Membership`], and pauses whatever it
+/// is assigned, since the member only holds partitions for the group's bookkeeping while the
+/// tasks read them through consumers of their own.
+pub struct MemberContext<M: Membership> {
+    membership: M,
+}
+
+impl<M: Membership> ClientContext for MemberContext<M> {}
+
+fn listed(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    let mut v: Vec<TopicPartition> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+    v.sort();
+    v
+}
+
+impl<M: Membership> ConsumerContext for MemberContext<M> {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.membership.revoked(&listed(tpl));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Err(e) = consumer.pause(tpl) {
+                    eprintln!("vigil: could not pause the group member's partitions: {e}");
+                }
+                self.membership.assigned(&listed(tpl));
+            }
+            Rebalance::Error(e) => eprintln!("vigil: consumer group rebalance failed: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// A member of consumer group `group`, subscribed to `topics` with the range assignor, which
+/// gives one member the same partition numbers of co-partitioned topics. Poll it regularly (it
+/// returns no messages: its partitions stay paused); dropping it leaves the group, revoking
+/// first.
+pub type GroupMember<M> = BaseConsumer<MemberContext<M>>;
+
+pub fn group_member<M: Membership>(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+    membership: M,
+) -> Result<GroupMember<M>> {
+    let mut c = ClientConfig::new();
+    // A crashed member's tasks move after its session times out: 10 s (Kafka's default before
+    // 3.0) rather than librdkafka's 45 s, with a heartbeat each second. Settings win.
+    c.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "1000");
+    let base = settings.config();
+    for (k, v) in base.config_map() {
+        c.set(k, v);
+    }
+    c.set("group.id", group)
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: GroupMember<M> = c.create_with_context(MemberContext { membership })?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    Ok(consumer)
 }

@@ -78,6 +78,20 @@ pub struct AlertRecord {
     pub reason: String,
     pub domains: BTreeMap<String, Option<f64>>,
     pub top_contributors: Vec<IndicatorScore>,
+    /// The regions behind a roll-up's alert (the city of scale-out mode, from its districts),
+    /// highest score first; absent on alerts scored from indicators.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_regions: Vec<RegionScore>,
+}
+
+/// One region's score in a roll-up alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionScore {
+    pub region: String,
+    pub region_name: String,
+    pub score: Option<f64>,
+    /// The region's weight in the roll-up (its share of the population).
+    pub weight: f64,
 }
 
 /// Why an event was not accepted. The `code` is machine-readable and bounded (it is a metric
@@ -106,6 +120,9 @@ pub enum RejectCode {
     TimestampOutOfRange,
     NotFinite,
     Late,
+    /// Scale-out: the event's district belongs to another task than the partition it arrived
+    /// on (the producer did not key it by district with the configured partitioner).
+    WrongPartition,
 }
 
 impl RejectCode {
@@ -144,6 +161,7 @@ impl RejectCode {
             RejectCode::TimestampOutOfRange => "timestamp_out_of_range",
             RejectCode::NotFinite => "not_finite",
             RejectCode::Late => "late",
+            RejectCode::WrongPartition => "wrong_partition",
         }
     }
 }

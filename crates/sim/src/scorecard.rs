@@ -234,6 +234,7 @@ mod tests {
             reason: "score".into(),
             domains: BTreeMap::new(),
             top_contributors: Vec::new(),
+            top_regions: Vec::new(),
         }
     }
 

@@ -1,0 +1,252 @@
+//! Scale-out across processes: two `vigil run --scale-out` instances in one consumer group share
+//! the event partitions of a live feed (events keyed by district), and one of them is stopped
+//! mid-stream (SIGTERM, or SIGKILL in a second test), so that its tasks move to the other, which
+//! restores their checkpoints and runs to the end. The alerts and scores they publish together (city scores from the roll-up
+//! included) must equal those of a single instance in the same mode over the same events:
+//! none lost, every duplicate byte-identical to its first copy.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, dedupe, free_addr, score_key};
+
+/// Event partitions: four tasks.
+const PARTITIONS: i32 = 4;
+
+fn config(dir: &Path, brokers: &str, group: &str, topics: &RunTopics) -> PathBuf {
+    let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
+    let o = &topics.outputs;
+    let text = format!(
+        r#"[kafka]
+brokers = "{brokers}"
+group = "{group}"
+
+[topics]
+scores = "{}"
+alerts = "{}"
+dlq = "{}"
+late = "{}"
+events = {{ {} }}
+
+[engine]
+rules = "{}"
+checkpoint_dir = "{}"
+checkpoint_every = "300ms"
+# Longer than the feed: no partition turns idle mid-stream, which would make the results depend
+# on when events arrive (a partition that a busy broker leaves unfetched for the timeout moves
+# time past its events), not on where tasks run. The run still ends on --exit-when-idle.
+idle_timeout = "60s"
+scale_out = true
+score_levels = ["city", "district"]
+"#,
+        o.scores,
+        o.alerts,
+        o.dlq,
+        o.late,
+        events.join(", "),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules").display(),
+        dir.join("checkpoints").display(),
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("vigil.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &Path, http: &str, exit_when_idle: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.args(["run", "--config"]).arg(config).args(["--http-addr", http]);
+    if exit_when_idle {
+        cmd.args(["--exit-when-idle", "4s"]);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits for the process to exit by itself, within `limit`, and returns its standard error.
+fn wait(mut child: Child, what: &str, limit: Duration) -> String {
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what} did not finish within {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{what} failed: {stderr}");
+    stderr
+}
+
+fn consumed(addr: &str) -> f64 {
+    testkit::metric_sum(addr, "vigil_events_consumed_total").unwrap_or(0.0)
+}
+
+/// The task sets an instance was assigned, in order, from its log.
+fn assignments(stderr: &str) -> Vec<String> {
+    stderr.lines().filter_map(|l| l.strip_prefix("vigil: assigned tasks ")).map(str::to_string).collect()
+}
+
+/// Stopped with SIGTERM, an instance hands its tasks over cleanly: each writes its final
+/// checkpoint before the group moves it, so nothing is published twice.
+#[test]
+fn two_instances_one_stopped_mid_stream_publish_what_one_instance_does() {
+    pair_with_one_stopped("TERM");
+}
+
+/// Killed with SIGKILL, an instance leaves its tasks at their last checkpoint; the group moves
+/// them once its session times out, and what they published since is published again, byte for
+/// byte. If the survivor finished its own tasks before the group noticed, a third instance
+/// started afterwards picks up the rest, as an operator's restart would.
+#[test]
+fn two_instances_one_killed_mid_stream_lose_nothing() {
+    pair_with_one_stopped("KILL");
+}
+
+fn pair_with_one_stopped(signal: &str) {
+    let rules = testkit::default_rules();
+    // A real broker when VIGIL_TEST_BROKERS names one (tansu in CI), the embedded cluster otherwise.
+    let broker = Broker::from_env();
+    let settings = broker.settings();
+    let single = RunTopics::new(&rules, &format!("scale-single-{signal}"));
+    let mut pair = RunTopics::new(&rules, &format!("scale-pair-{signal}"));
+    pair.events = single.events.clone();
+    broker.create_topics(&single.all(PARTITIONS));
+    broker.create_topics(&pair.outputs_only());
+    let lines = testkit::city(&rules, 5, 40);
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale-test-{signal}"));
+    let _ = std::fs::remove_dir_all(&base);
+
+    // The pair reads a live feed: the events arrive over 20 s.
+    let (a_http, b_http) = (free_addr(), free_addr());
+    let pair_group = format!("scale-pair-{signal}-{}", std::process::id());
+    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair);
+    let mut a = start(&pair_cfg, &a_http, false);
+    let mut b = start(&pair_cfg, &b_http, true);
+    // The feed starts once the group has settled: each instance holds tasks, four in all.
+    let tasks = |addr: &str| testkit::metric_sum(addr, "vigil_tasks").unwrap_or(0.0);
+    let t = Instant::now();
+    while !(tasks(&a_http) >= 1.0 && tasks(&b_http) >= 1.0 && tasks(&a_http) + tasks(&b_http) == 4.0) {
+        if t.elapsed() > Duration::from_secs(60) || a.try_wait().unwrap().is_some() || b.try_wait().unwrap().is_some() {
+            let (ta, tb) = (tasks(&a_http), tasks(&b_http));
+            let _ = (a.kill(), b.kill());
+            let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+            panic!(
+                "the group did not settle (A {ta} tasks, B {tb}):\n--- A\n{}\n--- B\n{}",
+                String::from_utf8_lossy(&oa.stderr),
+                String::from_utf8_lossy(&ob.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let feed = {
+        let (settings, topics, rules) = (settings.clone(), single.events.clone(), std::sync::Arc::clone(&rules));
+        std::thread::spawn(move || {
+            testkit::produce_keyed(
+                &settings,
+                &topics,
+                &lines,
+                &|region| testkit::district_key(&rules, region),
+                Some(Duration::from_secs(20)),
+            )
+        })
+    };
+    // Both take part: each has consumed events of its own tasks.
+    let t = Instant::now();
+    while consumed(&a_http) < 1000.0 || consumed(&b_http) < 1000.0 {
+        if t.elapsed() > Duration::from_secs(60) || a.try_wait().unwrap().is_some() {
+            let (ca, cb) = (consumed(&a_http), consumed(&b_http));
+            let _ = (a.kill(), b.kill());
+            let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+            panic!(
+                "both instances consume (A {ca}, B {cb}):\n--- A\n{}\n--- B\n{}",
+                String::from_utf8_lossy(&oa.stderr),
+                String::from_utf8_lossy(&ob.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Stop A mid-stream. SIGTERM: its tasks write their final checkpoints and it leaves the
+    // group. SIGKILL: nothing runs; the group notices when A's session times out.
+    let a_consumed = consumed(&a_http);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!feed.is_finished(), "A is stopped while events are still arriving");
+    let status = Command::new("kill").args([&format!("-{signal}"), &a.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut a_err = String::new();
+    a.stderr.take().unwrap().read_to_string(&mut a_err).unwrap();
+    let a_status = a.wait().unwrap();
+    if signal == "TERM" {
+        assert!(a_status.success(), "instance A stops cleanly: {a_err}");
+    }
+    let clock = Instant::now();
+    let total = feed.join().unwrap();
+    eprintln!("feed done after {:?}", clock.elapsed());
+    let b_err = wait(b, "instance B", Duration::from_secs(180));
+    eprintln!("B done after {:?}", clock.elapsed());
+
+    // A held some tasks, and they moved: to B, or (after a kill that the group noticed only
+    // once B had finished its own) to a third instance.
+    let (a_tasks, b_tasks) = (assignments(&a_err), assignments(&b_err));
+    assert!(a_tasks.first().is_some_and(|t| t != "{}"), "A was assigned tasks: {a_err}");
+    let all = "{0, 1, 2, 3}";
+    if signal == "TERM" {
+        assert_eq!(b_tasks.last().map(String::as_str), Some(all), "B takes over A's tasks: {b_err}");
+        assert!(b_tasks.len() >= 2, "B saw a rebalance: {b_tasks:?}");
+    } else if b_tasks.last().map(String::as_str) != Some(all) {
+        let c_err = wait(start(&pair_cfg, &free_addr(), true), "instance C", Duration::from_secs(180));
+        assert_eq!(assignments(&c_err).last().map(String::as_str), Some(all), "C takes every task: {c_err}");
+        eprintln!("a third instance finished A's tasks");
+    }
+
+    // One instance over the same events.
+    let single_group = format!("scale-single-{signal}-{}", std::process::id());
+    let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single);
+    wait(start(&single_cfg, &free_addr(), true), "the single instance", Duration::from_secs(180));
+    eprintln!("single done after {:?}", clock.elapsed());
+
+    let quiet = Duration::from_secs(3);
+    let (want_alerts, d) = dedupe("alert", &testkit::read_topic(&settings, &single.outputs.alerts, quiet), alert_key);
+    assert_eq!(d, 0, "a single instance publishes every alert once");
+    let (mut want_scores, d) =
+        dedupe("score", &testkit::read_topic(&settings, &single.outputs.scores, quiet), score_key);
+    assert_eq!(d, 0, "a single instance publishes every score once");
+    assert!(!want_alerts.is_empty());
+    // The roll-up made city scores for every hour it scored districts.
+    let count = |scores: &[String], level: &str| {
+        scores.iter().filter(|l| l.contains(&format!("\"level\":\"{level}\""))).count()
+    };
+    let (cities, districts) = (count(&want_scores, "city"), count(&want_scores, "district"));
+    assert!(cities > 24 * 30 && districts >= 8 * cities, "{cities} city and {districts} district scores");
+    let city_alerts = want_alerts.iter().filter(|l| l.contains("\"region_level\":\"city\"")).count();
+    eprintln!("{cities} city scores, {city_alerts} city alerts");
+
+    let (mut alerts, alert_dups) =
+        dedupe("alert", &testkit::read_topic(&settings, &pair.outputs.alerts, quiet), alert_key);
+    let (mut scores, score_dups) =
+        dedupe("score", &testkit::read_topic(&settings, &pair.outputs.scores, quiet), score_key);
+    eprintln!(
+        "SIG{signal}: {total} events; single instance: {} alerts, {} scores; pair: {} alerts ({alert_dups} duplicates), {} scores \
+         ({score_dups} duplicates); A consumed {a_consumed} before it was stopped",
+        want_alerts.len(),
+        want_scores.len(),
+        alerts.len(),
+        scores.len()
+    );
+    if signal == "TERM" {
+        assert_eq!((alert_dups, score_dups), (0, 0), "a clean handover publishes nothing twice");
+    }
+    // Tasks publish side by side: compare in one order.
+    let mut want_alerts = want_alerts;
+    for v in [&mut alerts, &mut want_alerts, &mut scores, &mut want_scores] {
+        v.sort();
+    }
+    assert_same("alerts of the pair", &alerts, &want_alerts);
+    assert_same("scores of the pair", &scores, &want_scores);
+    // Every event was keyed by district: nothing went to the dead-letter or late topics.
+    assert!(testkit::read_topic(&settings, &pair.outputs.dlq, quiet).is_empty());
+    assert!(testkit::read_topic(&settings, &pair.outputs.late, quiet).is_empty());
+}

@@ -1,0 +1,141 @@
+//! The roll-up runner of scale-out mode: reads the district score records every task publishes
+//! on the score topic, feeds them to the pure [`CityRollup`] stage, and publishes city scores
+//! and alerts to the same topics as the tasks. It checkpoints its state and offsets like an
+//! engine (in `<checkpoint_dir>/rollup`), so that it can move between instances with task 0.
+//!
+//! It is at-least-once in both delivery modes: after a crash it publishes again, byte for byte,
+//! what it published since its last checkpoint. It reads the score topic `read_committed`, so
+//! in exactly-once mode it only sees what the tasks committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use vigil_core::cityroll::{CityRollup, RollupState};
+use vigil_kafka::Message;
+use vigil_model::record::{AlertRecord, ScoreRecord};
+use vigil_rules::RuleSet;
+use vigil_window::Watermarks;
+
+use crate::checkpoint::DirLock;
+use crate::engine::{EngineConfig, EngineError, KafkaOutput};
+use crate::metrics::Metrics;
+
+/// The consumer group (offsets are vigil's own; the name only identifies the client) and the
+/// checkpoint sub-directory of the roll-up.
+pub const ROLLUP: &str = "rollup";
+
+/// Runs the roll-up until `stop` is set, or, once `drain` is set, until it has read the score
+/// topic up to where it ended at that moment. `alerts` gets every city alert it publishes.
+pub fn run(
+    rules: Arc<RuleSet>,
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+    drain: &AtomicBool,
+    alerts: &mut dyn FnMut(&AlertRecord),
+) -> Result<(), EngineError> {
+    let dir = cfg.checkpoint_dir.as_ref().map(|d| d.join(ROLLUP));
+    let mut warn = |w: String| eprintln!("vigil: roll-up: {w}");
+    let _lock = match &dir {
+        Some(d) => Some(loop {
+            // The instance that ran the roll-up before releases its lock when it stops.
+            match DirLock::acquire(d) {
+                Ok(l) => break l,
+                Err(crate::checkpoint::CheckpointError::Locked { .. }) if !stop.load(Ordering::Relaxed) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }),
+        None => None,
+    };
+    let restored = match &dir {
+        Some(d) => crate::checkpoint::read(d, &mut warn)?,
+        None => None,
+    };
+    let topic = cfg.outputs.scores.clone();
+    let mut start = BTreeMap::new();
+    let mut stage = CityRollup::new(Arc::clone(&rules));
+    if let Some(cp) = restored {
+        match serde_json::from_slice::<RollupState>(&cp.pipeline)
+            .map_err(|e| e.to_string())
+            .and_then(|s| CityRollup::restore(Arc::clone(&rules), s))
+        {
+            Ok(s) => {
+                stage = s;
+                start = cp.offsets.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
+            }
+            Err(e) => warn(format!("its checkpoint cannot be resumed ({e}): reading {topic} from the beginning")),
+        }
+    }
+    let group = format!("{}.{ROLLUP}", cfg.group);
+    let assigned = vigil_kafka::assigned_consumer(&cfg.kafka, &group, std::slice::from_ref(&topic), &start)?;
+    let consumer = assigned.consumer;
+    let resume_at: BTreeMap<i32, i64> =
+        assigned.partitions.iter().zip(&assigned.resume_at).map(|((_, p), o)| (*p, *o)).collect();
+    let mut next: BTreeMap<i32, i64> =
+        assigned.partitions.iter().map(|(t, p)| (*p, start.get(&(t.clone(), *p)).copied().unwrap_or(-1))).collect();
+    let producer = vigil_kafka::producer(&cfg.kafka)?;
+    let mut out = KafkaOutput {
+        producer: &producer,
+        archive: None,
+        topics: &cfg.outputs,
+        rules_version: rules.version.clone(),
+        metrics,
+        on_alert: alerts,
+        error: None,
+    };
+    let mut last_checkpoint = Instant::now();
+    // Where the topic ended when draining began: (partition, low, high).
+    let mut drain_to: Option<Vec<(i32, i64, i64)>> = None;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if drain_to.is_none() && drain.load(Ordering::Relaxed) {
+            drain_to = Some(vigil_kafka::watermarks(&cfg.kafka, &topic)?);
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            // Reading resumes a little before the checkpoint (see vigil_kafka::RESUME_LOOKBACK).
+            Some(Ok(m)) if m.offset() < resume_at.get(&m.partition()).copied().unwrap_or(-1) => {}
+            Some(Ok(m)) => {
+                next.insert(m.partition(), m.offset() + 1);
+                // The roll-up's own city records come back on the same topic; the stage takes
+                // district records only.
+                if let Some(rec) = m.payload().and_then(|p| serde_json::from_slice::<ScoreRecord>(p).ok()) {
+                    stage.record(&rec, &mut out);
+                }
+            }
+            Some(Err(e)) => eprintln!("vigil: roll-up consumer error: {e}"),
+            None => {}
+        }
+        metrics.rollup_pending.set(stage.pending_hours() as i64);
+        vigil_kafka::poll(&producer);
+        if let Some(e) = out.error.take() {
+            return Err(e.into());
+        }
+        let drained = drain_to.as_ref().is_some_and(|ends| {
+            ends.iter().all(|&(p, low, high)| next.get(&p).copied().unwrap_or(-1).max(low) >= high)
+        });
+        let done = stopping || drained;
+        if done || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            vigil_kafka::flush(&producer, Duration::from_secs(30))?;
+            if let Some(d) = &dir {
+                let cp = crate::checkpoint::Checkpoint {
+                    format: crate::checkpoint::CHECKPOINT_FORMAT,
+                    rules_version: rules.version.clone(),
+                    offsets: next.iter().filter(|(_, o)| **o >= 0).map(|(p, o)| (topic.clone(), *p, *o)).collect(),
+                    watermarks: Watermarks::new(&[]),
+                    pipeline: serde_json::to_vec(stage.state()).unwrap_or_default(),
+                    txn: None,
+                    after: None,
+                };
+                crate::checkpoint::write(d, &cp)?;
+            }
+            last_checkpoint = Instant::now();
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}

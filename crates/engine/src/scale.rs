@@ -1,0 +1,397 @@
+//! Scale-out: several vigil instances in one consumer group share the event partitions.
+//!
+//! A *task* is one partition number of every event topic; the topics are co-partitioned (same
+//! partition count, events keyed by district code), so a task holds every event of the
+//! districts whose code the producers' partitioner sends there. Each instance joins the group
+//! with a member consumer that only holds partitions for the group's bookkeeping (the range
+//! assignor gives a member the same partition numbers of every topic), and runs one [`Engine`]
+//! per task it is assigned, on its own thread, with its own consumer, producer, watermarks and
+//! checkpoint directory (`<checkpoint_dir>/task-<p>`, shared by the instances). A task's
+//! engine scores only its districts and their streets; an event on the wrong partition goes to
+//! the dead-letter topic.
+//!
+//! When the group moves a task, the instance giving it up stops its engine, which writes its
+//! final checkpoint, before the rebalance completes (eager rebalancing waits for it); the new
+//! owner restores that checkpoint and continues from its offsets. A task's outputs are a
+//! function of its partitions' events, so a move changes nothing in them, as a restart does not.
+//!
+//! City scores and alerts come from the roll-up ([`crate::rollup`]), which runs alongside task 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vigil_model::record::AlertRecord;
+use vigil_rules::RuleSet;
+
+use crate::engine::{Engine, EngineConfig, EngineError, EngineHandle, Query, QueryInbox, RunSummary, Task};
+use crate::metrics::Metrics;
+
+/// How long the supervisor waits for a task's answer to an API query.
+const ASK: Duration = Duration::from_secs(2);
+
+/// A running task or roll-up.
+struct Running {
+    stop: Arc<AtomicBool>,
+    /// The roll-up drains (reads what the tasks published) instead of stopping at once.
+    drain: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+    api: Option<EngineHandle>,
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+/// What the member's rebalance callbacks and the task threads share with the supervisor.
+#[derive(Default)]
+struct Shared {
+    /// Tasks by partition number; the roll-up under -1.
+    running: Mutex<BTreeMap<i32, Running>>,
+    /// The tasks this member holds now (`None` before the first assignment): set by each
+    /// assignment, and shrunk by each revocation, since a rebalance can take several polls
+    /// between the two, during which revoked tasks must not be started again.
+    assigned: Mutex<Option<BTreeSet<i32>>>,
+    /// Tasks whose engine ended by itself (`exit_when_idle`) and what they did.
+    finished: Mutex<BTreeSet<i32>>,
+    summary: Mutex<RunSummary>,
+    failure: Mutex<Option<EngineError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const ROLLUP_KEY: i32 = -1;
+
+struct Member {
+    shared: Arc<Shared>,
+    topics: usize,
+}
+
+impl vigil_kafka::Membership for Member {
+    fn assigned(&self, partitions: &[vigil_kafka::TopicPartition]) {
+        // A task is a partition number held on every event topic (the range assignor hands them
+        // out together when the topics are co-partitioned).
+        let mut count: BTreeMap<i32, usize> = BTreeMap::new();
+        for (_, p) in partitions {
+            *count.entry(*p).or_default() += 1;
+        }
+        let tasks: BTreeSet<i32> = count.iter().filter(|(_, n)| **n == self.topics).map(|(p, _)| *p).collect();
+        if tasks.len() != count.len() {
+            eprintln!("vigil: the group assigned partitions of only some event topics: {partitions:?}");
+        }
+        eprintln!("vigil: assigned tasks {tasks:?}");
+        *lock(&self.shared.assigned) = Some(tasks);
+    }
+
+    fn revoked(&self, partitions: &[vigil_kafka::TopicPartition]) {
+        let numbers: BTreeSet<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        if let Some(held) = lock(&self.shared.assigned).as_mut() {
+            held.retain(|p| !numbers.contains(p));
+        }
+        let mut taken = Vec::new();
+        {
+            let mut running = lock(&self.shared.running);
+            for p in &numbers {
+                taken.extend(running.remove(p));
+            }
+            if numbers.contains(&0) {
+                taken.extend(running.remove(&ROLLUP_KEY));
+            }
+        }
+        // Each writes its final checkpoint before the group hands its partitions on.
+        for r in taken {
+            r.stop();
+        }
+        let mut finished = lock(&self.shared.finished);
+        numbers.iter().for_each(|p| {
+            finished.remove(p);
+        });
+    }
+}
+
+/// Runs this instance's share of the group until `stop` is set (or, with `exit_when_idle`,
+/// until every task it holds has gone quiet and the roll-up has read what they published).
+pub fn run(
+    rules: Arc<RuleSet>,
+    cfg: EngineConfig,
+    metrics: Metrics,
+    stop: &AtomicBool,
+    inbox: Option<QueryInbox>,
+    on_alert: &mut dyn FnMut(&AlertRecord),
+) -> Result<RunSummary, EngineError> {
+    let partitioner = cfg.scale_out.unwrap_or_default();
+    let topics = cfg.source_topics(&rules);
+    let counts = vigil_kafka::partition_counts(&cfg.kafka, &topics)?;
+    let partitions = counts[0];
+    if counts.iter().any(|&c| c != partitions) {
+        let listed: Vec<String> = topics.iter().zip(&counts).map(|(t, c)| format!("{t}: {c}")).collect();
+        return Err(EngineError::ScaleOut(format!(
+            "the event topics must have the same partition count ({}), each keyed by district code",
+            listed.join(", ")
+        )));
+    }
+    if let Some(dir) = &cfg.checkpoint_dir {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::ScaleOut(format!("{}: {e}", dir.display())))?;
+    }
+    metrics.set_rules(&rules.name, &rules.version);
+    metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
+    let shared = Arc::new(Shared::default());
+    let member = vigil_kafka::group_member(
+        &cfg.kafka,
+        &cfg.group,
+        &topics,
+        Member { shared: Arc::clone(&shared), topics: topics.len() },
+    )?;
+    let (alerts_tx, alerts_rx) = std::sync::mpsc::channel::<AlertRecord>();
+    if let Some(inbox) = &inbox {
+        inbox.ready.store(true, Ordering::Relaxed);
+    }
+    let result = supervise(
+        &rules,
+        &cfg,
+        &metrics,
+        stop,
+        &shared,
+        &member,
+        partitions,
+        partitioner,
+        &alerts_tx,
+        &alerts_rx,
+        inbox.as_ref(),
+        on_alert,
+    );
+    if let Some(inbox) = &inbox {
+        inbox.ready.store(false, Ordering::Relaxed);
+    }
+    // Stop what still runs (final checkpoints), then leave the group.
+    let rest: Vec<Running> = std::mem::take(&mut *lock(&shared.running)).into_values().collect();
+    for r in rest {
+        r.stop();
+    }
+    drop(member);
+    while let Ok(a) = alerts_rx.try_recv() {
+        on_alert(&a);
+    }
+    metrics.tasks.set(0);
+    result?;
+    if let Some(e) = lock(&shared.failure).take() {
+        return Err(e);
+    }
+    Ok(lock(&shared.summary).clone())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    rules: &Arc<RuleSet>,
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+    shared: &Arc<Shared>,
+    member: &vigil_kafka::GroupMember<Member>,
+    partitions: i32,
+    partitioner: vigil_kafka::Partitioner,
+    alerts_tx: &Sender<AlertRecord>,
+    alerts_rx: &Receiver<AlertRecord>,
+    inbox: Option<&QueryInbox>,
+    on_alert: &mut dyn FnMut(&AlertRecord),
+) -> Result<(), EngineError> {
+    let mut rules = Arc::clone(rules);
+    loop {
+        // Rebalance callbacks run inside this poll; the member never returns messages.
+        let _ = member.poll(Duration::from_millis(100));
+        while let Ok(a) = alerts_rx.try_recv() {
+            on_alert(&a);
+        }
+        if lock(&shared.failure).is_some() || stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let held = lock(&shared.assigned).clone();
+        if let Some(tasks) = &held {
+            let finished = lock(&shared.finished).clone();
+            let mut running = lock(&shared.running);
+            for &p in tasks {
+                if !running.contains_key(&p) && !finished.contains(&p) {
+                    let task = Task { partition: p, partitions, partitioner };
+                    running.insert(p, start_task(&rules, cfg, metrics, task, shared, alerts_tx));
+                }
+            }
+            if tasks.contains(&0) && !running.contains_key(&ROLLUP_KEY) {
+                running.insert(ROLLUP_KEY, start_rollup(&rules, cfg, metrics, shared, alerts_tx));
+            }
+            metrics.tasks.set(running.keys().filter(|&&k| k >= 0).count() as i64);
+            // A batch run ends once every task it holds has gone quiet; the roll-up then reads
+            // what they published before it stops.
+            if cfg.exit_when_idle.is_some() && !tasks.is_empty() && tasks.iter().all(|p| finished.contains(p)) {
+                let rollup = running.remove(&ROLLUP_KEY);
+                drop(running);
+                if let Some(r) = rollup {
+                    r.drain.store(true, Ordering::Relaxed);
+                    let _ = r.handle.join();
+                }
+                return Ok(());
+            }
+        }
+        if let Some(inbox) = inbox
+            && let Some(new) = answer(&rules, inbox, shared, partitions, partitioner)
+        {
+            rules = new;
+        }
+    }
+}
+
+fn start_task(
+    rules: &Arc<RuleSet>,
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    task: Task,
+    shared: &Arc<Shared>,
+    alerts: &Sender<AlertRecord>,
+) -> Running {
+    let p = task.partition;
+    let mut tcfg = cfg.clone();
+    tcfg.group = format!("{}.task-{p}", cfg.group);
+    tcfg.checkpoint_dir = cfg.checkpoint_dir.as_ref().map(|d| d.join(format!("task-{p}")));
+    tcfg.task = Some(task);
+    tcfg.scale_out = None;
+    tcfg.progress = None;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (api, inbox) = EngineHandle::new();
+    let (rules, metrics, shared2, alerts, stop2) =
+        (Arc::clone(rules), metrics.clone(), Arc::clone(shared), alerts.clone(), Arc::clone(&stop));
+    let handle = std::thread::Builder::new()
+        .name(format!("vigil-task-{p}"))
+        .spawn(move || {
+            let engine = loop {
+                match Engine::new(Arc::clone(&rules), tcfg.clone(), metrics.clone()) {
+                    Ok(e) => break e,
+                    // The instance that held the task before may still be writing its last
+                    // checkpoint (on another machine sharing the directory).
+                    Err(EngineError::Checkpoint(crate::checkpoint::CheckpointError::Locked { .. }))
+                        if !stop2.load(Ordering::Relaxed) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(e) => {
+                        *lock(&shared2.failure) = Some(e);
+                        return;
+                    }
+                }
+            };
+            let mut engine = engine;
+            engine.attach(inbox);
+            let mut send = |a: &AlertRecord| {
+                let _ = alerts.send(a.clone());
+            };
+            match engine.run(&stop2, &mut send) {
+                Ok(s) => {
+                    let mut sum = lock(&shared2.summary);
+                    sum.consumed += s.consumed;
+                    sum.processed += s.processed;
+                    sum.rejected += s.rejected;
+                    sum.late += s.late;
+                    sum.alerts += s.alerts;
+                    drop(sum);
+                    if !stop2.load(Ordering::Relaxed) {
+                        lock(&shared2.finished).insert(p);
+                    }
+                }
+                Err(e) => *lock(&shared2.failure) = Some(e),
+            }
+        })
+        .expect("spawning a thread");
+    Running { stop, drain: Arc::new(AtomicBool::new(false)), handle, api: Some(api) }
+}
+
+fn start_rollup(
+    rules: &Arc<RuleSet>,
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    shared: &Arc<Shared>,
+    alerts: &Sender<AlertRecord>,
+) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(AtomicBool::new(false));
+    let (rules, cfg, metrics, shared2, alerts, stop2, drain2) = (
+        Arc::clone(rules),
+        cfg.clone(),
+        metrics.clone(),
+        Arc::clone(shared),
+        alerts.clone(),
+        Arc::clone(&stop),
+        Arc::clone(&drain),
+    );
+    let handle = std::thread::Builder::new()
+        .name("vigil-rollup".into())
+        .spawn(move || {
+            let mut send = |a: &AlertRecord| {
+                let _ = alerts.send(a.clone());
+            };
+            if let Err(e) = crate::rollup::run(rules, &cfg, &metrics, &stop2, &drain2, &mut send) {
+                *lock(&shared2.failure) = Some(e);
+            }
+        })
+        .expect("spawning a thread");
+    Running { stop, drain, handle, api: None }
+}
+
+/// Answers the HTTP API from the tasks: a region from the task that scores it, the open alerts
+/// from all of them. The city's standing is not kept (its records are on the score topic).
+fn answer(
+    rules: &RuleSet,
+    inbox: &QueryInbox,
+    shared: &Shared,
+    partitions: i32,
+    partitioner: vigil_kafka::Partitioner,
+) -> Option<Arc<RuleSet>> {
+    let mut reloaded = None;
+    while let Ok(q) = inbox.rx.try_recv() {
+        let handles: BTreeMap<i32, EngineHandle> =
+            lock(&shared.running).iter().filter_map(|(p, r)| Some((*p, r.api.clone()?))).collect();
+        match q {
+            Query::Region(code, reply) => {
+                let task = Task { partition: 0, partitions, partitioner };
+                let view = rules.regions.lookup(&code).and_then(|r| {
+                    let p = task.region_partitions(rules)[r as usize];
+                    handles.get(&p)?.region(&code, ASK).ok().flatten()
+                });
+                let _ = reply.send(view);
+            }
+            Query::Alerts(reply) => {
+                let mut all = Vec::new();
+                for h in handles.values() {
+                    all.extend(h.alerts(ASK).unwrap_or_default());
+                }
+                all.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+                let _ = reply.send(all);
+            }
+            Query::Reload(new, _, reply) => {
+                // Every task of this instance takes the new rules, and tasks started later get
+                // them too. Other instances reload on their own signal.
+                let mut result = Err("no task is running on this instance".to_string());
+                for (p, h) in &handles {
+                    let r = h.reload(Arc::clone(&new), ASK).unwrap_or_else(|e| Err(e.to_string()));
+                    match r {
+                        Err(e) => {
+                            result = Err(format!("task {p}: {e}"));
+                            break;
+                        }
+                        Ok(c) => result = Ok(c),
+                    }
+                }
+                if result.is_ok() {
+                    reloaded = Some(new);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+    reloaded
+}
