@@ -3,7 +3,8 @@
 //! mid-stream (SIGTERM, or SIGKILL in a second test), so that its tasks move to the other, which
 //! restores their checkpoints and runs to the end. The alerts and scores they publish together (city scores from the roll-up
 //! included) must equal those of a single instance in the same mode over the same events:
-//! none lost, every duplicate byte-identical to its first copy.
+//! none lost, every duplicate byte-identical to its first copy. A third test runs the SIGTERM case
+//! in exactly-once mode.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, ded
 /// Event partitions: four tasks.
 const PARTITIONS: i32 = 4;
 
-fn config(dir: &Path, brokers: &str, group: &str, topics: &RunTopics) -> PathBuf {
+fn config(dir: &Path, brokers: &str, group: &str, topics: &RunTopics, delivery: &str) -> PathBuf {
     let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
     let o = &topics.outputs;
     let text = format!(
@@ -28,6 +29,7 @@ scores = "{}"
 alerts = "{}"
 dlq = "{}"
 late = "{}"
+commits = "{}"
 events = {{ {} }}
 
 [engine]
@@ -39,12 +41,14 @@ checkpoint_every = "300ms"
 # time past its events), not on where tasks run. The run still ends on --exit-when-idle.
 idle_timeout = "60s"
 scale_out = true
+delivery = "{delivery}"
 score_levels = ["city", "district"]
 "#,
         o.scores,
         o.alerts,
         o.dlq,
         o.late,
+        o.commits,
         events.join(", "),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules").display(),
         dir.join("checkpoints").display(),
@@ -94,7 +98,7 @@ fn assignments(stderr: &str) -> Vec<String> {
 /// checkpoint before the group moves it, so nothing is published twice.
 #[test]
 fn two_instances_one_stopped_mid_stream_publish_what_one_instance_does() {
-    pair_with_one_stopped("TERM");
+    pair_with_one_stopped("TERM", "at-least-once");
 }
 
 /// Killed with SIGKILL, an instance leaves its tasks at their last checkpoint; the group moves
@@ -103,27 +107,39 @@ fn two_instances_one_stopped_mid_stream_publish_what_one_instance_does() {
 /// started afterwards picks up the rest, as an operator's restart would.
 #[test]
 fn two_instances_one_killed_mid_stream_lose_nothing() {
-    pair_with_one_stopped("KILL");
+    pair_with_one_stopped("KILL", "at-least-once");
 }
 
-fn pair_with_one_stopped(signal: &str) {
+/// In exactly-once mode each task commits its outputs and offsets in transactions of its own
+/// (`transactional.id` per task), and the task that moves on SIGTERM resumes from the checkpoint
+/// of its last committed transaction. A clean handover again publishes nothing twice, and a
+/// `read_committed` reader sees what one instance in the same mode publishes. tansu 0.6 refuses
+/// transactions, so this runs on the embedded cluster, which implements the coordinator.
+#[test]
+fn two_instances_in_exactly_once_mode_one_stopped_mid_stream_publish_what_one_instance_does() {
+    pair_with_one_stopped("TERM", "exactly-once");
+}
+
+fn pair_with_one_stopped(signal: &str, delivery: &str) {
     let rules = testkit::default_rules();
-    // A real broker when VIGIL_TEST_BROKERS names one (tansu in CI), the embedded cluster otherwise.
-    let broker = Broker::from_env();
+    // A real broker when VIGIL_TEST_BROKERS names one (tansu in CI), the embedded cluster otherwise
+    // and for transactions.
+    let broker = if delivery == "exactly-once" { Broker::embedded() } else { Broker::from_env() };
     let settings = broker.settings();
-    let single = RunTopics::new(&rules, &format!("scale-single-{signal}"));
-    let mut pair = RunTopics::new(&rules, &format!("scale-pair-{signal}"));
+    let tag = format!("{signal}-{delivery}");
+    let single = RunTopics::new(&rules, &format!("scale-single-{tag}"));
+    let mut pair = RunTopics::new(&rules, &format!("scale-pair-{tag}"));
     pair.events = single.events.clone();
     broker.create_topics(&single.all(PARTITIONS));
     broker.create_topics(&pair.outputs_only());
     let lines = testkit::city(&rules, 5, 40);
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale-test-{signal}"));
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale-test-{tag}"));
     let _ = std::fs::remove_dir_all(&base);
 
     // The pair reads a live feed: the events arrive over 20 s.
     let (a_http, b_http) = (free_addr(), free_addr());
-    let pair_group = format!("scale-pair-{signal}-{}", std::process::id());
-    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair);
+    let pair_group = format!("scale-pair-{tag}-{}", std::process::id());
+    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery);
     let mut a = start(&pair_cfg, &a_http, false);
     let mut b = start(&pair_cfg, &b_http, true);
     // The feed starts once the group has settled: each instance holds tasks, four in all.
@@ -203,8 +219,8 @@ fn pair_with_one_stopped(signal: &str) {
     }
 
     // One instance over the same events.
-    let single_group = format!("scale-single-{signal}-{}", std::process::id());
-    let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single);
+    let single_group = format!("scale-single-{tag}-{}", std::process::id());
+    let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single, delivery);
     wait(start(&single_cfg, &free_addr(), true), "the single instance", Duration::from_secs(180));
     eprintln!("single done after {:?}", clock.elapsed());
 
@@ -229,7 +245,7 @@ fn pair_with_one_stopped(signal: &str) {
     let (mut scores, score_dups) =
         dedupe("score", &testkit::read_topic(&settings, &pair.outputs.scores, quiet), score_key);
     eprintln!(
-        "SIG{signal}: {total} events; single instance: {} alerts, {} scores; pair: {} alerts ({alert_dups} duplicates), {} scores \
+        "SIG{signal}, {delivery}: {total} events; single instance: {} alerts, {} scores; pair: {} alerts ({alert_dups} duplicates), {} scores \
          ({score_dups} duplicates); A consumed {a_consumed} before it was stopped",
         want_alerts.len(),
         want_scores.len(),

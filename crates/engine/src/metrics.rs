@@ -214,8 +214,8 @@ impl Metrics {
         r.register("vigil_checkpoint_size_bytes", "Size of the last checkpoint", self.checkpoint_size.clone());
         r.register("vigil_tasks", "Scale-out tasks (partition numbers) this instance runs", self.tasks.clone());
         r.register(
-            "vigil_rollup_pending_hours",
-            "Hours the city roll-up holds while waiting for some district's score record",
+            "vigil_rollup_pending_evaluations",
+            "Hourly city evaluations the roll-up holds while waiting for some district's score record",
             self.rollup_pending.clone(),
         );
         r.register(

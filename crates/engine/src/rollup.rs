@@ -135,6 +135,8 @@ pub fn run(
             last_checkpoint = Instant::now();
         }
         if done {
+            // The roll-up may move to another instance: this one no longer waits on anything.
+            metrics.rollup_pending.set(0);
             return Ok(());
         }
     }

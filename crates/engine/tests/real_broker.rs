@@ -95,3 +95,49 @@ fn tls_connections_are_verified_and_work_end_to_end() {
     let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, Duration::from_secs(5));
     assert_same("alerts over TLS", &from_kafka, &from_replay);
 }
+
+/// With a broker that requires SASL (`.ci/run` starts tansu with `--authentication` and a SCRAM
+/// user it created, and sets `VIGIL_TEST_SASL_BROKERS`, `VIGIL_TEST_SASL_USER` and
+/// `VIGIL_TEST_SASL_PASSWORD`), a client with the right password connects and the engine runs end
+/// to end, while a wrong password and a client without SASL are refused.
+#[test]
+fn sasl_scram_connections_are_authenticated_and_work_end_to_end() {
+    let (Ok(brokers), Ok(user), Ok(password)) = (
+        std::env::var("VIGIL_TEST_SASL_BROKERS"),
+        std::env::var("VIGIL_TEST_SASL_USER"),
+        std::env::var("VIGIL_TEST_SASL_PASSWORD"),
+    ) else {
+        eprintln!("no VIGIL_TEST_SASL_BROKERS/_USER/_PASSWORD: no SASL broker to test against");
+        return;
+    };
+    let sasl = |password: &str| {
+        let mut s = vigil_kafka::KafkaSettings::new(brokers.clone());
+        s.client.insert("security.protocol".into(), "SASL_PLAINTEXT".into());
+        s.client.insert("sasl.mechanism".into(), "SCRAM-SHA-512".into());
+        s.client.insert("sasl.username".into(), user.clone());
+        s.client.insert("sasl.password".into(), password.into());
+        s
+    };
+    let refused = |r: vigil_kafka::Result<usize>| {
+        matches!(r, Err(vigil_kafka::KafkaEdgeError::Kafka(rdkafka::error::KafkaError::MetadataFetch(_))))
+    };
+    let wrong = vigil_kafka::check_connection(&sasl("not-the-password"), Duration::from_secs(5));
+    assert!(refused(wrong), "a wrong password was accepted");
+    let anonymous =
+        vigil_kafka::check_connection(&vigil_kafka::KafkaSettings::new(brokers.clone()), Duration::from_secs(5));
+    assert!(refused(anonymous), "a client without SASL was accepted");
+    let settings = sasl(&password);
+    assert_eq!(vigil_kafka::check_connection(&settings, Duration::from_secs(10)).unwrap(), 1);
+
+    let rules = testkit::default_rules();
+    let topics = RunTopics::new(&rules, "sasl");
+    vigil_kafka::ensure_topics(&settings, &topics.all(2)).unwrap();
+    let lines = testkit::city(&rules, 6, 33);
+    let total = testkit::produce(&settings, &topics.events, &lines);
+    let (summary, evaluated) = common::run_engine(&rules, &settings, &topics, total, None, Duration::from_secs(600));
+    assert_eq!((summary.consumed, summary.rejected, summary.late), (total, 0, 0), "{summary:?}");
+    let from_replay = testkit::replay_alerts(&rules, &lines, Some(evaluated));
+    assert!(!from_replay.is_empty());
+    let from_kafka = testkit::read_topic(&settings, &topics.outputs.alerts, Duration::from_secs(5));
+    assert_same("alerts over SASL", &from_kafka, &from_replay);
+}
