@@ -198,12 +198,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 .with_context(|| format!("partitioner {p:?}: expected \"crc32\" or \"murmur2\"")),
         })
         .transpose()?;
-    if scale_out.is_some() && archive_dir.is_some() {
-        anyhow::bail!(
-            "an archive directory cannot be used with scale-out yet: each task would need its own archive; \
-             archive with `vigil replay --archive` from the topics instead"
-        );
-    }
     if scale_out.is_some() && (!options.score_levels[1] || options.scores == ScoreDetail::None) {
         anyhow::bail!(
             "scale-out needs district score records: the city roll-up is made from them (keep \"district\" in \
@@ -245,12 +239,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     );
     let print = args.print_alerts;
     if cfg.scale_out.is_some() {
-        let summary =
-            vigil_engine::scale::run(Arc::clone(&rules), cfg, metrics, &stop, Some(service.inbox), &mut |a| {
+        // Each task and the roll-up archive into the one directory, in files of their own.
+        let archive = archive_dir.map(|dir| {
+            eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
+            let open: vigil_engine::ArchiveFactory = Arc::new(move |group: &str, rules: &Arc<vigil_rules::RuleSet>| {
+                crate::history::engine_archive(&dir, rules, group).map_err(|e| std::io::Error::other(format!("{e:#}")))
+            });
+            open
+        });
+        let summary = vigil_engine::scale::run(
+            Arc::clone(&rules),
+            cfg,
+            metrics,
+            &stop,
+            Some(service.inbox),
+            archive,
+            &mut |a| {
                 if print {
                     println!("{}", crate::demo::alert_line(a, &rules));
                 }
-            })?;
+            },
+        )?;
         eprintln!(
             "vigil run: stopped after {} events ({} rejected, {} late), {} alert events (scale-out)",
             summary.consumed, summary.rejected, summary.late, summary.alerts

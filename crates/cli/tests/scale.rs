@@ -4,7 +4,9 @@
 //! restores their checkpoints and runs to the end. The alerts and scores they publish together (city scores from the roll-up
 //! included) must equal those of a single instance in the same mode over the same events:
 //! none lost, every duplicate byte-identical to its first copy. A third test runs the SIGTERM case
-//! in exactly-once mode.
+//! in exactly-once mode. Every run also archives (each task and the roll-up in files of their
+//! own), and the pair's archive must hold every event, score and alert once, as the single
+//! instance's does.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ events = {{ {} }}
 [engine]
 rules = "{}"
 checkpoint_dir = "{}"
+archive_dir = "{}"
 checkpoint_every = "300ms"
 # Longer than the feed: no partition turns idle mid-stream, which would make the results depend
 # on when events arrive (a partition that a busy broker leaves unfetched for the timeout moves
@@ -52,6 +55,7 @@ score_levels = ["city", "district"]
         events.join(", "),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules").display(),
         dir.join("checkpoints").display(),
+        dir.join("archive").display(),
     );
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("vigil.toml");
@@ -265,4 +269,32 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     // Every event was keyed by district: nothing went to the dead-letter or late topics.
     assert!(testkit::read_topic(&settings, &pair.outputs.dlq, quiet).is_empty());
     assert!(testkit::read_topic(&settings, &pair.outputs.late, quiet).is_empty());
+
+    // The archives: every event, score and alert once, the pair's equal to the single
+    // instance's, whichever instance archived a task's files.
+    let sql = |dir: &Path, q: &str| -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["sql", "--format", "csv", "--archive"])
+            .arg(dir.join("archive"))
+            .arg(q)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "vigil sql {q}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut rows: Vec<String> =
+            String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect();
+        rows.sort();
+        rows
+    };
+    let counts = "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM alerts) AS alerts, \
+        (SELECT count(DISTINCT alert_id || '#' || CAST(seq AS VARCHAR)) FROM alerts) AS distinct_alerts, \
+        (SELECT count(*) FROM scores) AS scores, \
+        (SELECT count(DISTINCT region || '@' || CAST(window_end AS VARCHAR)) FROM scores) AS distinct_scores";
+    let want = format!("{total},{n},{n},{m},{m}", n = want_alerts.len(), m = want_scores.len());
+    assert_eq!(sql(&base.join("single"), counts), vec![want.clone()], "the single instance's archive");
+    assert_eq!(sql(&base.join("pair"), counts), vec![want], "the pair's archive: nothing lost, nothing twice");
+    for table in ["events", "scores", "score_parts", "alerts"] {
+        let q = format!("SELECT * FROM {table}");
+        let (single, pair) = (sql(&base.join("single"), &q), sql(&base.join("pair"), &q));
+        assert!(single == pair, "the archived {table} differ ({} rows vs {})", single.len(), pair.len());
+    }
 }

@@ -37,6 +37,12 @@ pub const HOLD_PER_PARTITION: usize = 200_000;
 /// Version of the JSON records on the output topics, sent as a header.
 pub const SCHEMA_VERSION: &str = "1";
 
+/// Opens the archive writer of one engine of a scale-out instance (a task or the roll-up), named
+/// by that engine's consumer group, for the rule set it runs. The binary supplies it, so that the
+/// engine needs no storage crates; each writer's files are its own, so that a task that moves
+/// between instances rewinds only what it archived itself.
+pub type ArchiveFactory = Arc<dyn Fn(&str, &Arc<RuleSet>) -> std::io::Result<Box<dyn Archive>> + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -1171,7 +1177,7 @@ pub fn transactional_id(group: &str) -> String {
 /// Where a checkpoint stands: the sum of its partitions' next offsets and the last hour
 /// evaluated. Both only grow, so later checkpoints have larger positions (two with equal
 /// offsets differ when idleness moved time between them).
-fn position(offsets: impl Iterator<Item = i64>, last_evaluated: Option<i64>) -> Position {
+pub(crate) fn position(offsets: impl Iterator<Item = i64>, last_evaluated: Option<i64>) -> Position {
     Position { offsets: offsets.map(|o| o.max(0) as u64).sum(), evaluated: last_evaluated.unwrap_or(0) }
 }
 

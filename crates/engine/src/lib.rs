@@ -13,7 +13,7 @@ pub mod scale;
 pub mod testkit;
 
 pub use engine::{
-    Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, RunSummary, Task, Unavailable,
-    describe,
+    ArchiveFactory, Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, RunSummary,
+    Task, Unavailable, describe,
 };
 pub use metrics::Metrics;

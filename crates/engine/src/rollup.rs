@@ -6,6 +6,10 @@
 //! It is at-least-once in both delivery modes: after a crash it publishes again, byte for byte,
 //! what it published since its last checkpoint. It reads the score topic `read_committed`, so
 //! in exactly-once mode it only sees what the tasks committed.
+//!
+//! With an archive, it archives the city scores and alerts it publishes, committed with each
+//! checkpoint like an engine's (see [`vigil_core::Archive`]): exactly once, across moves and
+//! crashes, although the topic may see a record twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use vigil_rules::RuleSet;
 use vigil_window::Watermarks;
 
 use crate::checkpoint::DirLock;
-use crate::engine::{EngineConfig, EngineError, KafkaOutput};
+use crate::engine::{ArchiveFactory, EngineConfig, EngineError, KafkaOutput, position};
 use crate::metrics::Metrics;
 
 /// The consumer group (offsets are vigil's own; the name only identifies the client) and the
@@ -32,6 +36,7 @@ pub fn run(
     rules: Arc<RuleSet>,
     cfg: &EngineConfig,
     metrics: &Metrics,
+    archive: Option<&ArchiveFactory>,
     stop: &AtomicBool,
     drain: &AtomicBool,
     alerts: &mut dyn FnMut(&AlertRecord),
@@ -58,6 +63,7 @@ pub fn run(
     let topic = cfg.outputs.scores.clone();
     let mut start = BTreeMap::new();
     let mut stage = CityRollup::new(Arc::clone(&rules));
+    let mut resumed_at = None;
     if let Some(cp) = restored {
         match serde_json::from_slice::<RollupState>(&cp.pipeline)
             .map_err(|e| e.to_string())
@@ -66,11 +72,30 @@ pub fn run(
             Ok(s) => {
                 stage = s;
                 start = cp.offsets.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
+                resumed_at = Some(position(cp.offsets.iter().map(|(_, _, o)| *o), None));
             }
             Err(e) => warn(format!("its checkpoint cannot be resumed ({e}): reading {topic} from the beginning")),
         }
     }
     let group = format!("{}.{ROLLUP}", cfg.group);
+    let mut archive = match archive {
+        Some(open) => {
+            let mut a = open(&group, &rules).map_err(EngineError::Archive)?;
+            // As an engine's (Engine::set_archive): a start from the beginning of the topic
+            // refuses to archive again what an earlier run archived past its first checkpoint.
+            let at = resumed_at.unwrap_or_default();
+            if resumed_at.is_none() {
+                let files = a.count_after(at).map_err(EngineError::Archive)?;
+                if files > 0 {
+                    return Err(EngineError::ArchiveNotEmpty { files });
+                }
+            }
+            a.rewind(at).map_err(EngineError::Archive)?;
+            a.begin(at);
+            Some(a)
+        }
+        None => None,
+    };
     let assigned = vigil_kafka::assigned_consumer(&cfg.kafka, &group, std::slice::from_ref(&topic), &start)?;
     let consumer = assigned.consumer;
     let resume_at: BTreeMap<i32, i64> =
@@ -80,7 +105,7 @@ pub fn run(
     let producer = vigil_kafka::producer(&cfg.kafka)?;
     let mut out = KafkaOutput {
         producer: &producer,
-        archive: None,
+        archive: archive.as_deref_mut().map(|a| a as &mut dyn vigil_core::Archive),
         topics: &cfg.outputs,
         rules_version: rules.version.clone(),
         metrics,
@@ -119,6 +144,11 @@ pub fn run(
         });
         let done = stopping || drained;
         if done || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            // The archive commits first, as an engine's: a checkpoint that then fails to land
+            // leaves files that a restart from the previous one discards.
+            if let Some(a) = out.archive.as_deref_mut() {
+                a.commit().map_err(EngineError::Archive)?;
+            }
             vigil_kafka::flush(&producer, Duration::from_secs(30))?;
             if let Some(d) = &dir {
                 let cp = crate::checkpoint::Checkpoint {
@@ -131,6 +161,11 @@ pub fn run(
                     after: None,
                 };
                 crate::checkpoint::write(d, &cp)?;
+            }
+            // Offsets alone order the roll-up's intervals: it publishes only on reading a
+            // record, and every record read moves them.
+            if let Some(a) = out.archive.as_deref_mut() {
+                a.begin(position(next.values().copied(), None));
             }
             last_checkpoint = Instant::now();
         }

@@ -16,6 +16,11 @@
 //! function of its partitions' events, so a move changes nothing in them, as a restart does not.
 //!
 //! City scores and alerts come from the roll-up ([`crate::rollup`]), which runs alongside task 0.
+//!
+//! With an archive, every task and the roll-up write files of their own (named by their consumer
+//! groups) into the one archive directory, committed with their checkpoints; the new owner of a
+//! moved task discards what the old one archived after the checkpoint it resumes from, exactly as
+//! a restarted engine does, so the archive holds everything once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +32,9 @@ use std::time::Duration;
 use vigil_model::record::AlertRecord;
 use vigil_rules::RuleSet;
 
-use crate::engine::{Engine, EngineConfig, EngineError, EngineHandle, Query, QueryInbox, RunSummary, Task};
+use crate::engine::{
+    ArchiveFactory, Engine, EngineConfig, EngineError, EngineHandle, Query, QueryInbox, RunSummary, Task,
+};
 use crate::metrics::Metrics;
 
 /// How long the supervisor waits for a task's answer to an API query.
@@ -119,12 +126,14 @@ impl vigil_kafka::Membership for Member {
 
 /// Runs this instance's share of the group until `stop` is set (or, with `exit_when_idle`,
 /// until every task it holds has gone quiet and the roll-up has read what they published).
+/// With `archive`, each task and the roll-up archive what they consume and produce.
 pub fn run(
     rules: Arc<RuleSet>,
     cfg: EngineConfig,
     metrics: Metrics,
     stop: &AtomicBool,
     inbox: Option<QueryInbox>,
+    archive: Option<ArchiveFactory>,
     on_alert: &mut dyn FnMut(&AlertRecord),
 ) -> Result<RunSummary, EngineError> {
     let partitioner = cfg.scale_out.unwrap_or_default();
@@ -163,6 +172,7 @@ pub fn run(
         &member,
         partitions,
         partitioner,
+        archive.as_ref(),
         &alerts_tx,
         &alerts_rx,
         inbox.as_ref(),
@@ -198,6 +208,7 @@ fn supervise(
     member: &vigil_kafka::GroupMember<Member>,
     partitions: i32,
     partitioner: vigil_kafka::Partitioner,
+    archive: Option<&ArchiveFactory>,
     alerts_tx: &Sender<AlertRecord>,
     alerts_rx: &Receiver<AlertRecord>,
     inbox: Option<&QueryInbox>,
@@ -220,11 +231,11 @@ fn supervise(
             for &p in tasks {
                 if !running.contains_key(&p) && !finished.contains(&p) {
                     let task = Task { partition: p, partitions, partitioner };
-                    running.insert(p, start_task(&rules, cfg, metrics, task, shared, alerts_tx));
+                    running.insert(p, start_task(&rules, cfg, metrics, task, archive, shared, alerts_tx));
                 }
             }
             if tasks.contains(&0) && !running.contains_key(&ROLLUP_KEY) {
-                running.insert(ROLLUP_KEY, start_rollup(&rules, cfg, metrics, shared, alerts_tx));
+                running.insert(ROLLUP_KEY, start_rollup(&rules, cfg, metrics, archive, shared, alerts_tx));
             }
             metrics.tasks.set(running.keys().filter(|&&k| k >= 0).count() as i64);
             // A batch run ends once every task it holds has gone quiet; the roll-up then reads
@@ -252,6 +263,7 @@ fn start_task(
     cfg: &EngineConfig,
     metrics: &Metrics,
     task: Task,
+    archive: Option<&ArchiveFactory>,
     shared: &Arc<Shared>,
     alerts: &Sender<AlertRecord>,
 ) -> Running {
@@ -264,8 +276,8 @@ fn start_task(
     tcfg.progress = None;
     let stop = Arc::new(AtomicBool::new(false));
     let (api, inbox) = EngineHandle::new();
-    let (rules, metrics, shared2, alerts, stop2) =
-        (Arc::clone(rules), metrics.clone(), Arc::clone(shared), alerts.clone(), Arc::clone(&stop));
+    let (rules, metrics, shared2, alerts, stop2, archive) =
+        (Arc::clone(rules), metrics.clone(), Arc::clone(shared), alerts.clone(), Arc::clone(&stop), archive.cloned());
     let handle = std::thread::Builder::new()
         .name(format!("vigil-task-{p}"))
         .spawn(move || {
@@ -286,6 +298,16 @@ fn start_task(
                 }
             };
             let mut engine = engine;
+            if let Some(open) = &archive {
+                // The archive rewinds to the checkpoint the engine restored: what this task's
+                // previous owner archived after it is done again here.
+                let opened =
+                    open(&tcfg.group, &rules).map_err(EngineError::Archive).and_then(|a| engine.set_archive(a));
+                if let Err(e) = opened {
+                    *lock(&shared2.failure) = Some(e);
+                    return;
+                }
+            }
             engine.attach(inbox);
             let mut send = |a: &AlertRecord| {
                 let _ = alerts.send(a.clone());
@@ -314,11 +336,13 @@ fn start_rollup(
     rules: &Arc<RuleSet>,
     cfg: &EngineConfig,
     metrics: &Metrics,
+    archive: Option<&ArchiveFactory>,
     shared: &Arc<Shared>,
     alerts: &Sender<AlertRecord>,
 ) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
+    let archive = archive.cloned();
     let (rules, cfg, metrics, shared2, alerts, stop2, drain2) = (
         Arc::clone(rules),
         cfg.clone(),
@@ -334,7 +358,7 @@ fn start_rollup(
             let mut send = |a: &AlertRecord| {
                 let _ = alerts.send(a.clone());
             };
-            if let Err(e) = crate::rollup::run(rules, &cfg, &metrics, &stop2, &drain2, &mut send) {
+            if let Err(e) = crate::rollup::run(rules, &cfg, &metrics, archive.as_ref(), &stop2, &drain2, &mut send) {
                 *lock(&shared2.failure) = Some(e);
             }
         })

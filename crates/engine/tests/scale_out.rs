@@ -45,7 +45,8 @@ fn events_on_another_tasks_partition_go_to_the_dead_letter_topic() {
     cfg.scale_out = Some(Partitioner::Crc32);
     cfg.options = Options { score_levels: [true, true, false, false], ..Options::default() };
     let stop = AtomicBool::new(false);
-    let summary = vigil_engine::scale::run(rules.clone(), cfg, Metrics::default(), &stop, None, &mut |_| {}).unwrap();
+    let summary =
+        vigil_engine::scale::run(rules.clone(), cfg, Metrics::default(), &stop, None, None, &mut |_| {}).unwrap();
     assert_eq!(summary.consumed, total);
     assert_eq!(summary.rejected, misrouted, "{summary:?}");
 
