@@ -77,6 +77,11 @@ fn consumed(addr: &str) -> Option<u64> {
     testkit::metric_sum(addr, "vigil_events_consumed_total").map(|x| x as u64)
 }
 
+/// When the run's current checkpoint was written, if there is one.
+fn checkpoint_time(run: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(run.join("checkpoints/checkpoint")).and_then(|m| m.modified()).ok()
+}
+
 /// Runs to the end of the stream and checks the exit.
 fn finish(config: &Path) {
     let out = start(config, true).wait_with_output().unwrap();
@@ -148,6 +153,15 @@ fn kill_loop(delivery: &str) {
                 panic!("vigil run exited ({status}) before it was killed: {err}");
             }
         } else {
+            // These rounds are killed between checkpoints: first the round waits for one (the
+            // engine also checkpoints while idle). Catching up on a backlog, an interval can
+            // take far longer than `checkpoint_every` (the archive's Parquet files are written
+            // at each checkpoint), and a kill on consumption alone then often fell before the
+            // first one.
+            while t.elapsed() < Duration::from_secs(30) && checkpoint_time(&b) == last_written {
+                assert!(child.try_wait().unwrap().is_none(), "vigil run exited before it was killed");
+                std::thread::sleep(Duration::from_millis(5));
+            }
             // A threshold beyond what is left after the restore is never reached: the process
             // then goes quiet and is killed once it has been for a second.
             let threshold = 1 + next(total / 2);
@@ -167,7 +181,7 @@ fn kill_loop(delivery: &str) {
         child.kill().unwrap(); // SIGKILL: no shutdown path runs.
         child.wait().unwrap();
         // Count the rounds that wrote a checkpoint before they were killed.
-        let written = std::fs::metadata(b.join("checkpoints/checkpoint")).and_then(|m| m.modified()).ok();
+        let written = checkpoint_time(&b);
         if written.is_some() && written != last_written {
             checkpoints += 1;
         }
@@ -201,7 +215,7 @@ fn kill_loop(delivery: &str) {
     let (mut scores, score_dups) =
         dedupe("score", &testkit::read_topic(&settings, &killed.outputs.scores, quiet), score_key);
     eprintln!(
-        "{delivery}, {kills} kills: {} alerts ({alert_dups} duplicates), {} scores ({score_dups} duplicates)",
+        "{delivery}, {kills} kills ({checkpoints} after a checkpoint of their own): {} alerts ({alert_dups} duplicates), {} scores ({score_dups} duplicates)",
         alerts.len(),
         scores.len()
     );

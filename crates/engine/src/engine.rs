@@ -1097,13 +1097,14 @@ fn checkpoint(
     pipeline: &Pipeline,
     txn: Option<Txn<'_>>,
 ) -> Result<(), EngineError> {
+    // Timed from here: writing the archive's files is part of a checkpoint's cost.
+    let started = Instant::now();
     // The archive commits first: if the checkpoint then fails to land, a restart from the
     // previous one discards this interval's files before archiving it again.
     if let Some(a) = archive.as_deref_mut() {
         a.commit().map_err(EngineError::Archive)?;
     }
     let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
-    let started = Instant::now();
     vigil_kafka::flush(producer, Duration::from_secs(30))?;
     let offsets = partitions
         .iter()

@@ -208,7 +208,7 @@ impl Metrics {
         r.register("vigil_rules_info", "The rule set in force (value 1)", self.rules_info.clone());
         r.register(
             "vigil_checkpoint_duration_seconds",
-            "Wall time of writing a checkpoint (flushing outputs included)",
+            "Wall time of writing a checkpoint (writing the archive and flushing outputs included)",
             self.checkpoint_duration.clone(),
         );
         r.register("vigil_checkpoint_size_bytes", "Size of the last checkpoint", self.checkpoint_size.clone());
