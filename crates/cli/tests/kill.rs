@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, dedupe, free_addr, score_key};
 
 /// Writes the configuration of one run: the shared event topics, this run's output topics, a
@@ -226,20 +228,8 @@ fn kill_loop(delivery: &str) {
     assert_same("scores after kills", &scores, &want_scores);
 
     // The archives: every event once, every score and alert once, equal to the straight run's.
-    let sql = |dir: &Path, q: &str| -> Vec<String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["sql", "--format", "csv", "--archive"])
-            .arg(dir.join("archive"))
-            .arg(q)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "vigil sql {q}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect()
-    };
-    let counts = "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM alerts) AS alerts, \
-        (SELECT count(DISTINCT alert_id || '#' || CAST(seq AS VARCHAR)) FROM alerts) AS distinct_alerts, \
-        (SELECT count(*) FROM scores) AS scores, \
-        (SELECT count(DISTINCT region || '@' || CAST(window_end AS VARCHAR)) FROM scores) AS distinct_scores";
+    let sql = |dir: &Path, q: &str| common::archive_sql(&dir.join("archive"), q);
+    let counts = common::ARCHIVE_COUNTS;
     let want = format!("{total},{n},{n},{m},{m}", n = straight_alerts.len(), m = want_scores.len());
     assert_eq!(sql(&a, counts), vec![want.clone()], "the straight run's archive");
     assert_eq!(sql(&b, counts), vec![want], "the killed run's archive: nothing lost, nothing twice");

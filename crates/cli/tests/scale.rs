@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, dedupe, free_addr, score_key};
 
 /// Event partitions: four tasks.
@@ -259,6 +261,32 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     if signal == "TERM" {
         assert_eq!((alert_dups, score_dups), (0, 0), "a clean handover publishes nothing twice");
     }
+    // Every event was keyed by district: nothing went to the dead-letter or late topics.
+    let (dlq, late) = (
+        testkit::read_topic(&settings, &pair.outputs.dlq, quiet),
+        testkit::read_topic(&settings, &pair.outputs.late, quiet),
+    );
+    assert!(
+        dlq.is_empty() && late.is_empty(),
+        "{} dead letters, {} late events: {:?}",
+        dlq.len(),
+        late.len(),
+        late.first()
+    );
+
+    // The archives: every event, score and alert once, the pair's equal to the single
+    // instance's, whichever instance archived a task's files.
+    // Rows of several writers: compared in one order.
+    let sql = |dir: &Path, q: &str| {
+        let mut rows = common::archive_sql(&dir.join("archive"), q);
+        rows.sort();
+        rows
+    };
+    // The events each archive holds first: a lost or doubled event explains any difference below.
+    let events = "SELECT * FROM events";
+    let (single_events, pair_events) = (sql(&base.join("single"), events), sql(&base.join("pair"), events));
+    assert_eq!((single_events.len() as u64, pair_events.len() as u64), (total, total), "archived events");
+    assert!(single_events == pair_events, "the archived events differ");
     // Tasks publish side by side: compare in one order.
     let mut want_alerts = want_alerts;
     for v in [&mut alerts, &mut want_alerts, &mut scores, &mut want_scores] {
@@ -266,33 +294,11 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     }
     assert_same("alerts of the pair", &alerts, &want_alerts);
     assert_same("scores of the pair", &scores, &want_scores);
-    // Every event was keyed by district: nothing went to the dead-letter or late topics.
-    assert!(testkit::read_topic(&settings, &pair.outputs.dlq, quiet).is_empty());
-    assert!(testkit::read_topic(&settings, &pair.outputs.late, quiet).is_empty());
-
-    // The archives: every event, score and alert once, the pair's equal to the single
-    // instance's, whichever instance archived a task's files.
-    let sql = |dir: &Path, q: &str| -> Vec<String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["sql", "--format", "csv", "--archive"])
-            .arg(dir.join("archive"))
-            .arg(q)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "vigil sql {q}: {}", String::from_utf8_lossy(&out.stderr));
-        let mut rows: Vec<String> =
-            String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect();
-        rows.sort();
-        rows
-    };
-    let counts = "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM alerts) AS alerts, \
-        (SELECT count(DISTINCT alert_id || '#' || CAST(seq AS VARCHAR)) FROM alerts) AS distinct_alerts, \
-        (SELECT count(*) FROM scores) AS scores, \
-        (SELECT count(DISTINCT region || '@' || CAST(window_end AS VARCHAR)) FROM scores) AS distinct_scores";
+    let counts = common::ARCHIVE_COUNTS;
     let want = format!("{total},{n},{n},{m},{m}", n = want_alerts.len(), m = want_scores.len());
     assert_eq!(sql(&base.join("single"), counts), vec![want.clone()], "the single instance's archive");
     assert_eq!(sql(&base.join("pair"), counts), vec![want], "the pair's archive: nothing lost, nothing twice");
-    for table in ["events", "scores", "score_parts", "alerts"] {
+    for table in ["scores", "score_parts", "alerts"] {
         let q = format!("SELECT * FROM {table}");
         let (single, pair) = (sql(&base.join("single"), &q), sql(&base.join("pair"), &q));
         assert!(single == pair, "the archived {table} differ ({} rows vs {})", single.len(), pair.len());

@@ -167,6 +167,9 @@ pub struct EngineConfig {
     pub scale_out: Option<vigil_kafka::Partitioner>,
     /// Set by the scale-out supervisor on the engine of one task.
     pub task: Option<Task>,
+    /// Events held per partition before watermark alignment pauses it ([`HOLD_PER_PARTITION`]
+    /// by default; tests lower it so that partitions pause and resume often).
+    pub hold_per_partition: usize,
 }
 
 /// One scale-out task: partition `partition` of every event topic (each of `partitions`
@@ -217,6 +220,7 @@ impl EngineConfig {
             delivery: Delivery::AtLeastOnce,
             scale_out: None,
             task: None,
+            hold_per_partition: HOLD_PER_PARTITION,
         }
     }
 
@@ -418,6 +422,8 @@ pub struct RunSummary {
     pub rejected: u64,
     pub late: u64,
     pub alerts: u64,
+    /// Times watermark alignment paused a partition that ran ahead.
+    pub pauses: u64,
 }
 
 /// The engine: a consumer over every event topic of the rules, a producer for the outputs, and
@@ -456,8 +462,10 @@ pub struct Engine {
     _lock: Option<DirLock>,
     /// A scale-out task's partition, and per region the partition its events belong on.
     routing: Option<(i32, Vec<i32>)>,
-    /// Per partition, the offset this run resumed at: reading starts a little earlier (see
-    /// [`vigil_kafka::RESUME_LOOKBACK`]), and what lies below was processed before.
+    /// Per partition, the offset of the next message expected: the one this run resumed at,
+    /// then one past the last message received. Reading starts a little earlier after a
+    /// restore or a pause (see [`vigil_kafka::RESUME_LOOKBACK`]), and what lies below was read
+    /// before.
     resume_at: Vec<i64>,
 }
 
@@ -717,9 +725,12 @@ impl Engine {
                     let (topic, partition) = (m.topic(), m.partition());
                     let slot = self.inputs.get(topic).and_then(|v| v.get(usize::try_from(partition).ok()?));
                     let Some(&Some(input)) = slot else { continue };
+                    // Offsets only grow within a partition: one below the next expected is a
+                    // message read before (a resume fetches from before its checkpoint or pause).
                     if m.offset() < self.resume_at[input] {
                         continue;
                     }
+                    self.resume_at[input] = m.offset() + 1;
                     summary.consumed += 1;
                     if st.watermarks.is_idle(input) {
                         // One partition waking suggests the stream as a whole resumed (a producer
@@ -753,9 +764,10 @@ impl Engine {
                             // Watermark alignment: a partition far ahead of the slowest one waits
                             // (paused, its messages held in order) instead of racing on.
                             self.held[input].push_back((ev, m.offset()));
-                            if !self.paused[input] && self.held[input].len() >= HOLD_PER_PARTITION {
+                            if !self.paused[input] && self.held[input].len() >= self.cfg.hold_per_partition.max(1) {
                                 self.consumer.pause(&one(topic, partition))?;
                                 self.paused[input] = true;
+                                summary.pauses += 1;
                             }
                         }
                         Ok(_) => st.accept(input, &ev, m.offset(), &mut out, &mut summary),
@@ -893,7 +905,8 @@ impl Engine {
                         }
                         if self.held[input].is_empty() && self.paused[input] {
                             let (t, p) = &self.partitions[input];
-                            self.consumer.resume(&one(t, *p))?;
+                            // Messages below resume_at were received already and are dropped.
+                            vigil_kafka::resume_from(&self.consumer, t, *p, self.resume_at[input].max(0))?;
                             self.paused[input] = false;
                             self.last_seen[input] = Instant::now();
                         }

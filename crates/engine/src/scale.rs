@@ -320,6 +320,7 @@ fn start_task(
                     sum.rejected += s.rejected;
                     sum.late += s.late;
                     sum.alerts += s.alerts;
+                    sum.pauses += s.pauses;
                     drop(sum);
                     if !stop2.load(Ordering::Relaxed) {
                         lock(&shared2.finished).insert(p);

@@ -260,6 +260,20 @@ pub struct Assigned {
 /// default), and the consumer drops what it already processed.
 pub const RESUME_LOOKBACK: i64 = 10_000;
 
+/// Resumes a paused partition of `consumer` whose next message is `next`, fetching from
+/// [`RESUME_LOOKBACK`] records before it: librdkafka fetches a resumed partition again from its
+/// position, which usually lies inside a batch, and tansu 0.6 would then skip the rest of that
+/// batch (crates/kafka/tests/resume.rs). The seek comes first, while the partition is still
+/// paused, so that nothing is fetched from the old position. The caller drops every message
+/// below the next one it expects: those below `next`, and any delivered again.
+pub fn resume_from(consumer: &EventConsumer, topic: &str, partition: i32, next: i64) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    consumer.seek(topic, partition, Offset::Offset((next - RESUME_LOOKBACK).max(0)), Duration::from_secs(10))?;
+    consumer.resume(&tpl)?;
+    Ok(())
+}
+
 /// A consumer assigned every partition of `topics` (no group rebalance: vigil assigns
 /// explicitly and keeps its own offsets), starting from the given offsets or the beginning.
 pub fn assigned_consumer(

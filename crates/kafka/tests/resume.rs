@@ -54,3 +54,66 @@ fn reading_from_an_offset_inside_a_batch_returns_exactly_the_rest() {
         assert!(got == want, "from {from}");
     }
 }
+
+/// A partition paused part-way through a batch and resumed with [`vigil_kafka::resume_from`]
+/// (what watermark alignment does to a partition that runs ahead) yields exactly the rest of it.
+/// A plain resume makes the client fetch again from its position, inside the batch, and tansu
+/// 0.6 then skipped the rest of the batch: offsets 38 to 99 were lost.
+#[test]
+fn a_partition_paused_inside_a_batch_resumes_without_a_gap() {
+    use rdkafka::consumer::Consumer;
+    let topic = format!("pause-{}", std::process::id());
+    let embedded;
+    let settings = match std::env::var("VIGIL_TEST_BROKERS") {
+        Ok(b) if !b.is_empty() => {
+            let s = KafkaSettings::new(b);
+            vigil_kafka::ensure_topics(&s, &[(topic.clone(), 1)]).unwrap();
+            s
+        }
+        _ => {
+            embedded = Embedded::start(1).unwrap();
+            embedded.create_topic(&topic, 1).unwrap();
+            KafkaSettings::new(embedded.bootstrap_servers())
+        }
+    };
+    let producer = vigil_kafka::producer(&settings).unwrap();
+    for i in 0..300 {
+        vigil_kafka::send(&producer, &topic, "k", format!("{i}").as_bytes(), None).unwrap();
+        if i % 100 == 99 {
+            vigil_kafka::flush(&producer, Duration::from_secs(30)).unwrap();
+        }
+    }
+    let a = vigil_kafka::assigned_consumer(&settings, "pause-test", std::slice::from_ref(&topic), &BTreeMap::new())
+        .unwrap();
+    let c = a.consumer;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let mut got: Vec<i64> = Vec::new();
+    let mut drop_below = 0;
+    let t = Instant::now();
+    while got.len() < 300 && t.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100))
+            && m.offset() >= drop_below
+        {
+            drop_below = m.offset() + 1;
+            got.push(m.offset());
+            // Paused at offsets 37 and 150, inside the first and second batches.
+            if m.offset() == 37 || m.offset() == 150 {
+                c.pause(&tpl).unwrap();
+                let quiet = Instant::now();
+                while quiet.elapsed() < Duration::from_millis(500) {
+                    if let Some(Ok(m)) = c.poll(Duration::from_millis(50))
+                        && m.offset() >= drop_below
+                    {
+                        drop_below = m.offset() + 1;
+                        got.push(m.offset());
+                    }
+                }
+                vigil_kafka::resume_from(&c, &topic, 0, drop_below).unwrap();
+            }
+        }
+    }
+    let want: Vec<i64> = (0..300).collect();
+    let first_gap = got.windows(2).find(|w| w[1] != w[0] + 1);
+    assert!(got == want, "{} of 300 records, first gap {first_gap:?}", got.len());
+}

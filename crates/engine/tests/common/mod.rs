@@ -23,6 +23,20 @@ pub fn run_engine(
     checkpoint_dir: Option<PathBuf>,
     limit: Duration,
 ) -> (RunSummary, i64) {
+    run_engine_holding(rules, settings, topics, until, checkpoint_dir, limit, vigil_engine::engine::HOLD_PER_PARTITION)
+}
+
+/// [`run_engine`], pausing a partition once `hold` of its events wait for the others.
+#[allow(dead_code)]
+pub fn run_engine_holding(
+    rules: &Arc<RuleSet>,
+    settings: &KafkaSettings,
+    topics: &RunTopics,
+    until: u64,
+    checkpoint_dir: Option<PathBuf>,
+    limit: Duration,
+    hold: usize,
+) -> (RunSummary, i64) {
     let progress = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let ecfg = EngineConfig {
@@ -34,6 +48,7 @@ pub fn run_engine(
         progress: Some(Arc::clone(&progress)),
         checkpoint_dir,
         checkpoint_every: Duration::from_secs(3600),
+        hold_per_partition: hold,
         ..EngineConfig::new(settings.clone())
     };
     let mut engine = Engine::new(Arc::clone(rules), ecfg, Metrics::default()).unwrap();
