@@ -638,18 +638,7 @@ impl Engine {
     /// to start if anything later is archived, since re-reading the topics would archive it twice
     /// and deleting it could lose history the topics no longer hold.
     pub fn set_archive(&mut self, mut archive: Box<dyn Archive>) -> Result<(), EngineError> {
-        let at = self.resumed_at.unwrap_or_default();
-        if self.resumed_at.is_none() {
-            let files = archive.count_after(at).map_err(EngineError::Archive)?;
-            if files > 0 {
-                return Err(EngineError::ArchiveNotEmpty { files });
-            }
-        }
-        let removed = archive.rewind(at).map_err(EngineError::Archive)?;
-        if removed > 0 {
-            eprintln!("vigil: removed {removed} archive files committed after the checkpoint this run resumes from");
-        }
-        archive.begin(at);
+        resume_archive(archive.as_mut(), self.resumed_at)?;
         self.archive = Some(archive);
         Ok(())
     }
@@ -1186,6 +1175,24 @@ struct Txn<'a> {
 /// new instance fences off when it starts.
 pub fn transactional_id(group: &str) -> String {
     format!("vigil-{group}")
+}
+
+/// Prepares an archive for a driver that resumed from the checkpoint at `resumed_at` (`None`:
+/// from the beginning of its topics), as [`Engine::set_archive`] describes; the roll-up shares it.
+pub(crate) fn resume_archive(archive: &mut dyn Archive, resumed_at: Option<Position>) -> Result<(), EngineError> {
+    let at = resumed_at.unwrap_or_default();
+    if resumed_at.is_none() {
+        let files = archive.count_after(at).map_err(EngineError::Archive)?;
+        if files > 0 {
+            return Err(EngineError::ArchiveNotEmpty { files });
+        }
+    }
+    let removed = archive.rewind(at).map_err(EngineError::Archive)?;
+    if removed > 0 {
+        eprintln!("vigil: removed {removed} archive files committed after the checkpoint this run resumes from");
+    }
+    archive.begin(at);
+    Ok(())
 }
 
 /// Where a checkpoint stands: the sum of its partitions' next offsets and the last hour

@@ -23,7 +23,7 @@ use vigil_rules::RuleSet;
 use vigil_window::Watermarks;
 
 use crate::checkpoint::DirLock;
-use crate::engine::{ArchiveFactory, EngineConfig, EngineError, KafkaOutput, position};
+use crate::engine::{ArchiveFactory, EngineConfig, EngineError, KafkaOutput, position, resume_archive};
 use crate::metrics::Metrics;
 
 /// The consumer group (offsets are vigil's own; the name only identifies the client) and the
@@ -81,17 +81,7 @@ pub fn run(
     let mut archive = match archive {
         Some(open) => {
             let mut a = open(&group, &rules).map_err(EngineError::Archive)?;
-            // As an engine's (Engine::set_archive): a start from the beginning of the topic
-            // refuses to archive again what an earlier run archived past its first checkpoint.
-            let at = resumed_at.unwrap_or_default();
-            if resumed_at.is_none() {
-                let files = a.count_after(at).map_err(EngineError::Archive)?;
-                if files > 0 {
-                    return Err(EngineError::ArchiveNotEmpty { files });
-                }
-            }
-            a.rewind(at).map_err(EngineError::Archive)?;
-            a.begin(at);
+            resume_archive(a.as_mut(), resumed_at)?;
             Some(a)
         }
         None => None,

@@ -10,22 +10,27 @@ use std::time::{Duration, Instant};
 
 use vigil_kafka::{Embedded, KafkaSettings, Message};
 
+/// A one-partition topic on the broker of `VIGIL_TEST_BROKERS`, or on an embedded cluster
+/// (returned, to be kept alive) when it is unset.
+fn one_partition_topic(topic: &str) -> (KafkaSettings, Option<Embedded>) {
+    match std::env::var("VIGIL_TEST_BROKERS") {
+        Ok(b) if !b.is_empty() => {
+            let s = KafkaSettings::new(b);
+            vigil_kafka::ensure_topics(&s, &[(topic.to_string(), 1)]).unwrap();
+            (s, None)
+        }
+        _ => {
+            let embedded = Embedded::start(1).unwrap();
+            embedded.create_topic(topic, 1).unwrap();
+            (KafkaSettings::new(embedded.bootstrap_servers()), Some(embedded))
+        }
+    }
+}
+
 #[test]
 fn reading_from_an_offset_inside_a_batch_returns_exactly_the_rest() {
     let topic = format!("resume-{}", std::process::id());
-    let embedded;
-    let settings = match std::env::var("VIGIL_TEST_BROKERS") {
-        Ok(b) if !b.is_empty() => {
-            let s = KafkaSettings::new(b);
-            vigil_kafka::ensure_topics(&s, &[(topic.clone(), 1)]).unwrap();
-            s
-        }
-        _ => {
-            embedded = Embedded::start(1).unwrap();
-            embedded.create_topic(&topic, 1).unwrap();
-            KafkaSettings::new(embedded.bootstrap_servers())
-        }
-    };
+    let (settings, _embedded) = one_partition_topic(&topic);
     let producer = vigil_kafka::producer(&settings).unwrap();
     // Five batches of 100.
     for i in 0..500 {
@@ -63,19 +68,7 @@ fn reading_from_an_offset_inside_a_batch_returns_exactly_the_rest() {
 fn a_partition_paused_inside_a_batch_resumes_without_a_gap() {
     use rdkafka::consumer::Consumer;
     let topic = format!("pause-{}", std::process::id());
-    let embedded;
-    let settings = match std::env::var("VIGIL_TEST_BROKERS") {
-        Ok(b) if !b.is_empty() => {
-            let s = KafkaSettings::new(b);
-            vigil_kafka::ensure_topics(&s, &[(topic.clone(), 1)]).unwrap();
-            s
-        }
-        _ => {
-            embedded = Embedded::start(1).unwrap();
-            embedded.create_topic(&topic, 1).unwrap();
-            KafkaSettings::new(embedded.bootstrap_servers())
-        }
-    };
+    let (settings, _embedded) = one_partition_topic(&topic);
     let producer = vigil_kafka::producer(&settings).unwrap();
     for i in 0..300 {
         vigil_kafka::send(&producer, &topic, "k", format!("{i}").as_bytes(), None).unwrap();
