@@ -16,7 +16,11 @@ fn bench(c: &mut Criterion) {
     let chains = vigil_benches::scored_chains(&rules);
     let events = vigil_benches::decode_all(&rules, &lines);
     let n = events.len() as u64;
-    let opts = Options { scores: ScoreDetail::None, score_levels: [false; 4] };
+    let opts = Options {
+        scores: ScoreDetail::None,
+        score_levels: vigil_core::ScoreLevels::NONE,
+        score_filter: vigil_core::ScoreFilter::All,
+    };
 
     let mut g = c.benchmark_group("core");
     g.sample_size(10);

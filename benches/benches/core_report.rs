@@ -64,7 +64,11 @@ fn run(rules: &std::sync::Arc<vigil_rules::RuleSet>, days: u32, volume: f64) -> 
     let events = vigil_benches::decode_all(rules, &lines);
     let chains = vigil_benches::scored_chains(rules);
     let n = events.len() as f64;
-    let opts = Options { scores: ScoreDetail::None, score_levels: [false; 4] };
+    let opts = Options {
+        scores: ScoreDetail::None,
+        score_levels: vigil_core::ScoreLevels::NONE,
+        score_filter: vigil_core::ScoreFilter::All,
+    };
 
     let decode_s = best_of(3, || {
         let decoder = Decoder::new(rules);

@@ -106,7 +106,11 @@ fn child(mode: &str, days: u32) -> Result {
         let cfg = EngineConfig {
             outputs,
             idle_timeout: Duration::from_secs(2),
-            options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
+            options: Options {
+                scores: ScoreDetail::Summary,
+                score_levels: vigil_core::ScoreLevels(0b0011),
+                score_filter: vigil_core::ScoreFilter::All,
+            },
             progress: Some(Arc::clone(&progress)),
             ..EngineConfig::new(settings.clone())
         };

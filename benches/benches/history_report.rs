@@ -74,7 +74,9 @@ fn interval(ms: i64) -> String {
 /// and scored ancestor, summed over the window with a RANGE frame. Returns the statement and the
 /// number of indicators it covers.
 fn windowed_counts_sql(rules: &RuleSet) -> (String, usize) {
-    let origin = vigil_model::time::format_utc(-rules.tz_offset.ms());
+    // The synthetic city's zone is a fixed offset, so local bins are UTC bins shifted by it.
+    assert!(rules.zone.is_fixed(), "the SQL baseline bins by a fixed offset");
+    let origin = vigil_model::time::format_utc(-rules.zone.offset_at(0));
     let mut parts = Vec::new();
     for ind in rules.indicators.iter().filter(|i| matches!(i.measure, Measure::Count) && i.compare.is_none()) {
         let source = &rules.sources[ind.source as usize].id;

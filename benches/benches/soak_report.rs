@@ -138,7 +138,11 @@ fn main() {
                 outputs,
                 idle_timeout: Duration::from_secs(5),
                 // Alerts only: score records would outgrow what the embedded cluster keeps.
-                options: Options { scores: ScoreDetail::None, score_levels: [false; 4] },
+                options: Options {
+                    scores: ScoreDetail::None,
+                    score_levels: vigil_core::ScoreLevels::NONE,
+                    score_filter: vigil_core::ScoreFilter::All,
+                },
                 progress: Some(progress),
                 checkpoint_dir: Some(checkpoints),
                 checkpoint_every: Duration::from_secs(10),

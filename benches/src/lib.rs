@@ -83,12 +83,12 @@ pub fn hashmap_routing(rules: &RuleSet, chains: &[Vec<u32>], events: &[Event]) -
     use std::collections::HashMap;
     let mut map: HashMap<(u16, u32, i64), u64> = HashMap::new();
     for ev in events {
-        let cx = vigil_rules::filter::EvalCtx::new(ev, rules.tz_offset.0);
+        let cx = vigil_rules::filter::EvalCtx::new(ev, &rules.zone);
         for (i, ind) in rules.indicators.iter().enumerate() {
             if ind.source != ev.source || !ind.filter.matches(&cx) {
                 continue;
             }
-            let bin = (ev.ts + rules.tz_offset.0).div_euclid(ind.bin.0);
+            let bin = rules.zone.local(ev.ts).div_euclid(ind.bin.0);
             for &r in &chains[ev.region as usize] {
                 *map.entry((i as u16, r, bin)).or_default() += 1;
             }

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Converts the City of Chicago aggravated-assault records (shared/data/chicago-aggravated-assaults)
+"""Converts the City of Chicago's aggravated-assault records (Chicago data portal, CPD, the file
+chicago_aggravated_assaults_2010_2019.csv.gz)
 into vigil's event wire format: one police event per record, region = the CPD district, the
 location category as the only attribute. Coordinates are not carried over: vigil scores regions,
 and the district is the region. Local Chicago time (with daylight saving) becomes UTC.

@@ -14,7 +14,7 @@ use vigil_core::{Options, ScoreDetail};
 use vigil_engine::{Engine, EngineConfig, OutputTopics};
 use vigil_kafka::{Embedded, KafkaSettings};
 use vigil_model::record::{AlertEvent, AlertRecord};
-use vigil_model::time::{DAY, HOUR, format_local};
+use vigil_model::time::{DAY, HOUR};
 use vigil_model::{Duration as EvDuration, Level};
 use vigil_rules::RuleSet;
 use vigil_sim::{EventSink, GenConfig, Incident, IncidentKind, IncidentPlan};
@@ -173,8 +173,7 @@ fn colour(level: Option<Level>) -> &'static str {
 
 /// One readable line per alert: time, level, region, scope, score and the top reasons.
 pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
-    let t =
-        vigil_model::time::parse_rfc3339(&a.window_end).map(|t| format_local(t, rules.tz_offset)).unwrap_or_default();
+    let t = vigil_model::time::parse_rfc3339(&a.window_end).map(|t| rules.zone.format(t)).unwrap_or_default();
     let level = a.level.map_or("clear", |l| l.as_str()).to_uppercase();
     let arrow = match a.event {
         AlertEvent::Opened => "opened",
@@ -294,7 +293,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         group: "vigil-demo".into(),
         outputs,
         idle_timeout: Duration::from_secs(30),
-        options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
+        options: Options {
+            scores: ScoreDetail::Summary,
+            score_levels: vigil_core::ScoreLevels(0b0011),
+            score_filter: vigil_core::ScoreFilter::All,
+        },
         progress: Some(consumed),
         checkpoint_dir: args.checkpoint_dir.clone(),
         checkpoint_every: Duration::from_secs(10),

@@ -306,7 +306,7 @@ enum MethodArg {
 
 #[derive(clap::Args)]
 pub struct WeightsArgs {
-    /// Weighting method (methodology 1.4).
+    /// Weighting method (docs/methodology.md §8.4).
     #[arg(long, value_enum, default_value = "entropy")]
     method: MethodArg,
     /// Archive holding the calibration period's scores (`vigil replay --scores full --archive`).
@@ -335,8 +335,8 @@ pub struct WeightsArgs {
 pub fn run_weights(args: WeightsArgs) -> Result<ExitCode> {
     let MethodArg::Entropy = args.method;
     let rules = crate::load_rules(&args.rules)?;
-    if !vigil_rules::REGION_LEVELS.contains(&args.level.as_str()) {
-        bail!("unknown region level `{}` (city, district, street, grid)", args.level);
+    if rules.regions.level_index(&args.level).is_none() {
+        bail!("unknown region level `{}` (the rules declare: {})", args.level, rules.regions.level_names.join(", "));
     }
     let norm = |s: &Option<String>| -> Result<Option<String>> {
         s.as_deref().map(|t| parse_time(t).map(vigil_model::time::format_utc)).transpose()

@@ -95,9 +95,15 @@ struct ReplayArgs {
     /// How much of the scores to write.
     #[arg(long, value_enum, default_value = "summary")]
     scores: ScoresArg,
-    /// Region levels whose scores are written (comma-separated: city,district,street,grid).
-    #[arg(long, default_value = "city,district,street", value_delimiter = ',')]
-    score_levels: Vec<String>,
+    /// Region levels whose scores are written, comma-separated level names of the rules
+    /// (default: every level but the finest).
+    #[arg(long, value_delimiter = ',')]
+    score_levels: Option<Vec<String>>,
+    /// Which score records to write: "all" (every scored region at every evaluation),
+    /// "nonzero" (only records with a score above zero or an open alert) or "graded" (only
+    /// regions with an open alert episode: the smallest history).
+    #[arg(long, default_value = "all")]
+    score_records: String,
 }
 
 /// Loads and compiles a rule set, printing every problem on failure.
@@ -160,13 +166,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Weights(args) => history::run_weights(args),
         Command::Replay(args) => {
             let rules = load_rules(&args.rules)?;
-            let mut levels = [false; 4];
-            for l in &args.score_levels {
-                match vigil_rules::REGION_LEVELS.iter().position(|x| x == l) {
-                    Some(i) => levels[i] = true,
-                    None => bail!("unknown region level `{l}` in --score-levels"),
-                }
-            }
+            let score_levels = vigil_core::ScoreLevels::from_names(&rules, args.score_levels.as_deref())
+                .map_err(|e| anyhow::anyhow!("--score-levels: {e}"))?;
+            let score_filter = vigil_core::ScoreFilter::parse(&args.score_records)
+                .map_err(|e| anyhow::anyhow!("--score-records: {e}"))?;
             let scores = match args.scores {
                 ScoresArg::None => ScoreDetail::None,
                 ScoresArg::Summary => ScoreDetail::Summary,
@@ -175,7 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             let inputs = history::event_inputs(&rules, &args.events, None)?;
             let mut sink = history::TeeSink::create(&rules, args.out.as_deref(), args.archive.as_deref())?;
-            let mut pipeline = vigil_core::Pipeline::new(rules, Options { scores, score_levels: levels });
+            let mut pipeline = vigil_core::Pipeline::new(rules, Options { scores, score_levels, score_filter });
             let summary = vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replay")?;
             sink.finish()?;
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);

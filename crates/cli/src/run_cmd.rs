@@ -109,8 +109,11 @@ struct EngineSection {
     /// Score records published: "none", "summary" (composite, domains, categories) or "full"
     /// (also every indicator).
     scores: Option<String>,
-    /// Region levels whose scores are published (default city, district, street).
+    /// Region levels whose scores are published (default: every level but the finest).
     score_levels: Option<Vec<String>>,
+    /// "all" (default), "nonzero" (only records with a score above zero or an open alert) or
+    /// "graded" (only regions with an open alert episode).
+    score_records: Option<String>,
     /// When every partition is idle, event time follows the wall clock (see README).
     #[serde(default)]
     wall_clock_advance: bool,
@@ -124,24 +127,18 @@ struct EngineSection {
 }
 
 /// The scoring output options of the `[engine]` section.
-fn score_options(e: &EngineSection) -> Result<Options> {
+fn score_options(e: &EngineSection, rules: &vigil_rules::RuleSet) -> Result<Options> {
     let scores = match e.scores.as_deref() {
         None | Some("summary") => ScoreDetail::Summary,
         Some("none") => ScoreDetail::None,
         Some("full") => ScoreDetail::Full,
         Some(other) => anyhow::bail!("[engine] scores = {other:?}: expected \"none\", \"summary\" or \"full\""),
     };
-    let mut score_levels = [true, true, true, false];
-    if let Some(levels) = &e.score_levels {
-        score_levels = [false; 4];
-        for l in levels {
-            let i = vigil_rules::REGION_LEVELS.iter().position(|x| x == l).with_context(|| {
-                format!("[engine] score_levels: unknown level {l:?} (city, district, street, grid)")
-            })?;
-            score_levels[i] = true;
-        }
-    }
-    Ok(Options { scores, score_levels })
+    let score_levels = vigil_core::ScoreLevels::from_names(rules, e.score_levels.as_deref())
+        .map_err(|m| anyhow::anyhow!("[engine] score_levels: {m}"))?;
+    let score_filter = vigil_core::ScoreFilter::parse(e.score_records.as_deref().unwrap_or("all"))
+        .map_err(|m| anyhow::anyhow!("[engine] score_records: {m}"))?;
+    Ok(Options { scores, score_levels, score_filter })
 }
 
 fn duration(text: Option<&str>, default: Duration) -> Result<Duration> {
@@ -161,13 +158,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => FileConfig::default(),
     };
-    let options = score_options(&file.engine)?;
     let brokers = args.brokers.or(file.kafka.brokers).unwrap_or_else(|| "localhost:9092".into());
-    let rules_dir = args.rules.or(file.engine.rules).unwrap_or_else(|| "rules".into());
+    let rules_dir = args.rules.or(file.engine.rules.clone()).unwrap_or_else(|| "rules".into());
     // Whoever can write these directories can change what vigil alerts on or resumes from.
     crate::perms::check_rules(&rules_dir)?;
-    let checkpoint_dir = args.checkpoint_dir.or(file.engine.checkpoint_dir);
-    let archive_dir = args.archive_dir.or(file.engine.archive_dir);
+    let checkpoint_dir = args.checkpoint_dir.or(file.engine.checkpoint_dir.clone());
+    let archive_dir = args.archive_dir.or(file.engine.archive_dir.clone());
     if let Some(d) = &checkpoint_dir {
         crate::perms::check_state_dir(d, "checkpoint")?;
     }
@@ -175,6 +171,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         crate::perms::check_state_dir(d, "archive")?;
     }
     let rules = crate::load_rules(&rules_dir)?;
+    let options = score_options(&file.engine, &rules)?;
     if let Some(unknown) = file.topics.events.keys().find(|id| rules.source_index(id).is_none()) {
         anyhow::bail!("[topics.events] names source {unknown:?}, which the rules do not define");
     }
@@ -198,10 +195,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 .with_context(|| format!("partitioner {p:?}: expected \"crc32\" or \"murmur2\"")),
         })
         .transpose()?;
-    if scale_out.is_some() && (!options.score_levels[1] || options.scores == ScoreDetail::None) {
+    if scale_out.is_some()
+        && (!options.score_levels.contains(1)
+            || options.scores == ScoreDetail::None
+            || options.score_filter != vigil_core::ScoreFilter::All)
+    {
+        let second = rules.regions.level_names.get(1).map_or("second", String::as_str);
         anyhow::bail!(
-            "scale-out needs district score records: the city roll-up is made from them (keep \"district\" in \
-             [engine] score_levels and scores other than \"none\")"
+            "scale-out needs every {second} score record: the roll-up of the root is made from them (keep \
+             {second:?} in [engine] score_levels, scores other than \"none\" and score_records = \"all\")"
         );
     }
     let mut settings = KafkaSettings::new(brokers);

@@ -71,13 +71,17 @@ impl CityRollup {
             if districts.is_empty() {
                 continue;
             }
-            let total: u64 = districts.iter().map(|&d| r.populations[d]).sum();
+            // Population shares where every district declares one; otherwise districts weigh alike.
+            let pops: Option<Vec<u64>> = districts.iter().map(|&d| r.populations[d]).collect();
+            let total: u64 = pops.as_ref().map_or(0, |p| p.iter().sum());
             let districts: Vec<(usize, f64)> = districts
                 .iter()
-                .map(|&d| {
-                    // Without populations, districts weigh alike.
-                    let w =
-                        if total == 0 { 1.0 / districts.len() as f64 } else { r.populations[d] as f64 / total as f64 };
+                .enumerate()
+                .map(|(k, &d)| {
+                    let w = match &pops {
+                        Some(p) if total > 0 => p[k] as f64 / total as f64,
+                        _ => 1.0 / districts.len() as f64,
+                    };
                     (d, w)
                 })
                 .collect();
@@ -120,7 +124,7 @@ impl CityRollup {
     /// Takes one score record; district records complete hours, which are rolled up in order.
     /// Returns whether the record was taken (a district's, and new).
     pub fn record(&mut self, rec: &ScoreRecord, out: &mut dyn Output) -> bool {
-        if rec.level != "district" {
+        if self.rules.regions.level_names.get(1).is_none_or(|l| *l != rec.level) {
             return false;
         }
         let Some(&city) = self.district_of.get(&rec.region) else { return false };
@@ -203,6 +207,7 @@ impl CityRollup {
             }
         }
         let code = &r.codes[city.region];
+        let period = crate::Period::at(&rules, rules.zone.local_floor(t));
         for (scope, domain, score, tr) in alerts {
             // The districts behind it, by their score in this scope; ties by code.
             let mut top: Vec<RegionScore> = city
@@ -231,7 +236,9 @@ impl CityRollup {
                 region_level: r.level_name(city.region as u32).to_string(),
                 scope: scope.to_string(),
                 score,
+                window_start: format_utc(period.start),
                 window_end: format_utc(t),
+                date: period.date.clone(),
                 rules_version: rules.version.clone(),
                 reason: format!("rollup:{}", tr.reason.as_str()),
                 domains: domains.clone(),
@@ -242,7 +249,9 @@ impl CityRollup {
         out.score(ScoreRecord {
             region: code.clone(),
             level: r.level_name(city.region as u32).to_string(),
+            window_start: format_utc(period.start),
             window_end: format_utc(t),
+            date: period.date,
             rules_version: rules.version.clone(),
             composite: rolled[0],
             grade: self.state.grades[c][0].level,
@@ -272,7 +281,9 @@ mod tests {
         ScoreRecord {
             region: district.into(),
             level: "district".into(),
+            window_start: format_utc(t - H),
             window_end: format_utc(t),
+            date: None,
             rules_version: rules.version.clone(),
             composite: Some(score),
             grade: None,

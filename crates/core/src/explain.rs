@@ -13,6 +13,25 @@ use vigil_score::rollup::Rollup;
 
 use crate::pipeline::IndicatorState;
 
+/// The evaluation period a record describes: UTC instants of its start and end, and the local
+/// data day when the cadence is a day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub start: Ts,
+    pub end: Ts,
+    pub date: Option<String>,
+}
+
+impl Period {
+    /// The period of the evaluation at local boundary `b` under the rule set's cadence.
+    pub fn at(rules: &RuleSet, b: i64) -> Period {
+        let every = rules.evaluate_every.0;
+        let zone = &rules.zone;
+        let date = (every == vigil_model::time::DAY).then(|| vigil_model::Zone::date_of_local(b - 1));
+        Period { start: zone.utc(b - every), end: zone.utc(b), date }
+    }
+}
+
 /// How many indicators an alert names.
 pub const TOP_CONTRIBUTORS: usize = 5;
 
@@ -46,7 +65,7 @@ fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
 pub(crate) fn score_record(
     rules: &RuleSet,
     (r, slot): (usize, usize),
-    t: Ts,
+    p: &Period,
     roll: &Rollup,
     grade: Option<Level>,
     full: Option<&[IndicatorState]>,
@@ -54,7 +73,9 @@ pub(crate) fn score_record(
     ScoreRecord {
         region: rules.regions.codes[r].clone(),
         level: rules.regions.level_name(r as u32).to_string(),
-        window_end: format_utc(t),
+        window_start: format_utc(p.start),
+        window_end: format_utc(p.end),
+        date: p.date.clone(),
         rules_version: rules.version.clone(),
         composite: score(roll.composite),
         grade,
@@ -70,7 +91,7 @@ pub(crate) fn score_record(
 pub(crate) fn alert_record(
     rules: &RuleSet,
     (r, slot): (usize, usize),
-    t: Ts,
+    p: &Period,
     scope: &str,
     domain: Option<usize>,
     scope_score: Option<f64>,
@@ -100,7 +121,9 @@ pub(crate) fn alert_record(
         region_level: rules.regions.level_name(r as u32).to_string(),
         scope: scope.to_string(),
         score: score(scope_score),
-        window_end: format_utc(t),
+        window_start: format_utc(p.start),
+        window_end: format_utc(p.end),
+        date: p.date.clone(),
         rules_version: rules.version.clone(),
         reason: tr.reason.as_str().to_string(),
         domains: domains(rules, roll),

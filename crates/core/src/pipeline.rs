@@ -16,7 +16,7 @@ use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::Bins;
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 
-use crate::explain;
+use crate::explain::{self, Period};
 
 /// How much of the scores to emit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +32,83 @@ pub enum ScoreDetail {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub scores: ScoreDetail,
-    /// Region levels (city, district, street, grid) whose score records are emitted.
-    pub score_levels: [bool; 4],
+    /// Region levels (by index into the rule set's levels) whose score records are emitted;
+    /// levels beyond the list emit none.
+    pub score_levels: ScoreLevels,
+    /// Which of those records are written.
+    pub score_filter: ScoreFilter,
+}
+
+/// Region levels whose score records are emitted, by level index (at most 8 levels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScoreLevels(pub u8);
+
+impl ScoreLevels {
+    pub const NONE: ScoreLevels = ScoreLevels(0);
+    pub const ALL: ScoreLevels = ScoreLevels(u8::MAX);
+
+    /// Every level but the finest of `levels` (the default: the finest level is usually the
+    /// most numerous and least read).
+    pub fn all_but_finest(levels: usize) -> ScoreLevels {
+        ScoreLevels(((1u16 << levels.saturating_sub(1).min(8)) - 1) as u8)
+    }
+
+    pub fn from_flags(flags: &[bool]) -> ScoreLevels {
+        ScoreLevels(flags.iter().take(8).enumerate().filter(|(_, f)| **f).fold(0, |m, (i, _)| m | 1 << i))
+    }
+
+    pub fn contains(self, level: usize) -> bool {
+        level < 8 && self.0 & (1 << level) != 0
+    }
+
+    /// Levels named by the rule set's level names; `None` gives the default
+    /// ([`ScoreLevels::all_but_finest`]).
+    pub fn from_names(rules: &RuleSet, names: Option<&[String]>) -> Result<ScoreLevels, String> {
+        let declared = &rules.regions.level_names;
+        let Some(names) = names else { return Ok(ScoreLevels::all_but_finest(declared.len())) };
+        let mut flags = vec![false; declared.len()];
+        for n in names {
+            let i = rules
+                .regions
+                .level_index(n)
+                .ok_or_else(|| format!("unknown region level {n:?} (the rules declare: {})", declared.join(", ")))?;
+            flags[i] = true;
+        }
+        Ok(ScoreLevels::from_flags(&flags))
+    }
+}
+
+impl ScoreFilter {
+    pub fn parse(text: &str) -> Result<ScoreFilter, String> {
+        match text {
+            "all" => Ok(ScoreFilter::All),
+            "nonzero" => Ok(ScoreFilter::Nonzero),
+            "graded" => Ok(ScoreFilter::Graded),
+            other => Err(format!("score records {other:?}: expected \"all\", \"nonzero\" or \"graded\"")),
+        }
+    }
+}
+
+/// Which score records are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreFilter {
+    /// Every scored region at every evaluation.
+    All,
+    /// Only records with a composite, domain or category score above zero, or a grade: a quiet
+    /// region-period writes nothing, which keeps years of sparse history small.
+    Nonzero,
+    /// Only records of regions with an open alert episode in some scope: what a map of current
+    /// warnings needs, and the smallest history.
+    Graded,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { scores: ScoreDetail::Summary, score_levels: [true, true, true, false] }
+        Options {
+            scores: ScoreDetail::Summary,
+            score_levels: ScoreLevels::all_but_finest(4),
+            score_filter: ScoreFilter::All,
+        }
     }
 }
 
@@ -126,7 +196,8 @@ pub(crate) struct State {
     /// Per region: composite grade, then one per domain.
     pub grades: Vec<Vec<GradeState>>,
     pub watermark: Option<Ts>,
-    pub last_eval: Option<Ts>,
+    /// The last evaluated boundary, on the local axis ([`vigil_model::Zone::local`]).
+    pub last_eval: Option<i64>,
     /// The earliest event time seen before time started: evaluation is anchored on it, so the
     /// schedule does not depend on which input happened to deliver first.
     pub first_ts: Option<Ts>,
@@ -176,7 +247,6 @@ pub struct ActiveAlert {
 pub struct Pipeline {
     rules: Arc<RuleSet>,
     options: Options,
-    tz: i64,
     /// The regions that are scored (their levels are evaluated), in region order; state is kept
     /// per scored region, indexed by position in this list.
     scored: Vec<u32>,
@@ -250,7 +320,6 @@ impl Pipeline {
         let chains =
             rules.regions.chains.iter().map(|c| c.iter().filter_map(|&r| slot_of[r as usize]).collect()).collect();
         Pipeline {
-            tz: rules.tz_offset.0,
             scored,
             slot_of,
             chains,
@@ -346,15 +415,16 @@ impl Pipeline {
         self.state.first_ts
     }
 
-    /// The last hour boundary evaluated.
+    /// The UTC instant of the last boundary evaluated.
     pub fn last_evaluated(&self) -> Option<Ts> {
-        self.state.last_eval
+        self.state.last_eval.map(|b| self.rules.zone.utc(b))
     }
 
     /// Routes one decoded event into the bins of every indicator of its source that it passes,
     /// for its region and each ancestor.
     pub fn ingest(&mut self, ev: &Event) -> Ingest {
         let s = ev.source as usize;
+        let local = self.rules.zone.local(ev.ts);
         let mut outcome = Ingest::Accepted;
         if let Some(wm) = self.state.watermark {
             if ev.ts < wm - self.lateness[s] {
@@ -365,12 +435,12 @@ impl Pipeline {
                 self.state.counters.too_early += 1;
                 return Ingest::TooEarly;
             }
-            if self.state.last_eval.is_some_and(|t| ev.ts < t) {
+            if self.state.last_eval.is_some_and(|b| local < b) {
                 outcome = Ingest::AcceptedLate;
             }
         }
         self.saw(ev.ts);
-        let cx = EvalCtx::new(ev, self.tz);
+        let cx = EvalCtx::at_local(ev, local);
         let chain = &self.chains[ev.region as usize];
         for tap in &self.taps[s] {
             let i = tap.ind as usize;
@@ -386,7 +456,7 @@ impl Pipeline {
                 continue;
             }
             let layout = &self.layouts[i];
-            let bin = layout.bin_of(ev.ts, self.tz);
+            let bin = layout.bin_of(local);
             let bins = &mut self.state.indicators[i].bins;
             for &r in chain {
                 if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
@@ -409,31 +479,34 @@ impl Pipeline {
         }
     }
 
-    /// Moves the watermark to `wm` (never backwards) and evaluates every hour boundary it
-    /// passed, in order.
+    /// Moves the watermark to `wm` (never backwards) and evaluates every local boundary of
+    /// the cadence it passed, in order.
     pub fn advance(&mut self, wm: Ts, out: &mut dyn Output) {
         if self.state.watermark.is_some_and(|w| wm <= w) {
             return;
         }
         self.state.watermark = Some(wm);
         let every = self.rules.evaluate_every.0;
-        let last = match self.state.last_eval {
-            Some(t) => t,
-            None => {
-                // Evaluation starts at the hour of the earliest event seen: the same schedule
-                // whatever order the inputs delivered in.
-                let anchor = self.state.first_ts.unwrap_or(wm);
-                let t = anchor.div_euclid(every) * every;
-                self.state.last_eval = Some(t);
-                t
-            }
-        };
-        let mut t = last + every;
-        while t <= wm {
-            self.evaluate(t, out);
-            self.state.last_eval = Some(t);
-            t += every;
+        let last = self.last_boundary(wm);
+        self.state.last_eval = Some(last);
+        // Boundaries are local (hours, or local midnights); a watermark passes one when no
+        // event still to come can fall before it (see `Zone::local_floor`).
+        let reach = self.rules.zone.local_floor(wm);
+        let mut b = last + every;
+        while b <= reach {
+            self.evaluate(b, out);
+            self.state.last_eval = Some(b);
+            b += every;
         }
+    }
+
+    /// The last evaluated boundary, or before the first evaluation the boundary at or before
+    /// the earliest event seen: the same schedule whatever order the inputs delivered in.
+    fn last_boundary(&self, wm: Ts) -> i64 {
+        let every = self.rules.evaluate_every.0;
+        self.state
+            .last_eval
+            .unwrap_or_else(|| self.rules.zone.local(self.state.first_ts.unwrap_or(wm)).div_euclid(every) * every)
     }
 
     /// The latest result of one indicator for one region (the value unsuppressed) and the
@@ -446,11 +519,12 @@ impl Pipeline {
         (Scored { value: l.value, expected: l.expected, score: l.score }, l.support)
     }
 
-    fn evaluate(&mut self, t: Ts, out: &mut dyn Output) {
+    /// Evaluates local boundary `b`.
+    fn evaluate(&mut self, b: i64, out: &mut dyn Output) {
         let rules = Arc::clone(&self.rules);
         let regions = self.scored.len();
         for (i, ind) in rules.indicators.iter().enumerate() {
-            if (t + self.tz).rem_euclid(ind.hop.0) != 0 {
+            if b.rem_euclid(ind.hop.0) != 0 {
                 continue;
             }
             let layout = &self.layouts[i];
@@ -461,7 +535,7 @@ impl Pipeline {
                     continue;
                 }
                 evaluated += 1;
-                let wv = measure::extract(ind, layout, &st.bins, r, t, self.tz, &mut self.lanes);
+                let wv = measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes);
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
@@ -469,15 +543,23 @@ impl Pipeline {
             st.hist.advance();
             self.state.counters.evaluations += evaluated;
         }
+        // A boundary inside the hour skipped when clocks go forward passes at the same instant
+        // as the next one: its indicators keep their history in step, but only the next
+        // boundary publishes, so no two records share a window end.
+        let every = rules.evaluate_every.0;
+        if rules.zone.utc(b) == rules.zone.utc(b + every) {
+            return;
+        }
+        let period = Period::at(&rules, b);
         for d in 0..regions {
             if self.is_active(d) {
-                self.region_results(&rules, d, t, out);
+                self.region_results(&rules, d, &period, out);
             }
         }
     }
 
     /// Roll-up, grading and score records of scored region `d`.
-    fn region_results(&mut self, rules: &RuleSet, d: usize, t: Ts, out: &mut dyn Output) {
+    fn region_results(&mut self, rules: &RuleSet, d: usize, p: &Period, out: &mut dyn Output) {
         let r = self.scored[d] as usize;
         for (i, st) in self.state.indicators.iter().enumerate() {
             self.ind_scores[i] = st.latest[d].score;
@@ -485,15 +567,24 @@ impl Pipeline {
         rollup(rules, &self.ind_scores, &mut self.roll);
         let level = rules.regions.levels[r] as usize;
         if rules.alert_levels[level] {
-            self.grade(rules, r, d, t, out);
+            self.grade(rules, r, d, p, out);
         }
-        if self.options.scores != ScoreDetail::None && self.options.score_levels[level] {
+        if self.options.scores != ScoreDetail::None && self.options.score_levels.contains(level) {
             let grade = self.state.grades[d][0].level;
+            let graded = self.state.grades[d].iter().any(|g| g.level.is_some());
+            let skip = match self.options.score_filter {
+                ScoreFilter::All => false,
+                ScoreFilter::Nonzero => !graded && self.roll.is_quiet(),
+                ScoreFilter::Graded => !graded,
+            };
+            if skip {
+                return;
+            }
             let full = self.options.scores == ScoreDetail::Full;
             out.score(explain::score_record(
                 rules,
                 (r, d),
-                t,
+                p,
                 &self.roll,
                 grade,
                 full.then_some(&self.state.indicators[..]),
@@ -501,7 +592,8 @@ impl Pipeline {
         }
     }
 
-    fn grade(&mut self, rules: &RuleSet, r: usize, d: usize, t: Ts, out: &mut dyn Output) {
+    fn grade(&mut self, rules: &RuleSet, r: usize, d: usize, p: &Period, out: &mut dyn Output) {
+        let t = p.end;
         let grading = &rules.grading;
         // Domains first: their grades feed the composite's floor.
         for (di, domain) in rules.domains.iter().enumerate() {
@@ -525,7 +617,7 @@ impl Pipeline {
                 out.alert(explain::alert_record(
                     rules,
                     (r, d),
-                    t,
+                    p,
                     &domain.id,
                     Some(di),
                     score,
@@ -547,7 +639,7 @@ impl Pipeline {
             out.alert(explain::alert_record(
                 rules,
                 (r, d),
-                t,
+                p,
                 "composite",
                 None,
                 score,
@@ -558,15 +650,12 @@ impl Pipeline {
         }
     }
 
-    /// The hour boundary `advance(wm)` would evaluate first, if any: drivers that time each
-    /// evaluation step through them one at a time.
+    /// The watermark at which `advance(wm)` would evaluate its first boundary, if it would
+    /// evaluate any: drivers that time each evaluation step through them one at a time.
     pub fn next_evaluation(&self, wm: Ts) -> Option<Ts> {
-        let every = self.rules.evaluate_every.0;
-        let last = match self.state.last_eval {
-            Some(t) => t,
-            None => self.state.first_ts.unwrap_or(wm).div_euclid(every) * every,
-        };
-        (last + every <= wm && self.state.watermark.is_none_or(|w| w < wm)).then_some(last + every)
+        let next = self.last_boundary(wm) + self.rules.evaluate_every.0;
+        let zone = &self.rules.zone;
+        (next <= zone.local_floor(wm) && self.state.watermark.is_none_or(|w| w < wm)).then(|| zone.utc(next).min(wm))
     }
 
     /// Where one region stands after the last evaluation: its full score record (every
@@ -579,12 +668,13 @@ impl Pipeline {
         if !self.is_active(d) {
             return None;
         }
-        let t = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
+        let b = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
         let scores: Vec<Option<f64>> = self.state.indicators.iter().map(|st| st.latest[d].score).collect();
         let mut roll = Rollup::default();
         rollup(rules, &scores, &mut roll);
         let grade = self.state.grades[d][0].level;
-        let record = explain::score_record(rules, (r, d), t, &roll, grade, Some(&self.state.indicators[..]));
+        let record =
+            explain::score_record(rules, (r, d), &Period::at(rules, b), &roll, grade, Some(&self.state.indicators[..]));
         let grades = std::iter::once("composite")
             .chain(rules.domains.iter().map(|x| x.id.as_str()))
             .zip(&self.state.grades[d])

@@ -48,7 +48,14 @@ fn run_one(rules: &Arc<RuleSet>, i: usize, t: &vigil_rules::IndicatorTest) -> Re
     }
     events.sort_by_key(|e| e.ts);
     let region = rules.regions.lookup(&t.region).ok_or_else(|| format!("unknown region `{}`", t.region))? as usize;
-    let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::None, score_levels: [false; 4] });
+    let mut p = Pipeline::new(
+        Arc::clone(rules),
+        Options {
+            scores: ScoreDetail::None,
+            score_levels: crate::ScoreLevels::NONE,
+            score_filter: crate::ScoreFilter::All,
+        },
+    );
     let mut sink = VecOutput::default();
     if events.last().is_some_and(|e| e.ts >= t.at) {
         return Err("every fixture event must be before `at`".into());

@@ -50,7 +50,11 @@ fn scenario(rules: &RuleSet) -> Vec<Event> {
 }
 
 fn opts() -> Options {
-    Options { scores: ScoreDetail::Full, score_levels: [true, true, false, false] }
+    Options {
+        scores: ScoreDetail::Full,
+        score_levels: vigil_core::ScoreLevels(0b0011),
+        score_filter: vigil_core::ScoreFilter::All,
+    }
 }
 
 /// Runs the events through a pipeline; with `split`, snapshots after that many events and
@@ -292,4 +296,61 @@ fn a_rule_reload_keeps_the_state_of_unchanged_indicators() {
     let moved = Arc::new(compile(&mini::files_with(&[("regions.csv", &mini::REGIONS.replace("D2,", "D3,"))])).unwrap());
     let (_, carried) = run_reloading(&rules, &moved, &events, split, false);
     assert!(carried.layout_changed && carried.kept.is_empty() && !carried.grades_kept, "{carried:?}");
+}
+
+/// The score filters only leave records out: the same alerts, and every record they keep is the
+/// one `all` writes. `nonzero` drops exactly the quiet, ungraded records; `graded` keeps only
+/// regions with an open episode.
+#[test]
+fn score_filters_drop_only_what_they_promise() {
+    use vigil_core::ScoreFilter;
+    let rules = rules();
+    let events = scenario(&rules);
+    let run_with = |filter: ScoreFilter| {
+        let mut p = Pipeline::new(Arc::clone(&rules), Options { score_filter: filter, ..opts() });
+        let mut out = VecOutput::default();
+        for ev in &events {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        out
+    };
+    let all = run_with(ScoreFilter::All);
+    let quiet = |s: &vigil_model::record::ScoreRecord| {
+        s.grade.is_none()
+            && s.composite.is_none_or(|v| v == 0.0)
+            && s.domains.values().chain(s.categories.values()).all(|v| v.is_none_or(|v| v == 0.0))
+    };
+    let key = |s: &vigil_model::record::ScoreRecord| (s.region.clone(), s.window_end.clone());
+    let open: std::collections::HashSet<(String, String)> = {
+        // Regions and window ends with an open episode in some scope, from the alert records.
+        let mut open = std::collections::HashSet::new();
+        let mut level: std::collections::HashMap<(String, String), bool> = Default::default();
+        let mut by_end: std::collections::BTreeMap<String, Vec<&vigil_model::record::AlertRecord>> = Default::default();
+        for a in &all.alerts {
+            by_end.entry(a.window_end.clone()).or_default().push(a);
+        }
+        for s in &all.scores {
+            for a in by_end.get(&s.window_end).into_iter().flatten().filter(|a| a.region == s.region) {
+                level.insert((a.region.clone(), a.scope.clone()), a.level.is_some());
+            }
+            if level.iter().any(|((r, _), on)| *r == s.region && *on) {
+                open.insert(key(s));
+            }
+        }
+        open
+    };
+    type Keep<'a> = Box<dyn Fn(&vigil_model::record::ScoreRecord) -> bool + 'a>;
+    let cases: Vec<(ScoreFilter, Keep<'_>)> = vec![
+        (ScoreFilter::Nonzero, Box::new(|s| !quiet(s) || open.contains(&key(s)))),
+        (ScoreFilter::Graded, Box::new(|s| open.contains(&key(s)))),
+    ];
+    for (filter, keep) in cases {
+        let got = run_with(filter);
+        assert_eq!(got.alerts, all.alerts, "{filter:?} changed the alerts");
+        let want: Vec<_> = all.scores.iter().filter(|s| keep(s)).cloned().collect();
+        assert_eq!(got.scores, want, "{filter:?}");
+        assert!(got.scores.len() < all.scores.len(), "{filter:?} dropped nothing");
+        assert!(!got.scores.is_empty(), "{filter:?} kept nothing");
+    }
 }

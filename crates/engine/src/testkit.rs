@@ -235,7 +235,14 @@ pub fn replay_alerts(rules: &Arc<RuleSet>, lines: &MemorySink, evaluated: Option
             )
         })
         .collect();
-    let mut p = Pipeline::new(Arc::clone(rules), Options { scores: ScoreDetail::None, score_levels: [false; 4] });
+    let mut p = Pipeline::new(
+        Arc::clone(rules),
+        Options {
+            scores: ScoreDetail::None,
+            score_levels: vigil_core::ScoreLevels::NONE,
+            score_filter: vigil_core::ScoreFilter::All,
+        },
+    );
     let mut sink = vigil_replay::MemSink::default();
     vigil_replay::replay(&mut p, inputs, &mut sink).unwrap();
     let until = evaluated.map(format_utc);

@@ -275,7 +275,11 @@ fn identity_fields_never_reach_any_output() {
         event_topics: topics.events.clone(),
         idle_timeout: Duration::from_secs(1),
         progress: Some(Arc::clone(&progress)),
-        options: Options { scores: vigil_core::ScoreDetail::Full, score_levels: [true; 4] },
+        options: Options {
+            scores: vigil_core::ScoreDetail::Full,
+            score_levels: vigil_core::ScoreLevels::ALL,
+            score_filter: vigil_core::ScoreFilter::All,
+        },
         ..EngineConfig::new(broker.settings())
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics.clone()).unwrap();
@@ -357,7 +361,11 @@ fn broker_down_for_a_while_changes_nothing() {
                 outputs: topics.outputs.clone(),
                 event_topics: topics.events.clone(),
                 idle_timeout: Duration::from_secs(3),
-                options: Options { scores: vigil_core::ScoreDetail::None, score_levels: [false; 4] },
+                options: Options {
+                    scores: vigil_core::ScoreDetail::None,
+                    score_levels: vigil_core::ScoreLevels::NONE,
+                    score_filter: vigil_core::ScoreFilter::All,
+                },
                 progress: Some(progress),
                 ..EngineConfig::new(settings)
             };

@@ -43,7 +43,7 @@ fn events_on_another_tasks_partition_go_to_the_dead_letter_topic() {
     cfg.idle_timeout = Duration::from_secs(1);
     cfg.exit_when_idle = Some(Duration::from_secs(2));
     cfg.scale_out = Some(Partitioner::Crc32);
-    cfg.options = Options { score_levels: [true, true, false, false], ..Options::default() };
+    cfg.options = Options { score_levels: vigil_core::ScoreLevels(0b0011), ..Options::default() };
     let stop = AtomicBool::new(false);
     let summary =
         vigil_engine::scale::run(rules.clone(), cfg, Metrics::default(), &stop, None, None, &mut |_| {}).unwrap();

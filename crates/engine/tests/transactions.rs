@@ -30,7 +30,11 @@ fn config(settings: &KafkaSettings, topics: &RunTopics, dir: &Path, progress: &A
         outputs: topics.outputs.clone(),
         event_topics: topics.events.clone(),
         idle_timeout: Duration::from_secs(2),
-        options: Options { scores: ScoreDetail::Summary, score_levels: [true, true, false, false] },
+        options: Options {
+            scores: ScoreDetail::Summary,
+            score_levels: vigil_core::ScoreLevels(0b0011),
+            score_filter: vigil_core::ScoreFilter::All,
+        },
         progress: Some(Arc::clone(progress)),
         checkpoint_dir: Some(dir.to_path_buf()),
         checkpoint_every: Duration::from_millis(200),

@@ -7,8 +7,10 @@ pub mod level;
 pub mod record;
 pub mod region;
 pub mod time;
+pub mod zone;
 
 pub use event::{AttrVal, Event, MAX_ATTRS, RegionIdx, SourceIdx};
 pub use level::Level;
 pub use region::RegionSpec;
 pub use time::{Duration, Ts};
+pub use zone::Zone;

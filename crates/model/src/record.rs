@@ -24,7 +24,14 @@ pub struct IndicatorScore {
 pub struct ScoreRecord {
     pub region: String,
     pub level: String,
+    /// The evaluation period the record describes, `[window_start, window_end)` in UTC: one
+    /// step of the rule set's cadence, ending on a local boundary.
+    #[serde(default)]
+    pub window_start: String,
     pub window_end: String,
+    /// The local data day, `YYYY-MM-DD`, when the cadence is daily.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
     pub rules_version: String,
     pub composite: Option<f64>,
     pub grade: Option<Level>,
@@ -71,7 +78,12 @@ pub struct AlertRecord {
     pub region_level: String,
     pub scope: String,
     pub score: Option<f64>,
+    /// The evaluation period, as on score records.
+    #[serde(default)]
+    pub window_start: String,
     pub window_end: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
     pub rules_version: String,
     /// Why the level is what it is: "score", "fast_path" or an override such as
     /// "override:domain_red".

@@ -7,8 +7,9 @@ pub struct RegionSpec {
     pub code: String,
     /// Empty for the root.
     pub parent: String,
-    /// `city`, `district`, `street` or `grid`.
+    /// One of the rule set's declared levels (by default `city`, `district`, `street`, `grid`).
     pub level: String,
     pub name: String,
-    pub population: u64,
+    /// Blank in `regions.csv` when unknown.
+    pub population: Option<u64>,
 }

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use vigil_model::time::{DAY, HOUR};
-use vigil_model::{Duration, Level, RegionSpec};
+use vigil_model::{Duration, Level, RegionSpec, Zone};
 
 use crate::diag::{Diagnostics, Sink, SourceText};
 use crate::filter::{self, Pred, Taxonomies};
@@ -169,8 +169,17 @@ fn identity_like(name: &str) -> bool {
         || tokens.windows(2).any(|w| w[1] == "id" && w[0] != "case")
 }
 
+/// A plain name serves every language; a table with one language serves the other too, so
+/// outputs always have something to show.
 fn name_of(raw: RawName) -> Name {
-    Name { zh: raw.zh, en: raw.en }
+    match raw {
+        RawName::Plain(s) => Name { zh: s.clone(), en: s },
+        RawName::Languages(l) => {
+            let zh = l.zh.clone().or_else(|| l.en.clone()).unwrap_or_default();
+            let en = l.en.or(l.zh).unwrap_or_default();
+            Name { zh, en }
+        }
+    }
 }
 
 impl<'a, 's> Compiler<'a, 's> {
@@ -290,15 +299,17 @@ impl<'a, 's> Compiler<'a, 's> {
         }
         let ruleset = self.ruleset();
         let sources = self.sources();
-        let regions = self.regions();
+        let level_names = ruleset.as_ref().map(|r| r.levels.clone());
+        let regions = self.regions(level_names.as_deref());
         let taxonomies = self.taxonomies();
         let index = self.index();
         let grading = self.grading();
         let (categories, domains, index_method, min_available, overrides) = index?;
         let mut categories = categories;
-        let indicators =
-            self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, ruleset.as_ref().map(|r| r.1));
-        let (name, tz, evaluate_every, alert_levels, evaluate_levels) = ruleset?;
+        let timing = ruleset.as_ref().map(|r| (r.zone.clone(), r.every));
+        let indicators = self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, timing);
+        let RulesetHead { name, zone, every: evaluate_every, alert: alert_levels, evaluate: evaluate_levels, .. } =
+            ruleset?;
         let grading = grading?;
         let indicators = indicators?;
         let fixtures = self
@@ -312,7 +323,7 @@ impl<'a, 's> Compiler<'a, 's> {
             Some(RuleSet {
                 name,
                 version: self.files.version(),
-                tz_offset: tz,
+                zone,
                 evaluate_every,
                 alert_levels,
                 evaluate_levels,
@@ -332,24 +343,58 @@ impl<'a, 's> Compiler<'a, 's> {
         }
     }
 
-    fn levels(&mut self, src: &SourceText<'_>, list: &Option<S<Vec<S<String>>>>, default: [bool; 4]) -> [bool; 4] {
+    /// A list of level names (`alert_region_levels`, `evaluate_region_levels`) as flags over
+    /// the declared levels.
+    fn level_flags(
+        &mut self,
+        src: &SourceText<'_>,
+        declared: &[String],
+        list: &Option<S<Vec<S<String>>>>,
+        default: Vec<bool>,
+    ) -> Vec<bool> {
         let Some(list) = list else { return default };
-        let mut levels = [false; 4];
+        let mut flags = vec![false; declared.len()];
         for l in list.get_ref() {
-            match REGION_LEVELS.iter().position(|x| x == l.get_ref()) {
-                Some(i) => levels[i] = true,
+            match declared.iter().position(|x| x == l.get_ref()) {
+                Some(i) => flags[i] = true,
                 None => self.sink.at(
                     src,
                     span_of(l),
-                    format!("unknown region level `{}` (city, district, street, grid)", l.get_ref()),
+                    format!("unknown region level `{}` (declared: {})", l.get_ref(), declared.join(", ")),
                 ),
             }
         }
-        levels
+        flags
     }
 
-    #[allow(clippy::type_complexity)]
-    fn ruleset(&mut self) -> Option<(String, Duration, Duration, [bool; 4], [bool; 4])> {
+    /// The declared level names, root first (the default four when `levels` is absent).
+    fn level_names(&mut self, src: &SourceText<'_>, list: &Option<S<Vec<S<String>>>>) -> Vec<String> {
+        let Some(list) = list else { return DEFAULT_LEVELS.iter().map(|l| l.to_string()).collect() };
+        let mut names: Vec<String> = list.get_ref().iter().map(|l| l.get_ref().clone()).collect();
+        if names.is_empty() || names.len() > MAX_LEVELS {
+            self.sink.at(
+                src,
+                span_of(list),
+                format!("levels must name 1 to {MAX_LEVELS} region levels, root first, e.g. [\"city\", \"district\", \"beat\"]"),
+            );
+        }
+        for (i, l) in list.get_ref().iter().enumerate() {
+            if !is_snake_id(l.get_ref()) || l.get_ref().len() > 32 {
+                self.sink.at(
+                    src,
+                    span_of(l),
+                    format!("level name `{}` must be snake_case (a-z, 0-9, _), at most 32 characters", l.get_ref()),
+                );
+            }
+            if names[..i].contains(l.get_ref()) {
+                self.sink.at(src, span_of(l), format!("level `{}` is declared twice", l.get_ref()));
+            }
+        }
+        names.truncate(MAX_LEVELS);
+        names
+    }
+
+    fn ruleset(&mut self) -> Option<RulesetHead> {
         let file = "ruleset.toml";
         let text = self.text(file)?;
         let src = SourceText::new(file, text);
@@ -359,27 +404,36 @@ impl<'a, 's> Compiler<'a, 's> {
             return None;
         };
         let raw: RawRuleset = self.de(&src, v, "[ruleset]")?;
-        let tz = parse_offset(raw.timezone.get_ref());
-        if tz.is_none() {
-            self.sink.at(&src, span_of(&raw.timezone), "timezone must be a whole-hour offset such as \"+08:00\"");
-        }
+        let zone = match crate::zone::parse_zone(raw.timezone.get_ref()) {
+            Ok(z) => Some(z),
+            Err(msg) => {
+                self.sink.at(&src, span_of(&raw.timezone), msg);
+                None
+            }
+        };
         let every = self.duration(&src, &raw.evaluate_every);
         if let Some(e) = every
-            && e.0 != HOUR
+            && (e.0 <= 0 || e.0 % HOUR != 0 || DAY % e.0 != 0)
         {
             self.sink.at(
                 &src,
                 span_of(&raw.evaluate_every),
-                "evaluate_every must be \"1h\" (the base bin of hourly indicators)",
+                format!(
+                    "evaluate_every `{e}` must be a whole number of hours that divides a day: \"1h\", \"2h\", \"3h\", \"4h\", \"6h\", \"8h\", \"12h\" or \"1d\""
+                ),
             );
         }
-        let alert = self.levels(&src, &raw.alert_region_levels, [true, true, true, false]);
-        let evaluate = self.levels(&src, &raw.evaluate_region_levels, [true; 4]);
+        let levels = self.level_names(&src, &raw.levels);
+        // Without declared levels, the four default levels alert all but the grid; declared
+        // levels all alert unless the rule set says otherwise.
+        let default_alert = if raw.levels.is_none() { vec![true, true, true, false] } else { vec![true; levels.len()] };
+        let alert = self.level_flags(&src, &levels, &raw.alert_region_levels, default_alert);
+        let evaluate = self.level_flags(&src, &levels, &raw.evaluate_region_levels, vec![true; levels.len()]);
         if alert.iter().zip(&evaluate).any(|(a, e)| *a && !*e) {
             let at = raw.alert_region_levels.as_ref().map_or(0..0, span_of);
             self.sink.at(&src, at, "every level in alert_region_levels must also be in evaluate_region_levels");
         }
-        Some((raw.name.into_inner(), tz?, every?, alert, evaluate))
+        Some(RulesetHead { name: raw.name.into_inner(), zone: zone?, every: every?, levels, alert, evaluate })
     }
 
     fn sources(&mut self) -> Vec<Source> {
@@ -537,9 +591,11 @@ impl<'a, 's> Compiler<'a, 's> {
         })
     }
 
-    fn regions(&mut self) -> Regions {
+    fn regions(&mut self, levels: Option<&[String]>) -> Regions {
         let file = "regions.csv";
         let Some(text) = self.text(file) else { return Regions::default() };
+        // Without a valid ruleset.toml the levels are unknown: the tree is not checked.
+        let Some(levels) = levels else { return Regions::default() };
         let src = SourceText::new(file, text);
         let specs = match parse_regions_csv(text) {
             Ok(s) => s,
@@ -550,7 +606,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 return Regions::default();
             }
         };
-        match build_regions(&specs) {
+        match build_regions(&specs, levels) {
             Ok(r) => r,
             Err(errs) => {
                 for (row, msg) in errs {
@@ -860,8 +916,12 @@ impl<'a, 's> Compiler<'a, 's> {
         taxonomies: &Taxonomies,
         categories: &mut [Category],
         domains: &[Domain],
-        tz: Option<Duration>,
+        timing: Option<(Zone, Duration)>,
     ) -> Option<Vec<Indicator>> {
+        let (zone, every) = match timing {
+            Some((z, e)) => (z, Some(e)),
+            None => (Zone::fixed("Z", 0), None),
+        };
         let files: Vec<(&'a String, &'a String)> =
             self.files.files.iter().filter(|(k, _)| k.starts_with("indicators/") && k.ends_with(".toml")).collect();
         if files.is_empty() {
@@ -891,7 +951,7 @@ impl<'a, 's> Compiler<'a, 's> {
                     } else {
                         origins.insert(id.clone(), format!("{path}:{line}:{col}"));
                     }
-                    let cx = IndicatorCx { sources, regions, taxonomies, categories, tz: tz.unwrap_or_default() };
+                    let cx = IndicatorCx { sources, regions, taxonomies, categories, zone: &zone, every };
                     if let Some(ind) = self.indicator(&src, raw, &cx) {
                         out.push(ind);
                     }
@@ -978,6 +1038,25 @@ impl<'a, 's> Compiler<'a, 's> {
             }
             None => None,
         };
+        if let (Some(h), Some(e)) = (hop, cx.every)
+            && bin.is_some()
+            && h.0 % e.0 != 0
+        {
+            self.sink.at(
+                src,
+                span_of(&raw.hop),
+                format!("hop {h} is not a multiple of the rule set's evaluate_every {e}: use hop = \"1d\""),
+            );
+        }
+        if let (Some(w), Some(e)) = (window, cx.every)
+            && w.0 < e.0
+        {
+            self.sink.at(
+                src,
+                span_of(&raw.window),
+                format!("window {w} is shorter than the rule set's evaluate_every {e}: use a window of at least {e}"),
+            );
+        }
         if let (Some(w), Some(b)) = (window, bin) {
             if w.0 % b.0 != 0 {
                 self.sink.at(src, span_of(&raw.window), format!("window {w} is not a whole number of {} bins", b));
@@ -1088,7 +1167,7 @@ impl<'a, 's> Compiler<'a, 's> {
             (Some(m), Some(w), Some(b), Some(d)) => self.normalise(src, &raw.normalise, m, w, b, d),
             _ => None,
         };
-        let tests = self.tests(src, &raw.test, cx, hop, cx.tz);
+        let tests = self.tests(src, &raw.test, cx, hop);
         let category = category?;
         Some(Indicator {
             id,
@@ -1366,7 +1445,6 @@ impl<'a, 's> Compiler<'a, 's> {
         raw: &[S<RawTest>],
         cx: &IndicatorCx<'_>,
         hop: Option<Duration>,
-        tz: Duration,
     ) -> Vec<IndicatorTest> {
         let mut out = Vec::new();
         for t in raw {
@@ -1391,7 +1469,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 }
             };
             if let Some(h) = hop
-                && (at + tz.0).rem_euclid(h.0) != 0
+                && cx.zone.local(at).rem_euclid(h.0) != 0
             {
                 self.sink.at(src, span_of(&t.at), format!("`at` must be on a hop boundary ({h}, local time)"));
             }
@@ -1420,23 +1498,19 @@ struct IndicatorCx<'c> {
     regions: &'c Regions,
     taxonomies: &'c Taxonomies,
     categories: &'c [Category],
-    tz: Duration,
+    zone: &'c Zone,
+    /// The rule set's cadence, when ruleset.toml compiled.
+    every: Option<Duration>,
 }
 
-/// Parses `+hh:mm` / `-hh:mm` / `Z` with whole hours.
-fn parse_offset(s: &str) -> Option<Duration> {
-    if s == "Z" || s == "+00:00" {
-        return Some(Duration(0));
-    }
-    let b = s.as_bytes();
-    if b.len() != 6 || b[3] != b':' || !matches!(b[0], b'+' | b'-') || &s[4..] != "00" {
-        return None;
-    }
-    let h: i64 = s[1..3].parse().ok()?;
-    if h > 14 {
-        return None;
-    }
-    Some(Duration(if b[0] == b'-' { -h } else { h } * HOUR))
+/// What `[ruleset]` compiles to.
+struct RulesetHead {
+    name: String,
+    zone: Zone,
+    every: Duration,
+    levels: Vec<String>,
+    alert: Vec<bool>,
+    evaluate: Vec<bool>,
 }
 
 /// Splits `a, b(c, d), 'e,f'` at top-level commas.
@@ -1585,32 +1659,45 @@ pub fn parse_measure(text: &str, source: &Source, tax: &Taxonomies) -> Result<Me
     })
 }
 
-/// Parses `regions.csv` into rows. Errors carry (line, col, message).
+/// Parses `regions.csv` into rows. The `population` column is optional, and so is its value on
+/// any row. Errors carry (line, col, message).
 pub fn parse_regions_csv(text: &str) -> Result<Vec<RegionSpec>, Vec<(usize, usize, String)>> {
     let mut errs = Vec::new();
     let mut out = Vec::new();
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim().trim_start_matches('\u{feff}') == "code,parent,level,name,population" => {}
-        _ => errs.push((1, 1, "first line must be the header `code,parent,level,name,population`".to_string())),
-    }
+    let width = match lines.next().map(|(_, h)| h.trim().trim_start_matches('\u{feff}')) {
+        Some("code,parent,level,name,population") => 5,
+        Some("code,parent,level,name") => 4,
+        _ => {
+            errs.push((
+                1,
+                1,
+                "first line must be the header `code,parent,level,name,population` (population may be left out)"
+                    .to_string(),
+            ));
+            5
+        }
+    };
     for (i, line) in lines {
         let ln = i + 1;
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
         let fields: Vec<&str> = line.split(',').map(|f| f.trim()).collect();
-        if fields.len() != 5 {
-            errs.push((ln, 1, format!("expected 5 fields, found {}", fields.len())));
+        if fields.len() != width {
+            errs.push((ln, 1, format!("expected {width} fields, found {}", fields.len())));
             continue;
         }
-        let population = match fields[4].parse::<u64>() {
-            Ok(p) => p,
-            Err(_) => {
-                let col = line.rfind(',').map_or(1, |c| c + 2);
-                errs.push((ln, col, format!("population `{}` is not a whole number", fields[4])));
-                continue;
-            }
+        let population = match fields.get(4).copied().unwrap_or("") {
+            "" => None,
+            p => match p.parse::<u64>() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let col = line.rfind(',').map_or(1, |c| c + 2);
+                    errs.push((ln, col, format!("population `{p}` is not a whole number (leave it blank if unknown)")));
+                    continue;
+                }
+            },
         };
         if out.len() >= MAX_REGIONS {
             errs.push((ln, 1, format!("more than {MAX_REGIONS} regions")));
@@ -1627,9 +1714,10 @@ pub fn parse_regions_csv(text: &str) -> Result<Vec<RegionSpec>, Vec<(usize, usiz
     if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
-/// Checks the region rows form one tree with levels city > district > street > grid and builds
-/// the index. Errors carry (row index, message).
-pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String)>> {
+/// Checks the region rows form one tree whose root is of the first declared level and whose
+/// every other region sits exactly one level below its parent, and builds the index. Errors
+/// carry (row index, message).
+pub fn build_regions(specs: &[RegionSpec], level_names: &[String]) -> Result<Regions, Vec<(usize, String)>> {
     let mut errs = Vec::new();
     let mut order: Vec<usize> = (0..specs.len()).collect();
     order.sort_by(|&a, &b| specs[a].code.cmp(&specs[b].code));
@@ -1649,14 +1737,21 @@ pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String
         row_of.push(row);
     }
     let n = order.len();
-    let mut levels = vec![0u8; n];
+    let mut levels = vec![None; n];
     let mut parents = vec![None; n];
     let mut roots = 0;
+    let declared = level_names.join(", ");
     for (idx, &row) in row_of.iter().enumerate() {
         let s = &specs[row];
-        match REGION_LEVELS.iter().position(|l| *l == s.level) {
-            Some(l) => levels[idx] = l as u8,
-            None => errs.push((row, format!("unknown level `{}` (city, district, street, grid)", s.level))),
+        match level_names.iter().position(|l| *l == s.level) {
+            Some(l) => levels[idx] = Some(l as u8),
+            None => errs.push((
+                row,
+                format!(
+                    "unknown level `{}` (declared: {declared}); write one of them, or declare the levels in ruleset.toml, e.g. levels = [\"city\", \"district\", \"{}\"]",
+                    s.level, s.level
+                ),
+            )),
         }
         if s.parent.is_empty() {
             roots += 1;
@@ -1670,40 +1765,50 @@ pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String
     if roots != 1 && n > 0 {
         errs.push((0, format!("the region tree needs exactly one root (a row with an empty parent), found {roots}")));
     }
-    // A child's level must be finer than its parent's (levels may be skipped, e.g. grid cells
-    // directly under a district); this also rules out cycles, which are checked explicitly
-    // anyway so that the message names them.
     let mut chains = Vec::with_capacity(n);
     for idx in 0..n {
         let mut chain = vec![idx as u32];
         let mut cur = idx;
         let mut cycle = false;
         while let Some(p) = parents[cur] {
-            if chain.contains(&p) || chain.len() > 8 {
+            if chain.contains(&p) || chain.len() > MAX_LEVELS {
                 cycle = true;
                 break;
             }
             chain.push(p);
             cur = p as usize;
         }
+        let code = &specs[row_of[idx]].code;
         if cycle {
-            errs.push((
-                row_of[idx],
-                format!("region `{}` is part of a cycle in the parent links", specs[row_of[idx]].code),
-            ));
-        } else if let Some(p) = parents[idx]
-            && levels[p as usize] >= levels[idx]
-        {
-            errs.push((
-                row_of[idx],
-                format!(
-                    "region `{}` is a {} but its parent `{}` is a {}",
-                    specs[row_of[idx]].code,
-                    REGION_LEVELS[levels[idx] as usize],
-                    specs[row_of[p as usize]].code,
-                    REGION_LEVELS[levels[p as usize] as usize]
-                ),
-            ));
+            errs.push((row_of[idx], format!("region `{code}` is part of a cycle in the parent links")));
+        } else if let Some(l) = levels[idx] {
+            // Levels are only judged where the region's own level is known, so that one bad
+            // level name does not bring a second, misleading message about its children.
+            let name = &level_names[l as usize];
+            match parents[idx] {
+                None if l != 0 => errs.push((
+                    row_of[idx],
+                    format!("region `{code}` has no parent, but only the root level `{}` may lack one", level_names[0]),
+                )),
+                Some(p) => {
+                    if let Some(pl) = levels[p as usize]
+                        && pl as usize + 1 != l as usize
+                    {
+                        let pcode = &specs[row_of[p as usize]].code;
+                        let want = level_names
+                            .get(pl as usize + 1)
+                            .map_or("nothing (it is the finest level)".to_string(), |w| format!("a {w}"));
+                        errs.push((
+                            row_of[idx],
+                            format!(
+                                "region `{code}` is a {name} but its parent `{pcode}` is a {}: a {}'s children must be {want} (levels: {declared})",
+                                level_names[pl as usize], level_names[pl as usize]
+                            ),
+                        ));
+                    }
+                }
+                None => {}
+            }
         }
         chains.push(chain);
     }
@@ -1712,9 +1817,10 @@ pub fn build_regions(specs: &[RegionSpec]) -> Result<Regions, Vec<(usize, String
         return Err(errs);
     }
     Ok(Regions {
+        level_names: level_names.to_vec(),
         codes: row_of.iter().map(|&r| specs[r].code.clone()).collect(),
         names: row_of.iter().map(|&r| specs[r].name.clone()).collect(),
-        levels,
+        levels: levels.into_iter().map(|l| l.unwrap_or(0)).collect(),
         parents,
         populations: row_of.iter().map(|&r| specs[r].population).collect(),
         chains,

@@ -89,9 +89,14 @@ pub struct EvalCtx<'a> {
 }
 
 impl<'a> EvalCtx<'a> {
-    pub fn new(event: &'a Event, tz_offset_ms: i64) -> Self {
+    /// The context of `event` in `zone`'s local civil time.
+    pub fn new(event: &'a Event, zone: &vigil_model::Zone) -> Self {
+        Self::at_local(event, zone.local(event.ts))
+    }
+
+    /// The context of `event` whose local-axis time ([`vigil_model::Zone::local`]) is `local`.
+    pub fn at_local(event: &'a Event, local: i64) -> Self {
         use vigil_model::time::{DAY, HOUR};
-        let local = event.ts + tz_offset_ms;
         let hour = local.rem_euclid(DAY) / HOUR;
         // 1970-01-01 was a Thursday (4).
         let dow = (local.div_euclid(DAY) + 3).rem_euclid(7) + 1;

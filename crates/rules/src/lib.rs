@@ -10,6 +10,7 @@ pub mod raw;
 #[doc(hidden)]
 pub mod testing;
 pub mod types;
+pub mod zone;
 
 pub use compile::{RuleFiles, compile, load};
 pub use diag::{Diagnostic, Diagnostics};

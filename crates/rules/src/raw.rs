@@ -7,11 +7,21 @@ use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
 
+/// A display name: a plain string, or a table with `zh` and/or `en` (one language or both).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawName {
+    Plain(String),
+    Languages(RawLanguages),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawName {
-    pub zh: String,
-    pub en: String,
+pub struct RawLanguages {
+    #[serde(default)]
+    pub zh: Option<String>,
+    #[serde(default)]
+    pub en: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +30,9 @@ pub struct RawRuleset {
     pub name: S<String>,
     pub timezone: S<String>,
     pub evaluate_every: S<String>,
+    /// Region level names, root first; default city, district, street, grid.
+    #[serde(default)]
+    pub levels: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub alert_region_levels: Option<S<Vec<S<String>>>>,
     #[serde(default)]

@@ -8,6 +8,7 @@ pub const RULESET: &str = r#"
 name = "mini"
 timezone = "+08:00"
 evaluate_every = "1h"
+levels = ["city", "district", "grid"]
 alert_region_levels = ["city", "district"]
 "#;
 

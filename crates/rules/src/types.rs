@@ -4,15 +4,23 @@
 
 use std::collections::HashMap;
 
-use vigil_model::{Duration, Level, SourceIdx};
+use vigil_model::{Duration, Level, SourceIdx, Zone};
 
 use crate::filter::Pred;
 
-/// A bilingual display name.
+/// A display name in Chinese and English. Rule files may give one language or a plain string;
+/// the compiler fills the other from it, so both are always set (possibly equal).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Name {
     pub zh: String,
     pub en: String,
+}
+
+impl Name {
+    /// The name in `lang` (`zh` or `en`; anything else is English).
+    pub fn get(&self, lang: &str) -> &str {
+        if lang == "zh" { &self.zh } else { &self.en }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -68,18 +76,24 @@ impl Source {
     }
 }
 
-/// Region levels from the root down.
-pub const REGION_LEVELS: [&str; 4] = ["city", "district", "street", "grid"];
+/// The region levels of a rule set that does not declare its own, from the root down.
+pub const DEFAULT_LEVELS: [&str; 4] = ["city", "district", "street", "grid"];
+
+/// At most this many region levels (the depth of the tree).
+pub const MAX_LEVELS: usize = 8;
 
 /// The region tree, stored as parallel vectors indexed by `RegionIdx`. Regions are sorted by
 /// code, so indices are stable for a given registry.
 #[derive(Clone, Debug, Default)]
 pub struct Regions {
+    /// The declared level names, root first; `levels` index into it.
+    pub level_names: Vec<String>,
     pub codes: Vec<String>,
     pub names: Vec<String>,
     pub levels: Vec<u8>,
     pub parents: Vec<Option<u32>>,
-    pub populations: Vec<u64>,
+    /// Where declared; only the scale-out city roll-up weighs by it.
+    pub populations: Vec<Option<u64>>,
     /// For each region: itself and all its ancestors, finest first.
     pub chains: Vec<Vec<u32>>,
     pub by_code: HashMap<String, u32>,
@@ -95,8 +109,13 @@ impl Regions {
     pub fn lookup(&self, code: &str) -> Option<u32> {
         self.by_code.get(code).copied()
     }
-    pub fn level_name(&self, r: u32) -> &'static str {
-        REGION_LEVELS[self.levels[r as usize] as usize]
+    pub fn level_name(&self, r: u32) -> &str {
+        &self.level_names[self.levels[r as usize] as usize]
+    }
+
+    /// The index of a declared level name.
+    pub fn level_index(&self, name: &str) -> Option<usize> {
+        self.level_names.iter().position(|l| l == name)
     }
     /// The registry as plain rows, as `regions.csv` declares them (what the generator takes).
     pub fn specs(&self) -> Vec<vigil_model::RegionSpec> {
@@ -276,9 +295,10 @@ impl RuleSet {
                 &r.codes,
                 &r.parents,
                 &r.levels,
-                self.evaluate_levels,
+                &r.level_names,
+                &self.evaluate_levels,
                 self.evaluate_every,
-                self.tz_offset
+                &self.zone
             )
         ))
     }
@@ -376,13 +396,16 @@ pub struct RuleSet {
     pub name: String,
     /// A short hash of every rule file: names the rules in every score and alert.
     pub version: String,
-    pub tz_offset: Duration,
+    /// Local civil time: days, hours and evaluation boundaries follow it.
+    pub zone: Zone,
+    /// The cadence of scores and alerts: a whole number of hours that divides a day; boundaries
+    /// fall on local time (`1d`: local midnight).
     pub evaluate_every: Duration,
     /// Indexed by region level: whether regions of that level raise alerts.
-    pub alert_levels: [bool; 4],
+    pub alert_levels: Vec<bool>,
     /// Indexed by region level: whether regions of that level are scored at all. Events still
     /// count for every evaluated ancestor of their region.
-    pub evaluate_levels: [bool; 4],
+    pub evaluate_levels: Vec<bool>,
     pub sources: Vec<Source>,
     pub regions: Regions,
     pub indicators: Vec<Indicator>,

@@ -101,3 +101,84 @@ fn syntax_errors_point_at_the_file() {
         "{err}"
     );
 }
+
+/// A rule set of its own city: declared levels, a named zone, a daily cadence, names in one
+/// language and no populations compile, and the levels carry through to the region tree.
+#[test]
+fn declared_levels_named_zone_daily_cadence_and_optional_parts() {
+    let ruleset = "[ruleset]\nname = \"beats\"\ntimezone = \"America/Chicago\"\nevaluate_every = \"1d\"\nlevels = [\"city\", \"district\", \"beat\"]\nalert_region_levels = [\"district\", \"beat\"]\n";
+    let regions = "code,parent,level,name,population\nC,,city,Chicago,\nD1,C,district,District 1,\nD2,C,district,District 2,\nG1,D1,beat,Beat 111,\n";
+    let indicators = mini::INDICATORS
+        .replace("window = \"24h\"\nhop = \"1h\"", "window = \"1d\"\nhop = \"1d\"")
+        .replace("2026-03-08T00:00:00+08:00", "2026-03-08T00:00:00-06:00");
+    let sources = mini::SOURCES.replace("name = { zh = \"警情\", en = \"Police\" }", "name = \"Police\"");
+    let rs = compile(&mini::files_with(&[
+        ("ruleset.toml", ruleset),
+        ("regions.csv", regions),
+        ("indicators/police.toml", &indicators),
+        ("sources.toml", &sources),
+    ]))
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(rs.regions.level_names, ["city", "district", "beat"]);
+    assert_eq!(rs.regions.level_name(rs.regions.lookup("G1").unwrap()), "beat");
+    assert_eq!(rs.alert_levels, [false, true, true]);
+    assert_eq!(rs.evaluate_levels, [true, true, true]);
+    assert_eq!(rs.evaluate_every.0, vigil_model::time::DAY);
+    assert_eq!(rs.zone.name(), "America/Chicago");
+    assert!(rs.regions.populations.iter().all(Option::is_none));
+    // A plain name serves both languages.
+    assert_eq!(rs.sources[0].name.get("zh"), "Police");
+    assert_eq!(rs.sources[0].name.get("en"), "Police");
+}
+
+/// Each new way to get the tree, the zone or the cadence wrong is refused with file:line and
+/// what to write instead, all at once.
+#[test]
+fn levels_zones_and_cadence_errors_say_what_to_write() {
+    let ruleset = "[ruleset]\nname = \"x\"\ntimezone = \"America/Chicgo\"\nevaluate_every = \"5h\"\nlevels = [\"city\", \"district\", \"beat\"]\nalert_region_levels = [\"street\"]\n";
+    let regions = "code,parent,level,name,population\nC,,city,C,\nD1,C,district,D1,\nB1,C,beat,Skips a level,\nB2,D1,sector,Unknown level,\nX1,X2,beat,Cycle,\nX2,X1,beat,Cycle,\n";
+    let err = compile(&mini::files_with(&[("ruleset.toml", ruleset), ("regions.csv", regions)])).unwrap_err();
+    let text = err.to_string();
+    for (file, msg) in [
+        ("ruleset.toml:3:", "unknown time zone `America/Chicgo` (did you mean \"America/Chicago\"?)"),
+        ("ruleset.toml:4:", "must be a whole number of hours that divides a day"),
+        ("ruleset.toml:6:", "unknown region level `street` (declared: city, district, beat)"),
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(file) && l.contains(msg)), "missing `{file} {msg}` in:\n{text}");
+    }
+    // The tree is checked against the declared levels (regions.csv cannot be judged without a
+    // valid ruleset.toml, so it is checked with a good one).
+    let good =
+        ruleset.replace("America/Chicgo", "America/Chicago").replace("5h", "1h").replace("\"street\"", "\"beat\"");
+    let err = compile(&mini::files_with(&[("ruleset.toml", &good), ("regions.csv", regions)])).unwrap_err();
+    let text = err.to_string();
+    for (line, msg) in [
+        (4, "region `B1` is a beat but its parent `C` is a city: a city's children must be a district"),
+        (5, "unknown level `sector` (declared: city, district, beat)"),
+        (6, "region `X1` is part of a cycle"),
+    ] {
+        let at = format!("regions.csv:{line}:");
+        assert!(text.lines().any(|l| l.starts_with(&at) && l.contains(msg)), "missing `{at} {msg}` in:\n{text}");
+    }
+    // A cadence longer than an indicator's hop, and a window shorter than the cadence.
+    let daily = good.replace("\"1h\"", "\"1d\"");
+    let regions = "code,parent,level,name,population\nC,,city,C,\nD1,C,district,D1,\n";
+    let short = mini::INDICATORS.replace("window = \"24h\"", "window = \"1h\"");
+    let err = compile(&mini::files_with(&[
+        ("ruleset.toml", &daily),
+        ("regions.csv", regions),
+        ("indicators/police.toml", &short),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("hop 1h is not a multiple of the rule set's evaluate_every 1d: use hop = \"1d\""), "{text}");
+    assert!(text.contains("window 1h is shorter than the rule set's evaluate_every 1d"), "{text}");
+    // Offsets of any minute are fine; malformed ones are not.
+    for (tz, ok) in [("+05:30", true), ("-03:30", true), ("+5:30", false), ("+15:00", false)] {
+        let rs = mini::RULESET.replace("timezone = \"+08:00\"", &format!("timezone = \"{tz}\""));
+        // The inline test's `at` must stay on a local hop boundary.
+        let ind = mini::INDICATORS.replace("2026-03-08T00:00:00+08:00", &format!("2026-03-08T00:00:00{tz}"));
+        let files = mini::files_with(&[("ruleset.toml", &rs), ("indicators/police.toml", &ind)]);
+        assert_eq!(compile(&files).is_ok(), ok, "{tz}");
+    }
+}

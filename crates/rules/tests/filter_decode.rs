@@ -92,7 +92,7 @@ fn filters_use_three_valued_logic_and_exact_decimal_comparisons() {
     let check = |filter: &str, line: &str| -> bool {
         let f = compile_filter(filter, src, &tax).unwrap_or_else(|e| panic!("{filter}: {e:?}"));
         let ev = decode(&rs, line).unwrap();
-        f.pred.matches(&EvalCtx::new(&ev, rs.tz_offset.0))
+        f.pred.matches(&EvalCtx::new(&ev, &rs.zone))
     };
     let no_priority =
         r#"{"region":"G1","ts":"2026-03-02T23:30:00+08:00","attrs":{"incident_type":"theft","response_minutes":15.1}}"#;

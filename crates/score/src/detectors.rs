@@ -1,4 +1,4 @@
-//! Daily-series aberration detectors of methodology §3.1–3.3: CDC EARS C1/C2/C3 (with C3 per
+//! Daily-series aberration detectors of docs/methodology.md §7.1–§7.3: CDC EARS C1/C2/C3 (with C3 per
 //! the JHU/APL definition), the NSSP-ESSENCE two-smoother EWMA (as in `Rnssp::alert_ewma`),
 //! and the standardised and Poisson upper CUSUMs with their persistent state.
 //!
@@ -15,7 +15,7 @@ use crate::stats;
 // EARS
 // ---------------------------------------------------------------------------------------------
 
-/// The three EARS variants (methodology §3.1).
+/// The three EARS variants (docs/methodology.md §7.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EarsVariant {
     /// Baseline = the previous 7 days, no guard band; needs 8 values.
@@ -69,7 +69,7 @@ fn ears_c(series: &[f64], today: usize, guard: usize, sigma_min: f64) -> Option<
 /// EARS C1, C2 or C3 for the last day of `series`, with the baseline sd floored at
 /// `sigma_min` (a NaN or negative floor is treated as none).
 ///
-/// C3 follows the JHU/APL definition, not `surveillance::earsC` (methodology §3.1 explains
+/// C3 follows the JHU/APL definition, not `surveillance::earsC` (docs/methodology.md §7.1 explains
 /// why): S_i = max(0, C2_i − 1), C3_t = S_t + S̃_{t−1} + S̃_{t−2} with S̃_i = S_i when
 /// S_i < 2 and 0 otherwise, so that a day that already signalled is not counted again.
 ///
@@ -151,7 +151,7 @@ pub struct EwmaOutput {
 }
 
 /// Standard error of one smoother for a baseline of `l` days, the constants ESSENCE adds, and
-/// its floor (methodology §3.2): returns σ_λ.
+/// its floor (docs/methodology.md §7.2): returns σ_λ.
 fn ewma_sigma(w: f64, l: f64, sd: f64, u_w: f64) -> f64 {
     let r = 1.0 - w;
     let g1 = (EWMA_GUARD + 1) as i32;
@@ -162,7 +162,7 @@ fn ewma_sigma(w: f64, l: f64, sd: f64, u_w: f64) -> f64 {
     min_sigma.max(sd * corr + kappa)
 }
 
-/// One day of the NSSP-ESSENCE EWMA (methodology §3.2, `Rnssp::alert_ewma` with its defaults
+/// One day of the NSSP-ESSENCE EWMA (docs/methodology.md §7.2, `Rnssp::alert_ewma` with its defaults
 /// B = 28, g = 2, λ = 0.4 and 0.9).
 ///
 /// `series` is the history up to and including today, one new value per call, oldest first; it
@@ -255,7 +255,7 @@ fn cusum_advance(state: &mut CusumState, increment: f64, h: f64) -> CusumOutput 
     CusumOutput { s, alarm }
 }
 
-/// One step of the standardised upper CUSUM (methodology §3.3):
+/// One step of the standardised upper CUSUM (docs/methodology.md §7.3):
 /// S_t = max(0, S_{t−1} + (y − μ)/σ − k), alarm if S_t ≥ h, after which S restarts at 0.
 ///
 /// With σ = √μ this is `surveillance::algo.cusum`'s "standard" transform (which, however, does

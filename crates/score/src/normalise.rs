@@ -1,5 +1,5 @@
 //! Scoring one indicator's window value against the region's own history, by the method the
-//! rule declares (methodology §3 and §4): the result is a 0..100 risk score, an expected value
+//! rule declares (docs/methodology.md §4, §6 and §7): the result is a 0..100 risk score, an expected value
 //! for the explanation, or grey when the history is too short.
 //!
 //! Everything here is pure arithmetic on the value, the history ring and the detector state.

@@ -1,5 +1,5 @@
 //! Roll-up: indicator scores into category, domain and composite scores with the declared
-//! weights and aggregation methods (methodology §1.5). Grey children are left out and the
+//! weights and aggregation methods (docs/methodology.md §8.2-§8.3). Grey children are left out and the
 //! weights renormalised, unless less than `min_available` of the weight is left.
 
 use vigil_rules::{Aggregation, RuleSet};
@@ -42,6 +42,15 @@ pub struct Rollup {
     pub composite: Option<f64>,
 }
 
+impl Rollup {
+    /// True when no category, domain or composite score would print above zero (scores are
+    /// published to one decimal).
+    pub fn is_quiet(&self) -> bool {
+        let quiet = |s: &Option<f64>| s.is_none_or(|v| v < 0.05);
+        quiet(&self.composite) && self.domains.iter().all(quiet) && self.categories.iter().all(quiet)
+    }
+}
+
 /// Rolls one region's indicator scores up the index. `out` is reused between calls.
 pub fn rollup(rules: &RuleSet, indicator_scores: &[Option<f64>], out: &mut Rollup) {
     out.categories.clear();
@@ -72,7 +81,7 @@ mod tests {
 
     #[test]
     fn geometric_on_safety_matches_methodology_example() {
-        // Methodology §1.5: safeties (90, 90, 90, 10) => arithmetic risk 30, geometric 48.0.
+        // docs/methodology.md §8.2: safeties (90, 90, 90, 10) => arithmetic risk 30, geometric 48.0.
         let items = [(0.25, Some(10.0)), (0.25, Some(10.0)), (0.25, Some(10.0)), (0.25, Some(90.0))];
         let a = aggregate(Aggregation::Arithmetic, 0.5, items.into_iter()).unwrap();
         let g = aggregate(Aggregation::GeometricSafety, 0.5, items.into_iter()).unwrap();

@@ -1,7 +1,7 @@
 //! Statistical special functions and distribution tails used by every scoring method: the log
 //! gamma function, regularised incomplete beta and gamma functions, the normal and Student-t
 //! distributions, Poisson / negative-binomial / binomial upper tails, the probit-scale score
-//! mapping of methodology §3.8, and small descriptive statistics (mean/sd, median, MAD).
+//! mapping of docs/methodology.md §5, and small descriptive statistics (mean/sd, median, MAD).
 //!
 //! Everything is written from first principles so that the crate has no numeric dependencies.
 //! No function allocates and none panics. Invalid parameters (NaN, negative where a positive
@@ -480,7 +480,7 @@ pub fn poisson_sf(k: u64, mu: f64) -> f64 {
 const NEGBIN_POISSON_EPS: f64 = 1e-9;
 
 /// P(Y ≥ k) for the negative binomial with mean `mean` and variance φ·mean, i.e. size
-/// r = mean/(φ − 1) and prob p = 1/φ (the Noufaily parameterisation, methodology §3.6).
+/// r = mean/(φ − 1) and prob p = 1/φ (the Noufaily parameterisation, docs/methodology.md §6.1).
 ///
 /// Uses P(Y ≥ k) = 1 − I_p(r, k) = I_{1−p}(k, r). φ ≤ 1 + 1e-9 falls back to
 /// [`poisson_sf`]; φ = +∞ (all mass at zero in the limit) gives 0 for k ≥ 1. Edge cases: k = 0
@@ -891,7 +891,7 @@ fn t_upper_quantile(q: f64, df: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Score mapping (methodology §3.8)
+// Score mapping (docs/methodology.md §5)
 // ---------------------------------------------------------------------------------------------
 
 /// Maps an exceedance probability to a 0..100 risk score on the probit scale:

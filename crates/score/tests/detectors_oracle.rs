@@ -1,6 +1,6 @@
 //! Oracle tests for `vigil_score::detectors`. EARS C1/C2 and the CUSUMs are checked against the
 //! R package `surveillance` 1.20.3 (`earsC`, `algo.cusum`, `findK`), the ESSENCE EWMA against an
-//! independent Python/SciPy transcription of methodology §3.2, and the APL C3 against a hand
+//! independent Python/SciPy transcription of docs/methodology.md §7.2, and the APL C3 against a hand
 //! computation. The constants are the verbatim output of
 //! `Rscript crates/score/tests/oracle/ears_cusum.R` and
 //! `python3 crates/score/tests/oracle/ewma.py`; they carry all 17 significant digits, hence
@@ -223,7 +223,7 @@ fn ears_c1_c2_match_surveillance() {
     check_ears(&EARS_B, EARS_B_C2_MIN05, EarsVariant::C2, 0.5);
 }
 
-/// The C3 caveat of methodology §3.1 on series C3_CAVEAT (days 1-based):
+/// The C3 caveat of docs/methodology.md §7.1 on series C3_CAVEAT (days 1-based):
 ///
 /// - day 10, y = 5: C2 baseline days 1–7 = (5, 5, 4, 6, 7, 5, 3), mean 5, so C2 = 0, S = 0.
 /// - day 11, y = 7: baseline days 2–8 = (5, 4, 6, 7, 5, 3, 6), mean 36/7, sum of squared

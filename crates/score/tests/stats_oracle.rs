@@ -221,7 +221,7 @@ fn p_to_score_matches_r_and_methodology() {
     for &(p, want) in P_TO_SCORE {
         assert!((p_to_score(p) - want).abs() < 1e-9, "p={p}: {} vs {want}", p_to_score(p));
     }
-    // Methodology §3.8 (rounded to two decimals there).
+    // docs/methodology.md §5 (rounded to two decimals there).
     assert!((p_to_score(0.05) - 41.12).abs() < 0.005);
     assert!((p_to_score(0.01) - 58.16).abs() < 0.005);
     assert!((p_to_score(0.001) - 77.26).abs() < 0.005);
@@ -242,7 +242,7 @@ fn negbin_near_poisson_matches_mpmath() {
     assert!(got > poisson_sf(130, 100.0));
 }
 
-/// Methodology §3.6 / Appendix A.5 quotes: μ = 0.5, y = 2 gives p = 0.09; μ = 4, y = 10 gives
+/// Methodology docs/methodology.md §4 and §6.1 quotes: μ = 0.5, y = 2 gives p = 0.09; μ = 4, y = 10 gives
 /// p = 0.008, and 0.046 once φ = 2.
 #[test]
 fn methodology_small_count_examples() {

@@ -170,7 +170,7 @@ pub fn default_city() -> Vec<RegionSpec> {
                         parent: scode.clone(),
                         level: "grid".into(),
                         name: format!("{sname}第{}网格", j + 1),
-                        population: raw.clamp(GRID_MIN, GRID_MAX),
+                        population: Some(raw.clamp(GRID_MIN, GRID_MAX)),
                     }
                 })
                 .collect();
@@ -179,7 +179,7 @@ pub fn default_city() -> Vec<RegionSpec> {
                 parent: dcode.clone(),
                 level: "street".into(),
                 name: (*sname).into(),
-                population: grids.iter().map(|g| g.population).sum(),
+                population: Some(grids.iter().filter_map(|g| g.population).sum()),
             };
             streets.push((street, grids));
         }
@@ -188,7 +188,7 @@ pub fn default_city() -> Vec<RegionSpec> {
             parent: CITY_CODE.into(),
             level: "district".into(),
             name: d.name.into(),
-            population: streets.iter().map(|(s, _)| s.population).sum(),
+            population: Some(streets.iter().filter_map(|(s, _)| s.population).sum()),
         };
         districts.push((district, streets));
     }
@@ -197,7 +197,7 @@ pub fn default_city() -> Vec<RegionSpec> {
         parent: String::new(),
         level: "city".into(),
         name: CITY_NAME.into(),
-        population: districts.iter().map(|(d, _)| d.population).sum(),
+        population: Some(districts.iter().filter_map(|(d, _)| d.population).sum()),
     }];
     for (district, streets) in districts {
         out.push(district);
@@ -222,7 +222,7 @@ pub fn write_regions_csv(regions: &[RegionSpec], mut w: impl Write) -> io::Resul
             csv_field(&r.parent),
             csv_field(&r.level),
             csv_field(&r.name),
-            r.population
+            r.population.map(|p| p.to_string()).unwrap_or_default()
         )?;
     }
     Ok(())
@@ -268,23 +268,23 @@ mod tests {
             assert!(r.code.bytes().all(|b| b.is_ascii_digit()));
             if r.level != "city" {
                 assert!(by_code.contains_key(r.parent.as_str()), "parent of {}", r.code);
-                *child_sum.entry(r.parent.as_str()).or_default() += r.population;
+                *child_sum.entry(r.parent.as_str()).or_default() += r.population.unwrap_or(0);
             }
             if r.level == "street" || r.level == "grid" {
                 assert!(r.code.starts_with(&r.parent), "{} under {}", r.code, r.parent);
             }
             if r.level == "grid" {
-                assert!((GRID_MIN..=GRID_MAX).contains(&r.population));
+                assert!((GRID_MIN..=GRID_MAX).contains(&r.population.unwrap()));
                 assert!(r.name.contains("网格"));
             }
             if r.level == "district" {
-                assert!((150_000..=700_000).contains(&r.population), "{}", r.population);
+                assert!((150_000..=700_000).contains(&r.population.unwrap()), "{:?}", r.population);
             }
         }
         for (code, sum) in child_sum {
-            assert_eq!(by_code[code].population, sum, "population of {code}");
+            assert_eq!(by_code[code].population, Some(sum), "population of {code}");
         }
-        let total = city[0].population;
+        let total = city[0].population.unwrap();
         assert!((3_000_000..=3_400_000).contains(&total), "{total}");
     }
 
@@ -313,7 +313,7 @@ mod tests {
             parent: String::new(),
             level: "city".into(),
             name: "a,\"b\"".into(),
-            population: 5,
+            population: Some(5),
         };
         assert_eq!(csv_text(&[r]), "code,parent,level,name,population\n1,,city,\"a,\"\"b\"\"\",5\n");
     }

@@ -186,7 +186,7 @@ fn build_cells(tree: &Tree<'_>, volume: f64, seed: u64) -> (Vec<Cell>, usize) {
             }
         };
         let kind = area_kind_of_district(&tree.regions[d].code);
-        let pop = region.population as f64;
+        let pop = region.population.unwrap_or(0) as f64;
         let common = CELL_SD * rng.normal();
         let bias = (CELL_SD * CELL_SD + CELL_SOURCE_SD * CELL_SOURCE_SD) / 2.0;
         let inten = intensity(kind);

@@ -274,7 +274,7 @@ pub(crate) fn plan(seed: u64, days: u32, start: Ts, tree: &Tree<'_>) -> Vec<Inci
         // A small township produces so few events that a wave of the usual relative size is a
         // handful of calls; scaling strength up with 1/sqrt(population) keeps small-region
         // incidents about as visible to a count test as large ones.
-        let pop = tree.regions[region].population.max(1) as f64;
+        let pop = tree.regions[region].population.unwrap_or(0).max(1) as f64;
         let size = (60_000.0 / pop).sqrt().clamp(1.0, 2.5);
         let strength = ((smin + (smax - smin) * rng.uniform()) * size * 10.0).round() / 10.0;
         busy.push((district, t, end));

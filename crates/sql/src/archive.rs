@@ -413,7 +413,7 @@ impl ArchiveWriter {
     fn try_event(&mut self, ev: &Event) -> io::Result<()> {
         let rules = Arc::clone(&self.rules);
         let source = &rules.sources[ev.source as usize];
-        let cx = EvalCtx::new(ev, rules.tz_offset.0);
+        let cx = EvalCtx::new(ev, &rules.zone);
         let p = self.part(ev.source as usize, ev.ts.div_euclid(DAY))?;
         p.str(0, Some(&rules.regions.codes[ev.region as usize]));
         p.ts(1, ev.ts);

@@ -33,7 +33,14 @@ pub struct Run {
 /// Replays `inputs` under `rules`, keeping only alerts (no score records are built).
 pub fn run(rules: Arc<RuleSet>, inputs: Vec<Input>) -> io::Result<Run> {
     let rules_version = rules.version.clone();
-    let mut pipeline = Pipeline::new(rules, Options { scores: ScoreDetail::None, score_levels: [false; 4] });
+    let mut pipeline = Pipeline::new(
+        rules,
+        Options {
+            scores: ScoreDetail::None,
+            score_levels: vigil_core::ScoreLevels::NONE,
+            score_filter: vigil_core::ScoreFilter::All,
+        },
+    );
     let mut sink = MemSink::default();
     let summary = vigil_replay::replay(&mut pipeline, inputs, &mut sink)?;
     Ok(Run { rules_version, summary, alerts: sink.alerts })

@@ -1,4 +1,4 @@
-//! Offline weight calibration (methodology §1.4): entropy weights computed from a calibration
+//! Offline weight calibration (docs/methodology.md §8.4): entropy weights computed from a calibration
 //! period of archived scores, printed in the rule files' terms and optionally written into a
 //! copy of the rule set. Weights stay configuration: the stream never recomputes them.
 //!
@@ -209,7 +209,7 @@ impl Calibration {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "# Entropy weights (methodology 1.4) calibrated on {}-level scores, window ends in [{}, {}),\n\
+            "# Entropy weights (docs/methodology.md §8.4) calibrated on {}-level scores, window ends in [{}, {}),\n\
              # rules {}. Each value replaces the `weight` of the named [[domain]] / [[category]] in\n\
              # index.toml or [[indicator]] in indicators/*.toml; `vigil weights --apply DIR` writes a copy.",
             self.region_level,
@@ -346,7 +346,7 @@ fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Methodology appendix A.6 style: a column that varies more gets more weight, a constant
+    /// Entropy weighting (docs/methodology.md §8.4): a column that varies more gets more weight, a constant
     /// column none, and the weights sum to 1.
     #[test]
     fn entropy_rewards_dispersion() {

@@ -171,7 +171,7 @@ fn sql_selects(h: &History, source: &str, where_: &str) -> BTreeSet<i64> {
 }
 
 fn stream_selects(rules: &RuleSet, pred: &vigil_rules::filter::Pred, events: &[Event]) -> BTreeSet<i64> {
-    events.iter().filter(|e| pred.matches(&EvalCtx::new(e, rules.tz_offset.ms()))).map(|e| e.ts).collect()
+    events.iter().filter(|e| pred.matches(&EvalCtx::new(e, &rules.zone))).map(|e| e.ts).collect()
 }
 
 #[test]

@@ -94,7 +94,10 @@ fn json_inputs(rules: &RuleSet, lines: &BTreeMap<String, Vec<String>>) -> Vec<In
 }
 
 fn replay(rules: &Arc<RuleSet>, inputs: Vec<Input>, scores: ScoreDetail) -> (MemSink, vigil_replay::Summary) {
-    let mut p = Pipeline::new(Arc::clone(rules), Options { scores, score_levels: [true, true, true, false] });
+    let mut p = Pipeline::new(
+        Arc::clone(rules),
+        Options { scores, score_levels: vigil_core::ScoreLevels(0b0111), score_filter: vigil_core::ScoreFilter::All },
+    );
     let mut sink = MemSink::default();
     let summary = vigil_replay::replay(&mut p, inputs, &mut sink).unwrap();
     (sink, summary)
@@ -157,7 +160,11 @@ fn sql_over_the_archive_agrees_with_the_records() {
     let inputs = archive::event_inputs(&dir, &rules, None).unwrap();
     let mut p = Pipeline::new(
         Arc::clone(&rules),
-        Options { scores: ScoreDetail::Summary, score_levels: [true, true, true, false] },
+        Options {
+            scores: ScoreDetail::Summary,
+            score_levels: vigil_core::ScoreLevels(0b0111),
+            score_filter: vigil_core::ScoreFilter::All,
+        },
     );
     let mut w = ArchiveWriter::create(
         &dir,
@@ -291,7 +298,11 @@ fn entropy_weights_from_the_archive_make_a_rule_set_that_compiles() {
     let inputs = archive::event_inputs(&dir, &rules, None).unwrap();
     let mut p = Pipeline::new(
         Arc::clone(&rules),
-        Options { scores: ScoreDetail::Full, score_levels: [false, true, false, false] },
+        Options {
+            scores: ScoreDetail::Full,
+            score_levels: vigil_core::ScoreLevels(0b0010),
+            score_filter: vigil_core::ScoreFilter::All,
+        },
     );
     let mut w = ArchiveWriter::create(
         &dir,

@@ -140,10 +140,11 @@ impl Layout {
         Bins::new(regions, self.ring, self.lanes)
     }
 
-    /// The bin number an event time falls into (bins are aligned to local time).
+    /// The bin number a local-axis time ([`vigil_model::Zone::local`]) falls into: bins are
+    /// local hours or local days.
     #[inline]
-    pub fn bin_of(&self, ts: i64, tz_ms: i64) -> i64 {
-        (ts + tz_ms).div_euclid(self.bin)
+    pub fn bin_of(&self, local: i64) -> i64 {
+        local.div_euclid(self.bin)
     }
 }
 
@@ -233,7 +234,7 @@ pub struct WindowValue {
     pub support: u64,
 }
 
-/// Reads the value of the window ending (exclusive) at `end` for `region`.
+/// Reads the value of the window ending (exclusive) at local-axis time `end` for `region`.
 /// `scratch` must hold at least [`MAX_LANES`] integers; it is overwritten (callers keep one
 /// around so that evaluation does not allocate or zero a large buffer per call).
 pub fn extract(
@@ -242,10 +243,9 @@ pub fn extract(
     bins: &Bins,
     region: usize,
     end: i64,
-    tz_ms: i64,
     scratch: &mut [i64],
 ) -> WindowValue {
-    let last = layout.bin_of(end - 1, tz_ms) - layout.lag_bins;
+    let last = layout.bin_of(end - 1) - layout.lag_bins;
     let first = last - layout.window_bins + 1;
     let lanes = layout.lanes;
     let acc = &mut scratch[..lanes];

@@ -28,7 +28,7 @@ proptest! {
         let rules = compile(&mini::files_with(&[])).unwrap();
         let ind = &rules.indicators[0]; // crime_count_24h: theft or fight, 24h window, hourly bins
         let layout = Layout::for_indicator(&rules, ind);
-        let tz = rules.tz_offset.0;
+        let zone = &rules.zone;
         let g1 = rules.regions.lookup("G1").unwrap() as usize;
         let mut events: Vec<Event> = offsets.iter().zip(&kinds).map(|(&o, &k)| {
             let mut e = Event { region: g1 as u32, ts: base() + o, ..Event::default() };
@@ -50,14 +50,14 @@ proptest! {
             // Events within the ring's reach of the window end (what lateness guarantees).
             let reach = (layout.ring as i64 - 2) * layout.bin;
             for ev in events.iter().filter(|ev| ev.ts < end && ev.ts >= end - reach) {
-                let cx = EvalCtx::new(ev, tz);
+                let cx = EvalCtx::new(ev, zone);
                 if ind.filter.matches(&cx) {
-                    let lanes = fresh.slot_mut(g1, layout.bin_of(ev.ts, tz)).unwrap();
+                    let lanes = fresh.slot_mut(g1, layout.bin_of(zone.local(ev.ts))).unwrap();
                     measure::update(ind, &layout, Leg::Primary, &cx, lanes);
                 }
             }
             let mut scratch = [0i64; measure::MAX_LANES];
-            let got = measure::extract(ind, &layout, &fresh, g1, end, tz, &mut scratch).value.unwrap();
+            let got = measure::extract(ind, &layout, &fresh, g1, zone.local(end), &mut scratch).value.unwrap();
             let want = events.iter().filter(|ev| ev.ts >= end - DAY && ev.ts < end && ev.attrs[0] <= 1).count() as f64;
             prop_assert_eq!(got, want);
         }

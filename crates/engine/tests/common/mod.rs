@@ -44,7 +44,11 @@ pub fn run_engine_holding(
         outputs: topics.outputs.clone(),
         event_topics: topics.events.clone(),
         idle_timeout: Duration::from_secs(2),
-        options: Options { scores: ScoreDetail::None, score_levels: [false; 4] },
+        options: Options {
+            scores: ScoreDetail::None,
+            score_levels: vigil_core::ScoreLevels::NONE,
+            score_filter: vigil_core::ScoreFilter::All,
+        },
         progress: Some(Arc::clone(&progress)),
         checkpoint_dir,
         checkpoint_every: Duration::from_secs(3600),

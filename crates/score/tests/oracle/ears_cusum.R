@@ -1,5 +1,5 @@
 # Oracle values for crates/score/tests/detectors_oracle.rs from the R package `surveillance`:
-# `earsC` (methods C1 and C2 only; its C3 is not the APL definition, see methodology §3.1),
+# `earsC` (methods C1 and C2 only; its C3 is not the APL definition, see docs/methodology.md §7.1),
 # `algo.cusum` (standardised and raw-count CUSUMs) and `findK`/`getTheta1` (Poisson CUSUM
 # reference value). Nothing here uses the Rust code under test.
 #
@@ -53,7 +53,7 @@ ears_rows("EARS_A_C2", ears_a, "C2", 0)
 ears_rows("EARS_B_C1_MIN05", ears_b, "C1", 0.5)
 ears_rows("EARS_B_C2_MIN05", ears_b, "C2", 0.5)
 
-# The C3 caveat (methodology §3.1): on the spike day 12 with C2 = 7/sqrt(2) = 4.95, earsC's C3
+# The C3 caveat (docs/methodology.md §7.1): on the spike day 12 with C2 = 7/sqrt(2) = 4.95, earsC's C3
 # bound y_t + sd_t (z - S_{t-1} - S_{t-2}) exceeds y_t whatever y_t is, so it cannot alarm on
 # that day; it alarms on the following day instead. (earsC fails on a one-day range, hence the
 # two trailing days.) Rows: (day, upper bound, alarm).
@@ -67,7 +67,7 @@ for (i in seq_along(ub3)) cat(sprintf("    (%d, %s, %s),\n", r3@control$range[i]
 cat("];\n")
 
 # ---------------------------------------------------------------------------------------------
-# CUSUMs. algo.cusum never resets after an alarm; the reset of methodology §3.3 is obtained by
+# CUSUMs. algo.cusum never resets after an alarm; the reset of docs/methodology.md §7.3 is obtained by
 # restarting it (S_0 = 0) on the day after each alarm. Rows: (S_t before reset, alarm).
 # ---------------------------------------------------------------------------------------------
 cusum_with_reset <- function(y, m, k, h, trans) {

@@ -1,6 +1,6 @@
 """Independent reference for the NSSP-ESSENCE EWMA in crates/score/src/detectors.rs.
 
-A plain-Python transcription of methodology §3.2 (CDC `Rnssp::alert_ewma`), written from the
+A plain-Python transcription of docs/methodology.md §7.2 (CDC `Rnssp::alert_ewma`), written from the
 formulas there and not from the Rust code, with Student t quantiles and tails from SciPy. It
 prints Rust constants that are pasted verbatim into crates/score/tests/detectors_oracle.rs.
 

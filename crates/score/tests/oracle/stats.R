@@ -76,7 +76,7 @@ emit("INC_BETA", "(f64, f64, f64, f64)", lapply(be, function(a)
 lg <- c(0.1, 7.5, 100.5, 1e6, -2.5, 3, 12.25)
 emit("LN_GAMMA", "(f64, f64)", lapply(lg, function(x) c(num(x), num(lgamma(x)))))
 
-# Probit-scale score of methodology 3.8: (p, 100 * clamp(qnorm(1 - p) / 4, 0, 1)).
+# Probit-scale score of docs/methodology.md §5: (p, 100 * clamp(qnorm(1 - p) / 4, 0, 1)).
 ps <- c(0.05, 0.01, 0.001, 1e-4, 0.3, 0.5, 1e-12)
 emit("P_TO_SCORE", "(f64, f64)", lapply(ps, function(p)
   c(num(p), num(100 * min(max(qnorm(p, lower.tail = FALSE) / 4, 0), 1)))))
