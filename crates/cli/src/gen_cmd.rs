@@ -39,21 +39,41 @@ pub struct GenArgs {
 
 #[derive(clap::Args)]
 pub struct ScorecardArgs {
-    /// ground_truth.json written by `vigil gen`.
+    /// ground_truth.json written by `vigil gen`, or a truth.json of injected surges (written by
+    /// benches/detection/prepare.py), which selects the detection yardstick.
     #[arg(long)]
-    truth: PathBuf,
+    pub(crate) truth: PathBuf,
     /// alerts.jsonl written by `vigil replay`.
     #[arg(long)]
-    alerts: PathBuf,
+    pub(crate) alerts: Option<PathBuf>,
+    /// Surges: score records written with `--scores full`; each indicator's score is a signal.
+    #[arg(long, conflicts_with_all = ["alerts", "signals"])]
+    pub(crate) scores: Option<PathBuf>,
+    /// Surges: a baseline's statistics (`method,region,category,date,stat`).
+    #[arg(long, conflicts_with = "alerts", requires = "method")]
+    pub(crate) signals: Option<PathBuf>,
+    /// Surges: the method of `--signals` to score.
+    #[arg(long)]
+    pub(crate) method: Option<String>,
+    /// Surges, alerts: the lowest level that counts as an alarm (blue, yellow, orange, red).
+    #[arg(long, default_value = "orange")]
+    pub(crate) min_level: String,
+    /// Surges: days after a surge's last day during which alarms in its regions and their
+    /// ancestors are not false alerts.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) grace_days: i64,
+    /// Surges: sweep every threshold and write the trade-off curve to this JSON file.
+    #[arg(long)]
+    pub(crate) curve: Option<PathBuf>,
     /// Rule set (for the region tree).
     #[arg(long, default_value = "rules")]
-    rules: PathBuf,
+    pub(crate) rules: PathBuf,
     /// Hours after an incident's end during which alerts still count as detections.
     #[arg(long, default_value_t = 72)]
     grace_hours: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 struct FileSinks<'r> {
@@ -139,19 +159,21 @@ pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
 }
 
 pub fn run_scorecard(args: ScorecardArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.truth).with_context(|| format!("read {}", args.truth.display()))?;
+    if text.contains("\"surges\"") {
+        return crate::eval_cmd::run(&args, &text);
+    }
+    let Some(alerts_path) = &args.alerts else { anyhow::bail!("--alerts is required with a ground_truth.json") };
     let regions = regions(&args.rules)?;
-    let truth: vigil_sim::GroundTruth = serde_json::from_reader(BufReader::new(
-        File::open(&args.truth).with_context(|| format!("open {}", args.truth.display()))?,
-    ))
-    .context("read ground truth")?;
+    let truth: vigil_sim::GroundTruth = serde_json::from_str(&text).context("read ground truth")?;
     let mut alerts: Vec<AlertRecord> = Vec::new();
-    let f = BufReader::new(File::open(&args.alerts).with_context(|| format!("open {}", args.alerts.display()))?);
+    let f = BufReader::new(File::open(alerts_path).with_context(|| format!("open {}", alerts_path.display()))?);
     for (n, line) in f.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        alerts.push(serde_json::from_str(&line).with_context(|| format!("{}:{}", args.alerts.display(), n + 1))?);
+        alerts.push(serde_json::from_str(&line).with_context(|| format!("{}:{}", alerts_path.display(), n + 1))?);
     }
     let card = vigil_sim::scorecard(&truth.incidents, &alerts, &regions, args.grace_hours);
     if args.json {

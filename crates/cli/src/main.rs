@@ -12,6 +12,7 @@ use vigil_core::{Options, ScoreDetail};
 use vigil_rules::RuleSet;
 
 mod demo;
+mod eval_cmd;
 mod gen_cmd;
 mod history;
 mod perms;
