@@ -360,7 +360,7 @@ pub fn run_weights(args: WeightsArgs) -> Result<ExitCode> {
     if let Some(out) = &args.apply {
         let n =
             vigil_sql::weights::apply(&cal, &args.rules, out).with_context(|| format!("write {}", out.display()))?;
-        let check = vigil_rules::load(out);
+        let check = vigil_core::load_rules(out);
         eprintln!(
             "wrote {} with {n} weights replaced; {}",
             out.display(),

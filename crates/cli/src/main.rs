@@ -109,7 +109,7 @@ struct ReplayArgs {
 
 /// Loads and compiles a rule set, printing every problem on failure.
 pub(crate) fn load_rules(dir: &std::path::Path) -> Result<Arc<RuleSet>> {
-    match vigil_rules::load(dir) {
+    match vigil_core::load_rules(dir) {
         Ok(r) => Ok(Arc::new(r)),
         Err(diags) => {
             for d in &diags.0 {

@@ -70,7 +70,7 @@ struct Reloader {
 
 impl Reloader {
     fn reload(&self) -> Result<String, String> {
-        let outcome = match vigil_rules::load(&self.dir) {
+        let outcome = match vigil_core::load_rules(&self.dir) {
             Err(diags) => Err(diags.0.iter().map(|d| crate::prefix(&self.dir, d)).collect::<Vec<_>>().join("\n")),
             Ok(rules) => {
                 let version = rules.version.clone();

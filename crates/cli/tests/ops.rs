@@ -245,6 +245,7 @@ fn a_running_engine_serves_health_api_and_metrics() {
     if std::env::var_os("VIGIL_TEST_PROMETHEUS").is_some() {
         with_prometheus(&addr, &scrape, &dir);
     } else {
+        vigil_engine::testkit::require_in_ci("VIGIL_TEST_PROMETHEUS");
         eprintln!("VIGIL_TEST_PROMETHEUS unset: promtool and the Prometheus server are not exercised");
     }
 

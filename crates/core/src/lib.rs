@@ -5,6 +5,7 @@
 //! reads a clock and does no I/O (drivers feed it events and watermarks and take its output).
 
 pub mod cityroll;
+mod dedup;
 mod explain;
 mod pipeline;
 pub mod ruletest;
@@ -13,7 +14,7 @@ pub mod snapshot;
 pub use explain::Period;
 pub use pipeline::{
     ActiveAlert, Carried, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, ScoreFilter,
-    ScoreLevels, VecOutput,
+    ScoreLevels, VecOutput, check_state, state_bytes,
 };
 
 use vigil_model::Event;
@@ -46,4 +47,48 @@ pub trait Archive: Send {
     fn rewind(&mut self, at: Position) -> std::io::Result<usize>;
     /// Counts this writer's files after `at`.
     fn count_after(&self, at: Position) -> std::io::Result<usize>;
+}
+
+/// The one rule every driver applies before an event can move any watermark: an event whose time
+/// lies more than its source's `max_ahead` beyond `reference` (the broker's timestamp of the
+/// message, or in a replay the time of the input's next event) is refused as
+/// `timestamp_in_future`. One mistyped year would otherwise carry the watermark months ahead and
+/// make every later event late.
+pub fn ahead_of_reference(
+    rules: &vigil_rules::RuleSet,
+    ev: &Event,
+    reference: vigil_model::Ts,
+) -> Option<vigil_model::record::Rejection> {
+    let max = rules.sources[ev.source as usize].max_ahead;
+    (ev.ts > reference.saturating_add(max.0)).then(|| vigil_model::record::Rejection {
+        code: vigil_model::record::RejectCode::TimestampInFuture,
+        detail: format!(
+            "event time is {} ahead of its reference time {} (the source allows {max})",
+            vigil_model::Duration((ev.ts - reference) / 60_000 * 60_000),
+            vigil_model::time::format_utc(reference)
+        ),
+    })
+}
+
+/// Loads a rule set as every command and reload must: compiled (every problem with file:line)
+/// and within its state budget ([`check_state`], reported against ruleset.toml).
+pub fn load_rules(dir: &std::path::Path) -> Result<vigil_rules::RuleSet, vigil_rules::Diagnostics> {
+    budget(vigil_rules::load(dir)?)
+}
+
+/// [`load_rules`] for rule files in memory.
+pub fn compile_rules(files: &vigil_rules::RuleFiles) -> Result<vigil_rules::RuleSet, vigil_rules::Diagnostics> {
+    budget(vigil_rules::compile(files)?)
+}
+
+fn budget(rules: vigil_rules::RuleSet) -> Result<vigil_rules::RuleSet, vigil_rules::Diagnostics> {
+    match check_state(&rules) {
+        Ok(()) => Ok(rules),
+        Err(message) => Err(vigil_rules::Diagnostics(vec![vigil_rules::Diagnostic {
+            file: "ruleset.toml".into(),
+            line: 1,
+            col: 1,
+            message,
+        }])),
+    }
 }

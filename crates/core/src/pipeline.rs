@@ -16,6 +16,7 @@ use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::Bins;
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 
+use crate::dedup::Seen;
 use crate::explain::{self, Period};
 
 /// How much of the scores to emit.
@@ -145,6 +146,12 @@ pub enum Ingest {
     Late,
     /// So far ahead of the watermark that its bins would overwrite data still needed.
     TooEarly,
+    /// An attribute value that would overflow a sum in one of the bins it counts for: refused
+    /// before any bin is touched.
+    Overflow,
+    /// A resend of an event already counted (same producer id within the source's
+    /// `dedup_horizon`): counted once.
+    Duplicate,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +160,13 @@ pub struct Counters {
     pub accepted_late: u64,
     pub late: u64,
     pub too_early: u64,
+    #[serde(default)]
+    pub overflow: u64,
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Accepted events whose id could not be remembered (the source's table was full).
+    #[serde(default)]
+    pub dedup_full: u64,
     pub evaluations: u64,
     pub alerts: u64,
 }
@@ -195,6 +209,8 @@ pub(crate) struct State {
     pub indicators: Vec<IndicatorState>,
     /// Per region: composite grade, then one per domain.
     pub grades: Vec<Vec<GradeState>>,
+    /// Per source: the ids of recent events, for de-duplication.
+    pub seen: Vec<Seen>,
     pub watermark: Option<Ts>,
     /// The last evaluated boundary, on the local axis ([`vigil_model::Zone::local`]).
     pub last_eval: Option<i64>,
@@ -257,6 +273,9 @@ pub struct Pipeline {
     chains: Vec<Vec<u32>>,
     layouts: Vec<Layout>,
     taps: Vec<Vec<Tap>>,
+    /// Per source: whether any of its taps adds attribute values (and so needs the overflow
+    /// check).
+    sums: Vec<bool>,
     lateness: Vec<i64>,
     pub(crate) state: State,
     // Scratch reused across evaluations.
@@ -266,6 +285,8 @@ pub struct Pipeline {
     floats: Vec<f64>,
     /// Per scored slot, whether it is evaluated (see [`Pipeline::restrict`]); `None`: all are.
     active: Option<Vec<bool>>,
+    /// The restriction as given, by region: re-applied when the rules are reloaded.
+    restriction: Option<Vec<bool>>,
 }
 
 impl Pipeline {
@@ -294,6 +315,7 @@ impl Pipeline {
             domains: rules.domains.iter().map(|d| d.id.clone()).collect(),
             indicators,
             grades,
+            seen: rules.sources.iter().map(|s| Seen::new(s.dedup_capacity, s.dedup_horizon.0)).collect(),
             watermark: None,
             last_eval: None,
             first_ts: None,
@@ -311,6 +333,12 @@ impl Pipeline {
             }
         }
         let lateness = rules.sources.iter().map(|s| s.allowed_lateness.0).collect();
+        let sums = taps
+            .iter()
+            .map(|t: &Vec<Tap>| {
+                t.iter().any(|tap| tap.leg == Leg::Primary && measure::sums_values(&rules.indicators[tap.ind as usize]))
+            })
+            .collect();
         let n = rules.indicators.len();
         let scored = scored_regions(&rules);
         let mut slot_of = vec![None; rules.regions.len()];
@@ -327,6 +355,7 @@ impl Pipeline {
             options,
             layouts,
             taps,
+            sums,
             lateness,
             state,
             ind_scores: vec![None; n],
@@ -334,6 +363,7 @@ impl Pipeline {
             lanes: vec![0; measure::MAX_LANES],
             floats: Vec::with_capacity(2048),
             active: None,
+            restriction: None,
         }
     }
 
@@ -344,6 +374,7 @@ impl Pipeline {
     /// configuration after creating or restoring the pipeline.
     pub fn restrict(&mut self, regions: &[bool]) {
         self.active = Some(self.scored.iter().map(|&r| regions.get(r as usize).copied().unwrap_or(false)).collect());
+        self.restriction = Some(regions.to_vec());
     }
 
     fn is_active(&self, slot: usize) -> bool {
@@ -378,6 +409,9 @@ impl Pipeline {
             p.state.grades = old.grades;
             carried.grades_kept = true;
         }
+        if same_layout && old.seen.len() == p.state.seen.len() {
+            p.state.seen = old.seen;
+        }
         p.state.watermark = old.watermark;
         p.state.last_eval = old.last_eval;
         p.state.first_ts = old.first_ts;
@@ -389,7 +423,12 @@ impl Pipeline {
     pub fn reload(&mut self, rules: Arc<RuleSet>) -> Carried {
         let old = std::mem::replace(&mut self.state, Pipeline::new(Arc::clone(&rules), self.options).state);
         let (p, carried) = Pipeline::adopt(rules, self.options, old);
+        let restriction = self.restriction.take();
         *self = p;
+        // A scale-out task keeps scoring only its own regions under the new rules.
+        if let Some(r) = restriction {
+            self.restrict(&r);
+        }
         carried
     }
 
@@ -439,8 +478,20 @@ impl Pipeline {
                 outcome = Ingest::AcceptedLate;
             }
         }
-        self.saw(ev.ts);
+        let dedup = self.rules.sources[s].dedup_horizon.0 > 0;
+        if dedup && self.state.seen[s].contains(ev.id_hash, self.state.watermark) {
+            self.state.counters.duplicates += 1;
+            return Ingest::Duplicate;
+        }
         let cx = EvalCtx::at_local(ev, local);
+        if self.sums[s] && self.overflows(&cx, local, &self.chains[ev.region as usize]) {
+            self.state.counters.overflow += 1;
+            return Ingest::Overflow;
+        }
+        if dedup && !self.state.seen[s].insert(ev.id_hash, ev.ts, self.state.watermark) {
+            self.state.counters.dedup_full += 1;
+        }
+        self.saw(ev.ts);
         let chain = &self.chains[ev.region as usize];
         for tap in &self.taps[s] {
             let i = tap.ind as usize;
@@ -469,6 +520,19 @@ impl Pipeline {
             _ => self.state.counters.accepted += 1,
         }
         outcome
+    }
+
+    /// Whether the event would overflow an attribute sum in any bin it counts for.
+    fn overflows(&self, cx: &EvalCtx<'_>, local: i64, chain: &[u32]) -> bool {
+        self.taps[cx.event.source as usize].iter().any(|tap| {
+            let ind = &self.rules.indicators[tap.ind as usize];
+            if tap.leg != Leg::Primary || !measure::sums_values(ind) || !ind.filter.matches(cx) {
+                return false;
+            }
+            let bin = self.layouts[tap.ind as usize].bin_of(local);
+            let bins = &self.state.indicators[tap.ind as usize].bins;
+            chain.iter().any(|&r| measure::would_overflow(ind, bins.slot(r as usize, bin), cx))
+        })
     }
 
     /// Notes an event time before time starts: evaluation is anchored on the earliest event, so
@@ -727,6 +791,42 @@ impl Pipeline {
         }
         (total as f64 / self.state.indicators.len().max(1) as f64, max)
     }
+}
+
+/// The bytes of scoring state `rules` need: for every scored region, each indicator's bin ring,
+/// history ring, detector and latest result, and the grades. Known before any state is built, so
+/// a rule set too large for its budget is refused instead of exhausting memory.
+pub fn state_bytes(rules: &RuleSet) -> u64 {
+    let regions = scored_regions(rules).len() as u64;
+    let per_region: u64 = rules
+        .indicators
+        .iter()
+        .map(|ind| {
+            let l = Layout::for_indicator(rules, ind);
+            let h = normalise::history_needs(ind);
+            let bins = l.ring as u64 * (8 + 8 * l.lanes as u64);
+            let hist = h.len.max(1) as u64 * h.width as u64 * 4;
+            bins + hist + (std::mem::size_of::<DetectorState>() + std::mem::size_of::<Latest>()) as u64
+        })
+        .fold(0u64, u64::saturating_add)
+        .saturating_add((1 + rules.domains.len() as u64) * std::mem::size_of::<GradeState>() as u64);
+    // De-duplication tables: two buffers of 16-byte slots per source, rounded up as `Seen` does.
+    let dedup: u64 =
+        rules.sources.iter().map(|s| 32 * (s.dedup_capacity.clamp(16, 1 << 24).next_power_of_two() as u64)).sum();
+    regions.saturating_mul(per_region).saturating_add(dedup)
+}
+
+/// Refuses a rule set whose state would exceed its `max_state_mib`, saying by how much.
+pub fn check_state(rules: &RuleSet) -> Result<(), String> {
+    let need = state_bytes(rules);
+    if need > rules.max_state_bytes {
+        return Err(format!(
+            "this rule set needs {} MiB of state; the limit is {} MiB (shorten windows or baselines, score fewer levels, or raise max_state_mib in ruleset.toml)",
+            need.div_ceil(1 << 20),
+            rules.max_state_bytes >> 20
+        ));
+    }
+    Ok(())
 }
 
 /// The regions whose level is scored, in region order.

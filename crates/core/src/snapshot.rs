@@ -18,6 +18,10 @@ pub enum SnapshotError {
     Version { found: u32 },
     #[error("snapshot was taken with rules {found}, but rules {expected} are loaded")]
     RulesMismatch { found: String, expected: String },
+    #[error("snapshot does not fit the rules it names: {0} (a bug, or a file edited by hand; start from the topics)")]
+    Shape(String),
+    #[error("snapshot could not be written: {0} (a bug)")]
+    Write(String),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -28,13 +32,14 @@ struct Envelope {
 
 impl Pipeline {
     /// Serialises the whole scoring state.
-    pub fn snapshot(&self) -> Vec<u8> {
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
         #[derive(serde::Serialize)]
         struct Borrowed<'a> {
             version: u32,
             state: &'a State,
         }
-        postcard::to_allocvec(&Borrowed { version: SNAPSHOT_VERSION, state: &self.state }).unwrap_or_default()
+        postcard::to_allocvec(&Borrowed { version: SNAPSHOT_VERSION, state: &self.state })
+            .map_err(|e| SnapshotError::Write(e.to_string()))
     }
 
     /// Rebuilds a pipeline from a snapshot taken with the same rules.
@@ -49,6 +54,7 @@ impl Pipeline {
                 expected: rules.version.clone(),
             });
         }
+        check_shape(&rules, options, &env.state)?;
         Ok(Pipeline::from_state(rules, options, env.state))
     }
 
@@ -64,9 +70,45 @@ impl Pipeline {
             return Err(SnapshotError::Version { found: env.version });
         }
         if env.state.rules_version == rules.version {
+            check_shape(&rules, options, &env.state)?;
             return Ok((Pipeline::from_state(rules, options, env.state), None));
         }
         let (p, carried) = Pipeline::adopt(rules, options, env.state);
         Ok((p, Some(carried)))
     }
+}
+
+/// Checks that a state read back has every dimension the rules give it: as many indicators
+/// with bins, history, detector and latest results for every scored region, and grades for every
+/// scored region and scope. Restoring a state that does not fit would index out of bounds later.
+fn check_shape(rules: &Arc<RuleSet>, options: Options, state: &State) -> Result<(), SnapshotError> {
+    let fresh = Pipeline::new(Arc::clone(rules), options);
+    let want = &fresh.state;
+    let bad = |what: String| Err(SnapshotError::Shape(what));
+    if state.layout != want.layout {
+        return bad("the layout fingerprint differs".into());
+    }
+    if state.indicators.len() != want.indicators.len() || state.fingerprints != want.fingerprints {
+        return bad(format!("{} indicators, the rules have {}", state.indicators.len(), want.indicators.len()));
+    }
+    for ((got, exp), (id, _)) in state.indicators.iter().zip(&want.indicators).zip(&want.fingerprints) {
+        if !got.bins.same_shape(&exp.bins)
+            || !got.hist.same_shape(&exp.hist)
+            || got.det.len() != exp.det.len()
+            || got.latest.len() != exp.latest.len()
+        {
+            return bad(format!("the state of indicator `{id}` has other dimensions"));
+        }
+    }
+    if state.seen.len() != want.seen.len() {
+        return bad(format!(
+            "de-duplication tables for {} sources, the rules have {}",
+            state.seen.len(),
+            want.seen.len()
+        ));
+    }
+    if state.grades.len() != want.grades.len() || state.grades.iter().any(|g| g.len() != 1 + rules.domains.len()) {
+        return bad(format!("grades for {} regions, the rules score {}", state.grades.len(), want.grades.len()));
+    }
+    Ok(())
 }

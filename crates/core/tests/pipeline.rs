@@ -64,7 +64,7 @@ fn run(rules: &Arc<RuleSet>, events: &[Event], split: Option<usize>) -> (Vec<Str
     let mut out = VecOutput::default();
     for (i, ev) in events.iter().enumerate() {
         if split == Some(i) {
-            let bytes = p.snapshot();
+            let bytes = p.snapshot().unwrap();
             p = Pipeline::restore(Arc::clone(rules), opts(), &bytes).unwrap();
         }
         p.ingest(ev);
@@ -129,7 +129,7 @@ fn same_input_gives_byte_identical_output() {
 fn snapshot_refuses_other_rules_and_garbage() {
     let rules = rules();
     let p = Pipeline::new(Arc::clone(&rules), opts());
-    let bytes = p.snapshot();
+    let bytes = p.snapshot().unwrap();
     let other = Arc::new(
         compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap(),
     );
@@ -138,7 +138,17 @@ fn snapshot_refuses_other_rules_and_garbage() {
         Err(vigil_core::snapshot::SnapshotError::RulesMismatch { .. })
     ));
     assert!(Pipeline::restore(Arc::clone(&rules), opts(), &bytes[..bytes.len() / 2]).is_err());
-    assert!(Pipeline::restore(rules, opts(), b"not a snapshot").is_err());
+    assert!(Pipeline::restore(Arc::clone(&rules), opts(), b"not a snapshot").is_err());
+    // A snapshot that claims the loaded rules' version but was built for another region tree
+    // (one more district): refused by its dimensions, not restored to index out of bounds later.
+    let regions = format!("{}D3,C,district,North,5000\n", mini::REGIONS);
+    let mut bigger = compile(&mini::files_with(&[("regions.csv", &regions)])).unwrap();
+    bigger.version = rules.version.clone();
+    let bigger = Arc::new(bigger);
+    let err =
+        Pipeline::restore(Arc::clone(&bigger), opts(), &bytes).err().expect("a state of other dimensions was restored");
+    assert!(matches!(err, vigil_core::snapshot::SnapshotError::Shape(_)), "{err}");
+    assert!(Pipeline::restore_adopting(bigger, opts(), &bytes).is_err());
 }
 
 #[test]
@@ -220,7 +230,7 @@ fn run_reloading(
     for (i, ev) in events.iter().enumerate() {
         if i == split {
             if via_snapshot {
-                let (q, c) = Pipeline::restore_adopting(Arc::clone(next), opts(), &p.snapshot()).unwrap();
+                let (q, c) = Pipeline::restore_adopting(Arc::clone(next), opts(), &p.snapshot().unwrap()).unwrap();
                 p = q;
                 carried = c;
             } else {
@@ -353,4 +363,102 @@ fn score_filters_drop_only_what_they_promise() {
         assert!(got.scores.len() < all.scores.len(), "{filter:?} dropped nothing");
         assert!(!got.scores.is_empty(), "{filter:?} kept nothing");
     }
+}
+
+/// An attribute value that would overflow a sum is refused before any bin is touched: the sum
+/// keeps its value, the event is reported, and events after it count as usual.
+#[test]
+fn an_event_that_would_overflow_a_sum_is_refused() {
+    let sources = format!("{}\n  [[source.attr]]\n  name = \"amount\"\n  type = \"int\"\n", mini::SOURCES);
+    let indicators =
+        mini::INDICATORS.replace("measure = \"share(response_minutes > 15)\"", "measure = \"sum(amount)\"");
+    let rules = Arc::new(
+        compile(&mini::files_with(&[("sources.toml", &sources), ("indicators/police.toml", &indicators)]))
+            .unwrap_or_else(|d| panic!("{d}")),
+    );
+    let amount = rules.sources[0].attr_index("amount").unwrap();
+    let ind = rules.indicator_index("slow_share_7d").unwrap();
+    let g1 = rules.regions.lookup("G1").unwrap();
+    let d2 = rules.regions.lookup("D2").unwrap();
+    let t0 = vigil_model::time::parse_rfc3339("2026-03-02T10:00:00+08:00").unwrap();
+    let ev = |region: u32, h: i64, v: i64| {
+        let mut e = Event { region, ts: t0 + h * HOUR, ..Event::default() };
+        e.set(0, 3);
+        e.set(amount, v);
+        e
+    };
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = VecOutput::default();
+    assert_eq!(p.ingest(&ev(g1, 0, i64::MAX - 5)), vigil_core::Ingest::Accepted);
+    // Overflows G1's bin (and D1's and the city's): refused.
+    assert_eq!(p.ingest(&ev(g1, 1, 10)), vigil_core::Ingest::Overflow);
+    // D2 is a sibling: its own bin is empty, but the city's would overflow too.
+    assert_eq!(p.ingest(&ev(d2, 2, 10)), vigil_core::Ingest::Overflow);
+    assert_eq!(p.ingest(&ev(g1, 3, -100)), vigil_core::Ingest::Accepted);
+    assert_eq!(p.counters().overflow, 2);
+    p.advance(t0 + 2 * vigil_model::time::DAY, &mut out);
+    let (s, _) = p.latest(ind, g1 as usize);
+    assert_eq!(s.value, Some((i64::MAX - 105) as f64));
+}
+
+/// A pipeline restricted to some regions (a scale-out task's districts) keeps its restriction
+/// across a rule reload: it never starts scoring or alerting the regions of other tasks.
+#[test]
+fn a_reload_keeps_the_restriction_to_owned_regions() {
+    let rules = rules();
+    let events = scenario(&rules);
+    let d1 = rules.regions.lookup("D1").unwrap() as usize;
+    let mut owned = vec![false; rules.regions.len()];
+    owned[d1] = true;
+    owned[rules.regions.lookup("G1").unwrap() as usize] = true;
+    let next = Arc::new(
+        compile(&mini::files_with(&[("grading.toml", &mini::GRADING.replace("enter = 75.0", "enter = 74.0"))]))
+            .unwrap(),
+    );
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    p.restrict(&owned);
+    let mut out = VecOutput::default();
+    let split = events.len() / 3;
+    for (i, ev) in events.iter().enumerate() {
+        if i == split {
+            p.reload(Arc::clone(&next));
+        }
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    assert!(out.scores.iter().any(|s| s.region == "D1" && s.rules_version == next.version));
+    let foreign: Vec<_> = out.scores.iter().map(|s| s.region.as_str()).filter(|r| !["D1", "G1"].contains(r)).collect();
+    assert!(
+        foreign.is_empty(),
+        "scored regions of other tasks after the reload: {:?}",
+        &foreign[..foreign.len().min(5)]
+    );
+    assert!(out.alerts.iter().all(|a| a.region == "D1" || a.region == "G1"));
+}
+
+/// Rule values that would size rings beyond reason are refused at compile time with the place,
+/// and a rule set whose state exceeds its budget is refused saying how much it needs.
+#[test]
+fn absurd_durations_and_state_beyond_the_budget_are_refused() {
+    let lag = mini::INDICATORS.replacen(
+        "window = \"24h\"\nhop = \"1h\"",
+        "window = \"24h\"\nhop = \"1h\"\nlag = \"100000d\"",
+        1,
+    );
+    let err = compile(&mini::files_with(&[("indicators/police.toml", &lag)])).unwrap_err().to_string();
+    assert!(err.contains("lag 100000d is longer than 365d"), "{err}");
+    let baseline = mini::INDICATORS.replace("baseline = \"7d\"", "baseline = \"5000d\"");
+    let err = compile(&mini::files_with(&[("indicators/police.toml", &baseline)])).unwrap_err().to_string();
+    assert!(err.contains("baseline 5000d is too long"), "{err}");
+
+    // The default rules need a few MiB; with a budget of 1 MiB they are refused, with the need.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let mut files = vigil_rules::RuleFiles::load_dir(&dir).unwrap();
+    let full = vigil_core::compile_rules(&files).unwrap();
+    let need = vigil_core::state_bytes(&full);
+    assert!(need > 1 << 20 && need < 1 << 30, "{need}");
+    let text = files.files["ruleset.toml"].replace("[ruleset]\n", "[ruleset]\nmax_state_mib = 1\n");
+    files.files.insert("ruleset.toml".into(), text);
+    let err = vigil_core::compile_rules(&files).unwrap_err().to_string();
+    assert!(err.contains(&format!("needs {} MiB of state; the limit is 1 MiB", need.div_ceil(1 << 20))), "{err}");
 }

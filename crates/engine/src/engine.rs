@@ -371,6 +371,20 @@ impl EngineHandle {
     }
 }
 
+/// Why `new` rules cannot replace `running` ones live, if they cannot: the decoder, the partition
+/// assignment and the state layout are built on the sources, regions, scored levels, cadence,
+/// time zone and domains, and a restart applies changes to those (rebuilding state from the
+/// topics).
+pub(crate) fn live_reload_refusal(running: &RuleSet, new: &RuleSet) -> Option<String> {
+    (new.layout_fingerprint() != running.layout_fingerprint()
+        || new.domains.iter().map(|d| &d.id).ne(running.domains.iter().map(|d| &d.id)))
+    .then(|| {
+        "sources, regions, scored levels, cadence, time zone or domains changed: restart vigil to apply them \
+         (state is then rebuilt from the topics)"
+            .to_string()
+    })
+}
+
 /// A reload the engine accepted, to apply once the state before it is checkpointed.
 struct PendingReload {
     rules: Arc<RuleSet>,
@@ -393,16 +407,8 @@ impl QueryInbox {
                 // Too late: the asker reported the reload as not applied.
                 Query::Reload(_, deadline, _) if Instant::now() > deadline => {}
                 Query::Reload(rules, _, reply) => {
-                    let running = pipeline.rules();
-                    // The decoder, the partition assignment and the state layout are built on
-                    // these; a restart applies them (and rebuilds state from the topics).
-                    if rules.layout_fingerprint() != running.layout_fingerprint()
-                        || rules.domains.iter().map(|d| &d.id).ne(running.domains.iter().map(|d| &d.id))
-                    {
-                        let _ =
-                            reply.send(Err("sources, regions, scored levels, cadence, time zone or domains changed: \
-                             restart vigil to apply them (state is then rebuilt from the topics)"
-                                .to_string()));
+                    if let Some(why) = live_reload_refusal(pipeline.rules(), &rules) {
+                        let _ = reply.send(Err(why));
                     } else {
                         pending = Some(PendingReload { rules, reply });
                     }
@@ -742,6 +748,18 @@ impl Engine {
                     self.consumed[source as usize].inc();
                     let payload = m.payload().unwrap_or_default();
                     let mut decoded = decoder.decode(SourceHint::Fixed(source), payload, &mut ev);
+                    // The broker's timestamp of the message (or, without one, the wall clock) is
+                    // the reference no event time may run far ahead of.
+                    if decoded.is_ok() {
+                        let reference = m.timestamp().to_millis().unwrap_or_else(|| {
+                            std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64)
+                        });
+                        if let Some(rej) = vigil_core::ahead_of_reference(&rules, &ev, reference) {
+                            decoded = Err(rej);
+                        }
+                    }
                     if decoded.is_ok()
                         && let Some((task, of)) = &self.routing
                         && of.get(ev.region as usize).is_some_and(|p| p != task)
@@ -1016,6 +1034,32 @@ impl LoopState<'_> {
         }
         match self.pipeline.ingest(ev) {
             Ingest::Accepted | Ingest::AcceptedLate => {}
+            Ingest::Duplicate => {
+                let source = &self.rules.sources[self.input_source[input] as usize].id;
+                self.metrics.events_duplicate.get_or_create(&SourceLabel { source: source.clone() }).inc();
+            }
+            Ingest::Overflow => {
+                summary.rejected += 1;
+                let source = &self.rules.sources[self.input_source[input] as usize].id;
+                self.metrics
+                    .events_rejected
+                    .get_or_create(&RejectLabels {
+                        source: source.clone(),
+                        reason: RejectCode::SumOverflow.as_str().into(),
+                    })
+                    .inc();
+                let (topic, partition) = &self.partitions[input];
+                let dl = DeadLetter {
+                    topic,
+                    partition: *partition,
+                    offset,
+                    reason: RejectCode::SumOverflow,
+                    detail: "an attribute value would overflow a sum the rules keep; nothing of the event was counted",
+                    payload_bytes: 0,
+                };
+                let dlq = out.topics.dlq.clone();
+                out.send(&dlq, topic, &dl);
+            }
             outcome @ (Ingest::Late | Ingest::TooEarly) => {
                 summary.late += 1;
                 let source = &self.rules.sources[self.input_source[input] as usize].id;
@@ -1121,7 +1165,7 @@ fn checkpoint(
         rules_version: pipeline.rules().version.clone(),
         offsets,
         watermarks: watermarks.clone(),
-        pipeline: pipeline.snapshot(),
+        pipeline: pipeline.snapshot().map_err(|e| EngineError::Resume(e.to_string()))?,
         txn: txn.as_ref().map(|t| t.state.last + 1),
         after: txn.as_ref().and_then(|t| t.state.committed),
     };

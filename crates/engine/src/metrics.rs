@@ -73,6 +73,7 @@ pub struct Metrics {
     pub events_consumed: Family<SourceLabel, Counter>,
     pub events_rejected: Family<RejectLabels, Counter>,
     pub events_late: Family<SourceLabel, Counter>,
+    pub events_duplicate: Family<SourceLabel, Counter>,
     /// Messages between the engine's position and the broker's high watermark.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// Event time of each source's watermark (its slowest partition), seconds since the epoch.
@@ -111,6 +112,7 @@ impl Default for Metrics {
             events_consumed: Family::default(),
             events_rejected: Family::default(),
             events_late: Family::default(),
+            events_duplicate: Family::default(),
             consumer_lag: Family::default(),
             watermark: Family::default(),
             watermark_delay: Family::default(),
@@ -141,6 +143,7 @@ impl Metrics {
             let s = SourceLabel { source: source.clone() };
             let _ = self.events_consumed.get_or_create(&s);
             let _ = self.events_late.get_or_create(&s);
+            let _ = self.events_duplicate.get_or_create(&s);
             for code in vigil_model::record::RejectCode::DECODE.into_iter().chain([RejectCode::WrongPartition]) {
                 let _ = self
                     .events_rejected
@@ -171,6 +174,11 @@ impl Metrics {
             "vigil_events_late",
             "Events later than the allowed lateness (sent to the late topic), by source",
             self.events_late.clone(),
+        );
+        r.register(
+            "vigil_events_duplicate",
+            "Resent events counted once (same producer id within the source's dedup_horizon), by source",
+            self.events_duplicate.clone(),
         );
         r.register(
             "vigil_consumer_lag_messages",

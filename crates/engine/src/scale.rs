@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use vigil_core::Carried;
 use vigil_model::record::AlertRecord;
 use vigil_rules::RuleSet;
 
@@ -398,19 +399,38 @@ fn answer(
                 let _ = reply.send(all);
             }
             Query::Reload(new, _, reply) => {
-                // Every task of this instance takes the new rules, and tasks started later get
-                // them too. Other instances reload on their own signal.
-                let mut result = Err("no task is running on this instance".to_string());
-                for (p, h) in &handles {
-                    let r = h.reload(Arc::clone(&new), ASK).unwrap_or_else(|e| Err(e.to_string()));
-                    match r {
-                        Err(e) => {
-                            result = Err(format!("task {p}: {e}"));
-                            break;
+                // All or nothing: every task of this instance takes the new rules (and tasks
+                // started later get them), or none keeps them. What a task would refuse is
+                // refused here first, once; a task that fails anyway (it stopped, or did not
+                // answer) has the tasks that took the new rules put back on the running ones.
+                // Other instances reload on their own signal.
+                let result = match crate::engine::live_reload_refusal(rules, &new) {
+                    Some(why) => Err(why),
+                    None if handles.is_empty() => Err("no task is running on this instance".to_string()),
+                    None => {
+                        let mut done: Vec<&EngineHandle> = Vec::new();
+                        let mut outcome = Ok(Carried::default());
+                        for (p, h) in &handles {
+                            match h.reload(Arc::clone(&new), ASK).unwrap_or_else(|e| Err(e.to_string())) {
+                                Ok(c) => {
+                                    done.push(h);
+                                    outcome = Ok(c);
+                                }
+                                Err(e) => {
+                                    outcome = Err(format!("task {p}: {e}; no task changed its rules"));
+                                    break;
+                                }
+                            }
                         }
-                        Ok(c) => result = Ok(c),
+                        if outcome.is_err() {
+                            let old = Arc::new(rules.clone());
+                            for h in done {
+                                let _ = h.reload(Arc::clone(&old), ASK);
+                            }
+                        }
+                        outcome
                     }
-                }
+                };
                 if result.is_ok() {
                     reloaded = Some(new);
                 }

@@ -19,6 +19,15 @@ use crate::OutputTopics;
 /// The environment variable naming a real broker for the end-to-end tests.
 pub const BROKERS_ENV: &str = "VIGIL_TEST_BROKERS";
 
+/// Fails the test under `CI=true` when `what` (an environment variable that `.ci/run` sets for a
+/// real broker or tool) is missing, so that a CI that lost a component cannot stay green; a
+/// local run without it goes on with what it has.
+pub fn require_in_ci(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but {what} is not set: .ci/run starts that component and sets it");
+    }
+}
+
 /// The default rule set of the repository.
 pub fn default_rules() -> Arc<RuleSet> {
     Arc::new(vigil_rules::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")).unwrap())
@@ -40,7 +49,10 @@ impl Broker {
     pub fn from_env() -> Broker {
         match std::env::var(BROKERS_ENV) {
             Ok(b) if !b.is_empty() => Broker::External(b),
-            _ => Broker::embedded(),
+            _ => {
+                require_in_ci(BROKERS_ENV);
+                Broker::embedded()
+            }
         }
     }
 

@@ -115,9 +115,16 @@ fn bad_messages_go_to_the_dead_letter_topic() {
         (Some("k"), Some(big.into_bytes()), "too_large"),
         (Some("k"), None, "empty"),
         (None, Some(br#"{"region":"990101001001"}"#.to_vec()), "missing_field"),
+        // Eleven months ahead of the broker's timestamp (set below to the good event's time).
+        (
+            Some("k"),
+            Some(br#"{"region":"990101001001","ts":"2026-12-05T10:00:00+08:00","attrs":{"incident_type":"theft","priority":3}}"#.to_vec()),
+            "timestamp_in_future",
+        ),
     ];
+    let sent_at = vigil_model::time::parse_rfc3339("2026-01-05T10:00:00+08:00").unwrap();
     for (key, payload, _) in &cases {
-        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(police);
+        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(police).timestamp(sent_at);
         if let Some(k) = key {
             rec = rec.key(k);
         }
@@ -182,7 +189,8 @@ fn bad_messages_go_to_the_dead_letter_topic() {
     metrics.register(&mut registry);
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains(r#"vigil_events_rejected_total{source="police",reason="too_large"} 1"#), "{text}");
-    assert!(text.contains(r#"vigil_events_consumed_total{source="police"} 9"#), "{text}");
+    assert!(text.contains(r#"vigil_events_rejected_total{source="police",reason="timestamp_in_future"} 1"#), "{text}");
+    assert!(text.contains(r#"vigil_events_consumed_total{source="police"} 10"#), "{text}");
 }
 
 /// With the wall-clock advance on, a quiet cluster still has its hours evaluated up to the wall

@@ -16,7 +16,7 @@ pub struct Bucket {
     pub surges: usize,
     pub detected_own: usize,
     pub detected_related: usize,
-    /// Expected detections by random onsets at the same false-alert rate (own region).
+    /// Expected detections by random alarms at the same false-alert rate (own region).
     pub chance: f64,
 }
 
@@ -34,7 +34,7 @@ pub struct Point {
     /// Of the related detections: the first alarm named the surge's region (or its parent) and
     /// the surge's category.
     pub localised: usize,
-    /// Expected own-region detections of random onsets at this false-alert rate.
+    /// Expected own-region detections of random alarms at this false-alert rate.
     pub chance: f64,
     pub median_delay_days: Option<f64>,
     pub p90_delay_days: Option<f64>,
@@ -119,17 +119,15 @@ impl<'a> Evaluation<'a> {
         (self.sig.regions.len() * self.sig.days) as u64
     }
 
-    /// Alarm onsets outside every surge window at threshold `t`.
+    /// Alarm region-days outside every surge window at threshold `t`. Every day counts, not
+    /// only onsets: a detector that stays on would otherwise look free of false alerts.
     fn false_alerts(&self, t: f64) -> u64 {
         let mut n = 0;
         for slot in 0..self.sig.regions.len() {
-            let mut prev = false;
             for d in 0..self.sig.days {
-                let on = self.sig.at(slot, d) >= t;
-                if on && !prev && !self.covered[slot * self.sig.days + d] {
+                if self.sig.at(slot, d) >= t && !self.covered[slot * self.sig.days + d] {
                     n += 1;
                 }
-                prev = on;
             }
         }
         n

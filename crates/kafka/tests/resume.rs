@@ -20,6 +20,11 @@ fn one_partition_topic(topic: &str) -> (KafkaSettings, Option<Embedded>) {
             (s, None)
         }
         _ => {
+            // Under CI=true the real broker must be there (.ci/run starts tansu).
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "CI=true but VIGIL_TEST_BROKERS is not set: .ci/run starts tansu and sets it"
+            );
             let embedded = Embedded::start(1).unwrap();
             embedded.create_topic(topic, 1).unwrap();
             (KafkaSettings::new(embedded.bootstrap_servers()), Some(embedded))

@@ -135,6 +135,12 @@ pub enum RejectCode {
     /// Scale-out: the event's district belongs to another task than the partition it arrived
     /// on (the producer did not key it by district with the configured partitioner).
     WrongPartition,
+    /// An attribute value that would overflow a sum the rules keep (`sum`, `mean`,
+    /// `weighted_share`); nothing of the event was counted.
+    SumOverflow,
+    /// Event time more than the source's `max_ahead` ahead of its reference time (the broker's
+    /// timestamp, or the next event of the same input in a replay).
+    TimestampInFuture,
 }
 
 impl RejectCode {
@@ -174,6 +180,8 @@ impl RejectCode {
             RejectCode::NotFinite => "not_finite",
             RejectCode::Late => "late",
             RejectCode::WrongPartition => "wrong_partition",
+            RejectCode::SumOverflow => "sum_overflow",
+            RejectCode::TimestampInFuture => "timestamp_in_future",
         }
     }
 }

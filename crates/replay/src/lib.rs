@@ -119,6 +119,8 @@ pub struct Summary {
     pub lines: u64,
     pub accepted: u64,
     pub accepted_late: u64,
+    /// Resends of events already counted (same id within the source's dedup_horizon).
+    pub duplicates: u64,
     pub rejected: BTreeMap<String, u64>,
     pub late: u64,
     pub dropped_fields: u64,
@@ -131,6 +133,10 @@ pub struct Summary {
 struct Stream {
     input: Input,
     head: Option<(Event, u64)>,
+    /// The record after `head`: the reference time a head must not run ahead of.
+    ahead: Option<(Event, u64)>,
+    /// The time of the last record that became `head` (the reference at the end of the input).
+    prev: Option<Ts>,
     delay: i64,
 }
 
@@ -161,14 +167,14 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         .into_iter()
         .map(|input| {
             let delay = input.source.map_or(min_delay, |s| rules.sources[s as usize].allowed_delay.0);
-            Stream { input, head: None, delay }
+            Stream { input, head: None, ahead: None, prev: None, delay }
         })
         .collect();
     let mut wms = Watermarks::new(&streams.iter().map(|s| s.delay).collect::<Vec<_>>());
     let mut summary = Summary::default();
     let mut out = Counting { inner: sink, scores: 0, alerts: 0 };
     for (i, s) in streams.iter_mut().enumerate() {
-        refill(s, &decoder, &mut summary, out.inner)?;
+        refill(s, &rules, &decoder, &mut summary, out.inner)?;
         if s.head.is_none() {
             wms.set_idle(i, true);
         }
@@ -192,6 +198,18 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         match pipeline.ingest(&ev) {
             Ingest::Accepted => summary.accepted += 1,
             Ingest::AcceptedLate => summary.accepted_late += 1,
+            Ingest::Duplicate => summary.duplicates += 1,
+            Ingest::Overflow => {
+                let code = RejectCode::SumOverflow;
+                *summary.rejected.entry(code.as_str().to_string()).or_default() += 1;
+                out.inner.rejected(Rejected {
+                    input: streams[i].input.name.clone(),
+                    line,
+                    code,
+                    detail: "an attribute value would overflow a sum the rules keep; nothing of the event was counted"
+                        .into(),
+                });
+            }
             outcome @ (Ingest::Late | Ingest::TooEarly) => {
                 summary.late += 1;
                 out.inner.late(LateRecord {
@@ -203,7 +221,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
                 });
             }
         }
-        refill(&mut streams[i], &decoder, &mut summary, out.inner)?;
+        refill(&mut streams[i], &rules, &decoder, &mut summary, out.inner)?;
         if streams[i].head.is_none() {
             wms.set_idle(i, true);
         }
@@ -219,20 +237,63 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     Ok(summary)
 }
 
-fn refill<S: Sink>(s: &mut Stream, decoder: &Decoder<'_>, summary: &mut Summary, sink: &mut S) -> io::Result<()> {
+/// Makes the input's next usable record its head. A record more than its source's `max_ahead`
+/// ahead of both the record before it and the record after it is refused as
+/// `timestamp_in_future` before it can move any watermark: the shared rule of
+/// [`vigil_core::ahead_of_reference`], with the later of the input's own neighbours as
+/// reference (a gap in the data is followed by records after the gap; an outlier is not). Two
+/// outliers in a row vouch for each other and are not caught.
+fn refill<S: Sink>(
+    s: &mut Stream,
+    rules: &RuleSet,
+    decoder: &Decoder<'_>,
+    summary: &mut Summary,
+    sink: &mut S,
+) -> io::Result<()> {
+    loop {
+        let current = match s.ahead.take() {
+            Some(r) => Some(r),
+            None => read_record(s, decoder, summary, sink)?,
+        };
+        let Some((ev, pos)) = current else {
+            s.head = None;
+            return Ok(());
+        };
+        s.ahead = read_record(s, decoder, summary, sink)?;
+        // The later of its neighbours: a late record after it must not make it look early.
+        let reference = s.ahead.as_ref().map(|(e, _)| e.ts).max(s.prev);
+        if let Some(rejection) = reference.and_then(|r| vigil_core::ahead_of_reference(rules, &ev, r)) {
+            *summary.rejected.entry(rejection.code.as_str().to_string()).or_default() += 1;
+            sink.rejected(Rejected {
+                input: s.input.name.clone(),
+                line: pos,
+                code: rejection.code,
+                detail: rejection.detail,
+            });
+            continue;
+        }
+        s.prev = Some(ev.ts);
+        s.head = Some((ev, pos));
+        return Ok(());
+    }
+}
+
+/// The input's next record that decodes; the ones that do not are reported on the way.
+fn read_record<S: Sink>(
+    s: &mut Stream,
+    decoder: &Decoder<'_>,
+    summary: &mut Summary,
+    sink: &mut S,
+) -> io::Result<Option<(Event, u64)>> {
     let hint = s.input.source.map_or(SourceHint::None, SourceHint::Default);
     let mut ev = Event::default();
     loop {
         match s.input.records.next_record(decoder, hint, &mut ev)? {
-            Next::End => {
-                s.head = None;
-                return Ok(());
-            }
+            Next::End => return Ok(None),
             Next::Event { pos, dropped_fields } => {
                 summary.lines += 1;
                 summary.dropped_fields += dropped_fields as u64;
-                s.head = Some((ev, pos));
-                return Ok(());
+                return Ok(Some((ev, pos)));
             }
             Next::Rejected { pos, rejection } => {
                 summary.lines += 1;

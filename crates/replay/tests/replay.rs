@@ -229,3 +229,53 @@ fn day_stamped_stream_dates_every_daily_alert_to_its_data_day() {
         }
     }
 }
+
+/// One event stamped eleven months ahead, a third of the way into the stream, is refused as
+/// `timestamp_in_future` before it moves any watermark: every other event counts and the alerts
+/// and scores are those of the clean stream. (Before the rule it made most later events late.)
+#[test]
+fn an_event_far_in_the_future_cannot_stop_the_detector() {
+    let (rules, clean) = mini_city();
+    let rows: Vec<&str> = clean.lines().collect();
+    let third = rows.len() / 3;
+    let future = r#"{"id":"x","region":"D07","ts":"2019-12-20T10:00:00Z","attrs":{"loc_cat":"street"}}"#;
+    let poisoned: String =
+        rows[..third].iter().chain(std::iter::once(&future)).chain(&rows[third..]).map(|l| format!("{l}\n")).collect();
+    let (a, sa) = run(&rules, vec![("police.jsonl", clean)]);
+    let (b, sb) = run(&rules, vec![("police.jsonl", poisoned)]);
+    assert_eq!(sb.rejected.get("timestamp_in_future"), Some(&1), "{sb:?}");
+    assert_eq!(b.rejected.iter().filter(|r| r.line as usize == third + 1).count(), 1);
+    assert_eq!((sb.accepted, sb.late), (sa.accepted, 0));
+    assert!(!a.alerts.is_empty());
+    assert_eq!(lines(&a.alerts), lines(&b.alerts));
+    assert_eq!(lines(&a.scores), lines(&b.scores));
+}
+
+/// A producer that resends events (same id) gets them counted once: the outputs equal the clean
+/// stream's, and the summary counts the resends. Events without an id are never de-duplicated.
+#[test]
+fn resent_events_count_once() {
+    let (rules, clean) = mini_city();
+    let mut resent = String::new();
+    let mut n = 0;
+    for (i, line) in clean.lines().enumerate() {
+        resent.push_str(line);
+        resent.push('\n');
+        // Every 50th event again, right after (an at-least-once producer's retry).
+        if i % 50 == 0 {
+            resent.push_str(line);
+            resent.push('\n');
+            n += 1;
+        }
+    }
+    let (a, sa) = run(&rules, vec![("police.jsonl", clean.clone())]);
+    let (b, sb) = run(&rules, vec![("police.jsonl", resent)]);
+    assert_eq!((sb.duplicates, sb.accepted), (n, sa.accepted));
+    assert_eq!(lines(&a.alerts), lines(&b.alerts));
+    assert_eq!(lines(&a.scores), lines(&b.scores));
+    // Without ids the same lines are separate events.
+    let anonymous: String = clean.lines().map(|l| format!("{}\n", l.replacen("\"id\":", "\"x\":", 1))).collect();
+    let twice: String = anonymous.lines().take(10).flat_map(|l| [l, l]).map(|l| format!("{l}\n")).collect();
+    let (_, sc) = run(&rules, vec![("police.jsonl", twice)]);
+    assert_eq!((sc.duplicates, sc.accepted), (0, 20));
+}

@@ -308,8 +308,15 @@ impl<'a, 's> Compiler<'a, 's> {
         let mut categories = categories;
         let timing = ruleset.as_ref().map(|r| (r.zone.clone(), r.every));
         let indicators = self.indicators(&sources, &regions, &taxonomies, &mut categories, &domains, timing);
-        let RulesetHead { name, zone, every: evaluate_every, alert: alert_levels, evaluate: evaluate_levels, .. } =
-            ruleset?;
+        let RulesetHead {
+            name,
+            zone,
+            every: evaluate_every,
+            alert: alert_levels,
+            evaluate: evaluate_levels,
+            max_state_bytes,
+            ..
+        } = ruleset?;
         let grading = grading?;
         let indicators = indicators?;
         let fixtures = self
@@ -324,6 +331,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 name,
                 version: self.files.version(),
                 zone,
+                max_state_bytes,
                 evaluate_every,
                 alert_levels,
                 evaluate_levels,
@@ -433,7 +441,23 @@ impl<'a, 's> Compiler<'a, 's> {
             let at = raw.alert_region_levels.as_ref().map_or(0..0, span_of);
             self.sink.at(&src, at, "every level in alert_region_levels must also be in evaluate_region_levels");
         }
-        Some(RulesetHead { name: raw.name.into_inner(), zone: zone?, every: every?, levels, alert, evaluate })
+        let max_state_mib = match &raw.max_state_mib {
+            Some(m) if !(1..=1 << 20).contains(m.get_ref()) => {
+                self.sink.at(&src, span_of(m), "max_state_mib must be between 1 and 1048576 (1 TiB)");
+                1024
+            }
+            Some(m) => *m.get_ref(),
+            None => 1024,
+        };
+        Some(RulesetHead {
+            name: raw.name.into_inner(),
+            zone: zone?,
+            every: every?,
+            levels,
+            alert,
+            evaluate,
+            max_state_bytes: max_state_mib << 20,
+        })
     }
 
     fn sources(&mut self) -> Vec<Source> {
@@ -478,6 +502,38 @@ impl<'a, 's> Compiler<'a, 's> {
                 "allowed_lateness longer than 7d would keep bins alive too long",
             );
         }
+        let max_ahead = match &raw.max_ahead {
+            None => Some(Duration(DAY)),
+            Some(m) => {
+                let d = self.duration(src, m);
+                if let Some(d) = d
+                    && !(HOUR..=30 * DAY).contains(&d.0)
+                {
+                    self.sink.at(src, span_of(m), format!("max_ahead {d} must be between 1h and 30d"));
+                }
+                d
+            }
+        };
+        let dedup_horizon = match &raw.dedup_horizon {
+            None => delay.zip(lateness).map(|(d, l)| Duration(d.0 + l.0)),
+            Some(h) => {
+                let d = self.duration_or_zero(src, h);
+                if let Some(d) = d
+                    && d.0 > 7 * DAY
+                {
+                    self.sink.at(src, span_of(h), format!("dedup_horizon {d} is longer than 7d"));
+                }
+                d
+            }
+        };
+        let dedup_capacity = match &raw.dedup_capacity {
+            None => 1 << 15,
+            Some(c) if !(16..=1 << 24).contains(c.get_ref()) => {
+                self.sink.at(src, span_of(c), "dedup_capacity must be between 16 and 16777216");
+                1 << 15
+            }
+            Some(c) => *c.get_ref() as usize,
+        };
         let mut attrs: Vec<Attr> = Vec::new();
         let mut required_mask = 0u32;
         if raw.attr.len() > vigil_model::MAX_ATTRS {
@@ -586,6 +642,9 @@ impl<'a, 's> Compiler<'a, 's> {
             topic: raw.topic.into_inner(),
             allowed_delay: delay?,
             allowed_lateness: lateness?,
+            max_ahead: max_ahead?,
+            dedup_horizon: dedup_horizon?,
+            dedup_capacity,
             attrs,
             required_mask,
         })
@@ -1072,6 +1131,11 @@ impl<'a, 's> Compiler<'a, 's> {
                 );
             }
         }
+        if let (Some(l), Some(lag_s)) = (lag, raw.lag.as_ref())
+            && l.0 > 365 * DAY
+        {
+            self.sink.at(src, span_of(lag_s), format!("lag {l} is longer than 365d"));
+        }
         if let (Some(l), Some(b), Some(lag_s)) = (lag, bin, raw.lag.as_ref())
             && l.0 % b.0 != 0
         {
@@ -1305,6 +1369,8 @@ impl<'a, 's> Compiler<'a, 's> {
                     Some(g) => self.duration_or_zero(src, g)?,
                     None => Duration(2 * DAY),
                 };
+                self.bounded(src, at.clone(), "baseline", baseline, bin, 400 * DAY);
+                self.bounded(src, at.clone(), "guard", guard, bin, 28 * DAY);
                 let seasonality = match r.seasonality.as_ref().map(|s| s.get_ref().as_str()) {
                     None | Some("none") => Seasonality::None,
                     Some("day_of_week") => Seasonality::DayOfWeek,
@@ -1433,10 +1499,19 @@ impl<'a, 's> Compiler<'a, 's> {
                     self.sink.at(src, at.clone(), "cusum needs k >= 0 and h > 0");
                 }
                 let baseline = dur(self, &r.baseline, 28 * DAY)?;
+                self.bounded(src, at.clone(), "baseline", baseline, bin, 400 * DAY);
                 Normalise::Cusum { k, h, baseline }
             }
         };
         Some(out)
+    }
+
+    /// Refuses a duration beyond `max`, or of more than 10,000 bins: each sizes a ring kept per
+    /// region, so one mistyped value could otherwise claim all memory on a live reload.
+    fn bounded(&mut self, src: &SourceText<'_>, at: Range<usize>, what: &str, d: Duration, bin: Duration, max: i64) {
+        if d.0 > max || d.0 / bin.0.max(1) > 10_000 {
+            self.sink.at(src, at, format!("{what} {d} is too long: at most {} and 10000 bins of {bin}", Duration(max)));
+        }
     }
 
     fn tests(
@@ -1511,6 +1586,7 @@ struct RulesetHead {
     levels: Vec<String>,
     alert: Vec<bool>,
     evaluate: Vec<bool>,
+    max_state_bytes: u64,
 }
 
 /// Splits `a, b(c, d), 'e,f'` at top-level commas.
@@ -1762,7 +1838,9 @@ pub fn build_regions(specs: &[RegionSpec], level_names: &[String]) -> Result<Reg
             }
         }
     }
-    if roots != 1 && n > 0 {
+    if n == 0 {
+        errs.push((0, "regions.csv declares no region: add at least the root (a row with an empty parent)".into()));
+    } else if roots != 1 {
         errs.push((0, format!("the region tree needs exactly one root (a row with an empty parent), found {roots}")));
     }
     let mut chains = Vec::with_capacity(n);

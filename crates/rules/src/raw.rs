@@ -30,6 +30,9 @@ pub struct RawRuleset {
     pub name: S<String>,
     pub timezone: S<String>,
     pub evaluate_every: S<String>,
+    /// The most scoring state the rule set may need, in MiB (default 1024).
+    #[serde(default)]
+    pub max_state_mib: Option<S<u64>>,
     /// Region level names, root first; default city, district, street, grid.
     #[serde(default)]
     pub levels: Option<S<Vec<S<String>>>>,
@@ -49,6 +52,17 @@ pub struct RawSource {
     pub topic: S<String>,
     pub allowed_delay: S<String>,
     pub allowed_lateness: S<String>,
+    /// How far an event's time may lie ahead of its reference (the broker's timestamp, or in a
+    /// replay the input's next event); default 1d.
+    #[serde(default)]
+    pub max_ahead: Option<S<String>>,
+    /// Resent events (same producer id) within this span behind the watermark count once;
+    /// default allowed_delay + allowed_lateness, "0s" turns de-duplication off.
+    #[serde(default)]
+    pub dedup_horizon: Option<S<String>>,
+    /// Ids remembered at most (default 32768).
+    #[serde(default)]
+    pub dedup_capacity: Option<S<u64>>,
     #[serde(default)]
     pub attr: Vec<S<RawAttr>>,
 }

@@ -65,6 +65,13 @@ pub struct Source {
     pub topic: String,
     pub allowed_delay: Duration,
     pub allowed_lateness: Duration,
+    /// An event more than this ahead of its reference time is refused as `timestamp_in_future`
+    /// (see `vigil_core::ahead_of_reference`).
+    pub max_ahead: Duration,
+    /// Events with an id already seen within this span behind the watermark are duplicates.
+    pub dedup_horizon: Duration,
+    /// The most ids remembered for de-duplication.
+    pub dedup_capacity: usize,
     pub attrs: Vec<Attr>,
     /// Indices of required attributes as a bit mask.
     pub required_mask: u32,
@@ -398,6 +405,9 @@ pub struct RuleSet {
     pub version: String,
     /// Local civil time: days, hours and evaluation boundaries follow it.
     pub zone: Zone,
+    /// The most scoring state the rule set may need (`max_state_mib`), checked by
+    /// `vigil_core::check_state` before the rules are used.
+    pub max_state_bytes: u64,
     /// The cadence of scores and alerts: a whole number of hours that divides a day; boundaries
     /// fall on local time (`1d`: local midnight).
     pub evaluate_every: Duration,

@@ -182,3 +182,11 @@ fn levels_zones_and_cadence_errors_say_what_to_write() {
         assert_eq!(compile(&files).is_ok(), ok, "{tz}");
     }
 }
+
+/// A region file with only its header declares nothing to score: refused (the rule fuzzer found
+/// that it compiled and then could not run).
+#[test]
+fn a_rule_set_without_regions_is_refused() {
+    let err = compile(&mini::files_with(&[("regions.csv", "code,parent,level,name,population\n")])).unwrap_err();
+    assert!(err.to_string().contains("regions.csv declares no region"), "{err}");
+}

@@ -195,10 +195,27 @@ fn fuzz_rule_compiler() {
         let text = mutate(&mut rng, base.files[name].as_bytes());
         let mut files = RuleFiles { files: base.files.clone() };
         files.files.insert(name.clone(), String::from_utf8_lossy(&text).into_owned());
-        if let Err(diags) = compile(&files) {
-            assert!(!diags.0.is_empty(), "rejected without a diagnostic");
-            for d in &diags.0 {
-                assert!(!d.message.is_empty() && d.line >= 1, "diagnostic without a place: {d}");
+        match compile(&files) {
+            Err(diags) => {
+                assert!(!diags.0.is_empty(), "rejected without a diagnostic");
+                for d in &diags.0 {
+                    assert!(!d.message.is_empty() && d.line >= 1, "diagnostic without a place: {d}");
+                }
+            }
+            // What compiles must run: its state is within its budget or refused by the budget
+            // check, and a pipeline builds from it and takes an event and an evaluation.
+            Ok(rules) => {
+                let need = vigil_core::state_bytes(&rules);
+                if vigil_core::check_state(&rules).is_ok() && need < 64 << 20 {
+                    let rules = std::sync::Arc::new(rules);
+                    let mut p =
+                        vigil_core::Pipeline::new(std::sync::Arc::clone(&rules), vigil_core::Options::default());
+                    // An event the decoder could have produced: a declared region and source.
+                    let ev = vigil_model::Event { ts: vigil_model::time::MIN_TS + 86_400_000, ..Default::default() };
+                    assert!(!rules.regions.is_empty() && !rules.sources.is_empty());
+                    p.ingest(&ev);
+                    p.advance(ev.ts + 2 * 86_400_000, &mut vigil_core::VecOutput::default());
+                }
             }
         }
     });

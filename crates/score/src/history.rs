@@ -16,6 +16,11 @@ pub struct History {
 }
 
 impl History {
+    /// True when `other` has the same regions, length and width (a restored state fits).
+    pub fn same_shape(&self, other: &History) -> bool {
+        self.len == other.len && self.width == other.width && self.data.len() == other.data.len()
+    }
+
     pub fn new(regions: usize, len: usize, width: usize) -> History {
         let len = len.max(1);
         History { len, width, evals: 0, data: vec![f32::NAN; regions * len * width] }

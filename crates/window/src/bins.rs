@@ -22,6 +22,14 @@ pub enum BinError {
 }
 
 impl Bins {
+    /// True when `other` has the same regions, ring and lanes (a restored state fits).
+    pub fn same_shape(&self, other: &Bins) -> bool {
+        self.lanes == other.lanes
+            && self.ring == other.ring
+            && self.tags.len() == other.tags.len()
+            && self.data.len() == other.data.len()
+    }
+
     pub fn new(regions: usize, ring: usize, lanes: usize) -> Bins {
         Bins { lanes, ring, tags: vec![i64::MIN; regions * ring], data: vec![0; regions * ring * lanes] }
     }

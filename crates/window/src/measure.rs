@@ -148,6 +148,30 @@ impl Layout {
     }
 }
 
+/// Whether applying the event to `lanes` (the bin's current lanes, `None` for an empty bin) would
+/// overflow an attribute sum; only `sum`, `mean` and `weighted_share` add attribute values.
+/// Callers check every bin an event touches before applying it to any, so an event is counted
+/// everywhere or nowhere.
+#[inline]
+pub fn would_overflow(ind: &Indicator, lanes: Option<&[i64]>, cx: &EvalCtx<'_>) -> bool {
+    let lane = |i: usize| lanes.map_or(0, |l| l[i]);
+    match &ind.measure {
+        Measure::Sum { attr } | Measure::Mean { attr } => {
+            cx.event.get(*attr).is_some_and(|v| lane(1).checked_add(v).is_none())
+        }
+        Measure::WeightedShare { attr, num } => cx
+            .event
+            .get(*attr)
+            .is_some_and(|v| lane(1).checked_add(v).is_none() || (num.matches(cx) && lane(2).checked_add(v).is_none())),
+        _ => false,
+    }
+}
+
+/// True for the measures that add attribute values (see [`would_overflow`]).
+pub fn sums_values(ind: &Indicator) -> bool {
+    matches!(ind.measure, Measure::Sum { .. } | Measure::Mean { .. } | Measure::WeightedShare { .. })
+}
+
 /// Applies one event (already known to pass the leg's filter) to its bin lanes.
 #[inline]
 pub fn update(ind: &Indicator, layout: &Layout, leg: Leg, cx: &EvalCtx<'_>, lanes: &mut [i64]) {
@@ -255,13 +279,15 @@ pub fn extract(
     for b in first..=last {
         if let Some(s) = bins.slot(region, b) {
             if layout.or_merge {
-                acc[0] += s[0];
+                acc[0] = acc[0].saturating_add(s[0]);
                 for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
                     *a |= v;
                 }
             } else {
+                // Saturating: bins never overflow (see `would_overflow`), but a window adds
+                // hundreds of them.
                 for (a, v) in acc.iter_mut().zip(s) {
-                    *a += v;
+                    *a = a.saturating_add(*v);
                 }
             }
             max_bin = max_bin.max(s[0]);

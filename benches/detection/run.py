@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Rebuilds the detection benchmark end to end: real streams with injected surges (prepare.py),
+vigil replayed on each with the rule set a new user would write, the baselines of baselines.R on
+exactly the same daily series, every detector through `vigil scorecard`, and the results as
+benches/results/detection.md with a trade-off chart (plot.R).
+
+Usage: python3 benches/detection/run.py --data DATA_DIR [--out DIR] [--vigil PATH]
+       [--streams chicago,vancouver,boston,philadelphia] [--sample N] [--quick]
+
+DATA_DIR holds the public data sets (see benches/detection/README.md). --quick runs one stream,
+EARS only, for a smoke test.
+"""
+import argparse, csv, json, os, platform, subprocess, sys, time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TARGETS = [0.03, 0.1, 1.0, 5.0]
+LEVELS = ["blue", "yellow", "orange", "red"]
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
+    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def out_json(cmd):
+    return json.loads(sh(cmd, stdout=subprocess.PIPE).stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", default=str(ROOT / "target" / "detection"))
+    ap.add_argument("--vigil", default=str(next((p for p in (ROOT / "target" / "release" / "vigil", ROOT / "target" / "debug" / "vigil") if p.exists()), "vigil")))
+    ap.add_argument("--streams", default="chicago,vancouver,boston,philadelphia")
+    ap.add_argument("--methods", default="ears,farrington,glrnb,glrpois,glm")
+    ap.add_argument("--sample", type=int, default=0, help="baselines on a deterministic sample of N series per stream")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--results", default=str(ROOT / "benches" / "results" / "detection.md"))
+    ap.add_argument("--report-only", action="store_true", help="rewrite the results from an earlier run's --out")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    streams = a.streams.split(",")
+    started = time.time()
+    if a.report_only:
+        rows = []
+        for s in streams:
+            d = out / s
+            cards = {lvl: out_json([a.vigil, "scorecard", "--truth", d / "truth.json", "--rules", d / "rules",
+                                    "--alerts", d / "vigil" / "alerts.jsonl", "--min-level", lvl, "--json"]) for lvl in LEVELS}
+            methods = sorted({r["method"] for r in csv.DictReader(open(d / "baselines.csv"))})
+            rows.append((s, cards, ["vigil-indicators"] + methods))
+        write_results(a, out, rows, None)
+        return
+    sh([sys.executable, HERE / "prepare.py", "--data", a.data, "--out", out, "--streams", a.streams, "--seed", a.seed])
+    rows = []  # (stream, method, curve-or-card)
+    for s in streams:
+        d = out / s
+        rules = d / "rules"
+        # vigil as a new user would run it: the stream's rule set, every indicator's score kept.
+        sh([a.vigil, "replay", "--rules", rules, "--events", d / "events.jsonl", "--out", d / "vigil",
+            "--scores", "full", "--score-levels", ",".join(levels_of(rules))])
+        cards = {}
+        for lvl in LEVELS:
+            cards[lvl] = out_json([a.vigil, "scorecard", "--truth", d / "truth.json", "--rules", rules,
+                                   "--alerts", d / "vigil" / "alerts.jsonl", "--min-level", lvl, "--json"])
+        sh([a.vigil, "scorecard", "--truth", d / "truth.json", "--rules", rules, "--scores",
+            d / "vigil" / "scores.jsonl", "--curve", d / "curve-vigil-indicators.json", "--json"], stdout=subprocess.DEVNULL)
+        signals = d / "baselines.csv"
+        cmd = ["Rscript", HERE / "baselines.R", d / "series.csv", signals, "--methods", a.methods]
+        if a.sample:
+            cmd += ["--sample", a.sample, "--seed", a.seed]
+        sh(cmd)
+        methods = sorted({r["method"] for r in csv.DictReader(open(signals))})
+        for m in methods:
+            sh([a.vigil, "scorecard", "--truth", d / "truth.json", "--rules", rules, "--signals", signals,
+                "--method", m, "--curve", d / f"curve-{m}.json", "--json"], stdout=subprocess.DEVNULL)
+        rows.append((s, cards, ["vigil-indicators"] + methods))
+    write_results(a, out, rows, time.time() - started)
+
+
+def levels_of(rules):
+    text = (rules / "ruleset.toml").read_text()
+    for line in text.splitlines():
+        if line.strip().startswith("levels"):
+            return json.loads(line.split("=", 1)[1].split("#")[0].strip())
+    return ["city", "district", "street"]
+
+
+def best(curve, rate):
+    pts = [p for p in curve["points"] if p["false_per_100_region_days"] <= rate + 1e-12]
+    return max(pts, key=lambda p: (p["detected_own"], -p["false_alerts"])) if pts else None
+
+
+def write_results(a, out, rows, secs):
+    lines = []
+    csv_rows = []
+    for s, cards, methods in rows:
+        d = out / s
+        truth = json.load(open(d / "truth.json"))
+        n = len(truth["surges"])
+        lines.append(f"### {s} ({n} surges, {truth['start']} .. {truth['end']})\n")
+        lines.append("Own-region detection at matched false-alert rates (false alerts per 100 region-days; "
+                     "in brackets the chance level of random alerts at that rate):\n")
+        lines.append("| method | " + " | ".join(f"≤ {t}" for t in TARGETS) + " |")
+        lines.append("|---|" + "---|" * len(TARGETS))
+        for m in methods:
+            c = json.load(open(d / f"curve-{m}.json"))
+            cells = []
+            for t in TARGETS:
+                p = best(c, t)
+                cells.append("—" if p is None else f"{100*p['detected_own']/n:.0f} % ({100*p['chance']/n:.0f} %)")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            for p in c["points"]:
+                csv_rows.append([s, m, p["false_per_100_region_days"], p["detected_own"] / n])
+        lines.append("\nvigil's alerts as they are (the rule set a new user writes from the docs):\n")
+        lines.append("| level and above | own region | region or ancestor | chance | false /100 region-days | median delay (days) |")
+        lines.append("|---|---|---|---|---|---|")
+        for lvl in LEVELS:
+            p = cards[lvl]["point"]
+            delay = "—" if p["median_delay_days"] is None else f"{p['median_delay_days']:g}"
+            lines.append(f"| {lvl} | {100*p['detected_own']/n:.0f} % | {100*p['detected_related']/n:.0f} % | "
+                         f"{100*p['chance']/n:.0f} % | {p['false_per_100_region_days']:.2f} | {delay} |")
+            csv_rows.append([s, f"vigil-{lvl}+", p["false_per_100_region_days"], p["detected_own"] / n])
+        lines.append("")
+    with open(out / "curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["stream", "method", "false_per_100", "detection"])
+        w.writerows(csv_rows)
+    chart = Path(a.results).with_suffix(".png")
+    sh(["Rscript", HERE / "plot.R", out / "curves.csv", chart])
+    head = [
+        "# Detection benchmark",
+        "",
+        f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d')} on {platform.node()} "
+        f"({os.cpu_count()} cores, {platform.machine()})" + ("" if secs is None else f", in {secs/60:.1f} min") + ", by",
+        "`python3 benches/detection/run.py --data DATA_DIR" + (f" --sample {a.sample}" if a.sample else "") + "`.",
+        "Definitions: docs/methodology.md §14. Streams and surges: benches/detection/README.md.",
+        "",
+        f"![trade-off curves]({chart.name})",
+        "",
+        "How to read it. Each stream has 49 injected surges, 7 per bucket (1.5x, 2x, 3x, +1/day,",
+        "+2/day, ramp, spatial). *Own region*: an alarm in a surge's region on one of its days.",
+        "*False alerts*: alarm region-days outside every surge window (its regions and ancestors,",
+        "to one day after), per 100 region-days. Swept detectors (every threshold) are compared at",
+        "matched rates: the best detection at or below each rate, with the chance level random",
+        "alarms at that rate would reach. `vigil-indicators` sweeps the scores of vigil's own",
+        "indicators (negative-binomial day-of-week baselines, `baseline_pvalue`); its scores are capped",
+        "at 100 (z = 4), so below about 0.1 false alerts per 100 region-days it cannot be made",
+        "stricter (—). `vigil-<level>+` are vigil's alerts as a new user's rule set raises them: the",
+        "arithmetic composite over the categories averages a one-category surge away.",
+        "The baselines run on exactly the daily (region, category) series vigil's indicators count",
+        "(baselines.R documents each statistic). Not yet here: the synthetic city.",
+        "",
+    ]
+    Path(a.results).write_text("\n".join(head + lines) + "\n")
+    print(f"wrote {a.results} and {chart}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
