@@ -92,3 +92,23 @@ fn budget(rules: vigil_rules::RuleSet) -> Result<vigil_rules::RuleSet, vigil_rul
         }])),
     }
 }
+
+/// The per-event step every driver (the Kafka engine, `vigil replay`) runs, so that they cannot
+/// drift apart: the event moves its input's watermark first and event time advances (through
+/// `advance`, which a driver may time) before the event is counted, so a sparse input that jumps
+/// ahead is never "too early" for itself. Drivers refuse what [`ahead_of_reference`] refuses
+/// before calling it: no refused time moves a watermark.
+pub fn step(
+    pipeline: &mut Pipeline,
+    watermarks: &mut vigil_window::Watermarks,
+    input: usize,
+    ev: &Event,
+    advance: &mut dyn FnMut(&mut Pipeline, vigil_model::Ts),
+) -> Ingest {
+    pipeline.saw(ev.ts);
+    watermarks.observe(input, ev.ts);
+    if let Some(wm) = watermarks.current() {
+        advance(pipeline, wm);
+    }
+    pipeline.ingest(ev)
+}

@@ -961,6 +961,26 @@ impl Engine {
 }
 
 /// The parts of the engine the per-event path touches, borrowed apart from the output.
+/// Moves event time to `wm`, one evaluation at a time so that each is timed on its own.
+fn advance_timed(
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    wm: i64,
+    out: &mut KafkaOutput<'_>,
+    summary: &mut RunSummary,
+) {
+    let before = pipeline.counters().evaluations;
+    let alerts_before = pipeline.counters().alerts;
+    while let Some(t) = pipeline.next_evaluation(wm) {
+        let started = Instant::now();
+        pipeline.advance(t, out);
+        metrics.evaluation_duration.observe(started.elapsed().as_secs_f64());
+    }
+    pipeline.advance(wm, out);
+    metrics.evaluations.inc_by(pipeline.counters().evaluations - before);
+    summary.alerts += pipeline.counters().alerts - alerts_before;
+}
+
 struct LoopState<'a> {
     pipeline: &'a mut Pipeline,
     watermarks: &'a mut Watermarks,
@@ -973,17 +993,7 @@ struct LoopState<'a> {
 
 impl LoopState<'_> {
     fn advance(&mut self, wm: i64, out: &mut KafkaOutput<'_>, summary: &mut RunSummary) {
-        let before = self.pipeline.counters().evaluations;
-        let alerts_before = self.pipeline.counters().alerts;
-        // One hour boundary at a time, so that each evaluation is timed on its own.
-        while let Some(t) = self.pipeline.next_evaluation(wm) {
-            let started = Instant::now();
-            self.pipeline.advance(t, out);
-            self.metrics.evaluation_duration.observe(started.elapsed().as_secs_f64());
-        }
-        self.pipeline.advance(wm, out);
-        self.metrics.evaluations.inc_by(self.pipeline.counters().evaluations - before);
-        summary.alerts += self.pipeline.counters().alerts - alerts_before;
+        advance_timed(self.pipeline, self.metrics, wm, out, summary);
     }
 
     /// The event time partitions are aligned on: the slowest moving partition, or, while some
@@ -1027,12 +1037,11 @@ impl LoopState<'_> {
         // time it itself has made current (a sparse partition may jump a day at once).
         self.next_offset[input] = offset + 1;
         summary.processed += 1;
-        self.pipeline.saw(ev.ts);
-        self.watermarks.observe(input, ev.ts);
-        if let Some(wm) = self.watermarks.current() {
-            self.advance(wm, out, summary);
-        }
-        match self.pipeline.ingest(ev) {
+        let metrics = self.metrics;
+        let outcome = vigil_core::step(self.pipeline, self.watermarks, input, ev, &mut |p, wm| {
+            advance_timed(p, metrics, wm, out, summary)
+        });
+        match outcome {
             Ingest::Accepted | Ingest::AcceptedLate => {}
             Ingest::Duplicate => {
                 let source = &self.rules.sources[self.input_source[input] as usize].id;

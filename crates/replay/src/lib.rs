@@ -188,14 +188,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         let Some((ev, line)) = streams[i].head.take() else { break };
         first = Some(first.map_or(ev.ts, |f: Ts| f.min(ev.ts)));
         last = Some(last.map_or(ev.ts, |l: Ts| l.max(ev.ts)));
-        // The event moves its input's watermark first and time advances before the event is
-        // counted, so a sparse input that jumps ahead is never "too early" for itself.
-        pipeline.saw(ev.ts);
-        wms.observe(i, ev.ts);
-        if let Some(wm) = wms.current() {
-            pipeline.advance(wm, &mut out);
-        }
-        match pipeline.ingest(&ev) {
+        match vigil_core::step(pipeline, &mut wms, i, &ev, &mut |p, wm| p.advance(wm, &mut out)) {
             Ingest::Accepted => summary.accepted += 1,
             Ingest::AcceptedLate => summary.accepted_late += 1,
             Ingest::Duplicate => summary.duplicates += 1,

@@ -71,6 +71,18 @@ const TOKENS: &[&str] = &[
     "\"\"\"",
     "#",
     "..",
+    // The limits that size state, and their neighbours (the pipeline is built from what passes).
+    "lag = \"364d\"\n",
+    "baseline = \"400d\"",
+    "guard = \"28d\"",
+    "max_state_mib = 1\n",
+    "dedup_capacity = 16777216\n",
+    "dedup_horizon = \"7d\"\n",
+    "max_ahead = \"30d\"\n",
+    "levels = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"]\n",
+    "timezone = \"America/Chicago\"\n",
+    "evaluate_every = \"1d\"\n",
+    "9999999d",
 ];
 
 struct Rng(u64);
