@@ -207,7 +207,7 @@ impl CityRollup {
             }
         }
         let code = &r.codes[city.region];
-        let period = crate::Period::at(&rules, rules.zone.local_floor(t));
+        let period = crate::Period::ending_at(&rules, t);
         for (scope, domain, score, tr) in alerts {
             // The districts behind it, by their score in this scope; ties by code.
             let mut top: Vec<RegionScore> = city

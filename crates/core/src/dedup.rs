@@ -17,6 +17,9 @@ pub(crate) struct Seen {
     slots: Vec<(u64, Ts)>,
     spare: Vec<(u64, Ts)>,
     used: usize,
+    /// The cutoff of the last compaction: compacting again before the cutoff moves past it
+    /// would free nothing and cost a pass over the table.
+    compacted: Ts,
 }
 
 /// What a snapshot keeps: the live entries.
@@ -51,7 +54,12 @@ impl Seen {
     /// A table of at least `capacity` slots (rounded up to a power of two).
     pub(crate) fn new(capacity: usize, horizon: i64) -> Seen {
         let n = capacity.clamp(16, 1 << 24).next_power_of_two();
-        Seen { horizon, slots: vec![(0, 0); n], spare: vec![(0, 0); n], used: 0 }
+        Seen { horizon, slots: vec![(0, 0); n], spare: vec![(0, 0); n], used: 0, compacted: Ts::MIN }
+    }
+
+    /// Whether `other` was made with the same horizon and capacity.
+    pub(crate) fn same_settings(&self, other: &Seen) -> bool {
+        self.horizon == other.horizon && self.slots.len() == other.slots.len()
     }
 
     /// Live entries may fill three quarters of the table.
@@ -87,7 +95,11 @@ impl Seen {
             return true;
         }
         if self.used >= self.limit() {
-            self.compact(self.cutoff(watermark));
+            let cutoff = self.cutoff(watermark);
+            if cutoff > self.compacted {
+                self.compact(cutoff);
+                self.compacted = cutoff;
+            }
             if self.used >= self.limit() {
                 return false;
             }

@@ -30,6 +30,23 @@ impl Period {
         let date = (every == vigil_model::time::DAY).then(|| vigil_model::Zone::date_of_local(b - 1));
         Period { start: zone.utc(b - every), end: zone.utc(b), date }
     }
+
+    /// True for a period wholly inside time skipped by the clocks.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The published period whose end is the instant `t` (a record's window end): the earliest
+    /// boundary passing at `t`, since a later one passing at the same instant has no length.
+    pub fn ending_at(rules: &RuleSet, t: Ts) -> Period {
+        let every = rules.evaluate_every.0;
+        let zone = &rules.zone;
+        let mut b = zone.local_floor(t).div_euclid(every) * every;
+        while b > zone.local_floor(t) - vigil_model::time::DAY && zone.utc(b - every) == t {
+            b -= every;
+        }
+        Period::at(rules, b)
+    }
 }
 
 /// How many indicators an alert names.

@@ -97,7 +97,7 @@ fn budget(rules: vigil_rules::RuleSet) -> Result<vigil_rules::RuleSet, vigil_rul
 /// drift apart: the event moves its input's watermark first and event time advances (through
 /// `advance`, which a driver may time) before the event is counted, so a sparse input that jumps
 /// ahead is never "too early" for itself. Drivers refuse what [`ahead_of_reference`] refuses
-/// before calling it: no refused time moves a watermark.
+/// before calling it, so no time it refuses moves a watermark.
 pub fn step(
     pipeline: &mut Pipeline,
     watermarks: &mut vigil_window::Watermarks,

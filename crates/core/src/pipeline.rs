@@ -409,8 +409,13 @@ impl Pipeline {
             p.state.grades = old.grades;
             carried.grades_kept = true;
         }
+        // The tables carry over only where the source's horizon and capacity are unchanged.
         if same_layout && old.seen.len() == p.state.seen.len() {
-            p.state.seen = old.seen;
+            for (new, old) in p.state.seen.iter_mut().zip(old.seen) {
+                if old.same_settings(new) {
+                    *new = old;
+                }
+            }
         }
         p.state.watermark = old.watermark;
         p.state.last_eval = old.last_eval;
@@ -607,11 +612,11 @@ impl Pipeline {
             st.hist.advance();
             self.state.counters.evaluations += evaluated;
         }
-        // A boundary inside the hour skipped when clocks go forward passes at the same instant
-        // as the next one: its indicators keep their history in step, but only the next
-        // boundary publishes, so no two records share a window end.
-        let every = rules.evaluate_every.0;
-        if rules.zone.utc(b) == rules.zone.utc(b + every) {
+        // A period that lies wholly inside the time skipped when clocks go forward has no
+        // length (its start and end pass at the same instant): its indicators keep their history
+        // in step, but it publishes nothing, so no two records share a window end and the
+        // records published cover real time only.
+        if Period::at(&rules, b).is_empty() {
             return;
         }
         let period = Period::at(&rules, b);

@@ -462,3 +462,41 @@ fn absurd_durations_and_state_beyond_the_budget_are_refused() {
     let err = vigil_core::compile_rules(&files).unwrap_err().to_string();
     assert!(err.contains(&format!("needs {} MiB of state; the limit is 1 MiB", need.div_ceil(1 << 20))), "{err}");
 }
+
+/// The night clocks go forward, hourly: every published record covers real time (the hour
+/// before the jump is published, the empty local hour it skips is not), window ends are unique,
+/// and a record's period can be recovered from its window end (as the scale-out roll-up does).
+#[test]
+fn spring_forward_publishes_real_hours_only() {
+    let ruleset = mini::RULESET.replace("timezone = \"+08:00\"", "timezone = \"America/Chicago\"");
+    let indicators = mini::INDICATORS.replace("2026-03-08T00:00:00+08:00", "2026-03-08T00:00:00-06:00");
+    let rules = Arc::new(
+        compile(&mini::files_with(&[("ruleset.toml", &ruleset), ("indicators/police.toml", &indicators)])).unwrap(),
+    );
+    let g1 = rules.regions.lookup("G1").unwrap();
+    // 2026-03-08 02:00 CST becomes 03:00 CDT at 08:00Z. An event every 20 minutes around it.
+    let t0 = vigil_model::time::parse_rfc3339("2026-03-08T00:00:00Z").unwrap();
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = VecOutput::default();
+    for k in 0..60 {
+        let mut e = Event { region: g1, ts: t0 + k * 20 * MINUTE, ..Event::default() };
+        e.set(0, 0);
+        p.ingest(&e);
+        p.advance(e.ts, &mut out);
+    }
+    let c: Vec<&vigil_model::record::ScoreRecord> = out.scores.iter().filter(|s| s.region == "C").collect();
+    let ends: Vec<&str> = c.iter().map(|s| s.window_end.as_str()).collect();
+    let mut unique = ends.clone();
+    unique.dedup();
+    assert_eq!(ends, unique, "two records with one window end");
+    assert!(c.iter().all(|s| s.window_start < s.window_end), "an empty period was published");
+    let jump = c.iter().find(|s| s.window_end == "2026-03-08T08:00:00Z").expect("the hour before the jump");
+    assert_eq!(jump.window_start, "2026-03-08T07:00:00Z");
+    let next = c.iter().find(|s| s.window_start == "2026-03-08T08:00:00Z").expect("the first hour after it");
+    assert_eq!(next.window_end, "2026-03-08T09:00:00Z");
+    for s in &c {
+        let t = vigil_model::time::parse_rfc3339(&s.window_end).unwrap();
+        let period = vigil_core::Period::ending_at(&rules, t);
+        assert_eq!(vigil_model::time::format_utc(period.start), s.window_start);
+    }
+}

@@ -192,7 +192,9 @@ impl<'a> Evaluation<'a> {
     pub fn at(&self, t: f64) -> (Point, Vec<SurgeResult>) {
         let false_alerts = self.false_alerts(t);
         let rd = self.region_days().max(1) as f64;
-        let p = false_alerts as f64 / rd;
+        // The chance level: false alerts can only fall on region-days outside the surge windows.
+        let uncovered = self.covered.iter().filter(|c| !**c).count().max(1) as f64;
+        let p = false_alerts as f64 / uncovered;
         let results: Vec<SurgeResult> = self.truth.surges.iter().map(|s| self.surge(s, t)).collect();
         let mut by_bucket: BTreeMap<String, Bucket> = BTreeMap::new();
         let mut chance = 0.0;
@@ -215,7 +217,7 @@ impl<'a> Evaluation<'a> {
         let point = Point {
             threshold: t,
             false_alerts,
-            false_per_100_region_days: 100.0 * p,
+            false_per_100_region_days: 100.0 * false_alerts as f64 / rd,
             surges: results.len(),
             detected_own: results.iter().filter(|r| r.detected_own).count(),
             detected_related: results.iter().filter(|r| r.detected_related).count(),

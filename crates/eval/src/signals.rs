@@ -160,9 +160,11 @@ pub fn from_alerts(
         let rank = a.level.map_or(0.0, |l| l.rank() as f64);
         changes.entry((region, a.scope.clone())).or_default().push((day, rank, category));
     }
+    // Below a daily cadence a level changed on day d was still held for part of d.
+    let sub_daily = rules.evaluate_every.0 < vigil_model::time::DAY;
     for ((region, _), list) in changes {
         for (k, (day, rank, category)) in list.iter().enumerate() {
-            let until = list.get(k + 1).map_or(last_day + 1, |n| n.0);
+            let until = list.get(k + 1).map_or(last_day + 1, |n| n.0 + i64::from(sub_daily));
             if *rank > 0.0 {
                 for d in *day..until.max(day + 1) {
                     sig.add(region, d, category.as_deref(), *rank);

@@ -43,8 +43,10 @@ fn hand_checked_case() {
     assert_eq!((p.false_alerts, p.detected_own, p.detected_related, p.localised), (1, 1, 1, 1));
     assert!((p.false_per_100_region_days - 100.0 / 30.0).abs() < 1e-9);
     assert_eq!(p.median_delay_days, Some(1.0));
-    // Chance: p = 1/30; s1 has 2 region-days, s2 has 1: (1 - (29/30)^2) + (1 - 29/30).
-    let q: f64 = 29.0 / 30.0;
+    // Chance: p = 1 false alert over the 22 region-days outside the surge windows (G1 and D1 on
+    // days 4-6, D2 on days 8-9 are covered); s1 has 2 region-days, s2 has 1:
+    // (1 - (21/22)^2) + (1 - 21/22).
+    let q: f64 = 21.0 / 22.0;
     assert!((p.chance - ((1.0 - q * q) + (1.0 - q))).abs() < 1e-12, "{}", p.chance);
     assert_eq!(card.per_surge[0].delay_days, Some(1));
     assert_eq!(card.per_surge[0].first_region.as_deref(), Some("G1"));

@@ -231,7 +231,8 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
 }
 
 /// Makes the input's next usable record its head. A record more than its source's `max_ahead`
-/// ahead of both the record before it and the record after it is refused as
+/// ahead of both the record before it and the record after it (the last record of an input is
+/// never refused) is refused as
 /// `timestamp_in_future` before it can move any watermark: the shared rule of
 /// [`vigil_core::ahead_of_reference`], with the later of the input's own neighbours as
 /// reference (a gap in the data is followed by records after the gap; an outlier is not). Two
@@ -253,8 +254,10 @@ fn refill<S: Sink>(
             return Ok(());
         };
         s.ahead = read_record(s, decoder, summary, sink)?;
-        // The later of its neighbours: a late record after it must not make it look early.
-        let reference = s.ahead.as_ref().map(|(e, _)| e.ts).max(s.prev);
+        // The later of its neighbours, and only while a record follows: a late record after it
+        // must not make it look early, and the last record of a sparse input is not judged by
+        // the one before it alone.
+        let reference = s.ahead.as_ref().map(|(e, _)| e.ts.max(s.prev.unwrap_or(e.ts)));
         if let Some(rejection) = reference.and_then(|r| vigil_core::ahead_of_reference(rules, &ev, r)) {
             *summary.rejected.entry(rejection.code.as_str().to_string()).or_default() += 1;
             sink.rejected(Rejected {
