@@ -616,10 +616,10 @@ impl Pipeline {
         // length (its start and end pass at the same instant): its indicators keep their history
         // in step, but it publishes nothing, so no two records share a window end and the
         // records published cover real time only.
-        if Period::at(&rules, b).is_empty() {
+        let period = Period::at(&rules, b);
+        if period.is_empty() {
             return;
         }
-        let period = Period::at(&rules, b);
         for d in 0..regions {
             if self.is_active(d) {
                 self.region_results(&rules, d, &period, out);

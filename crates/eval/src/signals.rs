@@ -117,6 +117,37 @@ fn indicator_category<'r>(rules: &'r RuleSet, indicator: &str) -> Option<&'r str
     Some(rules.categories[rules.indicators[i].category].id.as_str())
 }
 
+/// The JSON Lines records of `text` with their 0-based line numbers, refusing any made with
+/// other rules than `rules`.
+fn records<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    rules: &RuleSet,
+    kind: &str,
+    version: impl Fn(&T) -> &str,
+) -> Result<Vec<(usize, T)>, EvalError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: T = serde_json::from_str(line).map_err(|e| input_error(file, n + 1, e.to_string()))?;
+        if version(&r) != rules.version {
+            return Err(input_error(
+                file,
+                n + 1,
+                format!(
+                    "{kind} from rules {} but the rules given are {}: score {kind}s with the rules that made them",
+                    version(&r),
+                    rules.version
+                ),
+            ));
+        }
+        out.push((n, r));
+    }
+    Ok(out)
+}
+
 /// vigil's alerts as daily signals: on each day, the level (1 blue .. 4 red) each region is at in
 /// its most alarming scope, carried from the record that set it until the next record of that
 /// region and scope. The category is that of the record's top contributing indicator.
@@ -134,21 +165,7 @@ pub fn from_alerts(
     // (region, scope) -> changes (day, level rank, category), in file order.
     type Change = (i64, f64, Option<String>);
     let mut changes: BTreeMap<(u32, String), Vec<Change>> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let a: AlertRecord = serde_json::from_str(line).map_err(|e| input_error(file, n + 1, e.to_string()))?;
-        if a.rules_version != rules.version {
-            return Err(input_error(
-                file,
-                n + 1,
-                format!(
-                    "alert from rules {} but the rules given are {}: score alerts with the rules that made them",
-                    a.rules_version, rules.version
-                ),
-            ));
-        }
+    for (n, a) in records::<AlertRecord>(file, text, rules, "alert", |a| &a.rules_version)? {
         let region = rules
             .regions
             .lookup(&a.region)
@@ -184,20 +201,9 @@ pub fn from_scores(
     first_day: i64,
     last_day: i64,
 ) -> Result<Signals, EvalError> {
-    let mut records = Vec::new();
+    let mut scored = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let s: ScoreRecord = serde_json::from_str(line).map_err(|e| input_error(file, n + 1, e.to_string()))?;
-        if s.rules_version != rules.version {
-            return Err(input_error(
-                file,
-                n + 1,
-                format!("score from rules {} but the rules given are {}", s.rules_version, rules.version),
-            ));
-        }
+    for (n, s) in records::<ScoreRecord>(file, text, rules, "score", |s| &s.rules_version)? {
         let region = rules
             .regions
             .lookup(&s.region)
@@ -206,10 +212,10 @@ pub fn from_scores(
             return Err(input_error(file, n + 1, "score record without indicators: replay with `--scores full`"));
         }
         seen.insert(region);
-        records.push((n, region, s));
+        scored.push((n, region, s));
     }
     let mut sig = Signals::new("vigil-indicators", first_day, last_day, seen.into_iter().collect());
-    for (n, region, s) in records {
+    for (n, region, s) in scored {
         let day =
             record_day(rules, &s.date, &s.window_end).ok_or_else(|| input_error(file, n + 1, "no readable date"))?;
         for i in &s.indicators {
