@@ -1,11 +1,12 @@
 # Trade-off chart of the detection benchmark: own-region detection against false alerts per 100
 # region-days (log axis), one panel per stream; curves for swept detectors, points for vigil's
-# alert levels. Usage: Rscript plot.R curves.csv out.png
+# alert levels (black: the index's alerts; red triangles: the evidence alarms). Usage: Rscript plot.R curves.csv out.png
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1], stringsAsFactors = FALSE)
 d$false_per_100 <- pmax(d$false_per_100, 0.001)
 streams <- unique(d$stream)
-methods <- unique(d$method[!grepl("^vigil-(blue|yellow|orange|red)\\+$", d$method)])
+level_re <- "^vigil-(evidence-)?(blue|yellow|orange|red)\\+$"
+methods <- unique(d$method[!grepl(level_re, d$method)])
 cols <- setNames(rep(c("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4"),
                      length.out = length(methods)), methods)
 png(args[2], width = 520 * min(2, length(streams)), height = 420 * ceiling(length(streams) / 2), res = 96)
@@ -24,6 +25,9 @@ for (s in streams) {
   lv <- x[grepl("^vigil-(blue|yellow|orange|red)\\+$", x$method), ]
   points(lv$false_per_100, lv$detection, pch = 19, col = "black")
   text(lv$false_per_100, lv$detection, sub("^vigil-", "", lv$method), pos = 4, cex = 0.7)
+  ev <- x[grepl("^vigil-evidence-", x$method), ]
+  points(ev$false_per_100, ev$detection, pch = 17, col = "#cf222e", cex = 1.3)
+  text(ev$false_per_100, ev$detection, sub("^vigil-evidence-", "alarm ", ev$method), pos = 2, cex = 0.7, col = "#cf222e")
   legend("topleft", legend = methods, col = cols[methods], lwd = 2, cex = 0.7, bg = "white")
 }
 invisible(dev.off())

@@ -41,6 +41,8 @@ pub enum Reason {
     FastPath,
     Floor,
     Clear,
+    /// An evidence alarm's level from its recurrence interval.
+    Evidence,
 }
 
 impl Reason {
@@ -50,6 +52,7 @@ impl Reason {
             Reason::FastPath => "fast_path",
             Reason::Floor => "override",
             Reason::Clear => "below_clear",
+            Reason::Evidence => "evidence",
         }
     }
 }
@@ -135,6 +138,46 @@ impl GradeState {
     }
 }
 
+impl GradeState {
+    /// Moves straight to `target`, with no persistence or hysteresis: evidence alarms, whose
+    /// level is the recurrence interval of today's excess and whose calibration counts the days
+    /// each threshold is reached, follow the evidence day by day.
+    pub fn set(&mut self, at: Ts, target: Option<Level>) -> Option<Transition> {
+        if target == self.level {
+            return None;
+        }
+        let previous = self.level;
+        self.level = target;
+        self.up = 0;
+        self.down = 0;
+        let event = match (previous, target) {
+            (None, _) => {
+                self.episode_start = Some(at);
+                self.seq = 0;
+                AlertEvent::Opened
+            }
+            (_, None) => AlertEvent::Resolved,
+            (Some(p), Some(t)) if t > p => AlertEvent::Escalated,
+            _ => AlertEvent::Deescalated,
+        };
+        if event != AlertEvent::Opened {
+            self.seq += 1;
+        }
+        let start = self.episode_start.unwrap_or(at);
+        if target.is_none() {
+            self.episode_start = None;
+        }
+        Some(Transition {
+            event,
+            level: target,
+            previous,
+            episode_start: start,
+            seq: self.seq,
+            reason: if target.is_none() { Reason::Clear } else { Reason::Evidence },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +259,28 @@ mod tests {
         for i in 1..5 {
             assert_eq!(s.step(&g, i, Some(5.0), Some(Level::Orange)), None);
         }
+    }
+
+    #[test]
+    fn set_follows_the_target_level_by_level() {
+        use AlertEvent::*;
+        let mut s = GradeState::default();
+        let seq: Vec<_> = [Some(Level::Yellow), Some(Level::Yellow), Some(Level::Red), Some(Level::Blue), None, None]
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, l)| s.set(i as i64, l))
+            .map(|t| (t.event, t.level, t.seq, t.episode_start))
+            .collect();
+        assert_eq!(
+            seq,
+            vec![
+                (Opened, Some(Level::Yellow), 0, 0),
+                (Escalated, Some(Level::Red), 1, 0),
+                (Deescalated, Some(Level::Blue), 2, 0),
+                (Resolved, None, 3, 0),
+            ]
+        );
+        assert_eq!(s.episode_start, None);
     }
 
     #[test]

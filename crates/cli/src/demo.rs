@@ -171,7 +171,8 @@ fn colour(level: Option<Level>) -> &'static str {
     }
 }
 
-/// One readable line per alert: time, level, region, scope, score and the top reasons.
+/// One readable line per alert: time, level, region, scope, score and the top reasons (for an
+/// evidence alarm, its sentence).
 pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
     let t = vigil_model::time::parse_rfc3339(&a.window_end).map(|t| rules.zone.format(t)).unwrap_or_default();
     let level = a.level.map_or("clear", |l| l.as_str()).to_uppercase();
@@ -181,16 +182,19 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
         AlertEvent::Deescalated => "down",
         AlertEvent::Resolved => "resolved",
     };
-    let reasons: Vec<String> = a
-        .top_contributors
-        .iter()
-        .take(3)
-        .map(|c| {
-            let v = c.value.map_or("-".into(), |v| format!("{v}"));
-            let e = c.expected.map_or("-".into(), |e| format!("{e:.1}"));
-            format!("{} {v} (exp {e}, {:.0})", c.indicator, c.score.unwrap_or(0.0))
-        })
-        .collect();
+    let reasons: Vec<String> = if let Some(e) = &a.evidence {
+        vec![e.summary.clone()]
+    } else {
+        a.top_contributors
+            .iter()
+            .take(3)
+            .map(|c| {
+                let v = c.value.map_or("-".into(), |v| format!("{v}"));
+                let e = c.expected.map_or("-".into(), |e| format!("{e:.1}"));
+                format!("{} {v} (exp {e}, {:.0})", c.indicator, c.score.unwrap_or(0.0))
+            })
+            .collect()
+    };
     format!(
         "{} {}{:<6}\x1b[0m {:<8} {} {} [{}] {} {:.1}  {}",
         &t[..16.min(t.len())],

@@ -23,12 +23,28 @@ fn errors(errs: Vec<vigil_eval::EvalError>) -> anyhow::Error {
 
 pub fn run(args: &ScorecardArgs, truth_text: &str) -> Result<ExitCode> {
     let rules = crate::load_rules(&args.rules)?;
-    let truth = vigil_eval::parse_truth(&args.truth.display().to_string(), truth_text, &rules).map_err(errors)?;
+    let day = |flag: &str, d: &Option<String>| -> Result<Option<i64>> {
+        d.as_deref()
+            .map(|t| vigil_eval::parse_day(t).with_context(|| format!("{flag} {t:?}: expected YYYY-MM-DD")))
+            .transpose()
+    };
+    let (from, to) = (day("--from", &args.from)?, day("--to", &args.to)?);
+    let truth = vigil_eval::parse_truth(&args.truth.display().to_string(), truth_text, &rules)
+        .map_err(errors)?
+        .within(from, to);
+    if truth.first_day > truth.last_day {
+        bail!(
+            "--from/--to leave no day of the stream ({}..{})",
+            args.from.as_deref().unwrap_or(""),
+            args.to.as_deref().unwrap_or("")
+        );
+    }
     let (first, last) = (truth.first_day, truth.last_day);
     let (sig, threshold): (Signals, Option<f64>) = if let Some(p) = &args.alerts {
         let level = Level::parse(&args.min_level)
             .with_context(|| format!("--min-level {:?}: expected blue, yellow, orange or red", args.min_level))?;
-        let sig = vigil_eval::from_alerts(&p.display().to_string(), &read(p)?, &rules, first, last)?;
+        let sig =
+            vigil_eval::from_alerts(&p.display().to_string(), &read(p)?, &rules, first, last, args.scope.as_deref())?;
         (sig, Some(level.rank() as f64))
     } else if let Some(p) = &args.scores {
         (vigil_eval::from_scores(&p.display().to_string(), &read(p)?, &rules, first, last)?, None)

@@ -35,6 +35,10 @@ pub struct GenArgs {
     /// Scales every event rate (1.0 = the default city's volumes).
     #[arg(long, default_value_t = 1.0)]
     volume: f64,
+    /// Inject no incidents: a surge-free city, the history `vigil calibrate` fits the
+    /// default alarm thresholds on.
+    #[arg(long)]
+    no_incidents: bool,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +78,17 @@ pub struct ScorecardArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Surges: measure only from this local day (YYYY-MM-DD): region-days before it and surges
+    /// starting before it are left out (out-of-sample, after `vigil calibrate --to`).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Surges, alerts: count only the alerts of this scope ("evidence", "composite" or a
+    /// domain id).
+    #[arg(long, requires = "alerts")]
+    pub(crate) scope: Option<String>,
+    /// Surges: measure only up to this local day, inclusive.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
 }
 
 struct FileSinks<'r> {
@@ -136,7 +151,7 @@ pub fn run_gen(args: GenArgs) -> Result<ExitCode> {
         seed: args.seed,
         days: args.days,
         volume: args.volume,
-        incidents: IncidentPlan::Auto,
+        incidents: if args.no_incidents { IncidentPlan::Explicit(Vec::new()) } else { IncidentPlan::Auto },
         ..GenConfig::default()
     };
     let truth = vigil_sim::generate(&cfg, &regions, &mut sinks).context("generate events")?;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vigil_core::{Options, ScoreDetail};
 use vigil_rules::RuleSet;
 
+mod calibrate;
 mod demo;
 mod eval_cmd;
 mod gen_cmd;
@@ -50,6 +51,9 @@ enum Command {
     Sql(history::SqlArgs),
     /// Calibrate weights from archived scores and print them in the rule files' terms.
     Weights(history::WeightsArgs),
+    /// Fit the evidence alarm's thresholds (alarm.toml) to history: each level at its
+    /// recurrence interval.
+    Calibrate(calibrate::CalibrateArgs),
     /// Score alerts against the ground truth of a generated stream.
     Scorecard(gen_cmd::ScorecardArgs),
     /// Follow the alert topic: `vigil tail alerts --brokers HOST:PORT [--level orange] [--json]`.
@@ -162,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
         Command::Tail(args) => tail::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Backtest(args) => history::run_backtest(args),
         Command::Sql(args) => history::run_sql(args),
         Command::Weights(args) => history::run_weights(args),

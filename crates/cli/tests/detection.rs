@@ -72,10 +72,11 @@ const SURGES: [(&str, &str, &str, u32, u32, &str); 6] = [
     ("s6", "D25-SW", "2019-10-22", 1, 2, "+2/day"),
 ];
 
-#[test]
-fn small_benchmark_with_ears_on_a_real_stream() {
+/// The stream of the small benchmark in `dir`: the Chicago 2019 rules with the two count
+/// indicators (rules/), the events with the surges injected (police.jsonl), and their truth
+/// (truth.json).
+fn build(dir: &Path) -> String {
     let src = root().join("testdata/chicago-daily");
-    let dir = tempdir("detection");
     let rules = dir.join("rules");
     copy_dir(&src.join("rules"), &rules);
     std::fs::remove_dir_all(rules.join("indicators")).unwrap();
@@ -115,7 +116,13 @@ fn small_benchmark_with_ears_on_a_real_stream() {
     let events = lines.join("\n") + "\n";
     std::fs::write(dir.join("police.jsonl"), &events).unwrap();
     std::fs::write(dir.join("truth.json"), &truth).unwrap();
+    truth
+}
 
+#[test]
+fn small_benchmark_with_ears_on_a_real_stream() {
+    let dir = tempdir("detection");
+    let truth = build(&dir);
     let d = |p: &str| dir.join(p).display().to_string();
     let out = vigil(&[
         "replay",
@@ -194,6 +201,133 @@ fn small_benchmark_with_ears_on_a_real_stream() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.json:4: surge `s2`: unknown region `D99-SW`"), "{err}");
+}
+
+const ALARM: &str = r#"[alarm]
+scan = "7d"
+baseline = "56d"
+per = "region"
+recurrence = { yellow = "20d", orange = "100d", red = "1000d" }
+"#;
+
+/// The evidence alarm on the same stream: calibrated on the first half of 2019, measured on the
+/// second, and every alarm explained in the indicator's own units.
+#[test]
+fn evidence_alarms_calibrated_on_one_half_hold_their_rate_on_the_other() {
+    let dir = tempdir("evidence");
+    build(&dir);
+    std::fs::write(dir.join("rules/alarm.toml"), ALARM).unwrap();
+    let d = |p: &str| dir.join(p).display().to_string();
+    let out = vigil(&[
+        "calibrate",
+        "--rules",
+        &d("rules"),
+        "--events",
+        &d("police.jsonl"),
+        "--to",
+        "2019-06-30",
+        "--write",
+        "--signals",
+        &d("evidence.csv"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("recurrence per region"), "{table}");
+    let alarm = std::fs::read_to_string(dir.join("rules/alarm.toml")).unwrap();
+    assert!(alarm.contains("thresholds = { yellow = ") && alarm.contains("calibrated_on = \"2019-"), "{alarm}");
+    // In sample, each level reaches close to its budget of region-days (ties aside).
+    for (level, budget) in [("yellow", 5.0), ("orange", 1.0)] {
+        let line = table.lines().find(|l| l.starts_with(level)).unwrap();
+        let rate: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(rate <= budget && rate >= budget / 1.5, "{level}: {rate} ({table})");
+    }
+
+    let replay = |out_dir: &str| {
+        let out = vigil(&[
+            "replay",
+            "--rules",
+            &d("rules"),
+            "--events",
+            &d("police.jsonl"),
+            "--out",
+            &d(out_dir),
+            "--scores",
+            "none",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(dir.join(out_dir).join("alerts.jsonl")).unwrap()
+    };
+    let alerts = replay("out");
+    assert_eq!(alerts, replay("again"), "same events and rules give byte-identical alerts");
+    let evidence: Vec<serde_json::Value> = alerts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["scope"] == "evidence")
+        .collect();
+    assert!(!evidence.is_empty());
+    for a in evidence.iter().filter(|a| a["event"] == "opened") {
+        let e = &a["evidence"];
+        assert!(e["observed"].as_f64().unwrap() > e["expected"].as_f64().unwrap(), "{a}");
+        assert!(e["summary"].as_str().unwrap().contains("happens by chance"), "{a}");
+        assert_eq!(a["top_contributors"][0]["indicator"], e["indicator"]);
+    }
+    // The big surge of 2019-09-03 (7 a day for 3 days in beat D04-NW): the beat's own alarm,
+    // naming the street count.
+    let s3 = evidence
+        .iter()
+        .find(|a| a["region"] == "D04-NW" && a["event"] == "opened" && a["date"].as_str().unwrap_or("") >= "2019-09-03")
+        .expect("an alarm in D04-NW");
+    assert_eq!(s3["date"], "2019-09-03", "{s3}");
+    assert_eq!(s3["evidence"]["indicator"], "count_street_1d", "{s3}");
+    // Its district and the city do not open episodes of their own for the beat's excess.
+    assert!(
+        !evidence.iter().any(|a| (a["region"] == "D04" || a["region"] == "CHI")
+            && a["date"] == "2019-09-03"
+            && a["event"] == "opened"),
+        "the parents link to the beat"
+    );
+
+    // Out of sample (the second half): within 1.5x of each level's budget.
+    let std::process::Output { stdout, status, stderr } = vigil(&[
+        "scorecard",
+        "--truth",
+        &d("truth.json"),
+        "--rules",
+        &d("rules"),
+        "--alerts",
+        &d("out/alerts.jsonl"),
+        "--min-level",
+        "orange",
+        "--scope",
+        "evidence",
+        "--from",
+        "2019-07-01",
+        "--json",
+    ]);
+    assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
+    let card: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let p = &card["point"];
+    assert_eq!(p["surges"], 3, "s3, s5 and s6 lie in the second half: {p}");
+    assert!(p["false_per_100_region_days"].as_f64().unwrap() <= 1.5, "{p}");
+    assert!(p["detected_own"].as_u64().unwrap() >= 1, "{p}");
+
+    // The statistic swept against the truth, as the benchmark compares it with the baselines.
+    let out = vigil(&[
+        "scorecard",
+        "--truth",
+        &d("truth.json"),
+        "--rules",
+        &d("rules"),
+        "--signals",
+        &d("evidence.csv"),
+        "--method",
+        "vigil-evidence",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let targets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at1 = &targets[2]["point"];
+    assert_eq!(at1["by_bucket"]["big"]["detected_own"], 3, "{at1}");
 }
 
 fn vigil_day(date: &str) -> i64 {

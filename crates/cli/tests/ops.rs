@@ -187,7 +187,9 @@ fn a_running_engine_serves_health_api_and_metrics() {
     assert_eq!(v["indicators"].as_array().unwrap().len(), rules.indicators.len());
     assert_eq!(v["categories"].as_object().unwrap().len(), rules.categories.len());
     assert_eq!(v["domains"].as_object().unwrap().len(), rules.domains.len());
-    assert_eq!(v["grades"].as_object().unwrap().len(), rules.domains.len() + 1);
+    // The composite, each domain, and the evidence alarm of rules/alarm.toml.
+    assert_eq!(v["grades"].as_object().unwrap().len(), rules.domains.len() + 2);
+    assert!(v["grades"].as_object().unwrap().contains_key("evidence"), "{body}");
     assert!(v["composite"].is_number(), "after 33 days the district has a composite: {body}");
     let grid = &rules.regions.codes[rules.regions.levels.iter().position(|&l| l == 3).unwrap()];
     assert_eq!(

@@ -244,6 +244,7 @@ impl CityRollup {
                 domains: domains.clone(),
                 top_contributors: Vec::new(),
                 top_regions: top,
+                evidence: None,
             });
         }
         out.score(ScoreRecord {

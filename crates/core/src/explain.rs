@@ -150,5 +150,6 @@ pub(crate) fn alert_record(
             .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
             .collect(),
         top_regions: Vec::new(),
+        evidence: None,
     }
 }

@@ -4,6 +4,7 @@
 //! up and graded into alerts. The pipeline owns all scoring state and can snapshot it; it never
 //! reads a clock and does no I/O (drivers feed it events and watermarks and take its output).
 
+mod alarm;
 pub mod cityroll;
 mod dedup;
 mod explain;
@@ -11,6 +12,7 @@ mod pipeline;
 pub mod ruletest;
 pub mod snapshot;
 
+pub use alarm::RegionEvidence;
 pub use explain::Period;
 pub use pipeline::{
     ActiveAlert, Carried, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, ScoreFilter,

@@ -16,6 +16,7 @@ use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::Bins;
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 
+use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
 use crate::explain::{self, Period};
 
@@ -117,6 +118,9 @@ impl Default for Options {
 pub trait Output {
     fn score(&mut self, record: ScoreRecord);
     fn alert(&mut self, record: AlertRecord);
+    /// Every alarm region's evidence at an evaluation of the scanned indicators, whether or not
+    /// it alarms (what `vigil calibrate` reads). Most outputs ignore it.
+    fn evidence(&mut self, _period: &Period, _regions: &[RegionEvidence]) {}
 }
 
 /// An [`Output`] that keeps everything in memory (tests, `rules test`).
@@ -209,6 +213,15 @@ pub(crate) struct State {
     pub indicators: Vec<IndicatorState>,
     /// Per region: composite grade, then one per domain.
     pub grades: Vec<Vec<GradeState>>,
+    /// Per region: the evidence alarm's grade (`alarm.toml`).
+    pub evidence: Vec<GradeState>,
+    /// Per alarm cut, per region: the cut's evidence at its last evaluation.
+    pub cuts: Vec<Vec<vigil_scan::Cut>>,
+    /// Per alarm cut: its weekday factors at its last evaluation.
+    pub factors: Vec<[f64; 7]>,
+    /// Per alarm cut: what its evidence depends on besides the indicator's state (indicator id,
+    /// scan and baseline windows), so a reload carries the evidence of unchanged cuts.
+    pub cut_ids: Vec<(String, usize, usize)>,
     /// Per source: the ids of recent events, for de-duplication.
     pub seen: Vec<Seen>,
     pub watermark: Option<Ts>,
@@ -243,7 +256,8 @@ pub struct RegionView {
     pub alerted: bool,
     /// The last evaluation, in full.
     pub score: ScoreRecord,
-    /// Current grade per scope ("composite" and each domain); `None` is below blue.
+    /// Current grade per scope ("composite", each domain, and "evidence" where the rules have an
+    /// alarm); `None` is below blue.
     pub grades: BTreeMap<String, Option<Level>>,
 }
 
@@ -287,6 +301,11 @@ pub struct Pipeline {
     active: Option<Vec<bool>>,
     /// The restriction as given, by region: re-applied when the rules are reloaded.
     restriction: Option<Vec<bool>>,
+    /// Per scored slot: the scored slots whose nearest scored ancestor it is.
+    children: Vec<Vec<u32>>,
+    /// Scored slots with no scored ancestor.
+    tops: Vec<u32>,
+    alarm: alarm::Scratch,
 }
 
 impl Pipeline {
@@ -298,7 +317,7 @@ impl Pipeline {
             .iter()
             .zip(&layouts)
             .map(|(ind, layout)| {
-                let needs = normalise::history_needs(ind);
+                let needs = history_needs(&rules, ind);
                 IndicatorState {
                     bins: layout.new_bins(regions),
                     hist: History::new(regions, needs.len, needs.width),
@@ -308,6 +327,8 @@ impl Pipeline {
             })
             .collect();
         let grades = vec![vec![GradeState::default(); 1 + rules.domains.len()]; regions];
+        let evidence = vec![GradeState::default(); regions];
+        let cuts = vec![vec![vigil_scan::Cut::default(); regions]; rules.alarm.as_ref().map_or(0, |a| a.cuts.len())];
         let state = State {
             rules_version: rules.version.clone(),
             layout: rules.layout_fingerprint(),
@@ -315,6 +336,10 @@ impl Pipeline {
             domains: rules.domains.iter().map(|d| d.id.clone()).collect(),
             indicators,
             grades,
+            evidence,
+            factors: vec![[1.0; 7]; cuts.len()],
+            cut_ids: cut_ids(&rules),
+            cuts,
             seen: rules.sources.iter().map(|s| Seen::new(s.dedup_capacity, s.dedup_horizon.0)).collect(),
             watermark: None,
             last_eval: None,
@@ -345,8 +370,20 @@ impl Pipeline {
         for (d, &r) in scored.iter().enumerate() {
             slot_of[r as usize] = Some(d as u32);
         }
-        let chains =
+        let chains: Vec<Vec<u32>> =
             rules.regions.chains.iter().map(|c| c.iter().filter_map(|&r| slot_of[r as usize]).collect()).collect();
+        let mut children = vec![Vec::new(); scored.len()];
+        let mut tops = Vec::new();
+        for (d, &r) in scored.iter().enumerate() {
+            match chains[r as usize].get(1) {
+                Some(&parent) => children[parent as usize].push(d as u32),
+                None => tops.push(d as u32),
+            }
+        }
+        let mut alarm = alarm::Scratch::new(rules.alarm.as_ref());
+        if alarm.factors.len() == state.factors.len() {
+            alarm.factors.clone_from(&state.factors);
+        }
         Pipeline {
             scored,
             slot_of,
@@ -364,6 +401,9 @@ impl Pipeline {
             floats: Vec::with_capacity(2048),
             active: None,
             restriction: None,
+            children,
+            tops,
+            alarm,
         }
     }
 
@@ -373,7 +413,17 @@ impl Pipeline {
     /// nothing is published for them. Not part of the state: the engine sets it from its
     /// configuration after creating or restoring the pipeline.
     pub fn restrict(&mut self, regions: &[bool]) {
-        self.active = Some(self.scored.iter().map(|&r| regions.get(r as usize).copied().unwrap_or(false)).collect());
+        let active: Vec<bool> =
+            self.scored.iter().map(|&r| regions.get(r as usize).copied().unwrap_or(false)).collect();
+        // The alarm's weekday reference: the active slots with no active ancestor (a task's own
+        // districts, whose city it does not score).
+        self.tops = (0..self.scored.len() as u32)
+            .filter(|&d| {
+                let r = self.scored[d as usize] as usize;
+                active[d as usize] && self.chains[r][1..].iter().all(|&a| !active[a as usize])
+            })
+            .collect();
+        self.active = Some(active);
         self.restriction = Some(regions.to_vec());
     }
 
@@ -396,9 +446,19 @@ impl Pipeline {
             old.fingerprints.into_iter().zip(old.indicators).map(|((id, fp), st)| (id, (fp, st))).collect();
         for (i, ind) in rules.indicators.iter().enumerate() {
             match by_id.remove(&ind.id) {
-                Some((fp, st)) if same_layout && fp == p.state.fingerprints[i].1 => {
-                    p.state.indicators[i] = st;
-                    carried.kept.push(ind.id.clone());
+                Some((fp, mut st)) if same_layout && fp == p.state.fingerprints[i].1 => {
+                    // An alarm that scans the indicator for longer (or no longer) needs another
+                    // ring length: the newest entries carry over.
+                    let want = &p.state.indicators[i].hist;
+                    if st.hist.len != want.len && st.hist.width == want.width {
+                        st.hist = st.hist.resized(want.len);
+                    }
+                    if st.hist.same_shape(want) {
+                        p.state.indicators[i] = st;
+                        carried.kept.push(ind.id.clone());
+                    } else {
+                        carried.fresh.push(ind.id.clone());
+                    }
                 }
                 _ => carried.fresh.push(ind.id.clone()),
             }
@@ -408,6 +468,22 @@ impl Pipeline {
         if same_layout && old.domains == p.state.domains {
             p.state.grades = old.grades;
             carried.grades_kept = true;
+        }
+        if same_layout && old.evidence.len() == p.state.evidence.len() && p.rules.alarm.is_some() {
+            p.state.evidence = old.evidence;
+            // Each unchanged cut keeps its last evidence, so a daily cut read at the next hour
+            // does not drop an open episode.
+            for c in 0..p.state.cut_ids.len() {
+                let id = &p.state.cut_ids[c];
+                if let Some(o) = old.cut_ids.iter().position(|x| x == id)
+                    && carried.kept.contains(&id.0)
+                    && old.cuts.get(o).is_some_and(|x| x.len() == p.state.cuts[c].len())
+                {
+                    p.state.cuts[c].clone_from(&old.cuts[o]);
+                    p.state.factors[c] = old.factors[o];
+                }
+            }
+            p.alarm.factors.clone_from(&p.state.factors);
         }
         // The tables carry over only where the source's horizon and capacity are unchanged.
         if same_layout && old.seen.len() == p.state.seen.len() {
@@ -609,6 +685,11 @@ impl Pipeline {
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
+            if let Some(c) = rules.alarm.as_ref().and_then(|a| a.cut_of(i)) {
+                let out = &mut self.state.cuts[c];
+                alarm::scan_cut(&rules, c, &st.hist, b, &self.tops, self.active.as_deref(), &mut self.alarm, out);
+                self.state.factors[c] = self.alarm.factors[c];
+            }
             st.hist.advance();
             self.state.counters.evaluations += evaluated;
         }
@@ -625,6 +706,55 @@ impl Pipeline {
                 self.region_results(&rules, d, &period, out);
             }
         }
+        if let Some(a) = &rules.alarm
+            && a.cuts.iter().any(|c| b.rem_euclid(rules.indicators[c.indicator].hop.0) == 0)
+        {
+            self.alarm_results(&rules, b, &period, out);
+        }
+    }
+
+    /// Evidence alarms at boundary `b` (see [`crate::alarm`]): linking, grading, records.
+    fn alarm_results(&mut self, rules: &RuleSet, b: i64, p: &Period, out: &mut dyn Output) {
+        let Some(a) = &rules.alarm else { return };
+        let lowest = a.lowest_threshold();
+        let n = self.scored.len();
+        let active = |d: usize| self.active.as_ref().is_none_or(|x| x[d]);
+        let raw: Vec<f64> = (0..n).map(|d| self.state.cuts.iter().map(|c| c[d].stat).fold(0.0, f64::max)).collect();
+        let hists: Vec<&History> = a.cuts.iter().map(|c| &self.state.indicators[c.indicator].hist).collect();
+        let mut samples = std::mem::take(&mut self.alarm.samples);
+        samples.clear();
+        let mut alarmed = Vec::new();
+        for d in 0..n {
+            if !active(d) {
+                continue;
+            }
+            alarmed.clear();
+            // Only children that alarm themselves take their excess with them: a level that does
+            // not alert would leave the surge with no alarm anywhere.
+            let alerts = |c: u32| rules.alert_levels[rules.regions.levels[self.scored[c as usize] as usize] as usize];
+            alarmed.extend(
+                self.children[d]
+                    .iter()
+                    .copied()
+                    .filter(|&c| raw[c as usize] >= lowest && active(c as usize) && alerts(c)),
+            );
+            let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &mut self.alarm);
+            let r = self.scored[d] as usize;
+            samples.push(RegionEvidence {
+                region: r as u32,
+                stat: v.stat,
+                indicator: v.cut.map(|c| a.cuts[c].indicator),
+            });
+            if !rules.alert_levels[rules.regions.levels[r] as usize] {
+                continue;
+            }
+            if let Some(tr) = self.state.evidence[d].set(p.end, v.level) {
+                self.state.counters.alerts += 1;
+                out.alert(alarm::record(rules, (r, d), b, p, &v, tr, &self.state.cuts, &self.scored));
+            }
+        }
+        out.evidence(p, &samples);
+        self.alarm.samples = samples;
     }
 
     /// Roll-up, grading and score records of scored region `d`.
@@ -744,9 +874,11 @@ impl Pipeline {
         let grade = self.state.grades[d][0].level;
         let record =
             explain::score_record(rules, (r, d), &Period::at(rules, b), &roll, grade, Some(&self.state.indicators[..]));
+        let evidence = rules.alarm.as_ref().map(|_| ("evidence", &self.state.evidence[d]));
         let grades = std::iter::once("composite")
             .chain(rules.domains.iter().map(|x| x.id.as_str()))
             .zip(&self.state.grades[d])
+            .chain(evidence)
             .map(|(scope, g)| (scope.to_string(), g.level))
             .collect();
         Some(RegionView {
@@ -757,14 +889,18 @@ impl Pipeline {
         })
     }
 
-    /// Every open alert episode (a region and scope at blue or above), in region order.
+    /// Every open alert episode (a region and scope at blue or above, evidence alarms included),
+    /// in region order.
     pub fn active_alerts(&self) -> Vec<ActiveAlert> {
         let rules = &self.rules;
         let mut out = Vec::new();
         for (d, &r) in self.scored.iter().enumerate() {
             let r = r as usize;
             let scopes = std::iter::once("composite").chain(rules.domains.iter().map(|x| x.id.as_str()));
-            for (scope, g) in scopes.zip(&self.state.grades[d]) {
+            let grades = self.state.grades[d].iter();
+            // The evidence alarm's episode, where the rules have one.
+            let evidence = rules.alarm.as_ref().map(|_| ("evidence", &self.state.evidence[d]));
+            for (scope, g) in scopes.zip(grades).chain(evidence) {
                 if let (Some(level), Some(start)) = (g.level, g.episode_start) {
                     let code = &rules.regions.codes[r];
                     out.push(ActiveAlert {
@@ -808,13 +944,16 @@ pub fn state_bytes(rules: &RuleSet) -> u64 {
         .iter()
         .map(|ind| {
             let l = Layout::for_indicator(rules, ind);
-            let h = normalise::history_needs(ind);
+            let h = history_needs(rules, ind);
             let bins = l.ring as u64 * (8 + 8 * l.lanes as u64);
             let hist = h.len.max(1) as u64 * h.width as u64 * 4;
             bins + hist + (std::mem::size_of::<DetectorState>() + std::mem::size_of::<Latest>()) as u64
         })
         .fold(0u64, u64::saturating_add)
-        .saturating_add((1 + rules.domains.len() as u64) * std::mem::size_of::<GradeState>() as u64);
+        .saturating_add((2 + rules.domains.len() as u64) * std::mem::size_of::<GradeState>() as u64)
+        .saturating_add(
+            rules.alarm.as_ref().map_or(0, |a| a.cuts.len() as u64) * std::mem::size_of::<vigil_scan::Cut>() as u64,
+        );
     // De-duplication tables: two buffers of 16-byte slots per source, rounded up as `Seen` does.
     let dedup: u64 =
         rules.sources.iter().map(|s| 32 * (s.dedup_capacity.clamp(16, 1 << 24).next_power_of_two() as u64)).sum();
@@ -832,6 +971,25 @@ pub fn check_state(rules: &RuleSet) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Per alarm cut: (indicator id, scan windows, baseline windows).
+fn cut_ids(rules: &RuleSet) -> Vec<(String, usize, usize)> {
+    rules.alarm.as_ref().map_or_else(Vec::new, |a| {
+        a.cuts.iter().map(|c| (rules.indicators[c.indicator].id.clone(), c.windows, c.baseline)).collect()
+    })
+}
+
+/// The history ring an indicator needs: its normalisation's, or where it is scanned for alarms
+/// the scan's and baseline's windows, whichever is longer.
+fn history_needs(rules: &RuleSet, ind: &vigil_rules::Indicator) -> normalise::HistoryNeeds {
+    let mut h = normalise::history_needs(ind);
+    let cut = rules.alarm.as_ref().and_then(|a| a.cuts.iter().find(|c| rules.indicators[c.indicator].id == ind.id));
+    if let Some(c) = cut {
+        let k = (ind.window.0 / ind.hop.0).max(1) as usize;
+        h.len = h.len.max((c.windows + c.baseline + 1) * k + 1);
+    }
+    h
 }
 
 /// The regions whose level is scored, in region order.

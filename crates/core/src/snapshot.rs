@@ -8,7 +8,7 @@ use vigil_rules::RuleSet;
 use crate::pipeline::{Carried, Options, Pipeline, State};
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -109,6 +109,19 @@ fn check_shape(rules: &Arc<RuleSet>, options: Options, state: &State) -> Result<
     }
     if state.grades.len() != want.grades.len() || state.grades.iter().any(|g| g.len() != 1 + rules.domains.len()) {
         return bad(format!("grades for {} regions, the rules score {}", state.grades.len(), want.grades.len()));
+    }
+    if state.cuts.len() != want.cuts.len()
+        || state.factors.len() != want.cuts.len()
+        || state.cuts.iter().any(|c| c.len() != want.evidence.len())
+    {
+        return bad(format!("evidence of {} alarm cuts, the rules scan {}", state.cuts.len(), want.cuts.len()));
+    }
+    if state.evidence.len() != want.evidence.len() {
+        return bad(format!(
+            "evidence grades for {} regions, the rules score {}",
+            state.evidence.len(),
+            want.evidence.len()
+        ));
     }
     Ok(())
 }

@@ -500,3 +500,60 @@ fn spring_forward_publishes_real_hours_only() {
         assert_eq!(vigil_model::time::format_utc(period.start), s.window_start);
     }
 }
+
+/// The mini rule set with an evidence alarm over its hourly 24-hour crime count and a daily
+/// count of all calls (two hops: the daily cut keeps its evidence between hourly evaluations).
+fn alarm_rules() -> Arc<RuleSet> {
+    let daily = r#"
+[[indicator]]
+id = "calls_count_1d"
+name = "Calls, one day"
+category = "volume"
+source = "police"
+measure = "count"
+window = "1d"
+hop = "1d"
+direction = "up"
+weight = 0.2
+normalise = { method = "ears", variant = "c2" }
+"#;
+    let indicators = format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    let alarm = "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nrecurrence = { yellow = \"2d\", orange = \"14d\", red = \"100d\" }\n";
+    Arc::new(
+        compile(&mini::files_with(&[("indicators/police.toml", &indicators), ("alarm.toml", alarm)]))
+            .unwrap_or_else(|d| panic!("{d}")),
+    )
+}
+
+#[test]
+fn evidence_alarms_name_the_burst_and_survive_a_restart() {
+    let rules = alarm_rules();
+    assert_eq!(rules.alarm.as_ref().unwrap().cuts.len(), 2);
+    let events = scenario(&rules);
+    let (alerts, _) = run(&rules, &events, None);
+    let parsed: Vec<vigil_model::record::AlertRecord> =
+        alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    let evidence: Vec<_> = parsed.iter().filter(|a| a.scope == "evidence").collect();
+    // The burst of 03-21 in grid G1 (not an alerting level) raises its district D1, named by the
+    // crime count, within the day; the city links to D1 instead of opening its own episode
+    // for the same excess.
+    let d1 = evidence
+        .iter()
+        .find(|a| a.region == "D1" && a.event == AlertEvent::Opened && a.window_end.starts_with("2026-03-21"))
+        .unwrap_or_else(|| panic!("no evidence alarm on D1 on 03-21: {evidence:#?}"));
+    let e = d1.evidence.as_ref().unwrap();
+    assert_eq!(e.indicator, "crime_count_24h");
+    assert!(e.observed > e.expected + 3.0 * e.expected.sqrt(), "{e:?}");
+    assert!(e.summary.starts_with("Crime calls in East: 41 in the last day against 23.8 expected"), "{}", e.summary);
+    assert!(d1.level >= Some(vigil_model::Level::Yellow));
+    let city_opened = evidence.iter().filter(|a| a.region == "C" && a.event == AlertEvent::Opened).count();
+    let d1_opened = evidence.iter().filter(|a| a.region == "D1" && a.event == AlertEvent::Opened).count();
+    assert!(city_opened < d1_opened.max(1), "the city opens {city_opened} episodes, D1 {d1_opened}");
+    // Nothing happens in D2.
+    assert!(evidence.iter().all(|a| a.region != "D2"), "{evidence:#?}");
+    // Across restarts: byte-identical, the daily cut's evidence and factors included.
+    for split in [events.len() / 3, events.len() * 5 / 6, events.len() - 1] {
+        let (a2, _) = run(&rules, &events, Some(split));
+        assert_eq!(alerts, a2, "alerts differ after a restart at event {split}");
+    }
+}

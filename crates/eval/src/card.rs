@@ -99,7 +99,7 @@ pub struct Evaluation<'a> {
 impl<'a> Evaluation<'a> {
     pub fn new(rules: &'a RuleSet, truth: &'a Truth, sig: &'a Signals, grace_days: i64) -> Evaluation<'a> {
         let mut covered = vec![false; sig.regions.len() * sig.days];
-        for s in &truth.surges {
+        for s in truth.surges.iter().chain(&truth.context) {
             for &r in &s.regions {
                 for &a in &rules.regions.chains[r as usize] {
                     let Some(slot) = sig.slot(a) else { continue };

@@ -150,13 +150,15 @@ fn records<T: serde::de::DeserializeOwned>(
 
 /// vigil's alerts as daily signals: on each day, the level (1 blue .. 4 red) each region is at in
 /// its most alarming scope, carried from the record that set it until the next record of that
-/// region and scope. The category is that of the record's top contributing indicator.
+/// region and scope. The category is that of the record's top contributing indicator. With
+/// `scope`, only that scope's records count (`evidence`: the evidence alarms alone).
 pub fn from_alerts(
     file: &str,
     text: &str,
     rules: &RuleSet,
     first_day: i64,
     last_day: i64,
+    scope: Option<&str>,
 ) -> Result<Signals, EvalError> {
     let regions: Vec<u32> = (0..rules.regions.len() as u32)
         .filter(|&r| rules.alert_levels[rules.regions.levels[r as usize] as usize])
@@ -174,6 +176,9 @@ pub fn from_alerts(
             .ok_or_else(|| input_error(file, n + 1, "the record has no readable date or window_end"))?;
         let category =
             a.top_contributors.first().and_then(|c| indicator_category(rules, &c.indicator)).map(str::to_string);
+        if scope.is_some_and(|s| s != a.scope) {
+            continue;
+        }
         let rank = a.level.map_or(0.0, |l| l.rank() as f64);
         changes.entry((region, a.scope.clone())).or_default().push((day, rank, category));
     }

@@ -52,7 +52,32 @@ pub struct Truth {
     pub stream: String,
     pub first_day: i64,
     pub last_day: i64,
+    /// The surges scored.
     pub surges: Vec<Surge>,
+    /// Surges outside the measured span ([`Truth::within`]) that still reach into it: not
+    /// scored, but their days (and grace days) are no false alerts either.
+    pub context: Vec<Surge>,
+}
+
+impl Truth {
+    /// The truth restricted to the days `from..=to` (local days since 1970-01-01): the span
+    /// narrowed, and only the surges that lie wholly inside it scored; the others stay as
+    /// context, so alarms on their days inside the span are not counted as false. Measuring on a
+    /// later period than the one a detector was calibrated on.
+    pub fn within(mut self, from: Option<i64>, to: Option<i64>) -> Truth {
+        if let Some(f) = from {
+            self.first_day = self.first_day.max(f);
+        }
+        if let Some(t) = to {
+            self.last_day = self.last_day.min(t);
+        }
+        let (a, b) = (self.first_day, self.last_day);
+        let (inside, outside): (Vec<Surge>, Vec<Surge>) =
+            std::mem::take(&mut self.surges).into_iter().partition(|s| s.first >= a && s.last <= b);
+        self.surges = inside;
+        self.context.extend(outside);
+        self
+    }
 }
 
 /// The line of `text` on which the surge with `id` is declared (1 when not found).
@@ -144,5 +169,9 @@ pub fn parse_truth(file: &str, text: &str, rules: &RuleSet) -> Result<Truth, Vec
             }
         }
     }
-    if errs.is_empty() { Ok(Truth { stream: raw.stream, first_day, last_day, surges }) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(Truth { stream: raw.stream, first_day, last_day, surges, context: Vec::new() })
+    } else {
+        Err(errs)
+    }
 }

@@ -101,6 +101,7 @@ fn bad_truth_is_refused_with_the_line() {
     // Alerts of another rule set.
     let alert = r#"{"alert_id":"D1:composite:x","seq":0,"event":"opened","level":"orange","previous_level":null,"region":"D1","region_name":"East","region_level":"district","scope":"composite","score":60.0,"window_end":"2026-03-05T16:00:00Z","rules_version":"other","reason":"score","domains":{},"top_contributors":[]}"#;
     let truth = parse_truth("truth.json", TRUTH, &rules).unwrap();
-    let err = vigil_eval::from_alerts("alerts.jsonl", alert, &rules, truth.first_day, truth.last_day).unwrap_err();
+    let err =
+        vigil_eval::from_alerts("alerts.jsonl", alert, &rules, truth.first_day, truth.last_day, None).unwrap_err();
     assert!(err.to_string().starts_with("alerts.jsonl:1: alert from rules other"), "{err}");
 }

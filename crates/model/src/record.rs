@@ -94,6 +94,39 @@ pub struct AlertRecord {
     /// highest score first; absent on alerts scored from indicators.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_regions: Vec<RegionScore>,
+    /// The evidence behind an alarm (scope `evidence`, docs/methodology.md §16); absent on
+    /// alerts graded from scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// Why an evidence alarm stands: the cut (region and count indicator) whose excess is least
+/// likely by chance, in the indicator's own units.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub indicator: String,
+    pub indicator_name: String,
+    /// The indicator's index category.
+    pub category: String,
+    /// The scan: the last `windows` windows of `window` each, from `since` to the record's
+    /// `window_end`.
+    pub windows: u32,
+    pub window: String,
+    pub since: String,
+    pub observed: f64,
+    pub expected: f64,
+    /// The tail probability of the excess under the null model (one cut, one scan length).
+    pub p_value: f64,
+    /// −log10 of `p_value`: what the level thresholds are set on.
+    pub statistic: f64,
+    /// How often, in days, an excess this large happens by chance anywhere in the rule set.
+    pub recurrence_days: f64,
+    /// Child regions whose own alarms hold part of this excess (the counts above include
+    /// theirs; the level is set on what is left once their excess is taken out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linked: Vec<String>,
+    /// The sentence an analyst reads.
+    pub summary: String,
 }
 
 /// One region's score in a roll-up alert.

@@ -156,6 +156,9 @@ impl<S: Sink> Output for Counting<'_, S> {
         self.alerts += 1;
         self.inner.alert(r);
     }
+    fn evidence(&mut self, p: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
+        self.inner.evidence(p, regions);
+    }
 }
 
 /// Replays `inputs` through `pipeline` to the end of the input.

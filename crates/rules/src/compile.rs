@@ -319,6 +319,8 @@ impl<'a, 's> Compiler<'a, 's> {
         } = ruleset?;
         let grading = grading?;
         let indicators = indicators?;
+        let scored = (0..regions.len()).filter(|&r| evaluate_levels[regions.levels[r] as usize]).count();
+        let alarm = self.alarm(&indicators, scored);
         let fixtures = self
             .files
             .files
@@ -344,11 +346,193 @@ impl<'a, 's> Compiler<'a, 's> {
                 min_available,
                 overrides,
                 grading,
+                alarm,
                 fixtures,
             })
         } else {
             None
         }
+    }
+
+    /// `alarm.toml`, when present: the scanned count indicators, scan and baseline lengths in
+    /// their windows, and each level's threshold (calibrated, or the Bonferroni bound over
+    /// `scored` regions × cuts when `thresholds` is absent).
+    fn alarm(&mut self, indicators: &[Indicator], scored: usize) -> Option<Alarm> {
+        let file = "alarm.toml";
+        let text = self.text(file)?;
+        let src = SourceText::new(file, text);
+        let entries = self.parse_toml(&src, &["alarm"])?;
+        let Some((_, v)) = entries.into_iter().next() else {
+            self.sink.at(&src, 0..0, "missing [alarm] table");
+            return None;
+        };
+        let raw: crate::raw::RawAlarm = self.de(&src, v, "[alarm]")?;
+        let scan = self.duration(&src, &raw.scan);
+        let baseline = self.duration(&src, &raw.baseline);
+        let usable = |i: &Indicator| i.measure == Measure::Count && i.compare.is_none() && i.lag.0 == 0;
+        let chosen: Vec<usize> = match &raw.indicators {
+            None => indicators.iter().enumerate().filter(|(_, i)| usable(i)).map(|(k, _)| k).collect(),
+            Some(list) => {
+                let mut v = Vec::new();
+                for id in list.get_ref() {
+                    match indicators.iter().position(|i| &i.id == id.get_ref()) {
+                        Some(k) if usable(&indicators[k]) => v.push(k),
+                        Some(_) => self.sink.at(
+                            &src,
+                            span_of(id),
+                            format!("indicator `{}` cannot be scanned: only `count` indicators without `compare` or `lag` can", id.get_ref()),
+                        ),
+                        None => self.sink.at(&src, span_of(id), format!("unknown indicator `{}`", id.get_ref())),
+                    }
+                }
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        };
+        if chosen.is_empty() {
+            self.sink.at(
+                &src,
+                span_of(&raw.scan),
+                "no count indicator to scan: add a `measure = \"count\"` indicator or list some in `indicators`",
+            );
+        }
+        let (scan, baseline) = (scan?, baseline?);
+        let mut cuts = Vec::new();
+        for &k in &chosen {
+            let ind = &indicators[k];
+            let w = ind.window.0;
+            let fits = |d: Duration| d.0 > 0 && d.0 % w == 0;
+            if !fits(scan) || scan.0 / w > MAX_SCAN_WINDOWS as i64 {
+                self.sink.at(
+                    &src,
+                    span_of(&raw.scan),
+                    format!(
+                        "scan `{scan}` must be 1 to {} windows of indicator `{}` (window {})",
+                        MAX_SCAN_WINDOWS, ind.id, ind.window
+                    ),
+                );
+                continue;
+            }
+            if !fits(baseline) || baseline.0 / w < 7 || baseline.0 > 400 * DAY {
+                self.sink.at(
+                    &src,
+                    span_of(&raw.baseline),
+                    format!("baseline `{baseline}` must be at least 7 windows of indicator `{}` (window {}), a whole number of them, and at most 400d", ind.id, ind.window),
+                );
+                continue;
+            }
+            cuts.push(AlarmCut {
+                indicator: k,
+                windows: (scan.0 / w) as usize,
+                baseline: (baseline.0 / w) as usize,
+                parent: None,
+            });
+        }
+        // A filtered count's parent category: the scanned count of the same source and window
+        // without a filter.
+        let roots: Vec<(usize, usize)> = cuts
+            .iter()
+            .filter(|c| indicators[c.indicator].filter == Pred::Const(true))
+            .map(|c| (c.indicator, indicators[c.indicator].source as usize))
+            .collect();
+        for c in &mut cuts {
+            let ind = &indicators[c.indicator];
+            if ind.filter != Pred::Const(true) {
+                c.parent = roots
+                    .iter()
+                    .find(|(r, s)| *s == ind.source as usize && indicators[*r].window == ind.window)
+                    .map(|(r, _)| *r);
+            }
+        }
+        let per_region = match raw.per.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("rule_set") => false,
+            Some("region") => true,
+            Some(other) => {
+                self.sink.at(
+                    &src,
+                    span_of(raw.per.as_ref().unwrap()),
+                    format!("per = {other:?}: expected \"rule_set\" or \"region\""),
+                );
+                false
+            }
+        };
+        // The Bonferroni bound counts the tests behind one recurrence: every cut of the rule set,
+        // or of one region.
+        let tests = if per_region { 1 } else { scored.max(1) };
+        let mut levels: [Option<AlarmLevel>; 4] = [None; 4];
+        let thresholds = raw.thresholds.as_ref().map(|t| t.get_ref());
+        let max_windows = cuts.iter().map(|c| c.windows).max().unwrap_or(1);
+        for (name, r) in raw.recurrence.get_ref() {
+            let Some(level) = Level::ALL.iter().copied().find(|l| l.as_str() == name) else {
+                self.sink.at(
+                    &src,
+                    span_of(&raw.recurrence),
+                    format!("unknown level `{name}` in recurrence: blue, yellow, orange or red"),
+                );
+                continue;
+            };
+            let Some(d) = self.duration(&src, r) else { continue };
+            if d.0 < DAY || d.0 > 100_000 * DAY {
+                self.sink.at(&src, span_of(r), "a recurrence interval is at least \"1d\" and at most \"100000d\"");
+                continue;
+            }
+            let days = d.0 as f64 / DAY as f64;
+            let threshold = match thresholds.map(|t| t.get(name)) {
+                Some(Some(t)) if t.get_ref().is_finite() && *t.get_ref() > 0.0 && *t.get_ref() < 300.0 => *t.get_ref(),
+                Some(Some(t)) => {
+                    self.sink.at(
+                        &src,
+                        span_of(t),
+                        "a threshold is a number above 0 and below 300 (−log10 of a probability)",
+                    );
+                    continue;
+                }
+                Some(None) => {
+                    self.sink.at(
+                        &src,
+                        span_of(&raw.recurrence),
+                        format!("level `{name}` has a recurrence but no threshold: run `vigil calibrate` again"),
+                    );
+                    continue;
+                }
+                None => ((tests * cuts.len().max(1) * max_windows) as f64 * days).log10().max(1.3),
+            };
+            levels[level.rank() as usize - 1] = Some(AlarmLevel { level, recurrence_days: days, threshold });
+        }
+        if let Some(t) = &raw.thresholds {
+            for name in t.get_ref().keys() {
+                if !raw.recurrence.get_ref().contains_key(name) {
+                    self.sink.at(&src, span_of(t), format!("threshold for `{name}`, which has no recurrence"));
+                }
+            }
+        }
+        // The Bonferroni bound's floor (p = 0.05) can tie adjacent levels: keep them apart, so
+        // only thresholds a person (or `vigil calibrate`) wrote can be out of order.
+        if thresholds.is_none() {
+            let mut prev = f64::NEG_INFINITY;
+            for l in levels.iter_mut().flatten() {
+                l.threshold = l.threshold.max(prev + 0.01);
+                prev = l.threshold;
+            }
+        }
+        // Higher levels are rarer: their recurrence and threshold both grow.
+        let set: Vec<AlarmLevel> = levels.iter().flatten().copied().collect();
+        if set.windows(2).any(|p| p[1].recurrence_days <= p[0].recurrence_days || p[1].threshold <= p[0].threshold) {
+            self.sink.at(
+                &src,
+                span_of(&raw.recurrence),
+                "each level's recurrence interval and threshold must exceed the level below's",
+            );
+        }
+        if set.is_empty() {
+            self.sink.at(
+                &src,
+                span_of(&raw.recurrence),
+                "give at least one level a recurrence interval, e.g. recurrence = { orange = \"14d\", red = \"100d\" }",
+            );
+        }
+        Some(Alarm { cuts, levels, per_region, calibrated: thresholds.is_some(), calibrated_on: raw.calibrated_on })
     }
 
     /// A list of level names (`alert_region_levels`, `evaluate_region_levels`) as flags over

@@ -241,3 +241,29 @@ pub struct RawExpect {
     pub score_max: Option<f64>,
     pub grey: Option<bool>,
 }
+
+/// `[alarm]` in `alarm.toml`: evidence-based alarms (docs/methodology.md §16).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlarm {
+    /// The longest scan, as a duration: the excess over the last 1..scan windows is tested.
+    pub scan: S<String>,
+    /// The baseline before each scan, as a duration.
+    pub baseline: S<String>,
+    /// Count indicators scanned; default every count indicator without lag.
+    #[serde(default)]
+    pub indicators: Option<S<Vec<S<String>>>>,
+    /// What a recurrence interval counts: "rule_set" (default: once in R days anywhere, the
+    /// daily maximum over every region) or "region" (once in R days in one region: a rate per
+    /// region-day).
+    #[serde(default)]
+    pub per: Option<S<String>>,
+    /// Level -> recurrence interval ("2d", "14d", "100d"); a level left out is not raised.
+    pub recurrence: S<std::collections::BTreeMap<String, S<String>>>,
+    /// Level -> threshold on the evidence statistic, as `vigil calibrate` writes them.
+    #[serde(default)]
+    pub thresholds: Option<S<std::collections::BTreeMap<String, S<f64>>>>,
+    /// What the thresholds were calibrated on (written by `vigil calibrate`, for people).
+    #[serde(default)]
+    pub calibrated_on: Option<String>,
+}

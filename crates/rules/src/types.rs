@@ -425,6 +425,8 @@ pub struct RuleSet {
     pub min_available: f64,
     pub overrides: Vec<Override>,
     pub grading: Grading,
+    /// Evidence-based alarms, when `alarm.toml` is present.
+    pub alarm: Option<Alarm>,
     /// Fixture files of the inline tests, by path relative to the rule set.
     pub fixtures: HashMap<String, String>,
 }
@@ -451,3 +453,68 @@ impl RuleSet {
         )
     }
 }
+
+/// Evidence-based alarms (`alarm.toml`, docs/methodology.md §16): which count indicators are
+/// scanned, over how many windows, against how long a baseline, and the threshold of each level
+/// on the evidence statistic with the recurrence interval it stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alarm {
+    /// The scanned indicators, in rule order.
+    pub cuts: Vec<AlarmCut>,
+    /// Per level (blue, yellow, orange, red): `None` when the level is not raised.
+    pub levels: [Option<AlarmLevel>; 4],
+    /// Whether recurrence intervals count per region (a rate per region-day) rather than over
+    /// the whole rule set (the daily maximum).
+    pub per_region: bool,
+    /// Whether the thresholds come from `vigil calibrate` (else from the Bonferroni bound).
+    pub calibrated: bool,
+    pub calibrated_on: Option<String>,
+}
+
+/// One scanned count indicator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlarmCut {
+    pub indicator: usize,
+    /// The longest scan, in windows of the indicator.
+    pub windows: usize,
+    /// The baseline, in windows.
+    pub baseline: usize,
+    /// The scanned indicator that counts all events of the same source and window (no
+    /// filter), when this one has a filter: its parent category.
+    pub parent: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AlarmLevel {
+    pub level: Level,
+    pub recurrence_days: f64,
+    /// On the evidence statistic (−log10 of the smallest tail).
+    pub threshold: f64,
+}
+
+impl Alarm {
+    /// The highest level whose threshold `stat` reaches.
+    pub fn level_for(&self, stat: f64) -> Option<Level> {
+        self.levels.iter().rev().flatten().find(|l| stat >= l.threshold).map(|l| l.level)
+    }
+
+    /// The lowest threshold of any raised level.
+    pub fn lowest_threshold(&self) -> f64 {
+        self.levels.iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min)
+    }
+
+    /// (threshold, recurrence days) of the raised levels, by threshold.
+    pub fn recurrence_points(&self) -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = self.levels.iter().flatten().map(|l| (l.threshold, l.recurrence_days)).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    }
+
+    /// The alarm cut of indicator `i`, if scanned.
+    pub fn cut_of(&self, i: usize) -> Option<usize> {
+        self.cuts.iter().position(|c| c.indicator == i)
+    }
+}
+
+/// The longest alarm scan, in windows of the scanned indicator.
+pub const MAX_SCAN_WINDOWS: usize = 14;

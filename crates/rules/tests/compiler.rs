@@ -190,3 +190,64 @@ fn a_rule_set_without_regions_is_refused() {
     let err = compile(&mini::files_with(&[("regions.csv", "code,parent,level,name,population\n")])).unwrap_err();
     assert!(err.to_string().contains("regions.csv declares no region"), "{err}");
 }
+
+const ALARM: &str = r#"[alarm]
+scan = "3d"
+baseline = "14d"
+recurrence = { orange = "14d", red = "100d" }
+"#;
+
+#[test]
+fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated() {
+    let rs = compile(&mini::files_with(&[("alarm.toml", ALARM)])).unwrap_or_else(|d| panic!("{d}"));
+    let a = rs.alarm.as_ref().expect("alarm");
+    // Only the count indicator is scanned; 3 and 14 of its 24-hour windows.
+    assert_eq!(a.cuts.len(), 1);
+    assert_eq!((a.cuts[0].windows, a.cuts[0].baseline, a.cuts[0].parent), (3, 14, None));
+    assert!(!a.calibrated && !a.per_region);
+    assert!(a.levels[0].is_none() && a.levels[1].is_none());
+    // 4 scored regions x 1 cut x 3 windows x 14 days.
+    let orange = a.levels[2].unwrap();
+    assert!((orange.threshold - (4.0f64 * 3.0 * 14.0).log10()).abs() < 1e-9, "{orange:?}");
+    assert_eq!(a.level_for(orange.threshold), Some(vigil_model::Level::Orange));
+    assert_eq!(a.level_for(orange.threshold - 0.01), None);
+
+    let calibrated = ALARM.replace(
+        "recurrence = { orange = \"14d\", red = \"100d\" }",
+        "per = \"region\"\nrecurrence = { orange = \"14d\", red = \"100d\" }\nthresholds = { orange = 4.5, red = 6.25 }",
+    );
+    let rs = compile(&mini::files_with(&[("alarm.toml", &calibrated)])).unwrap_or_else(|d| panic!("{d}"));
+    let a = rs.alarm.unwrap();
+    assert!(a.calibrated && a.per_region);
+    assert_eq!(a.levels[3].unwrap().threshold, 6.25);
+}
+
+#[test]
+fn alarm_mistakes_are_reported_with_positions() {
+    let broken = r#"[alarm]
+scan = "30d"
+baseline = "2d"
+indicators = ["slow_share_7d", "nope"]
+per = "district"
+recurrence = { orange = "14d", red = "7d", purple = "1d" }
+thresholds = { orange = 4.0 }
+"#;
+    let err = compile(&mini::files_with(&[("alarm.toml", broken)])).unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "alarm.toml:4:15: indicator `slow_share_7d` cannot be scanned",
+        "alarm.toml:4:32: unknown indicator `nope`",
+        "alarm.toml:5:7: per = \"district\"",
+        "unknown level `purple`",
+        "level `red` has a recurrence but no threshold",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // The scan and baseline lengths are checked against the scanned indicator's window.
+    let lengths = ALARM.replace("scan = \"3d\"", "scan = \"30d\"").replace("baseline = \"14d\"", "baseline = \"2d\"");
+    let text = compile(&mini::files_with(&[("alarm.toml", &lengths)])).unwrap_err().to_string();
+    assert!(text.contains("alarm.toml:2:8: scan `30d` must be 1 to 14 windows"), "{text}");
+    let order = ALARM.replace("red = \"100d\"", "red = \"7d\"");
+    let text = compile(&mini::files_with(&[("alarm.toml", &order)])).unwrap_err().to_string();
+    assert!(text.contains("must exceed the level below's"), "{text}");
+}

@@ -63,7 +63,55 @@ impl History {
         (self.evals as usize).min(self.len - 1)
     }
 
+    /// The same history in a ring of `len` entries (at least 1): the newest entries that fit are
+    /// kept, in place, so a longer or shorter ring continues where this one was.
+    pub fn resized(&self, len: usize) -> History {
+        let len = len.max(1);
+        let regions = self.data.len() / (self.len * self.width).max(1);
+        let mut out =
+            History { len, width: self.width, evals: self.evals, data: vec![f32::NAN; regions * len * self.width] };
+        // Entry k (0 ..= evals) sits at slot k % len; copy the newest min(len, self.len) of them.
+        let keep = len.min(self.len) as u64;
+        let first = (self.evals + 1).saturating_sub(keep);
+        for k in first..=self.evals {
+            let (from, to) = ((k % self.len as u64) as usize, (k % len as u64) as usize);
+            for r in 0..regions {
+                let a = (r * self.len + from) * self.width;
+                let b = (r * len + to) * self.width;
+                out.data[b..b + self.width].copy_from_slice(&self.data[a..a + self.width]);
+            }
+        }
+        out
+    }
+
     pub fn bytes_per_region(&self) -> usize {
         self.len * self.width * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resized_ring_keeps_the_newest_entries_at_the_same_lags() {
+        let mut h = History::new(2, 5, 1);
+        for i in 0..12 {
+            h.set(0, &[i as f32]);
+            h.set(1, &[100.0 + i as f32]);
+            h.advance();
+        }
+        for len in [3, 5, 9] {
+            let r = h.resized(len);
+            assert_eq!(r.evals, h.evals);
+            for lag in 1..len.min(5) {
+                assert_eq!(r.value(0, lag), h.value(0, lag), "len {len} lag {lag}");
+                assert_eq!(r.value(1, lag), h.value(1, lag), "len {len} lag {lag}");
+            }
+            // Beyond what the old ring held: unknown.
+            if len > 5 {
+                assert_eq!(r.value(0, 6), None);
+            }
+        }
     }
 }

@@ -237,6 +237,7 @@ mod tests {
             domains: BTreeMap::new(),
             top_contributors: Vec::new(),
             top_regions: Vec::new(),
+            evidence: None,
         }
     }
 

@@ -1,0 +1,237 @@
+//! `vigil calibrate`: fits the evidence alarm's thresholds to history (docs/methodology.md
+//! §16.3). Replays the events through the pipeline, keeps each day's largest evidence over the
+//! alarm regions, sets every level's threshold at its recurrence interval, prints what each
+//! threshold achieved, and with `--write` puts them into `alarm.toml`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use vigil_core::{Options, Output, Period, RegionEvidence, ScoreDetail};
+use vigil_model::record::{AlertRecord, ScoreRecord};
+use vigil_replay::{LateRecord, Rejected, Sink};
+use vigil_rules::RuleSet;
+use vigil_scan::Calibration;
+
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Rule set directory (with an alarm.toml).
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Event files (JSON Lines) or archive directories, as for `vigil replay`.
+    #[arg(long, num_args = 1.., required = true)]
+    events: Vec<PathBuf>,
+    /// First local day calibrated on (YYYY-MM-DD); default the first day with a full baseline.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last local day calibrated on (YYYY-MM-DD), inclusive; default the last day.
+    #[arg(long)]
+    to: Option<String>,
+    /// Write the thresholds into the rule set's alarm.toml.
+    #[arg(long)]
+    write: bool,
+    /// Write every region-day's evidence as `method,region,category,date,stat` (the format
+    /// `vigil scorecard --signals` reads), over the whole replay.
+    #[arg(long)]
+    signals: Option<PathBuf>,
+}
+
+struct Collect<'r> {
+    rules: &'r RuleSet,
+    /// Days of warm-up after the first evaluation: the baseline is not full before.
+    warmup: usize,
+    seen_days: usize,
+    last_date: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Date -> (largest statistic, each alarm region's largest statistic that day: below a
+    /// daily cadence a day holds many evaluations).
+    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+    signals: Option<std::io::BufWriter<std::fs::File>>,
+    error: Option<std::io::Error>,
+}
+
+impl Output for Collect<'_> {
+    fn score(&mut self, _: ScoreRecord) {}
+    fn alert(&mut self, _: AlertRecord) {}
+    fn evidence(&mut self, p: &Period, regions: &[RegionEvidence]) {
+        // The local day of the period, as the scorecard dates records (below a daily cadence,
+        // the day its last instant falls on).
+        let zone = &self.rules.zone;
+        let date = p.date.clone().unwrap_or_else(|| vigil_model::Zone::date_of_local(zone.local(p.end) - 1));
+        if self.last_date.as_deref() != Some(date.as_str()) {
+            self.seen_days += 1;
+            self.last_date = Some(date.clone());
+        }
+        if let Some(w) = &mut self.signals {
+            for e in regions {
+                let category =
+                    e.indicator.map_or("all", |i| &self.rules.categories[self.rules.indicators[i].category].id);
+                let line = format!(
+                    "vigil-evidence,{},{},{},{:.4}\n",
+                    self.rules.regions.codes[e.region as usize], category, date, e.stat
+                );
+                if let Err(err) = w.write_all(line.as_bytes()) {
+                    self.error.get_or_insert(err);
+                }
+            }
+        }
+        if self.seen_days <= self.warmup
+            || self.from.as_ref().is_some_and(|f| date < *f)
+            || self.to.as_ref().is_some_and(|t| date > *t)
+        {
+            return;
+        }
+        let alerting =
+            regions.iter().filter(|e| self.rules.alert_levels[self.rules.regions.levels[e.region as usize] as usize]);
+        let entry = self.days.entry(date).or_insert((0.0, BTreeMap::new()));
+        for e in alerting {
+            entry.0 = entry.0.max(e.stat);
+            let r = entry.1.entry(e.region).or_insert(0.0);
+            *r = r.max(e.stat);
+        }
+    }
+}
+
+impl Sink for Collect<'_> {
+    fn rejected(&mut self, _: Rejected) {}
+    fn late(&mut self, _: LateRecord) {}
+}
+
+pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
+    let rules = crate::load_rules(&args.rules)?;
+    let Some(alarm) = &rules.alarm else {
+        bail!("{} has no alarm.toml: there is nothing to calibrate", args.rules.display());
+    };
+    let warmup = alarm
+        .cuts
+        .iter()
+        .map(|c| {
+            let w = rules.indicators[c.indicator].window.0;
+            ((c.windows + c.baseline) as i64 * w).div_euclid(vigil_model::time::DAY) as usize + 1
+        })
+        .max()
+        .unwrap_or(0);
+    let signals = match &args.signals {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut sink = Collect {
+        rules: &rules,
+        warmup: if args.from.is_some() { 0 } else { warmup },
+        seen_days: 0,
+        last_date: None,
+        from: args.from.clone(),
+        to: args.to.clone(),
+        days: BTreeMap::new(),
+        signals,
+        error: None,
+    };
+    if let Some(w) = &mut sink.signals {
+        w.write_all(b"method,region,category,date,stat\n")?;
+    }
+    let inputs = crate::history::event_inputs(&rules, &args.events, None)?;
+    let options = Options { scores: ScoreDetail::None, ..Options::default() };
+    let mut pipeline = vigil_core::Pipeline::new(std::sync::Arc::clone(&rules), options);
+    vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replay")?;
+    if let Some(e) = sink.error.take() {
+        return Err(e).context("writing the signals");
+    }
+    if let Some(mut w) = sink.signals.take() {
+        w.flush()?;
+    }
+    // Recurrence per rule set: the distribution of the daily maximum; per region: of every
+    // region-day's statistic.
+    let maxima: Vec<f64> = if alarm.per_region {
+        sink.days.values().flat_map(|d| d.1.values().copied()).collect()
+    } else {
+        sink.days.values().map(|d| d.0).collect()
+    };
+    let (Some(first), Some(last)) = (sink.days.keys().next(), sink.days.keys().next_back()) else {
+        bail!("no day with a full baseline in the calibration period: give more history");
+    };
+    let calibration = (sink.days.len() >= vigil_scan::recurrence::MIN_DAYS)
+        .then(|| Calibration::from_daily_maxima(&maxima))
+        .flatten();
+    let Some(cal) = calibration else {
+        bail!(
+            "{} days with a full baseline ({first}..{last}); calibration needs at least {}",
+            maxima.len(),
+            vigil_scan::recurrence::MIN_DAYS
+        );
+    };
+    let region_days: usize = sink.days.values().map(|d| d.1.len()).sum();
+    let days = sink.days.len();
+    let unit = if alarm.per_region { "region-days" } else { "days" };
+    println!(
+        "calibrated on {first}..{last}: {days} days, {region_days} alarm region-days; recurrence per {}",
+        if alarm.per_region { "region" } else { "rule set" }
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>18} {:>14} {:>22}",
+        "level",
+        "recurrence",
+        "threshold",
+        format!("{unit} reached"),
+        "once in (days)",
+        "alarm /100 region-days"
+    );
+    let mut written = Vec::new();
+    for l in alarm.levels.iter().flatten() {
+        let t = (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0;
+        let a = cal.achieved(t);
+        let alarm_days = sink.days.values().flat_map(|d| d.1.values()).filter(|&&s| s >= t).count();
+        println!(
+            "{:<8} {:>10} {:>10.2} {:>18} {:>14} {:>22.3}",
+            l.level.as_str(),
+            format!("{}d", l.recurrence_days),
+            t,
+            a.days,
+            a.every_days.map_or("never".to_string(), |e| format!("{e:.1}")),
+            100.0 * alarm_days as f64 / region_days.max(1) as f64
+        );
+        written.push(format!("{} = {t:.2}", l.level.as_str()));
+    }
+    let thresholds = format!("thresholds = {{ {} }}", written.join(", "));
+    let on = format!("calibrated_on = \"{first}..{last}, {days} days\"");
+    println!("\n# alarm.toml\n{thresholds}\n{on}");
+    if args.write {
+        write_thresholds(&args.rules, &thresholds, &on)?;
+        println!("written to {}", args.rules.join("alarm.toml").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces `thresholds` and `calibrated_on` in alarm.toml (after `recurrence` when absent),
+/// and checks the rule set still compiles, restoring the file if not.
+fn write_thresholds(dir: &std::path::Path, thresholds: &str, on: &str) -> Result<()> {
+    let path = dir.join("alarm.toml");
+    let old = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    let mut placed = false;
+    for line in old.lines() {
+        let key = line.trim_start();
+        if key.starts_with("thresholds") || key.starts_with("calibrated_on") {
+            continue;
+        }
+        out.push(line.to_string());
+        if key.starts_with("recurrence") && !placed {
+            out.push(thresholds.to_string());
+            out.push(on.to_string());
+            placed = true;
+        }
+    }
+    if !placed {
+        bail!("{}: no `recurrence` line to put the thresholds after", path.display());
+    }
+    std::fs::write(&path, out.join("\n") + "\n")?;
+    if let Err(e) = crate::load_rules(dir) {
+        std::fs::write(&path, old)?;
+        return Err(e.context("the calibrated thresholds were refused; alarm.toml is unchanged"));
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Evidence alarms inside the pipeline (docs/methodology.md §16): at each evaluation of the
+//! scanned count indicators, every (region, indicator) cut is scanned over its own history
+//! ring; a region's evidence is its strongest cut once the excess of child regions that alarm
+//! on their own is taken out (so a parent whose excess is a child's links to it instead of
+//! opening its own episode); its level is the highest whose threshold that evidence reaches.
+//! Kept apart from the composite index: one strong signal is never averaged away.
+
+use vigil_model::Level;
+use vigil_model::record::{AlertRecord, Evidence};
+use vigil_model::time::{DAY, format_utc};
+use vigil_rules::{Alarm, AlarmCut, RuleSet};
+use vigil_scan::{Cut, Params};
+use vigil_score::history::History;
+
+use crate::explain::Period;
+
+/// One region's evidence at one evaluation, as drivers see it ([`crate::Output::evidence`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegionEvidence {
+    pub region: u32,
+    /// The statistic the level is set on (after linking).
+    pub stat: f64,
+    /// The cut named, by indicator index.
+    pub indicator: Option<usize>,
+}
+
+/// Working space of the scan, reused between evaluations. The cuts' latest evidence and weekday
+/// factors are state (`State::cuts`, `State::factors`): an indicator with a daily hop keeps
+/// them between the hourly evaluations of others, across a restart too.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// Per alarm cut: weekday factors, indexed by local weekday (Monday 0), as of the cut's
+    /// last evaluation (a copy of the state's, for the cut being worked on).
+    pub factors: Vec<[f64; 7]>,
+    xs: Vec<f64>,
+    fs: Vec<f64>,
+    refs: Vec<f64>,
+    weekdays: Vec<u8>,
+    pub samples: Vec<RegionEvidence>,
+}
+
+impl Scratch {
+    pub fn new(alarm: Option<&Alarm>) -> Scratch {
+        let n = alarm.map_or(0, |a| a.cuts.len());
+        Scratch { factors: vec![[1.0; 7]; n], ..Scratch::default() }
+    }
+}
+
+/// Windows of history in ring entries: block `j` (0 = the window just closed) sits `j · k`
+/// entries back, `k` the indicator's hops per window. `offset` is 1 once the ring has been
+/// advanced past the current evaluation.
+fn block(hist: &History, slot: usize, j: usize, k: usize, offset: usize) -> f64 {
+    let evals = hist.evals.saturating_sub(offset as u64) as usize;
+    let lag = j * k;
+    // A window that began before the stream did undercounts: unknown, as for every baseline.
+    if evals + 1 < lag + k {
+        return f64::NAN;
+    }
+    hist.value(slot, lag + offset).unwrap_or(f64::NAN)
+}
+
+/// The local weekday (Monday 0) of the window that ends `j` windows before boundary `b`.
+fn weekday(b: i64, window: i64, j: usize) -> u8 {
+    let start = b - (j as i64 + 1) * window;
+    (start.div_euclid(DAY) + 3).rem_euclid(7) as u8
+}
+
+pub(crate) fn params(cut: &AlarmCut) -> Params {
+    Params { windows: cut.windows, baseline: cut.baseline }
+}
+
+/// Where a cut's windows lie in its history ring: the boundary its newest window ends on, the
+/// window length, hops per window (`k`), and `offset` 1 once the ring has advanced past it.
+#[derive(Clone, Copy)]
+struct Geo {
+    b: i64,
+    window: i64,
+    k: usize,
+    offset: usize,
+}
+
+/// Fills the scratch series with one slot's blocks and seasonal factors of cut `c`, newest
+/// first.
+fn gather(hist: &History, slot: usize, cut: &AlarmCut, g: Geo, sc: &mut Scratch, c: usize) {
+    let span = params(cut).span();
+    sc.xs.clear();
+    sc.fs.clear();
+    for j in 0..span {
+        sc.xs.push(block(hist, slot, j, g.k, g.offset));
+        sc.fs.push(if g.window == DAY { sc.factors[c][weekday(g.b, g.window, j) as usize] } else { 1.0 });
+    }
+}
+
+/// Scans cut `c` for every active slot at boundary `b`, before the ring advances. `tops` are
+/// the scored slots with no scored ancestor: their sum is the reference the weekday factors
+/// come from (reporting artefacts are city-wide; one cut's few events could not show them).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_cut(
+    rules: &RuleSet,
+    c: usize,
+    hist: &History,
+    b: i64,
+    tops: &[u32],
+    active: Option<&[bool]>,
+    sc: &mut Scratch,
+    out: &mut [Cut],
+) {
+    let Some(alarm) = &rules.alarm else { return };
+    let cut = &alarm.cuts[c];
+    let ind = &rules.indicators[cut.indicator];
+    let k = (ind.window.0 / ind.hop.0).max(1) as usize;
+    let span = params(cut).span();
+    sc.factors[c] = [1.0; 7];
+    if ind.window.0 == DAY {
+        sc.refs.clear();
+        sc.weekdays.clear();
+        for j in 1..=span {
+            let v: f64 = tops.iter().map(|&t| block(hist, t as usize, j, k, 0)).sum();
+            sc.refs.push(v);
+            sc.weekdays.push(weekday(b, ind.window.0, j));
+        }
+        sc.factors[c] = vigil_scan::weekday_factors(&sc.refs, &sc.weekdays);
+    }
+    for (slot, o) in out.iter_mut().enumerate() {
+        if active.is_some_and(|a| !a[slot]) {
+            *o = Cut::default();
+            continue;
+        }
+        gather(hist, slot, cut, Geo { b, window: ind.window.0, k, offset: 0 }, sc, c);
+        *o = vigil_scan::scan(&sc.xs, &sc.fs, &params(cut));
+    }
+}
+
+/// The outcome of one region at one evaluation.
+pub(crate) struct Verdict {
+    /// The strongest cut's statistic: what the level is set on.
+    pub stat: f64,
+    /// The cut named and its own statistic (the record's counts, p-value and recurrence are all
+    /// this cut's).
+    pub cut: Option<usize>,
+    pub named_stat: f64,
+    pub level: Option<Level>,
+    /// Child slots whose excess was taken out.
+    pub linked: Vec<u32>,
+}
+
+/// The region's evidence after linking: every cut's statistic recomputed without the excess of
+/// the `alarmed` child slots (their own evidence reaches the lowest level), then the strongest;
+/// among cuts within half a decade of it, a category's own count is named before its parent's.
+pub(crate) fn verdict(
+    rules: &RuleSet,
+    slot: usize,
+    alarmed: &[u32],
+    hists: &[&History],
+    cuts: &[Vec<Cut>],
+    b: i64,
+    sc: &mut Scratch,
+) -> Verdict {
+    let alarm = rules.alarm.as_ref().expect("verdict without alarm rules");
+    let mut stats: Vec<f64> = Vec::with_capacity(alarm.cuts.len());
+    let mut linked = Vec::new();
+    for (c, cut) in alarm.cuts.iter().enumerate() {
+        let own = cuts[c][slot];
+        if alarmed.is_empty() || own.windows == 0 {
+            stats.push(own.stat);
+            continue;
+        }
+        let ind = &rules.indicators[cut.indicator];
+        let k = (ind.window.0 / ind.hop.0).max(1) as usize;
+        let w = own.windows as usize;
+        // The boundary of the cut's last evaluation (its ring has advanced past it).
+        let last = b - b.rem_euclid(ind.hop.0);
+        let mut excess = 0.0;
+        for &ch in alarmed {
+            gather(hists[c], ch as usize, cut, Geo { b: last, window: ind.window.0, k, offset: 1 }, sc, c);
+            if let Some((obs, exp)) = vigil_scan::window_sums(&sc.xs, &sc.fs, w, cut.baseline)
+                && obs > exp
+            {
+                excess += obs - exp;
+                if !linked.contains(&ch) {
+                    linked.push(ch);
+                }
+            }
+        }
+        stats.push(vigil_scan::tail_stat(own.observed - excess, own.expected, own.phi_eff));
+    }
+    // The strongest cut (ties: the first), then one of its category children within half a
+    // decade of it, if any: "street assaults" says more than "assaults" at about the same
+    // strength.
+    let strongest = (0..stats.len()).filter(|&c| stats[c] > 0.0).fold(None, |acc: Option<usize>, c| match acc {
+        Some(a) if stats[a] >= stats[c] => Some(a),
+        _ => Some(c),
+    });
+    let best = strongest.map_or(0.0, |c| stats[c]);
+    let named = strongest.map(|b| {
+        let parent = alarm.cuts[b].indicator;
+        (0..stats.len())
+            .filter(|&c| alarm.cuts[c].parent == Some(parent) && stats[c] > 0.0 && stats[c] >= best - 0.5)
+            .fold(None, |acc: Option<usize>, c| match acc {
+                Some(a) if stats[a] >= stats[c] => Some(a),
+                _ => Some(c),
+            })
+            .unwrap_or(b)
+    });
+    linked.sort_unstable();
+    Verdict {
+        stat: best,
+        cut: named,
+        named_stat: named.map_or(0.0, |c| stats[c]),
+        level: alarm.level_for(best),
+        linked,
+    }
+}
+
+/// The alert record of an evidence transition; `b` is the local boundary evaluated.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    rules: &RuleSet,
+    (r, slot): (usize, usize),
+    b: i64,
+    p: &Period,
+    v: &Verdict,
+    tr: vigil_alert::Transition,
+    cuts: &[Vec<Cut>],
+    slot_regions: &[u32],
+) -> AlertRecord {
+    let alarm = rules.alarm.as_ref().expect("record without alarm rules");
+    let code = &rules.regions.codes[r];
+    let evidence = v.cut.map(|c| {
+        let cut = cuts[c][slot];
+        let ind = &rules.indicators[alarm.cuts[c].indicator];
+        let recurrence = vigil_scan::recurrence::interpolate(&alarm.recurrence_points(), v.named_stat);
+        // The cut's scan ends at its own last evaluation (a daily cut read at a later hour).
+        let last = b - b.rem_euclid(ind.hop.0);
+        let since = rules.zone.utc(last - cut.windows as i64 * ind.window.0);
+        let p_value = 10f64.powf(-v.named_stat);
+        let linked: Vec<String> =
+            v.linked.iter().map(|&s| rules.regions.codes[slot_regions[s as usize] as usize].clone()).collect();
+        let span = span_words(cut.windows as i64 * ind.window.0);
+        let mut summary = format!(
+            "{} in {}: {} in {} against {:.1} expected; an excess like this happens by chance {} {}",
+            ind.name.en,
+            rules.regions.names[r],
+            cut.observed,
+            span,
+            cut.expected,
+            every(round_days(recurrence)),
+            if alarm.per_region { "in one region" } else { "across the rule set" },
+        );
+        if !linked.is_empty() {
+            summary.push_str(&format!(" (excess of {} taken out)", linked.join(", ")));
+        }
+        if let Some(l) = v.level.and_then(|l| alarm.levels[l.rank() as usize - 1]) {
+            summary.push_str(&format!(
+                "; {} is once in {:.0} days or rarer",
+                l.level.as_str(),
+                round_days(l.recurrence_days)
+            ));
+        }
+        Evidence {
+            indicator: ind.id.clone(),
+            indicator_name: ind.name.en.clone(),
+            category: rules.categories[ind.category].id.clone(),
+            windows: cut.windows as u32,
+            window: ind.window.to_string(),
+            since: format_utc(since),
+            observed: cut.observed,
+            expected: round2(cut.expected),
+            p_value,
+            statistic: round2(v.named_stat),
+            recurrence_days: round_days(recurrence),
+            linked,
+            summary,
+        }
+    });
+    let top = v
+        .cut
+        .map(|c| {
+            let cut = cuts[c][slot];
+            vec![vigil_model::record::IndicatorScore {
+                indicator: rules.indicators[alarm.cuts[c].indicator].id.clone(),
+                value: Some(cut.observed),
+                expected: Some(round2(cut.expected)),
+                score: Some(round2(v.named_stat)),
+            }]
+        })
+        .unwrap_or_default();
+    AlertRecord {
+        alert_id: format!("{code}:evidence:{}", format_utc(tr.episode_start)),
+        seq: tr.seq,
+        event: tr.event,
+        level: tr.level,
+        previous_level: tr.previous,
+        region: code.clone(),
+        region_name: rules.regions.names[r].clone(),
+        region_level: rules.regions.level_name(r as u32).to_string(),
+        scope: "evidence".to_string(),
+        score: Some(round2(v.stat)),
+        window_start: format_utc(p.start),
+        window_end: format_utc(p.end),
+        date: p.date.clone(),
+        rules_version: rules.version.clone(),
+        reason: tr.reason.as_str().to_string(),
+        domains: Default::default(),
+        top_contributors: top,
+        top_regions: Vec::new(),
+        evidence,
+    }
+}
+
+/// "the last day", "the last 3 days", "the last 6 hours".
+fn span_words(ms: i64) -> String {
+    let hours = ms / vigil_model::time::HOUR;
+    match (hours % 24, hours / 24) {
+        (0, 1) => "the last day".to_string(),
+        (0, d) => format!("the last {d} days"),
+        _ if hours == 1 => "the last hour".to_string(),
+        _ => format!("the last {hours} hours"),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Days to two significant figures, at least 1 and at most a million (beyond, the tail
+/// extrapolation means nothing more than "never by chance").
+fn round_days(d: f64) -> f64 {
+    if d.is_nan() || d >= 1e6 {
+        return 1e6;
+    }
+    if d < 10.0 {
+        return d.round().max(1.0);
+    }
+    let m = 10f64.powi(d.log10().floor() as i32 - 1);
+    (d / m).round() * m
+}
+
+/// "once every N days", or the floor of the scale.
+fn every(d: f64) -> String {
+    if d >= 1e6 { "less than once in a million days".to_string() } else { format!("about once every {d:.0} days") }
+}

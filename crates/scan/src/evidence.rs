@@ -1,0 +1,267 @@
+//! The evidence of one cut: an expectation-based scan over windows ending now.
+//!
+//! The series is given newest first: `x[0]` is the window just closed, `x[j]` the one `j`
+//! windows before (NaN where unknown). For each scan length `w = 1..=W` the last `w` windows
+//! are compared with the `N` windows before them (so a surge never inflates its own baseline):
+//!
+//! - expected rate `λ = (S + a) / F`: `S` the baseline count with each window capped at
+//!   `μ + 3√μ + 1` (a past surge in the baseline is down-weighted instead of raising the
+//!   expectation, as Farrington-flexible does), `F` the baseline's exposure (the sum of its
+//!   seasonal factors), `a` a prior count of one half, so an empty baseline still expects a little;
+//! - over-dispersion `φ = max(1, Pearson χ² / (n − 1))` of the capped baseline;
+//! - observed `C` over the scan windows against expected `B = λ · E` (`E` their exposure);
+//! - the upper tail `P(X ≥ C)` of a negative binomial with mean `B` whose variance adds the
+//!   over-dispersion and the uncertainty of `λ` itself (the Gamma-Poisson predictive):
+//!   `Var = B + B²/(S + a) + (φ − 1)·B`. Small counts get exact tails, never a gate that
+//!   zeroes them.
+//!
+//! The cut's evidence is the smallest tail over the scan lengths whose newest window is itself
+//! above expectation: an excess that has stopped no longer alarms, so a burst is not re-raised
+//! for the W days it stays inside the longest window. The statistic is `−log10 p`; it is not a
+//! p-value once maximised over lengths and cuts, which is why levels are calibrated on the daily
+//! maximum over the rule set ([`crate::recurrence`]).
+
+use vigil_score::stats::negbin_sf;
+
+pub use vigil_rules::MAX_SCAN_WINDOWS as MAX_WINDOWS;
+
+/// Scan settings, in windows of the indicator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// Longest scan `W` (1..=14).
+    pub windows: usize,
+    /// Baseline length `N` before each scan.
+    pub baseline: usize,
+}
+
+impl Params {
+    /// Windows of history one cut needs.
+    pub fn span(&self) -> usize {
+        self.windows + self.baseline
+    }
+}
+
+/// The prior count added to every baseline.
+const PRIOR: f64 = 0.5;
+
+/// The evidence of one cut at one evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cut {
+    /// `−log10` of the smallest tail (0 when no scan is in excess).
+    pub stat: f64,
+    /// Scan length of that tail, in windows (0 when none).
+    pub windows: u16,
+    /// Observed count over those windows.
+    pub observed: f64,
+    /// Expected count over those windows.
+    pub expected: f64,
+    /// The predictive's over-dispersion at that length (variance = `phi_eff` × mean): with
+    /// `observed` and `expected` it recomputes the tail of another count (a parent's
+    /// remainder once a child's excess is removed, [`tail_stat`]).
+    pub phi_eff: f64,
+}
+
+/// `−log10 P(X ≥ c)` for the predictive with mean `mean` and variance `phi_eff · mean`.
+pub fn tail_stat(c: f64, mean: f64, phi_eff: f64) -> f64 {
+    if c <= mean || mean <= 0.0 || !c.is_finite() {
+        return 0.0;
+    }
+    let p = negbin_sf(c.round().max(0.0) as u64, mean, phi_eff);
+    if p.is_finite() { -p.max(1e-300).log10() } else { 0.0 }
+}
+
+/// Scans one cut. `x` and `f` are the window counts and their seasonal factors, newest first;
+/// both at least `params.span()` long (shorter: windows beyond are unknown). Returns the
+/// default (no evidence) while fewer than half of a scan's baseline windows are known.
+pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
+    let mut best = Cut::default();
+    let (mut c, mut e) = (0.0, 0.0);
+    let mut today_in_excess = false;
+    for w in 1..=params.windows.min(MAX_WINDOWS) {
+        let j = w - 1;
+        let (Some(&xj), Some(&fj)) = (x.get(j), f.get(j)) else { break };
+        if !xj.is_finite() {
+            break;
+        }
+        c += xj;
+        e += fj;
+        let Some(base) = baseline(x, f, w, params.baseline) else { break };
+        let b = base.rate * e;
+        if w == 1 {
+            today_in_excess = c > b;
+        }
+        if !today_in_excess || c <= b {
+            continue;
+        }
+        let phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
+        let stat = tail_stat(c, b, phi_eff);
+        if stat > best.stat {
+            best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
+        }
+    }
+    best
+}
+
+/// The observed and expected counts over the last `w` windows (the null fitted to the `n`
+/// before them), as [`scan`] computes them; `None` where it would find no baseline.
+pub fn window_sums(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<(f64, f64)> {
+    if w == 0 || x.len() < w || f.len() < w || x[..w].iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let base = baseline(x, f, w, n)?;
+    let c: f64 = x[..w].iter().sum();
+    let e: f64 = f[..w].iter().sum();
+    Some((c, base.rate * e))
+}
+
+struct Baseline {
+    rate: f64,
+    count: f64,
+    phi: f64,
+}
+
+/// The null model fitted to the `n` windows before the last `w`.
+fn baseline(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<Baseline> {
+    let end = (w + n).min(x.len()).min(f.len());
+    if end <= w {
+        return None;
+    }
+    let (xs, fs) = (&x[w..end], &f[w..end]);
+    let (mut s0, mut exposure, mut known) = (0.0, 0.0, 0usize);
+    for (&xi, &fi) in xs.iter().zip(fs) {
+        if xi.is_finite() {
+            s0 += xi;
+            exposure += fi;
+            known += 1;
+        }
+    }
+    if known * 2 < n || exposure <= 0.0 {
+        return None;
+    }
+    // Capping at the current rate, three times over: one pass lets a large past surge through
+    // at several times the base rate; each pass brings the cap closer to the uncontaminated one.
+    let mut rate = (s0 + PRIOR) / exposure;
+    let mut s = s0;
+    for _ in 0..3 {
+        s = capped(xs, fs, rate).0;
+        rate = (s + PRIOR) / exposure;
+    }
+    let chi2 = capped(xs, fs, rate).1;
+    let phi = if s > 0.0 && known > 1 { (chi2 / (known - 1) as f64).max(1.0) } else { 1.0 };
+    Some(Baseline { rate, count: s, phi })
+}
+
+/// The baseline count with every window capped at `μ + 3√μ + 1` for `μ = rate · f`, and the
+/// Pearson χ² of the capped windows about `rate`.
+fn capped(xs: &[f64], fs: &[f64], rate: f64) -> (f64, f64) {
+    let (mut s, mut chi2) = (0.0, 0.0);
+    for (&xi, &fi) in xs.iter().zip(fs) {
+        if xi.is_finite() {
+            let mu = (rate * fi).max(1e-9);
+            let xc = xi.min(mu + 3.0 * mu.sqrt() + 1.0);
+            s += xc;
+            chi2 += (xc - mu) * (xc - mu) / mu;
+        }
+    }
+    (s, chi2)
+}
+
+/// Day-of-week factors from a reference series of daily counts (newest first, `weekday[j]` the
+/// local weekday 0..7 of `x[j]`): each weekday's mean over the overall mean, clipped to
+/// 0.2..5. All ones when the reference holds fewer than 28 known days or 28 events: too
+/// little to tell a weekday pattern from noise. Reporting artefacts (weekends with almost no
+/// logging) are what this absorbs, so they never alarm.
+pub fn weekday_factors(x: &[f64], weekday: &[u8]) -> [f64; 7] {
+    let mut sum = [0.0; 7];
+    let mut n = [0u32; 7];
+    for (&v, &d) in x.iter().zip(weekday) {
+        if v.is_finite() && (d as usize) < 7 {
+            sum[d as usize] += v;
+            n[d as usize] += 1;
+        }
+    }
+    let total: f64 = sum.iter().sum();
+    let days: u32 = n.iter().sum();
+    if days < 28 || total < 28.0 || n.contains(&0) {
+        return [1.0; 7];
+    }
+    let mean = total / days as f64;
+    std::array::from_fn(|d| (sum[d] / n[d] as f64 / mean).clamp(0.2, 5.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(w: usize) -> Params {
+        Params { windows: w, baseline: 28 }
+    }
+
+    #[test]
+    fn a_quiet_series_has_no_evidence_and_a_burst_has_much() {
+        let mut x = vec![2.0; 40];
+        let f = vec![1.0; 40];
+        assert_eq!(scan(&x, &f, &params(7)).stat, 0.0);
+        x[0] = 12.0;
+        let cut = scan(&x, &f, &params(7));
+        assert_eq!(cut.windows, 1);
+        assert!(cut.stat > 4.0, "{cut:?}");
+        assert!((cut.expected - 2.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_slow_rise_is_seen_over_a_longer_window() {
+        // +1 a day for a week on a base of 2: no single day is remarkable, the week is.
+        let mut x = vec![2.0; 60];
+        for v in x.iter_mut().take(7) {
+            *v = 3.0;
+        }
+        let cut = scan(&x, &vec![1.0; 60], &params(14));
+        assert!(cut.windows >= 5, "{cut:?}");
+        let one_day = scan(&x, &vec![1.0; 60], &params(1));
+        assert!(cut.stat > one_day.stat + 0.5, "{cut:?} vs {one_day:?}");
+    }
+
+    #[test]
+    fn an_excess_that_stopped_no_longer_alarms() {
+        let mut x = vec![1.0; 60];
+        for v in x.iter_mut().skip(1).take(3) {
+            *v = 8.0;
+        }
+        x[0] = 0.0;
+        assert_eq!(scan(&x, &vec![1.0; 60], &params(7)).stat, 0.0);
+    }
+
+    #[test]
+    fn a_past_surge_in_the_baseline_is_capped() {
+        let mut x = vec![2.0; 60];
+        x[0] = 9.0;
+        let clean = scan(&x, &vec![1.0; 60], &params(1));
+        for v in x.iter_mut().skip(10).take(3) {
+            *v = 40.0;
+        }
+        let dirty = scan(&x, &vec![1.0; 60], &params(1));
+        // The 120 extra events raise the expectation by less than the cap lets through.
+        assert!(dirty.expected < clean.expected * 1.4, "{dirty:?} vs {clean:?}");
+        assert!(dirty.stat > 1.5, "{dirty:?}");
+    }
+
+    #[test]
+    fn unknown_history_gives_no_evidence() {
+        let x = vec![f64::NAN; 40];
+        assert_eq!(scan(&x, &vec![1.0; 40], &params(7)), Cut::default());
+        let mut short = vec![5.0];
+        short.extend(vec![1.0; 5]);
+        assert_eq!(scan(&short, &[1.0; 6], &params(3)).stat, 0.0);
+    }
+
+    #[test]
+    fn weekday_factors_follow_the_reference() {
+        let weekday: Vec<u8> = (0..56).map(|j| (j % 7) as u8).collect();
+        let x: Vec<f64> = weekday.iter().map(|&d| if d >= 5 { 1.0 } else { 6.0 }).collect();
+        let f = weekday_factors(&x, &weekday);
+        let mean = (5.0 * 6.0 + 2.0) / 7.0;
+        assert!((f[0] - 6.0 / mean).abs() < 1e-9 && (f[6] - 1.0 / mean).abs() < 1e-9);
+        assert_eq!(weekday_factors(&x[..20], &weekday[..20]), [1.0; 7]);
+    }
+}

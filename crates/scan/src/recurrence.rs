@@ -1,0 +1,167 @@
+//! Levels as recurrence intervals: "an excess this large happens by chance once in R days
+//! somewhere in the rule set". The statistic of a day is the largest evidence over every cut
+//! (region × count indicator) and scan length; its distribution over days of history gives, for
+//! each R, the threshold that daily maximum passes once in R days (docs/methodology.md §16.3).
+//!
+//! Where history holds at least five such days the threshold is the empirical quantile;
+//! beyond (R longer than a fifth of the history) the tail is extrapolated with an exponential
+//! fitted to the largest tenth of the days (peaks over a threshold with a Gumbel-type tail,
+//! which the maximum of many negative-binomial tails has). Without history the thresholds
+//! fall back to a Bonferroni bound over the cuts and scan lengths, which real streams, with
+//! their genuine clusters, exceed more often than it promises: calibrate before relying on it.
+
+use serde::Serialize;
+
+/// At least this many days of maxima to calibrate.
+pub const MIN_DAYS: usize = 28;
+
+/// The distribution of the daily maximum statistic over a stretch of history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// Daily maxima, largest first.
+    desc: Vec<f64>,
+    /// Exponential tail: `P(max ≥ s) ≈ tail_share · exp(−(s − tail_from) / tail_scale)` for
+    /// `s ≥ tail_from`.
+    tail_from: f64,
+    tail_share: f64,
+    tail_scale: f64,
+}
+
+/// What a threshold achieved on the days it was calibrated on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LevelRates {
+    pub threshold: f64,
+    /// Days whose maximum reached the threshold.
+    pub days: usize,
+    /// Days of history per such day (the achieved recurrence interval); `None` when none did.
+    pub every_days: Option<f64>,
+}
+
+impl Calibration {
+    /// From the daily maxima of at least [`MIN_DAYS`] days; `None` with fewer.
+    pub fn from_daily_maxima(maxima: &[f64]) -> Option<Calibration> {
+        let mut desc: Vec<f64> = maxima.iter().copied().filter(|v| v.is_finite()).collect();
+        if desc.len() < MIN_DAYS {
+            return None;
+        }
+        desc.sort_by(|a, b| b.total_cmp(a));
+        let n = desc.len();
+        let m = (n / 10).max(10).min(n - 1);
+        let tail_from = desc[m];
+        let excess: f64 = desc[..m].iter().map(|v| v - tail_from).sum::<f64>() / m as f64;
+        Some(Calibration { tail_from, tail_share: m as f64 / n as f64, tail_scale: excess.max(1e-3), desc })
+    }
+
+    pub fn days(&self) -> usize {
+        self.desc.len()
+    }
+
+    /// The threshold the daily maximum reaches once in `recurrence_days` days.
+    pub fn threshold(&self, recurrence_days: f64) -> f64 {
+        let n = self.desc.len();
+        let allowed = (n as f64 / recurrence_days.max(1.0)).floor() as usize;
+        if allowed >= 5 && allowed < n {
+            // Just above the (allowed + 1)-th largest: exactly `allowed` days reach it (ties
+            // aside).
+            return midpoint(self.desc[allowed - 1], self.desc[allowed]);
+        }
+        self.tail_from + self.tail_scale * (self.tail_share * recurrence_days).max(1.0).ln()
+    }
+
+    /// How often, in days, the daily maximum reaches `stat` by chance.
+    pub fn recurrence(&self, stat: f64) -> f64 {
+        let n = self.desc.len();
+        let reached = self.desc.partition_point(|&v| v >= stat);
+        if reached >= 5 {
+            return n as f64 / reached as f64;
+        }
+        let p = self.tail_share * (-(stat - self.tail_from) / self.tail_scale).exp();
+        1.0 / p.min(1.0)
+    }
+
+    /// What `threshold` achieved on the calibration days.
+    pub fn achieved(&self, threshold: f64) -> LevelRates {
+        let days = self.desc.partition_point(|&v| v >= threshold);
+        LevelRates { threshold, days, every_days: (days > 0).then(|| self.desc.len() as f64 / days as f64) }
+    }
+}
+
+fn midpoint(hi: f64, lo: f64) -> f64 {
+    if hi > lo { lo + (hi - lo) / 2.0 } else { hi + 1e-9 }
+}
+
+/// The uncalibrated threshold for `recurrence_days`: a Bonferroni bound over `cuts` cuts and
+/// `windows` scan lengths, never below 1.3 (p = 0.05).
+pub fn bonferroni_threshold(cuts: usize, windows: usize, recurrence_days: f64) -> f64 {
+    ((cuts.max(1) * windows.max(1)) as f64 * recurrence_days.max(1.0)).log10().max(1.3)
+}
+
+/// The recurrence interval, in days, of a statistic between and beyond known (threshold,
+/// recurrence) points: log-linear in the recurrence, as the exponential tail is; extrapolated
+/// with the slope of the nearest segment; at least one day. `points` are sorted by threshold.
+pub fn interpolate(points: &[(f64, f64)], stat: f64) -> f64 {
+    let finite: Vec<(f64, f64)> =
+        points.iter().copied().filter(|(t, r)| t.is_finite() && r.is_finite() && *r >= 1.0).collect();
+    match finite.len() {
+        0 => 1.0,
+        1 => {
+            let (t, r) = finite[0];
+            // One point: a decade of p per unit of the statistic, the Bonferroni slope.
+            (r * 10f64.powf(stat - t)).max(1.0)
+        }
+        n => {
+            let k = finite.iter().position(|(t, _)| stat < *t).unwrap_or(n).clamp(1, n - 1);
+            let (t0, r0) = finite[k - 1];
+            let (t1, r1) = finite[k];
+            if t1 <= t0 {
+                return r1.max(1.0);
+            }
+            let slope = (r1.ln() - r0.ln()) / (t1 - t0);
+            (r0.ln() + slope * (stat - t0)).exp().max(1.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empirical_thresholds_pass_as_often_as_asked() {
+        let maxima: Vec<f64> = (0..1000).map(|i| i as f64 / 100.0).collect();
+        let c = Calibration::from_daily_maxima(&maxima).unwrap();
+        for r in [2.0, 14.0, 100.0] {
+            let t = c.threshold(r);
+            let a = c.achieved(t);
+            assert_eq!(a.days, (1000.0 / r) as usize, "R {r}: {a:?}");
+        }
+        assert!((c.recurrence(c.threshold(14.0)) - 1000.0 / 71.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn the_tail_extrapolates_an_exponential() {
+        // Maxima with an exponential tail of scale 1: P(M ≥ s) = exp(−s).
+        let n = 2000;
+        let maxima: Vec<f64> = (1..=n).map(|i| -((i as f64 - 0.5) / n as f64).ln()).collect();
+        let c = Calibration::from_daily_maxima(&maxima).unwrap();
+        let t = c.threshold(5000.0);
+        assert!((t - 5000f64.ln()).abs() < 0.3, "{t}");
+        assert!((c.recurrence(t) / 5000.0 - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn too_little_history_is_refused() {
+        assert!(Calibration::from_daily_maxima(&[1.0; 27]).is_none());
+    }
+
+    #[test]
+    fn interpolation_is_log_linear_and_monotone() {
+        let pts = [(3.0, 2.0), (5.0, 14.0), (7.0, 100.0)];
+        assert!((interpolate(&pts, 5.0) - 14.0).abs() < 1e-9);
+        let mid = interpolate(&pts, 4.0);
+        assert!((mid - (2.0f64 * 14.0).sqrt()).abs() < 1e-9);
+        assert!(interpolate(&pts, 9.0) > 100.0);
+        assert_eq!(interpolate(&pts, 0.0), 1.0);
+        assert!((bonferroni_threshold(100, 7, 100.0) - 70000f64.log10()).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Independent values for the evidence scan (crates/scan/src/evidence.rs), from SciPy.
+
+Writes crates/scan/tests/oracle.csv: random series (Poisson and over-dispersed, sparse and busy,
+with bursts, zero baselines and unknown windows) and, for each, the scan as
+docs/methodology.md §16.1-16.2 defines it, with the negative-binomial tail from
+scipy.stats.nbinom (Poisson where there is no excess dispersion). Re-run after changing the
+method:  python3 crates/scan/tests/oracle.py   (Python 3 with numpy and scipy).
+"""
+import math, random
+from pathlib import Path
+from scipy.stats import nbinom, poisson
+
+PRIOR = 0.5
+
+
+def capped(xs, fs, rate):
+    s = chi2 = 0.0
+    for x, f in zip(xs, fs):
+        if not math.isnan(x):
+            mu = max(rate * f, 1e-9)
+            xc = min(x, mu + 3 * math.sqrt(mu) + 1)
+            s += xc
+            chi2 += (xc - mu) ** 2 / mu
+    return s, chi2
+
+
+def baseline(x, f, w, n):
+    end = min(w + n, len(x), len(f))
+    if end <= w:
+        return None
+    xs, fs = x[w:end], f[w:end]
+    known = [(a, b) for a, b in zip(xs, fs) if not math.isnan(a)]
+    s0, exposure = sum(a for a, _ in known), sum(b for _, b in known)
+    if len(known) * 2 < n or exposure <= 0:
+        return None
+    rate, s = (s0 + PRIOR) / exposure, s0
+    for _ in range(3):
+        s = capped(xs, fs, rate)[0]
+        rate = (s + PRIOR) / exposure
+    chi2 = capped(xs, fs, rate)[1]
+    phi = max(1.0, chi2 / (len(known) - 1)) if s > 0 and len(known) > 1 else 1.0
+    return rate, s, phi
+
+
+def tail(c, mean, phi_eff):
+    k = round(c)
+    if phi_eff <= 1 + 1e-9:
+        return poisson.sf(k - 1, mean)
+    size = mean / (phi_eff - 1)
+    return nbinom.sf(k - 1, size, size / (size + mean))
+
+
+def scan(x, f, W, N):
+    best = (0.0, 0, 0.0, 0.0)
+    c = e = 0.0
+    today = False
+    for w in range(1, W + 1):
+        if w - 1 >= len(x) or math.isnan(x[w - 1]):
+            break
+        c += x[w - 1]
+        e += f[w - 1]
+        base = baseline(x, f, w, N)
+        if base is None:
+            break
+        rate, s, phi = base
+        b = rate * e
+        if w == 1:
+            today = c > b
+        if not today or c <= b:
+            continue
+        phi_eff = 1 + b / (s + PRIOR) + (phi - 1)
+        stat = -math.log10(max(tail(c, b, phi_eff), 1e-300))
+        if stat > best[0]:
+            best = (stat, w, c, b)
+    return best
+
+
+def main():
+    rng = random.Random(20261204)
+    rows = []
+    for case in range(60):
+        W, N = rng.choice([1, 3, 7, 14]), rng.choice([7, 14, 28, 56])
+        length = W + N + rng.choice([0, 0, 3])
+        base = rng.choice([0.0, 0.05, 0.3, 1.5, 6.0, 40.0])
+        disp = rng.choice([0.0, 0.5, 2.0])
+        f = [round(rng.uniform(0.6, 1.4), 3) if case % 2 else 1.0 for _ in range(length)]
+        x = []
+        for j in range(length):
+            lam = base * f[j] * (rng.gammavariate(1 / disp, disp) if disp else 1.0)
+            # Poisson by inversion (deterministic with the seeded generator).
+            u, k, p = rng.random(), 0, math.exp(-lam)
+            cdf = p
+            while u > cdf and k < 10000:
+                k += 1
+                p *= lam / k
+                cdf += p
+            x.append(float(k))
+        burst = rng.choice([0, 0, 1, 3, 7])
+        for j in range(min(burst, length)):
+            x[j] += rng.choice([1, 2, 5, 20])
+        if case % 7 == 3:
+            for j in rng.sample(range(length), k=min(4, length)):
+                x[j] = float("nan")
+        stat, w, c, b = scan(x, f, W, N)
+        rows.append([case, W, N, ";".join("nan" if math.isnan(v) else f"{v:g}" for v in x),
+                     ";".join(f"{v:g}" for v in f), f"{stat:.12g}", w, f"{c:g}", f"{b:.12g}"])
+    out = Path(__file__).with_name("oracle.csv")
+    with open(out, "w") as fo:
+        fo.write("case,windows,baseline,x,f,stat,scan_windows,observed,expected\n")
+        for r in rows:
+            fo.write(",".join(str(v) for v in r) + "\n")
+    print(f"wrote {out}: {len(rows)} cases, {sum(1 for r in rows if float(r[5]) > 0)} with evidence")
+
+
+if __name__ == "__main__":
+    main()
