@@ -139,6 +139,10 @@ pub(crate) struct Verdict {
     /// this cut's).
     pub cut: Option<usize>,
     pub named_stat: f64,
+    /// Sources whose strongest cut reaches p ≤ 0.05, when two or more do (关联预警).
+    pub sources: Vec<usize>,
+    /// Their combined statistic (Fisher's method), 0 when fewer than two agree.
+    pub joint: f64,
     pub level: Option<Level>,
     /// Child slots whose excess was taken out.
     pub linked: Vec<u32>,
@@ -202,14 +206,46 @@ pub(crate) fn verdict(
             })
             .unwrap_or(b)
     });
+    // Sources that rise together (关联预警): each source's strongest cut, and where two or more
+    // reach p ≤ 0.05, their p-values combined by Fisher's method. The joint statistic competes
+    // with the single cuts for the region's level; the calibration sees it like any other.
+    let mut by_source = vec![0.0f64; rules.sources.len()];
+    for (c, cut) in alarm.cuts.iter().enumerate() {
+        let s = rules.indicators[cut.indicator].source as usize;
+        by_source[s] = by_source[s].max(stats[c]);
+    }
+    let sources: Vec<usize> = (0..by_source.len()).filter(|&s| by_source[s] >= AGREE).collect();
+    let joint = if sources.len() >= 2 { fisher(sources.iter().map(|&s| by_source[s])) } else { 0.0 };
+    let sources = if sources.len() >= 2 { sources } else { Vec::new() };
     linked.sort_unstable();
+    let stat = best.max(joint);
     Verdict {
-        stat: best,
+        stat,
         cut: named,
         named_stat: named.map_or(0.0, |c| stats[c]),
-        level: alarm.level_for(best),
+        sources,
+        joint,
+        level: alarm.level_for(stat),
         linked,
     }
+}
+
+/// A source agrees when its strongest cut reaches p ≤ 0.05.
+const AGREE: f64 = 1.301_029_995_663_981_2;
+
+/// Fisher's combination of independent p-values given as −log10 p: −log10 P(χ²₂ₖ ≥ −2 Σ ln pᵢ),
+/// with P(χ²₂ₖ ≥ x) = Q(k, x/2).
+pub(crate) fn fisher(stats: impl Iterator<Item = f64>) -> f64 {
+    let (mut k, mut half) = (0usize, 0.0);
+    for s in stats {
+        k += 1;
+        half += s * std::f64::consts::LN_10;
+    }
+    if k == 0 {
+        return 0.0;
+    }
+    let q = vigil_score::stats::reg_inc_gamma_q(k as f64, half);
+    if q.is_finite() { -q.max(1e-300).log10() } else { 0.0 }
 }
 
 /// The alert record of an evidence transition; `b` is the local boundary evaluated.
@@ -250,6 +286,15 @@ pub(crate) fn record(
         if !linked.is_empty() {
             summary.push_str(&format!(" (excess of {} taken out)", linked.join(", ")));
         }
+        let sources: Vec<String> = v.sources.iter().map(|&s| rules.sources[s].id.clone()).collect();
+        if !sources.is_empty() {
+            let together = vigil_scan::recurrence::interpolate(&alarm.recurrence_points(), v.joint);
+            summary.push_str(&format!(
+                "; {} rise together here, which by chance happens {}",
+                sources.join(", "),
+                every(round_days(together))
+            ));
+        }
         if let Some(l) = v.level.and_then(|l| alarm.levels[l.rank() as usize - 1]) {
             summary.push_str(&format!(
                 "; {} is once in {:.0} days or rarer",
@@ -270,6 +315,7 @@ pub(crate) fn record(
             statistic: round2(v.named_stat),
             recurrence_days: round_days(recurrence),
             linked,
+            sources,
             summary,
         }
     });
@@ -339,4 +385,24 @@ fn round_days(d: f64) -> f64 {
 /// "once every N days", or the floor of the scale.
 fn every(d: f64) -> String {
     if d >= 1e6 { "less than once in a million days".to_string() } else { format!("about once every {d:.0} days") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fisher_agrees_with_scipy() {
+        // scipy.stats.combine_pvalues(ps, method="fisher")
+        let cases: [(&[f64], f64); 3] = [
+            (&[0.01, 0.02], 0.0019034386382832487),
+            (&[0.04, 0.03, 0.05], 0.0034783020092477492),
+            (&[1e-5, 0.05], 7.754328869262112e-06),
+        ];
+        for (ps, want) in cases {
+            let got = fisher(ps.iter().map(|p| -p.log10()));
+            assert!((got - -want.log10()).abs() < 1e-9, "{ps:?}: {got} vs {}", -want.log10());
+        }
+        assert_eq!(fisher(std::iter::empty()), 0.0);
+    }
 }

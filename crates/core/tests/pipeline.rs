@@ -557,3 +557,76 @@ fn evidence_alarms_name_the_burst_and_survive_a_restart() {
         assert_eq!(alerts, a2, "alerts differ after a restart at event {split}");
     }
 }
+
+/// Two sources rising together in one district (关联预警): police calls and petitions on the
+/// same day. Each alone is a modest excess; the alarm names both and their joint evidence sets a
+/// level at least as high as either alone.
+#[test]
+fn sources_rising_together_are_named_and_combined() {
+    let sources = format!(
+        "{}\n[[source]]\nid = \"petition\"\nname = \"Petitions\"\ntopic = \"t.petition\"\nallowed_delay = \"5m\"\nallowed_lateness = \"2h\"\n",
+        mini::SOURCES
+    );
+    let petitions = r#"
+[[indicator]]
+id = "petition_count_24h"
+name = "Petitions"
+category = "volume"
+source = "petition"
+measure = "count"
+window = "24h"
+hop = "1h"
+direction = "up"
+weight = 0.2
+normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasonality = "none", dist = "poisson" }
+"#;
+    let indicators = format!("{}{petitions}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    let alarm = "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nrecurrence = { yellow = \"2d\", orange = \"14d\", red = \"100d\" }\n";
+    let rules = Arc::new(
+        compile(&mini::files_with(&[
+            ("sources.toml", &sources),
+            ("indicators/police.toml", &indicators),
+            ("alarm.toml", alarm),
+        ]))
+        .unwrap_or_else(|d| panic!("{d}")),
+    );
+    let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+    let g1 = rules.regions.lookup("G1").unwrap();
+    let mut events = Vec::new();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for h in 0..24 * 24i64 {
+        let burst = h / 24 == 20 && (9..15).contains(&(h % 24));
+        // Police: about one call an hour, three an hour in the burst.
+        for _ in 0..(if burst { 3 } else { next() % 3 }) {
+            let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
+            e.set(0, 0);
+            events.push(e);
+        }
+        // Petitions: one every few hours, two an hour in the burst.
+        if burst || next() % 4 == 0 {
+            for _ in 0..(if burst { 2 } else { 1 }) {
+                events.push(Event { source: 1, region: g1, ts: start + h * HOUR + 20 * MINUTE, ..Event::default() });
+            }
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    let (alerts, _) = run(&rules, &events, None);
+    let parsed: Vec<vigil_model::record::AlertRecord> =
+        alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    let together = parsed
+        .iter()
+        .filter(|a| a.scope == "evidence" && a.region == "D1" && a.window_end.starts_with("2026-03-21"))
+        .find(|a| a.evidence.as_ref().is_some_and(|e| e.sources == ["police", "petition"]))
+        .unwrap_or_else(|| panic!("no alarm naming both sources on D1: {parsed:#?}"));
+    let e = together.evidence.as_ref().unwrap();
+    assert!(e.summary.contains("police, petition rise together here"), "{}", e.summary);
+    // The level is set on the stronger of the joint and the single evidence.
+    assert!(together.score.unwrap() >= e.statistic, "{together:?}");
+    assert_eq!(alerts, run(&rules, &events, Some(events.len() / 2)).0, "and across a restart");
+}

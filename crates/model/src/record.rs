@@ -125,6 +125,10 @@ pub struct Evidence {
     /// theirs; the level is set on what is left once their excess is taken out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub linked: Vec<String>,
+    /// Sources whose counts in this region rise together (each with p ≤ 0.05 on its strongest
+    /// cut), when two or more do; their combined evidence may set the level (关联预警).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
     /// The sentence an analyst reads.
     pub summary: String,
 }
