@@ -267,7 +267,7 @@ def write_results(a, out, rows, secs):
         "",
         "How to read it. Each stream has 49 injected surges, 7 per bucket (1.5x, 2x, 3x, +1/day,",
         "+2/day, ramp, spatial). *Own region*: an alarm in a surge's region on one of its days.",
-        "*False alerts*: alarm region-days outside every surge window (its regions and ancestors,",
+        "*False alerts*: alarm region-days outside every surge window (its regions, their ancestors and descendants,",
         "to one day after), per 100 region-days. Swept detectors (every threshold) are compared at",
         "matched rates: the best detection at or below each rate, with the chance level random",
         "alarms at that rate would reach. `vigil-indicators` sweeps the scores of vigil's own",

@@ -91,7 +91,8 @@ pub struct Evaluation<'a> {
     truth: &'a Truth,
     sig: &'a Signals,
     grace_days: i64,
-    /// Per slot and day: inside some surge's window (its regions and their ancestors, from its
+    /// Per slot and day: inside some surge's window (its regions, their ancestors and their
+    /// descendants, from its
     /// first day to `grace_days` after its last).
     covered: Vec<bool>,
 }
@@ -99,15 +100,21 @@ pub struct Evaluation<'a> {
 impl<'a> Evaluation<'a> {
     pub fn new(rules: &'a RuleSet, truth: &'a Truth, sig: &'a Signals, grace_days: i64) -> Evaluation<'a> {
         let mut covered = vec![false; sig.regions.len() * sig.days];
+        // A surge covers its regions, their ancestors (a parent's alarm over the same excess)
+        // and their descendants (a region-wide surge's events fall in some of its sub-regions,
+        // and an alarm there has found it, more precisely): none of those alarms is false.
         for s in truth.surges.iter().chain(&truth.context) {
-            for &r in &s.regions {
-                for &a in &rules.regions.chains[r as usize] {
-                    let Some(slot) = sig.slot(a) else { continue };
-                    for day in s.first..=s.last + grace_days {
-                        let d = day - sig.first_day;
-                        if (0..sig.days as i64).contains(&d) {
-                            covered[slot * sig.days + d as usize] = true;
-                        }
+            for (slot, &r) in sig.regions.iter().enumerate() {
+                let related = s.regions.iter().any(|&x| {
+                    rules.regions.chains[x as usize].contains(&r) || rules.regions.chains[r as usize].contains(&x)
+                });
+                if !related {
+                    continue;
+                }
+                for day in s.first..=s.last + grace_days {
+                    let d = day - sig.first_day;
+                    if (0..sig.days as i64).contains(&d) {
+                        covered[slot * sig.days + d as usize] = true;
                     }
                 }
             }

@@ -10,8 +10,8 @@
 //! - A surge is *detected* when a region of the surge (own-region detection), or also one of
 //!   their ancestors (region-or-ancestor detection), alarms on a day of the surge; the delay is
 //!   the first such day minus the surge's first day.
-//! - A *false alert* is an alarm region-day (at or above `t`) outside every surge's regions and
-//!   their ancestors, from the surge's first day to `grace_days` after its last; the rate is per
+//! - A *false alert* is an alarm region-day (at or above `t`) outside every surge's regions,
+//!   their ancestors and descendants, from the surge's first day to `grace_days` after its last; the rate is per
 //!   100 region-days of the regions that can alarm.
 //! - The *chance level* is the detection random alarm days at the same rate would reach.
 

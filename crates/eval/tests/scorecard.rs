@@ -105,3 +105,22 @@ fn bad_truth_is_refused_with_the_line() {
         vigil_eval::from_alerts("alerts.jsonl", alert, &rules, truth.first_day, truth.last_day, None).unwrap_err();
     assert!(err.to_string().starts_with("alerts.jsonl:1: alert from rules other"), "{err}");
 }
+
+/// A district-wide surge's events fall in its grid cells: an alarm in one of them during the
+/// surge has found it (not a false alert), though only an alarm in the district itself counts as
+/// own-region detection.
+#[test]
+fn alarms_inside_a_surge_region_are_not_false() {
+    let rules = rules();
+    let truth = r#"{"stream": "hand", "start": "2026-03-01", "end": "2026-03-10",
+ "surges": [
+  {"id": "s1", "regions": ["D1"], "category": "volume", "start": "2026-03-04", "days": 2, "shape": "spike", "bucket": "2x", "added": [3, 3]}
+ ]}"#;
+    let truth = parse_truth("truth.json", truth, &rules).unwrap();
+    // G1 (in D1) alarms on day 5, inside the surge; D2 on day 5 is false.
+    let signals = "method,region,category,date,stat\nm,G1,volume,2026-03-05,5\nm,D2,volume,2026-03-05,5\nm,D1,volume,2026-03-09,1\n";
+    let sig = from_baseline_csv("s.csv", signals, &rules, "m", truth.first_day, truth.last_day).unwrap();
+    let card = Evaluation::new(&rules, &truth, &sig, 1).card(5.0);
+    assert_eq!(card.point.false_alerts, 1, "{:?}", card.point);
+    assert_eq!(card.point.detected_own, 0);
+}
