@@ -126,6 +126,13 @@ pub(crate) fn scan_cut(
             *o = Cut::default();
             continue;
         }
+        // An empty newest window is never in excess (every expectation is above zero): most cuts
+        // of a fine region, most of the time, cost one ring read.
+        let newest = block(hist, slot, 0, k, 0);
+        if newest.is_nan() || newest <= 0.0 {
+            *o = Cut::default();
+            continue;
+        }
         gather(hist, slot, cut, Geo { b, window: ind.window.0, k, offset: 0 }, sc, c);
         *o = vigil_scan::scan(&sc.xs, &sc.fs, &params(cut));
     }
@@ -149,8 +156,9 @@ pub(crate) struct Verdict {
 }
 
 /// The region's evidence after linking: every cut's statistic recomputed without the excess of
-/// the `alarmed` child slots (their own evidence reaches the lowest level), then the strongest;
-/// among cuts within half a decade of it, a category's own count is named before its parent's.
+/// the `alarmed` child slots (their own evidence reaches the lowest level), then the strongest
+/// cut, or the joint evidence of the sources that agree where stronger; the cut named is the
+/// strongest or one of its category children within half a decade of it.
 pub(crate) fn verdict(
     rules: &RuleSet,
     slot: usize,

@@ -76,7 +76,6 @@ pub fn tail_stat(c: f64, mean: f64, phi_eff: f64) -> f64 {
 pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
     let mut best = Cut::default();
     let (mut c, mut e) = (0.0, 0.0);
-    let mut today_in_excess = false;
     for w in 1..=params.windows.min(MAX_WINDOWS) {
         let j = w - 1;
         let (Some(&xj), Some(&fj)) = (x.get(j), f.get(j)) else { break };
@@ -87,10 +86,12 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
         e += fj;
         let Some(base) = baseline(x, f, w, params.baseline) else { break };
         let b = base.rate * e;
-        if w == 1 {
-            today_in_excess = c > b;
+        if w == 1 && c <= b {
+            // The newest window is not in excess: no longer scan counts (and this is most cuts,
+            // most of the time).
+            break;
         }
-        if !today_in_excess || c <= b {
+        if c <= b {
             continue;
         }
         let phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
