@@ -12,7 +12,7 @@ use vigil_rules::{Alarm, AlarmCut, RuleSet};
 use vigil_scan::{Cut, Params};
 use vigil_score::history::History;
 
-use crate::explain::Period;
+use crate::explain::{Period, round};
 
 /// One region's evidence at one evaluation, as drivers see it ([`crate::Output::evidence`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -269,7 +269,6 @@ pub(crate) fn record(
     slot_regions: &[u32],
 ) -> AlertRecord {
     let alarm = rules.alarm.as_ref().expect("record without alarm rules");
-    let code = &rules.regions.codes[r];
     let evidence = v.cut.map(|c| {
         let cut = cuts[c][slot];
         let ind = &rules.indicators[alarm.cuts[c].indicator];
@@ -318,9 +317,9 @@ pub(crate) fn record(
             window: ind.window.to_string(),
             since: format_utc(since),
             observed: cut.observed,
-            expected: round2(cut.expected),
+            expected: round(cut.expected, 2),
             p_value,
-            statistic: round2(v.named_stat),
+            statistic: round(v.named_stat, 2),
             recurrence_days: round_days(recurrence),
             linked,
             sources,
@@ -334,31 +333,15 @@ pub(crate) fn record(
             vec![vigil_model::record::IndicatorScore {
                 indicator: rules.indicators[alarm.cuts[c].indicator].id.clone(),
                 value: Some(cut.observed),
-                expected: Some(round2(cut.expected)),
-                score: Some(round2(v.named_stat)),
+                expected: Some(round(cut.expected, 2)),
+                score: Some(round(v.named_stat, 2)),
             }]
         })
         .unwrap_or_default();
     AlertRecord {
-        alert_id: format!("{code}:evidence:{}", format_utc(tr.episode_start)),
-        seq: tr.seq,
-        event: tr.event,
-        level: tr.level,
-        previous_level: tr.previous,
-        region: code.clone(),
-        region_name: rules.regions.names[r].clone(),
-        region_level: rules.regions.level_name(r as u32).to_string(),
-        scope: "evidence".to_string(),
-        score: Some(round2(v.stat)),
-        window_start: format_utc(p.start),
-        window_end: format_utc(p.end),
-        date: p.date.clone(),
-        rules_version: rules.version.clone(),
-        reason: tr.reason.as_str().to_string(),
-        domains: Default::default(),
         top_contributors: top,
-        top_regions: Vec::new(),
         evidence,
+        ..crate::explain::alert_head(rules, r, p, "evidence", Some(round(v.stat, 2)), &tr)
     }
 }
 
@@ -371,10 +354,6 @@ fn span_words(ms: i64) -> String {
         _ if hours == 1 => "the last hour".to_string(),
         _ => format!("the last {hours} hours"),
     }
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// Days to two significant figures, at least 1 and at most a million (beyond, the tail

@@ -126,6 +126,27 @@ pub(crate) fn alert_record(
         .filter_map(|(i, ind)| st[i].latest[slot].score.filter(|s| *s > 0.0).map(|s| (s * ind.global_weight, i)))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(rules.indicators[a.1].id.cmp(&rules.indicators[b.1].id)));
+    AlertRecord {
+        domains: domains(rules, roll),
+        top_contributors: ranked
+            .iter()
+            .take(TOP_CONTRIBUTORS)
+            .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
+            .collect(),
+        ..alert_head(rules, r, p, scope, score(scope_score), &tr)
+    }
+}
+
+/// An alert record's lifecycle, region and period fields, with no reasons yet: what every
+/// alert of a region and scope carries, whatever raised it.
+pub(crate) fn alert_head(
+    rules: &RuleSet,
+    r: usize,
+    p: &Period,
+    scope: &str,
+    score: Option<f64>,
+    tr: &Transition,
+) -> AlertRecord {
     let code = &rules.regions.codes[r];
     AlertRecord {
         alert_id: format!("{code}:{scope}:{}", format_utc(tr.episode_start)),
@@ -137,18 +158,14 @@ pub(crate) fn alert_record(
         region_name: rules.regions.names[r].clone(),
         region_level: rules.regions.level_name(r as u32).to_string(),
         scope: scope.to_string(),
-        score: score(scope_score),
+        score,
         window_start: format_utc(p.start),
         window_end: format_utc(p.end),
         date: p.date.clone(),
         rules_version: rules.version.clone(),
         reason: tr.reason.as_str().to_string(),
-        domains: domains(rules, roll),
-        top_contributors: ranked
-            .iter()
-            .take(TOP_CONTRIBUTORS)
-            .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
-            .collect(),
+        domains: BTreeMap::new(),
+        top_contributors: Vec::new(),
         top_regions: Vec::new(),
         evidence: None,
     }

@@ -14,19 +14,23 @@ fn rules() -> Arc<RuleSet> {
     Arc::new(compile(&mini::files_with(&[])).unwrap())
 }
 
+/// A deterministic pseudo-random sequence (xorshift64).
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// A deterministic scenario: 24 days of police calls in two districts, about one crime call an
 /// hour in D1 and a burst of eight an hour on 03-21 from 10:00 to 16:00.
 fn scenario(rules: &RuleSet) -> Vec<Event> {
     let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
     let g1 = rules.regions.lookup("G1").unwrap();
     let d2 = rules.regions.lookup("D2").unwrap();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::new();
     for h in 0..24 * 24 {
         let day = h / 24;
@@ -39,7 +43,7 @@ fn scenario(rules: &RuleSet) -> Vec<Event> {
             e.set(2, 50 + (next() % 105) as i64); // 5.0 .. 15.4 minutes
             out.push(e);
         }
-        if next() % 2 == 0 {
+        if next().is_multiple_of(2) {
             let mut e = Event { region: d2, ts: start + h * HOUR + 30 * MINUTE, ..Event::default() };
             e.set(0, 3);
             out.push(e);
@@ -593,13 +597,7 @@ normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasona
     let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
     let g1 = rules.regions.lookup("G1").unwrap();
     let mut events = Vec::new();
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for h in 0..24 * 24i64 {
         let burst = h / 24 == 20 && (9..15).contains(&(h % 24));
         // Police: about one call an hour, three an hour in the burst.
@@ -609,7 +607,7 @@ normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasona
             events.push(e);
         }
         // Petitions: one every few hours, two an hour in the burst.
-        if burst || next() % 4 == 0 {
+        if burst || next().is_multiple_of(4) {
             for _ in 0..(if burst { 2 } else { 1 }) {
                 events.push(Event { source: 1, region: g1, ts: start + h * HOUR + 20 * MINUTE, ..Event::default() });
             }
