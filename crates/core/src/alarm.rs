@@ -46,17 +46,17 @@ impl Scratch {
     }
 }
 
-/// Windows of history in ring entries: block `j` (0 = the window just closed) sits `j · k`
-/// entries back, `k` the indicator's hops per window. `offset` is 1 once the ring has been
-/// advanced past the current evaluation.
-fn block(hist: &History, slot: usize, j: usize, k: usize, offset: usize) -> f64 {
-    let evals = hist.evals.saturating_sub(offset as u64) as usize;
+/// Windows of history in ring entries, read once the ring has advanced past the evaluation:
+/// block `j` (0 = the window just closed) sits `j · k + 1` entries back, `k` the indicator's
+/// hops per window.
+fn block(hist: &History, slot: usize, j: usize, k: usize) -> f64 {
+    let evals = hist.evals.saturating_sub(1) as usize;
     let lag = j * k;
     // A window that began before the stream did undercounts: unknown, as for every baseline.
     if evals + 1 < lag + k {
         return f64::NAN;
     }
-    hist.value(slot, lag + offset).unwrap_or(f64::NAN)
+    hist.value(slot, lag + 1).unwrap_or(f64::NAN)
 }
 
 /// The local weekday (Monday 0) of the window that ends `j` windows before boundary `b`.
@@ -65,40 +65,67 @@ fn weekday(b: i64, window: i64, j: usize) -> u8 {
     (start.div_euclid(DAY) + 3).rem_euclid(7) as u8
 }
 
-pub(crate) fn params(cut: &AlarmCut) -> Params {
-    Params { windows: cut.windows, baseline: cut.baseline }
+pub(crate) fn params(cut: &AlarmCut, counted: bool) -> Params {
+    Params { windows: cut.windows, baseline: cut.baseline, counted }
 }
 
 /// Where a cut's windows lie in its history ring: the boundary its newest window ends on, the
-/// window length, hops per window (`k`), and `offset` 1 once the ring has advanced past it.
+/// window length and hops per window (`k`). Every read comes after the ring has advanced past
+/// that boundary.
 #[derive(Clone, Copy)]
 struct Geo {
     b: i64,
     window: i64,
     k: usize,
-    offset: usize,
 }
 
-/// Fills the scratch series with one slot's blocks and seasonal factors of cut `c`, newest
-/// first.
-fn gather(hist: &History, slot: usize, cut: &AlarmCut, g: Geo, sc: &mut Scratch, c: usize) {
-    let span = params(cut).span();
+/// A region takes its share of the rest of the city only while it is at most a quarter of the
+/// city (its own count at most a third of the rest's): the rest's own noise, which widens the
+/// predictive by the ratio of the two, would otherwise cost more than city-wide swings do.
+const SHARE_AT_MOST: f64 = 1.0 / 3.0;
+
+/// Fills the scratch series with one slot's blocks and exposures for cut `c`, newest first:
+/// the rest of the city's count of the share cut plus one (a top region has no rest of the
+/// city; a large one is better served by its own history, [`SHARE_AT_MOST`]), else the weekday
+/// factors. Returns whether the exposures are counts.
+fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, tops: &[u32], sc: &mut Scratch) -> bool {
+    let span = params(cut, false).span();
     sc.xs.clear();
     sc.fs.clear();
-    for j in 0..span {
-        sc.xs.push(block(hist, slot, j, g.k, g.offset));
-        sc.fs.push(if g.window == DAY { sc.factors[c][weekday(g.b, g.window, j) as usize] } else { 1.0 });
+    let (mut own, mut rest) = (0.0, 0.0);
+    if let Some(r) = cut.share.filter(|_| !tops.contains(&(slot as u32))) {
+        for j in 0..span {
+            let city: f64 = tops.iter().map(|&t| block(hists[r], t as usize, j, g.k)).sum();
+            let mine = block(hists[r], slot, j, g.k);
+            if (city - mine).is_finite() {
+                own += mine;
+                rest += city - mine;
+            }
+            sc.fs.push(city - mine + 1.0);
+        }
     }
+    let share = !sc.fs.is_empty() && own <= SHARE_AT_MOST * rest;
+    if !share {
+        sc.fs.clear();
+        sc.fs.extend((0..span).map(|j| match g.window {
+            DAY => sc.factors[c][weekday(g.b, g.window, j) as usize],
+            _ => 1.0,
+        }));
+    }
+    sc.xs.extend((0..span).map(|j| block(hists[c], slot, j, g.k)));
+    share
 }
 
-/// Scans cut `c` for every active slot at boundary `b`, before the ring advances. `tops` are
-/// the scored slots with no scored ancestor: their sum is the reference the weekday factors
-/// come from (reporting artefacts are city-wide; one cut's few events could not show them).
+/// Scans cut `c` for every active slot at boundary `b`, once every ring has advanced past it
+/// (`hists[c]` is the cut's ring, `hists[r]` that of its share cut). `tops` are the scored
+/// slots with no scored ancestor: their sum is the city the shares are taken of, and the
+/// reference the weekday factors of the tops themselves come from (reporting artefacts are
+/// city-wide; one cut's few events could not show them).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_cut(
     rules: &RuleSet,
     c: usize,
-    hist: &History,
+    hists: &[&History],
     b: i64,
     tops: &[u32],
     active: Option<&[bool]>,
@@ -109,18 +136,20 @@ pub(crate) fn scan_cut(
     let cut = &alarm.cuts[c];
     let ind = &rules.indicators[cut.indicator];
     let k = (ind.window.0 / ind.hop.0).max(1) as usize;
-    let span = params(cut).span();
+    let span = params(cut, false).span();
+    let hist = hists[c];
     sc.factors[c] = [1.0; 7];
     if ind.window.0 == DAY {
         sc.refs.clear();
         sc.weekdays.clear();
         for j in 1..=span {
-            let v: f64 = tops.iter().map(|&t| block(hist, t as usize, j, k, 0)).sum();
+            let v: f64 = tops.iter().map(|&t| block(hist, t as usize, j, k)).sum();
             sc.refs.push(v);
             sc.weekdays.push(weekday(b, ind.window.0, j));
         }
         sc.factors[c] = vigil_scan::weekday_factors(&sc.refs, &sc.weekdays);
     }
+    let g = Geo { b, window: ind.window.0, k };
     for (slot, o) in out.iter_mut().enumerate() {
         if active.is_some_and(|a| !a[slot]) {
             *o = Cut::default();
@@ -128,13 +157,13 @@ pub(crate) fn scan_cut(
         }
         // An empty newest window is never in excess (every expectation is above zero): most cuts
         // of a fine region, most of the time, cost one ring read.
-        let newest = block(hist, slot, 0, k, 0);
+        let newest = block(hist, slot, 0, k);
         if newest.is_nan() || newest <= 0.0 {
             *o = Cut::default();
             continue;
         }
-        gather(hist, slot, cut, Geo { b, window: ind.window.0, k, offset: 0 }, sc, c);
-        *o = vigil_scan::scan(&sc.xs, &sc.fs, &params(cut));
+        let counted = gather(hists, slot, c, cut, g, tops, sc);
+        *o = vigil_scan::scan(&sc.xs, &sc.fs, &params(cut, counted));
     }
 }
 
@@ -158,7 +187,9 @@ pub(crate) struct Verdict {
 /// The region's evidence after linking: every cut's statistic recomputed without the excess of
 /// the `alarmed` child slots (their own evidence reaches the lowest level), then the strongest
 /// cut, or the joint evidence of the sources that agree where stronger; the cut named is the
-/// strongest or one of its category children within half a decade of it.
+/// strongest or one of its category children within half a decade of it or carrying at least
+/// half of its excess.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn verdict(
     rules: &RuleSet,
     slot: usize,
@@ -166,6 +197,7 @@ pub(crate) fn verdict(
     hists: &[&History],
     cuts: &[Vec<Cut>],
     b: i64,
+    tops: &[u32],
     sc: &mut Scratch,
 ) -> Verdict {
     let alarm = rules.alarm.as_ref().expect("verdict without alarm rules");
@@ -184,7 +216,7 @@ pub(crate) fn verdict(
         let last = b - b.rem_euclid(ind.hop.0);
         let mut excess = 0.0;
         for &ch in alarmed {
-            gather(hists[c], ch as usize, cut, Geo { b: last, window: ind.window.0, k, offset: 1 }, sc, c);
+            gather(hists, ch as usize, c, cut, Geo { b: last, window: ind.window.0, k }, tops, sc);
             if let Some((obs, exp)) = vigil_scan::window_sums(&sc.xs, &sc.fs, w, cut.baseline)
                 && obs > exp
             {
@@ -204,10 +236,14 @@ pub(crate) fn verdict(
         _ => Some(c),
     });
     let best = strongest.map_or(0.0, |c| stats[c]);
+    let excess = |c: usize| cuts[c][slot].observed - cuts[c][slot].expected;
     let named = strongest.map(|b| {
         let parent = alarm.cuts[b].indicator;
+        // A category child is named when about as strong, or when it carries most of the
+        // excess itself (9 street assaults of 10, the street cut's tail being the wider).
+        let explains = |c: usize| stats[c] >= best - 0.5 || (stats[c] >= AGREE && excess(c) >= 0.5 * excess(b));
         (0..stats.len())
-            .filter(|&c| alarm.cuts[c].parent == Some(parent) && stats[c] > 0.0 && stats[c] >= best - 0.5)
+            .filter(|&c| alarm.cuts[c].parent == Some(parent) && stats[c] > 0.0 && explains(c))
             .fold(None, |acc: Option<usize>, c| match acc {
                 Some(a) if stats[a] >= stats[c] => Some(a),
                 _ => Some(c),

@@ -685,13 +685,21 @@ impl Pipeline {
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
-            if let Some(c) = rules.alarm.as_ref().and_then(|a| a.cut_of(i)) {
-                let out = &mut self.state.cuts[c];
-                alarm::scan_cut(&rules, c, &st.hist, b, &self.tops, self.active.as_deref(), &mut self.alarm, out);
-                self.state.factors[c] = self.alarm.factors[c];
-            }
             st.hist.advance();
             self.state.counters.evaluations += evaluated;
+        }
+        // The alarm's cuts are scanned once every ring has its window: a cut's exposure may be
+        // another indicator's count in the rest of the city (`AlarmCut::share`).
+        if let Some(a) = &rules.alarm {
+            let hists: Vec<&History> = a.cuts.iter().map(|c| &self.state.indicators[c.indicator].hist).collect();
+            for (c, cut) in a.cuts.iter().enumerate() {
+                if b.rem_euclid(rules.indicators[cut.indicator].hop.0) != 0 {
+                    continue;
+                }
+                let out = &mut self.state.cuts[c];
+                alarm::scan_cut(&rules, c, &hists, b, &self.tops, self.active.as_deref(), &mut self.alarm, out);
+                self.state.factors[c] = self.alarm.factors[c];
+            }
         }
         // A period that lies wholly inside the time skipped when clocks go forward has no
         // length (its start and end pass at the same instant): its indicators keep their history
@@ -738,7 +746,7 @@ impl Pipeline {
                     .copied()
                     .filter(|&c| raw[c as usize] >= lowest && active(c as usize) && alerts(c)),
             );
-            let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &mut self.alarm);
+            let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &self.tops, &mut self.alarm);
             let r = self.scored[d] as usize;
             samples.push(RegionEvidence {
                 region: r as u32,

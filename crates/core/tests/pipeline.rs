@@ -6,7 +6,7 @@ use std::sync::Arc;
 use vigil_core::{Options, Pipeline, ScoreDetail, VecOutput};
 use vigil_model::Event;
 use vigil_model::record::AlertEvent;
-use vigil_model::time::{HOUR, MINUTE};
+use vigil_model::time::{DAY, HOUR, MINUTE};
 use vigil_rules::testing as mini;
 use vigil_rules::{RuleSet, compile};
 
@@ -400,7 +400,7 @@ fn an_event_that_would_overflow_a_sum_is_refused() {
     assert_eq!(p.ingest(&ev(d2, 2, 10)), vigil_core::Ingest::Overflow);
     assert_eq!(p.ingest(&ev(g1, 3, -100)), vigil_core::Ingest::Accepted);
     assert_eq!(p.counters().overflow, 2);
-    p.advance(t0 + 2 * vigil_model::time::DAY, &mut out);
+    p.advance(t0 + 2 * DAY, &mut out);
     let (s, _) = p.latest(ind, g1 as usize);
     assert_eq!(s.value, Some((i64::MAX - 105) as f64));
 }
@@ -627,4 +627,80 @@ normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasona
     // The level is set on the stronger of the joint and the single evidence.
     assert!(together.score.unwrap() >= e.statistic, "{together:?}");
     assert_eq!(alerts, run(&rules, &events, Some(events.len() / 2)).0, "and across a restart");
+}
+
+/// The expectation of a region is its share of the rest of the city (`expectation = "share"`,
+/// the default): a day on which every district doubles together (a holiday, a reporting
+/// catch-up) raises no district, while the same excess in one district alone does. Under
+/// `expectation = "history"` the districts' own histories see the city-wide day as theirs.
+#[test]
+fn a_city_wide_day_raises_no_district_under_the_share_expectation() {
+    let regions = format!(
+        "{}D3,C,district,North,1\nD4,C,district,South,1\nD5,C,district,Port,1\nD6,C,district,Hill,1\n",
+        mini::REGIONS
+    );
+    let daily = r#"
+[[indicator]]
+id = "calls_count_1d"
+name = "Calls, one day"
+category = "volume"
+source = "police"
+measure = "count"
+window = "1d"
+hop = "1d"
+direction = "up"
+weight = 0.2
+normalise = { method = "ears", variant = "c2" }
+"#;
+    let indicators = format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    let compiled = |expectation: &str| {
+        let alarm = format!(
+            "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nindicators = [\"calls_count_1d\"]\nexpectation = \"{expectation}\"\nrecurrence = {{ yellow = \"2d\", orange = \"14d\", red = \"100d\" }}\n"
+        );
+        Arc::new(
+            compile(&mini::files_with(&[
+                ("regions.csv", &regions),
+                ("indicators/police.toml", &indicators),
+                ("alarm.toml", &alarm),
+            ]))
+            .unwrap_or_else(|d| panic!("{d}")),
+        )
+    };
+    let share = compiled("share");
+    assert_eq!(share.alarm.as_ref().unwrap().cuts[0].share, Some(0));
+    let districts: Vec<u32> =
+        ["D1", "D2", "D3", "D4", "D5", "D6"].iter().map(|d| share.regions.lookup(d).unwrap()).collect();
+    let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+    let mut next = xorshift(0x5851_f42d_4c95_7f2d);
+    let mut events = Vec::new();
+    for day in 0..28i64 {
+        for (k, &d) in districts.iter().enumerate() {
+            // About 20 calls a day; day 20 doubles everywhere, day 24 doubles in D3 alone.
+            let base = 16 + (next() % 9) as i64;
+            let n = if day == 20 || (day == 24 && k == 2) { 2 * base } else { base };
+            for _ in 0..n {
+                let mut e =
+                    Event { region: d, ts: start + day * DAY + (next() % DAY as u64) as i64, ..Event::default() };
+                e.set(0, 3);
+                events.push(e);
+            }
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    let opened = |rules: &Arc<RuleSet>, day: &str| -> Vec<String> {
+        let (alerts, _) = run(rules, &events, None);
+        alerts
+            .iter()
+            .map(|a| serde_json::from_str::<vigil_model::record::AlertRecord>(a).unwrap())
+            .filter(|a| a.scope == "evidence" && a.event == AlertEvent::Opened && a.region.starts_with('D'))
+            .filter(|a| a.window_end.starts_with(day))
+            .map(|a| a.region)
+            .collect()
+    };
+    // Day 20 closes at local midnight of 03-22, 03-21T16:00Z; day 24 at 03-25T16:00Z.
+    assert_eq!(opened(&share, "2026-03-21T16"), Vec::<String>::new(), "a city-wide day raised districts");
+    assert_eq!(opened(&share, "2026-03-25T16"), vec!["D3".to_string()], "D3's own day");
+    let history = compiled("history");
+    assert_eq!(history.alarm.as_ref().unwrap().cuts[0].share, None);
+    assert!(!opened(&history, "2026-03-21T16").is_empty(), "each district's own history sees the day");
 }

@@ -427,6 +427,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 windows: (scan.0 / w) as usize,
                 baseline: (baseline.0 / w) as usize,
                 parent: None,
+                share: None,
             });
         }
         // A filtered count's parent category: the scanned count of the same source and window
@@ -443,6 +444,34 @@ impl<'a, 's> Compiler<'a, 's> {
                     .iter()
                     .find(|(r, s)| *s == ind.source as usize && indicators[*r].window == ind.window)
                     .map(|(r, _)| *r);
+            }
+        }
+        let share = match raw.expectation.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("share") => true,
+            Some("history") => false,
+            Some(other) => {
+                self.sink.at(
+                    &src,
+                    span_of(raw.expectation.as_ref().unwrap()),
+                    format!("expectation = {other:?}: expected \"share\" or \"history\""),
+                );
+                false
+            }
+        };
+        if share {
+            // The exposure is the unfiltered count of the same source, window and hop: the cut
+            // itself, or its parent when the hops agree (their windows then line up).
+            let of = |k: usize| cuts.iter().position(|c| c.indicator == k);
+            let shares: Vec<Option<usize>> = cuts
+                .iter()
+                .map(|c| {
+                    let ind = &indicators[c.indicator];
+                    let r = if ind.filter == Pred::Const(true) { Some(c.indicator) } else { c.parent };
+                    r.filter(|&r| indicators[r].hop == ind.hop).and_then(of)
+                })
+                .collect();
+            for (c, s) in cuts.iter_mut().zip(shares) {
+                c.share = s;
             }
         }
         let per_region = match raw.per.as_ref().map(|p| p.get_ref().as_str()) {

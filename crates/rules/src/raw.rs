@@ -258,6 +258,11 @@ pub struct RawAlarm {
     /// region-day).
     #[serde(default)]
     pub per: Option<S<String>>,
+    /// What a region's expected count follows: "share" (default: its usual share of what the
+    /// rest of the city counts in the same windows) or "history" (its own history with the
+    /// city's weekday pattern).
+    #[serde(default)]
+    pub expectation: Option<S<String>>,
     /// Level -> recurrence interval ("2d", "14d", "100d"); a level left out is not raised.
     pub recurrence: S<std::collections::BTreeMap<String, S<String>>>,
     /// Level -> threshold on the evidence statistic, as `vigil calibrate` writes them.

@@ -482,6 +482,11 @@ pub struct AlarmCut {
     /// The scanned indicator that counts all events of the same source and window (no
     /// filter), when this one has a filter: its parent category.
     pub parent: Option<usize>,
+    /// Under `expectation = "share"`: the cut (index into [`Alarm::cuts`]) whose count in the
+    /// rest of the city, window by window, is this cut's exposure (the unfiltered count of the
+    /// same source, window and hop: this cut itself or its parent). `None`: the region's own
+    /// history with the city's weekday pattern.
+    pub share: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -204,6 +204,9 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     // Only the count indicator is scanned; 3 and 14 of its 24-hour windows.
     assert_eq!(a.cuts.len(), 1);
     assert_eq!((a.cuts[0].windows, a.cuts[0].baseline, a.cuts[0].parent), (3, 14, None));
+    // A filtered count with no unfiltered count of its window has no rest of the city to
+    // take a share of: its own history.
+    assert_eq!(a.cuts[0].share, None);
     assert!(!a.calibrated && !a.per_region);
     assert!(a.levels[0].is_none() && a.levels[1].is_none());
     // 4 scored regions x 1 cut x 3 windows x 14 days.
@@ -220,6 +223,33 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     let a = rs.alarm.unwrap();
     assert!(a.calibrated && a.per_region);
     assert_eq!(a.levels[3].unwrap().threshold, 6.25);
+
+    // With the unfiltered count of the same window and hop, the filtered one takes its share
+    // of the rest of the city's calls, the unfiltered one of its own.
+    let calls = r#"
+[[indicator]]
+id = "calls_count_24h"
+name = "Calls"
+category = "volume"
+source = "police"
+measure = "count"
+window = "24h"
+hop = "1h"
+direction = "up"
+weight = 0.2
+normalise = { method = "baseline_pvalue", baseline = "7d", guard = "0d", seasonality = "none", dist = "poisson" }
+"#;
+    let indicators = format!("{}{calls}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    let rs = compile(&mini::files_with(&[("alarm.toml", ALARM), ("indicators/police.toml", &indicators)]))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let a = rs.alarm.unwrap();
+    let id = |c: usize| rs.indicators[a.cuts[c].indicator].id.as_str();
+    assert_eq!((id(0), id(1)), ("crime_count_24h", "calls_count_24h"));
+    assert_eq!((a.cuts[0].share, a.cuts[1].share), (Some(1), Some(1)));
+    let history = ALARM.replace("baseline = \"14d\"", "baseline = \"14d\"\nexpectation = \"history\"");
+    let rs = compile(&mini::files_with(&[("alarm.toml", &history), ("indicators/police.toml", &indicators)]))
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(rs.alarm.unwrap().cuts.iter().all(|c| c.share.is_none()));
 }
 
 #[test]
@@ -229,6 +259,7 @@ scan = "30d"
 baseline = "2d"
 indicators = ["slow_share_7d", "nope"]
 per = "district"
+expectation = "median"
 recurrence = { orange = "14d", red = "7d", purple = "1d" }
 thresholds = { orange = 4.0 }
 "#;
@@ -238,6 +269,7 @@ thresholds = { orange = 4.0 }
         "alarm.toml:4:15: indicator `slow_share_7d` cannot be scanned",
         "alarm.toml:4:32: unknown indicator `nope`",
         "alarm.toml:5:7: per = \"district\"",
+        "alarm.toml:6:15: expectation = \"median\": expected \"share\" or \"history\"",
         "unknown level `purple`",
         "level `red` has a recurrence but no threshold",
     ] {

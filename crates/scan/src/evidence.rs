@@ -15,6 +15,13 @@
 //!   `Var = B + B²/(S + a) + (φ − 1)·B`. Small counts get exact tails, never a gate that
 //!   zeroes them.
 //!
+//! The exposure is either seasonal factors (the region's own history with the city's weekday
+//! pattern) or, with [`Params::counted`], counts: what the rest of the city saw in each window
+//! (plus one). `λ` is then the region's share of the rest of the city, so weather, holidays,
+//! seasons and reporting artefacts that move every region together cancel out, as in
+//! Kulldorff's space-time permutation scan; the Poisson noise of the rest's count over the
+//! scan adds `B²/(E + a)` to the variance.
+//!
 //! The cut's evidence is the smallest tail over the scan lengths whose newest window is itself
 //! above expectation: an excess that has stopped no longer alarms, so a burst is not re-raised
 //! for the W days it stays inside the longest window. The statistic is `−log10 p`; it is not a
@@ -32,6 +39,9 @@ pub struct Params {
     pub windows: usize,
     /// Baseline length `N` before each scan.
     pub baseline: usize,
+    /// Whether the exposures are counts (the rest of the city's, plus one) rather than seasonal
+    /// factors: their own noise then widens the predictive.
+    pub counted: bool,
 }
 
 impl Params {
@@ -70,8 +80,9 @@ pub fn tail_stat(c: f64, mean: f64, phi_eff: f64) -> f64 {
     if p.is_finite() { -p.max(1e-300).log10() } else { 0.0 }
 }
 
-/// Scans one cut. `x` and `f` are the window counts and their seasonal factors, newest first;
-/// both at least `params.span()` long (shorter: windows beyond are unknown). Returns the
+/// Scans one cut. `x` and `f` are the window counts and their exposures (seasonal factors, or
+/// counts with [`Params::counted`]), newest first; both at least `params.span()` long
+/// (shorter: windows beyond are unknown; a NaN in either is an unknown window). Returns the
 /// default (no evidence) while fewer than half of a scan's baseline windows are known.
 pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
     let mut best = Cut::default();
@@ -79,7 +90,7 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
     for w in 1..=params.windows.min(MAX_WINDOWS) {
         let j = w - 1;
         let (Some(&xj), Some(&fj)) = (x.get(j), f.get(j)) else { break };
-        if !xj.is_finite() {
+        if !xj.is_finite() || !fj.is_finite() {
             break;
         }
         c += xj;
@@ -94,7 +105,10 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
         if c <= b {
             continue;
         }
-        let phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
+        let mut phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
+        if params.counted {
+            phi_eff += b / (e + PRIOR);
+        }
         let stat = tail_stat(c, b, phi_eff);
         if stat > best.stat {
             best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
@@ -106,7 +120,7 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
 /// The observed and expected counts over the last `w` windows (the null fitted to the `n`
 /// before them), as [`scan`] computes them; `None` where it would find no baseline.
 pub fn window_sums(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<(f64, f64)> {
-    if w == 0 || x.len() < w || f.len() < w || x[..w].iter().any(|v| !v.is_finite()) {
+    if w == 0 || x.len() < w || f.len() < w || x[..w].iter().chain(&f[..w]).any(|v| !v.is_finite()) {
         return None;
     }
     let base = baseline(x, f, w, n)?;
@@ -130,7 +144,7 @@ fn baseline(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<Baseline> {
     let (xs, fs) = (&x[w..end], &f[w..end]);
     let (mut s0, mut exposure, mut known) = (0.0, 0.0, 0usize);
     for (&xi, &fi) in xs.iter().zip(fs) {
-        if xi.is_finite() {
+        if xi.is_finite() && fi.is_finite() {
             s0 += xi;
             exposure += fi;
             known += 1;
@@ -157,7 +171,7 @@ fn baseline(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<Baseline> {
 fn capped(xs: &[f64], fs: &[f64], rate: f64) -> (f64, f64) {
     let (mut s, mut chi2) = (0.0, 0.0);
     for (&xi, &fi) in xs.iter().zip(fs) {
-        if xi.is_finite() {
+        if xi.is_finite() && fi.is_finite() {
             let mu = (rate * fi).max(1e-9);
             let xc = xi.min(mu + 3.0 * mu.sqrt() + 1.0);
             s += xc;
@@ -195,7 +209,7 @@ mod tests {
     use super::*;
 
     fn params(w: usize) -> Params {
-        Params { windows: w, baseline: 28 }
+        Params { windows: w, baseline: 28, counted: false }
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn simulate(seed: u64, regions: usize, cuts: usize, days: usize, dispersed: bool
                 .collect()
         })
         .collect();
-    let params = Params { windows: 7, baseline: 28 };
+    let params = Params { windows: 7, baseline: 28, counted: false };
     let warm = params.span();
     let (mut x, mut f) = (Vec::new(), Vec::new());
     (warm..days)

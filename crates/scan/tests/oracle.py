@@ -4,7 +4,9 @@
 Writes crates/scan/tests/oracle.csv: random series (Poisson and over-dispersed, sparse and busy,
 with bursts, zero baselines and unknown windows) and, for each, the scan as
 docs/methodology.md §16.1-16.2 defines it, with the negative-binomial tail from
-scipy.stats.nbinom (Poisson where there is no excess dispersion). Re-run after changing the
+scipy.stats.nbinom (Poisson where there is no excess dispersion). A third of the cases take
+counted exposures (the rest of the city's counts plus one, `Params::counted`), whose noise adds
+B/(E + 1/2) to the dispersion. Re-run after changing the
 method:  python3 crates/scan/tests/oracle.py   (Python 3 with numpy and scipy).
 """
 import math, random
@@ -17,7 +19,7 @@ PRIOR = 0.5
 def capped(xs, fs, rate):
     s = chi2 = 0.0
     for x, f in zip(xs, fs):
-        if not math.isnan(x):
+        if not math.isnan(x) and not math.isnan(f):
             mu = max(rate * f, 1e-9)
             xc = min(x, mu + 3 * math.sqrt(mu) + 1)
             s += xc
@@ -30,7 +32,7 @@ def baseline(x, f, w, n):
     if end <= w:
         return None
     xs, fs = x[w:end], f[w:end]
-    known = [(a, b) for a, b in zip(xs, fs) if not math.isnan(a)]
+    known = [(a, b) for a, b in zip(xs, fs) if not math.isnan(a) and not math.isnan(b)]
     s0, exposure = sum(a for a, _ in known), sum(b for _, b in known)
     if len(known) * 2 < n or exposure <= 0:
         return None
@@ -51,12 +53,12 @@ def tail(c, mean, phi_eff):
     return nbinom.sf(k - 1, size, size / (size + mean))
 
 
-def scan(x, f, W, N):
+def scan(x, f, W, N, counted):
     best = (0.0, 0, 0.0, 0.0)
     c = e = 0.0
     today = False
     for w in range(1, W + 1):
-        if w - 1 >= len(x) or math.isnan(x[w - 1]):
+        if w - 1 >= len(x) or math.isnan(x[w - 1]) or math.isnan(f[w - 1]):
             break
         c += x[w - 1]
         e += f[w - 1]
@@ -69,7 +71,7 @@ def scan(x, f, W, N):
             today = c > b
         if not today or c <= b:
             continue
-        phi_eff = 1 + b / (s + PRIOR) + (phi - 1)
+        phi_eff = 1 + b / (s + PRIOR) + (phi - 1) + (b / (e + PRIOR) if counted else 0)
         stat = -math.log10(max(tail(c, b, phi_eff), 1e-300))
         if stat > best[0]:
             best = (stat, w, c, b)
@@ -84,7 +86,13 @@ def main():
         length = W + N + rng.choice([0, 0, 3])
         base = rng.choice([0.0, 0.05, 0.3, 1.5, 6.0, 40.0])
         disp = rng.choice([0.0, 0.5, 2.0])
-        f = [round(rng.uniform(0.6, 1.4), 3) if case % 2 else 1.0 for _ in range(length)]
+        counted = case % 3 == 2
+        if counted:
+            # The rest of the city: Poisson counts around a level that drifts, plus one.
+            level = rng.choice([3.0, 20.0, 150.0])
+            f = [float(poisson.ppf(rng.random(), level * rng.uniform(0.7, 1.3)) + 1) for _ in range(length)]
+        else:
+            f = [round(rng.uniform(0.6, 1.4), 3) if case % 2 else 1.0 for _ in range(length)]
         x = []
         for j in range(length):
             lam = base * f[j] * (rng.gammavariate(1 / disp, disp) if disp else 1.0)
@@ -102,12 +110,15 @@ def main():
         if case % 7 == 3:
             for j in rng.sample(range(length), k=min(4, length)):
                 x[j] = float("nan")
-        stat, w, c, b = scan(x, f, W, N)
+        if counted and case % 7 == 3:
+            f[rng.randrange(length)] = float("nan")
+        stat, w, c, b = scan(x, f, W, N, counted)
         rows.append([case, W, N, ";".join("nan" if math.isnan(v) else f"{v:g}" for v in x),
-                     ";".join(f"{v:g}" for v in f), f"{stat:.12g}", w, f"{c:g}", f"{b:.12g}"])
+                     ";".join("nan" if math.isnan(v) else f"{v:g}" for v in f), f"{stat:.12g}", w, f"{c:g}", f"{b:.12g}",
+                     int(counted)])
     out = Path(__file__).with_name("oracle.csv")
     with open(out, "w") as fo:
-        fo.write("case,windows,baseline,x,f,stat,scan_windows,observed,expected\n")
+        fo.write("case,windows,baseline,x,f,stat,scan_windows,observed,expected,counted\n")
         for r in rows:
             fo.write(",".join(str(v) for v in r) + "\n")
     print(f"wrote {out}: {len(rows)} cases, {sum(1 for r in rows if float(r[5]) > 0)} with evidence")
