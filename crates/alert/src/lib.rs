@@ -139,6 +139,22 @@ impl GradeState {
 }
 
 impl GradeState {
+    /// Evidence alarms: a higher `target` is taken at once (detection is never delayed), a lower
+    /// one only at the `hold`-th evaluation in a row below the current level (counted in
+    /// `down`), so an excess hovering about a threshold does not open, close and re-open its
+    /// episode hour by hour. `hold` 1 follows the evidence at every evaluation.
+    pub fn hold(&mut self, at: Ts, target: Option<Level>, hold: u32) -> Option<Transition> {
+        if target > self.level {
+            return self.set(at, target);
+        }
+        if target == self.level {
+            self.down = 0;
+            return None;
+        }
+        self.down += 1;
+        if self.down >= hold.max(1) { self.set(at, target) } else { None }
+    }
+
     /// Moves straight to `target`, with no persistence or hysteresis: evidence alarms, whose
     /// level is the recurrence interval of today's excess and whose calibration counts the days
     /// each threshold is reached, follow the evidence day by day.
@@ -292,5 +308,36 @@ mod tests {
             assert_eq!(s.step(&g, i, None, None), None);
         }
         assert_eq!(s.level, Some(Level::Yellow));
+    }
+
+    #[test]
+    fn evidence_rises_at_once_and_falls_only_after_its_hold() {
+        use Level::*;
+        let mut s = GradeState::default();
+        let mut seen = Vec::new();
+        let targets =
+            [None, Some(Orange), Some(Yellow), Some(Orange), Some(Yellow), Some(Yellow), None, None, None, Some(Red)];
+        for (t, &target) in targets.iter().enumerate() {
+            if let Some(tr) = s.hold(t as Ts, target, 3) {
+                seen.push((t, tr.event, tr.level));
+            }
+        }
+        // Orange at once. The dip to yellow at 2 is shorter than the hold of 3 (orange again at
+        // 3); from 4 the evidence stays below orange, and the third evaluation in a row (6)
+        // lowers the level to what the evidence then says: no alarm, so the episode resolves.
+        // Red opens a new one at once.
+        assert_eq!(
+            seen,
+            vec![
+                (1, AlertEvent::Opened, Some(Orange)),
+                (6, AlertEvent::Resolved, None),
+                (9, AlertEvent::Opened, Some(Red)),
+            ]
+        );
+        // A hold of 1 follows the evidence at every evaluation, as `set` does.
+        let (mut a, mut b) = (GradeState::default(), GradeState::default());
+        for (t, &target) in targets.iter().enumerate() {
+            assert_eq!(a.hold(t as Ts, target, 1), b.set(t as Ts, target), "at {t}");
+        }
     }
 }

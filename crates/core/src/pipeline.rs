@@ -244,6 +244,9 @@ pub struct Carried {
     pub dropped: Vec<String>,
     /// Whether open alert episodes and grades continue.
     pub grades_kept: bool,
+    /// Open evidence episodes that end with the old rules (no alarm, or other regions): they
+    /// get no `resolved` record, so the reload says how many.
+    pub evidence_dropped: usize,
     /// Sources, regions, scored levels, cadence or time zone changed: nothing was kept.
     pub layout_changed: bool,
 }
@@ -484,6 +487,8 @@ impl Pipeline {
                 }
             }
             p.alarm.factors.clone_from(&p.state.factors);
+        } else {
+            carried.evidence_dropped = old.evidence.iter().filter(|g| g.level.is_some()).count();
         }
         // The tables carry over only where the source's horizon and capacity are unchanged.
         if same_layout && old.seen.len() == p.state.seen.len() {
@@ -740,12 +745,12 @@ impl Pipeline {
             // Only children that alarm themselves take their excess with them: a level that does
             // not alert would leave the surge with no alarm anywhere.
             let alerts = |c: u32| rules.alert_levels[rules.regions.levels[self.scored[c as usize] as usize] as usize];
-            alarmed.extend(
-                self.children[d]
-                    .iter()
-                    .copied()
-                    .filter(|&c| raw[c as usize] >= lowest && active(c as usize) && alerts(c)),
-            );
+            alarmed.extend(self.children[d].iter().copied().filter(|&c| {
+                // A child in an open episode (its level held while the evidence dips)
+                // still takes its excess with it.
+                let open = self.state.evidence[c as usize].level.is_some();
+                (raw[c as usize] >= lowest || open) && active(c as usize) && alerts(c)
+            }));
             let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &self.tops, &mut self.alarm);
             let r = self.scored[d] as usize;
             samples.push(RegionEvidence {
@@ -756,7 +761,7 @@ impl Pipeline {
             if !rules.alert_levels[rules.regions.levels[r] as usize] {
                 continue;
             }
-            if let Some(tr) = self.state.evidence[d].set(p.end, v.level) {
+            if let Some(tr) = self.state.evidence[d].hold(p.end, v.level, a.hold_evaluations) {
                 self.state.counters.alerts += 1;
                 out.alert(alarm::record(rules, (r, d), b, p, &v, tr, &self.state.cuts, &self.scored));
             }

@@ -508,6 +508,11 @@ fn spring_forward_publishes_real_hours_only() {
 /// The mini rule set with an evidence alarm over its hourly 24-hour crime count and a daily
 /// count of all calls (two hops: the daily cut keeps its evidence between hourly evaluations).
 fn alarm_rules() -> Arc<RuleSet> {
+    alarm_rules_with("")
+}
+
+/// [`alarm_rules`] with more `[alarm]` keys.
+fn alarm_rules_with(extra: &str) -> Arc<RuleSet> {
     let daily = r#"
 [[indicator]]
 id = "calls_count_1d"
@@ -522,9 +527,11 @@ weight = 0.2
 normalise = { method = "ears", variant = "c2" }
 "#;
     let indicators = format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
-    let alarm = "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nrecurrence = { yellow = \"2d\", orange = \"14d\", red = \"100d\" }\n";
+    let alarm = format!(
+        "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\n{extra}recurrence = {{ yellow = \"2d\", orange = \"14d\", red = \"100d\" }}\n"
+    );
     Arc::new(
-        compile(&mini::files_with(&[("indicators/police.toml", &indicators), ("alarm.toml", alarm)]))
+        compile(&mini::files_with(&[("indicators/police.toml", &indicators), ("alarm.toml", &alarm)]))
             .unwrap_or_else(|d| panic!("{d}")),
     )
 }
@@ -703,4 +710,91 @@ normalise = { method = "ears", variant = "c2" }
     let history = compiled("history");
     assert_eq!(history.alarm.as_ref().unwrap().cuts[0].share, None);
     assert!(!opened(&history, "2026-03-21T16").is_empty(), "each district's own history sees the day");
+}
+
+/// Two days of 4 extra calls every 6 hours in G1: an excess in D1 that hovers about its
+/// thresholds.
+fn flapping_scenario(rules: &RuleSet) -> Vec<Event> {
+    let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+    let g1 = rules.regions.lookup("G1").unwrap();
+    let d2 = rules.regions.lookup("D2").unwrap();
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::new();
+    for h in 0..24 * 24i64 {
+        let extra = if (20..22).contains(&(h / 24)) && h % 6 == 0 { 4 } else { 0 };
+        for _ in 0..(next() % 3) as i64 + extra {
+            let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
+            e.set(0, (next() % 2) as i64);
+            e.set(2, 50 + (next() % 105) as i64);
+            out.push(e);
+        }
+        if next().is_multiple_of(2) {
+            let mut e = Event { region: d2, ts: start + h * HOUR + 30 * MINUTE, ..Event::default() };
+            e.set(0, 3);
+            out.push(e);
+        }
+    }
+    out.sort_by_key(|e| e.ts);
+    out
+}
+
+/// `hold`: an episode rises at once and falls only after the evidence has stayed below for the
+/// hold. An excess hovering about its thresholds flaps when the levels follow every evaluation
+/// (`hold = "1h"`); the default hold of 3 hours opens it at the same hour, writes fewer records,
+/// and lowers a level only after three evaluations below it.
+#[test]
+fn the_hold_keeps_an_evidence_episode_from_flapping() {
+    let evidence = |rules: &Arc<RuleSet>| -> Vec<vigil_model::record::AlertRecord> {
+        let (alerts, _) = run(rules, &flapping_scenario(rules), None);
+        alerts
+            .iter()
+            .map(|a| serde_json::from_str::<vigil_model::record::AlertRecord>(a).unwrap())
+            .filter(|a| a.scope == "evidence")
+            .collect()
+    };
+    let follow = evidence(&alarm_rules_with("hold = \"1h\"\n"));
+    let held = evidence(&alarm_rules());
+    let d1 = |v: &[vigil_model::record::AlertRecord]| -> Vec<(String, AlertEvent, Option<vigil_model::Level>)> {
+        v.iter().filter(|a| a.region == "D1").map(|a| (a.window_end.clone(), a.event, a.level)).collect()
+    };
+    let (f, h) = (d1(&follow), d1(&held));
+    assert!(f.len() >= 8, "the scenario flaps without a hold: {f:?}");
+    assert_eq!(f[0], h[0], "the first alarm is not delayed");
+    assert!(h.len() < f.len(), "held {h:?}\nfollowing {f:?}");
+    // A level lowered within 3 hours of the record before it: the flapping the hold prevents.
+    let quick_drops = |v: &[(String, AlertEvent, Option<vigil_model::Level>)]| {
+        v.windows(2)
+            .filter(|w| matches!(w[1].1, AlertEvent::Deescalated | AlertEvent::Resolved))
+            .filter(|w| {
+                let t = |s: &str| vigil_model::time::parse_rfc3339(s).unwrap();
+                t(&w[1].0) - t(&w[0].0) < 3 * HOUR
+            })
+            .count()
+    };
+    assert!(quick_drops(&f) > 0, "{f:?}");
+    assert_eq!(quick_drops(&h), 0, "{h:?}");
+}
+
+/// A reload to rules without an alarm ends the open evidence episodes, which get no `resolved`
+/// record: the reload counts them, so the engine can say so.
+#[test]
+fn a_reload_that_removes_the_alarm_counts_its_open_episodes() {
+    let rules = alarm_rules();
+    let events = scenario(&rules);
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = VecOutput::default();
+    // Up to the evening of 03-21, when D1's burst alarm is open.
+    let until = vigil_model::time::parse_rfc3339("2026-03-21T12:00:00Z").unwrap();
+    for ev in events.iter().filter(|e| e.ts < until) {
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    let open = p.active_alerts().into_iter().filter(|a| a.scope == "evidence").count();
+    assert!(open >= 1, "an evidence episode is open before the reload");
+    let same = p.reload(Arc::clone(&rules));
+    assert_eq!(same.evidence_dropped, 0, "the same alarm keeps its episodes");
+    let without = Arc::new(compile(&mini::files_with(&[])).unwrap());
+    assert!(without.alarm.is_none());
+    let carried = p.reload(without);
+    assert_eq!(carried.evidence_dropped, open, "{carried:?}");
 }

@@ -1268,6 +1268,12 @@ pub fn describe(c: &Carried) -> String {
         text.push_str(&format!(", {} removed ({})", c.dropped.len(), c.dropped.join(", ")));
     }
     text.push_str(if c.grades_kept { "; open alerts continue" } else { "; grades start fresh (domains changed)" });
+    if c.evidence_dropped > 0 {
+        text.push_str(&format!(
+            "; {} open evidence alarm episode(s) end without a resolved record (the alarm was removed or its regions changed)",
+            c.evidence_dropped
+        ));
+    }
     text
 }
 

@@ -561,7 +561,29 @@ impl<'a, 's> Compiler<'a, 's> {
                 "give at least one level a recurrence interval, e.g. recurrence = { orange = \"14d\", red = \"100d\" }",
             );
         }
-        Some(Alarm { cuts, levels, per_region, calibrated: thresholds.is_some(), calibrated_on: raw.calibrated_on })
+        let hold = match &raw.hold {
+            None => Duration(3 * HOUR),
+            Some(h) => match self.duration(&src, h) {
+                Some(d) if d.0 <= 7 * DAY => d,
+                Some(_) => {
+                    self.sink.at(&src, span_of(h), "hold is at most \"7d\"");
+                    Duration(0)
+                }
+                None => Duration(0),
+            },
+        };
+        // The alarm is evaluated at every boundary of its shortest hop.
+        let cadence = cuts.iter().map(|c| indicators[c.indicator].hop.0).min().unwrap_or(HOUR).max(1);
+        let hold_evaluations = ((hold.0 + cadence - 1) / cadence).clamp(1, u32::MAX as i64) as u32;
+        Some(Alarm {
+            cuts,
+            levels,
+            per_region,
+            calibrated: thresholds.is_some(),
+            calibrated_on: raw.calibrated_on,
+            hold,
+            hold_evaluations,
+        })
     }
 
     /// A list of level names (`alert_region_levels`, `evaluate_region_levels`) as flags over

@@ -263,6 +263,10 @@ pub struct RawAlarm {
     /// city's weekday pattern).
     #[serde(default)]
     pub expectation: Option<S<String>>,
+    /// How long the evidence must stay below a level before the level is lowered or the
+    /// episode resolved (default "3h"; raising is immediate).
+    #[serde(default)]
+    pub hold: Option<S<String>>,
     /// Level -> recurrence interval ("2d", "14d", "100d"); a level left out is not raised.
     pub recurrence: S<std::collections::BTreeMap<String, S<String>>>,
     /// Level -> threshold on the evidence statistic, as `vigil calibrate` writes them.

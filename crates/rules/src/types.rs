@@ -469,6 +469,11 @@ pub struct Alarm {
     /// Whether the thresholds come from `vigil calibrate` (else from the Bonferroni bound).
     pub calibrated: bool,
     pub calibrated_on: Option<String>,
+    /// How long the evidence must stay below a level before it is lowered (`hold`).
+    pub hold: Duration,
+    /// `hold` in evaluations of the alarm (every boundary of its shortest hop), rounded up, at
+    /// least 1: an episode is lowered at the `hold_evaluations`-th evaluation in a row below.
+    pub hold_evaluations: u32,
 }
 
 /// One scanned count indicator.
