@@ -51,7 +51,7 @@ exported = {
     "vigil_events_consumed_total", "vigil_events_rejected_total", "vigil_events_late_total",
     "vigil_consumer_lag_messages", "vigil_watermark_timestamp_seconds",
     "vigil_watermark_delay_seconds", "vigil_indicator_evaluations_total", "vigil_alerts_total",
-    "vigil_alerts_active", "vigil_risk_index_score", "vigil_rule_reloads_total",
+    "vigil_alerts_active", "vigil_alerts_overdue", "vigil_risk_index_score", "vigil_rule_reloads_total",
     "vigil_rules_info", "vigil_checkpoint_size_bytes",
     "vigil_checkpoint_last_success_timestamp_seconds", "vigil_build_info", "vigil_tasks",
     "vigil_rollup_pending_evaluations", "vigil_events_duplicate_total",

@@ -19,6 +19,8 @@ pub struct GradeState {
     pub down: u32,
     /// Window end at which the open episode began.
     pub episode_start: Option<Ts>,
+    /// Window end at which the current level was reached (its deadline counts from here).
+    pub level_since: Option<Ts>,
     /// Lifecycle events emitted in the open episode.
     pub seq: u32,
 }
@@ -85,6 +87,7 @@ impl GradeState {
                 self.up = 0;
                 let previous = self.level;
                 self.level = target;
+                self.level_since = Some(at);
                 let event = if previous.is_none() {
                     self.episode_start = Some(at);
                     self.seq = 0;
@@ -114,6 +117,7 @@ impl GradeState {
                 self.down = 0;
                 let next = current.lower();
                 self.level = next;
+                self.level_since = next.map(|_| at);
                 self.seq += 1;
                 let start = self.episode_start.unwrap_or(at);
                 let event = if next.is_none() {
@@ -164,6 +168,7 @@ impl GradeState {
         }
         let previous = self.level;
         self.level = target;
+        self.level_since = target.map(|_| at);
         self.up = 0;
         self.down = 0;
         let event = match (previous, target) {
@@ -206,6 +211,7 @@ mod tests {
             colour: String::new(),
             rank: String::new(),
             response: String::new(),
+            deadline: None,
             enter,
             clear,
             for_count,

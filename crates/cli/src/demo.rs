@@ -195,8 +195,17 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
             })
             .collect()
     };
+    // What to do and by when (grading.toml `response` and `deadline`), in the zone's time.
+    let todo = match (&a.response, &a.deadline) {
+        (Some(r), Some(d)) => {
+            let by = vigil_model::time::parse_rfc3339(d).map(|t| rules.zone.format(t)).unwrap_or_default();
+            format!(" -> {r} (by {})", &by[..16.min(by.len())])
+        }
+        (Some(r), None) => format!(" -> {r}"),
+        _ => String::new(),
+    };
     format!(
-        "{} {}{:<6}\x1b[0m {:<8} {} {} [{}] {} {:.1}  {}",
+        "{} {}{:<6}\x1b[0m {:<8} {} {} [{}] {} {:.1}  {}{}",
         &t[..16.min(t.len())],
         colour(a.level),
         level,
@@ -206,7 +215,8 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
         a.region_level,
         a.scope,
         a.score.unwrap_or(0.0),
-        reasons.join("; ")
+        reasons.join("; "),
+        todo
     )
 }
 

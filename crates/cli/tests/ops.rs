@@ -216,7 +216,19 @@ fn a_running_engine_serves_health_api_and_metrics() {
     for (i, level) in ["blue", "yellow", "orange", "red"].iter().enumerate() {
         let n = all.iter().filter(|a| rank(&a["level"]) == i).count();
         assert!(scrape.contains(&format!("vigil_alerts_active{{level=\"{level}\"}} {n}\n")), "{level}: {n}\n{scrape}");
+        let late = all.iter().filter(|a| rank(&a["level"]) == i && a["overdue"] == true).count();
+        assert!(
+            scrape.contains(&format!("vigil_alerts_overdue{{level=\"{level}\"}} {late}\n")),
+            "{level}: {late}\n{scrape}"
+        );
     }
+    // Every open episode has its level's deadline (the default grading sets one per level);
+    // `overdue=true` lists exactly those past it.
+    assert!(all.iter().all(|a| a["deadline"].is_string() && a["since"].is_string()), "{all:?}");
+    let overdue = json(&http(&addr, "GET", "/api/alerts?overdue=true", Some(TOKEN)).unwrap().1);
+    let overdue = overdue.as_array().unwrap();
+    assert_eq!(overdue.len(), all.iter().filter(|a| a["overdue"] == true).count());
+    assert!(overdue.iter().all(|a| a["overdue"] == true));
     let index_regions: BTreeSet<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("vigil_risk_index_score{"))

@@ -226,25 +226,10 @@ impl CityRollup {
             });
             top.truncate(TOP_REGIONS);
             out.alert(AlertRecord {
-                alert_id: format!("{code}:{scope}:{}", format_utc(tr.episode_start)),
-                seq: tr.seq,
-                event: tr.event,
-                level: tr.level,
-                previous_level: tr.previous,
-                region: code.clone(),
-                region_name: r.names[city.region].clone(),
-                region_level: r.level_name(city.region as u32).to_string(),
-                scope: scope.to_string(),
-                score,
-                window_start: format_utc(period.start),
-                window_end: format_utc(t),
-                date: period.date.clone(),
-                rules_version: rules.version.clone(),
                 reason: format!("rollup:{}", tr.reason.as_str()),
                 domains: domains.clone(),
-                top_contributors: Vec::new(),
                 top_regions: top,
-                evidence: None,
+                ..crate::explain::alert_head(&rules, city.region, &period, scope, score, &tr)
             });
         }
         out.score(ScoreRecord {

@@ -168,5 +168,7 @@ pub(crate) fn alert_head(
         top_contributors: Vec::new(),
         top_regions: Vec::new(),
         evidence: None,
+        response: tr.level.map(|l| &rules.grading.spec(l).response).filter(|r| !r.is_empty()).cloned(),
+        deadline: tr.level.and_then(|l| rules.grading.spec(l).deadline).map(|d| format_utc(p.end + d.0)),
     }
 }

@@ -275,6 +275,13 @@ pub struct ActiveAlert {
     pub region_level: String,
     pub scope: String,
     pub level: Level,
+    /// When the episode reached its current level (UTC).
+    pub since: String,
+    /// By when it must be handled: `since` plus the level's `deadline` (grading.toml).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// Whether the last evaluation came after the deadline (event time, not the wall clock).
+    pub overdue: bool,
 }
 
 pub struct Pipeline {
@@ -907,6 +914,7 @@ impl Pipeline {
     pub fn active_alerts(&self) -> Vec<ActiveAlert> {
         let rules = &self.rules;
         let mut out = Vec::new();
+        let now = self.state.last_eval.map(|b| rules.zone.utc(b));
         for (d, &r) in self.scored.iter().enumerate() {
             let r = r as usize;
             let scopes = std::iter::once("composite").chain(rules.domains.iter().map(|x| x.id.as_str()));
@@ -916,6 +924,8 @@ impl Pipeline {
             for (scope, g) in scopes.zip(grades).chain(evidence) {
                 if let (Some(level), Some(start)) = (g.level, g.episode_start) {
                     let code = &rules.regions.codes[r];
+                    let since = g.level_since.unwrap_or(start);
+                    let due = rules.grading.spec(level).deadline.map(|d| since + d.0);
                     out.push(ActiveAlert {
                         alert_id: format!("{code}:{scope}:{}", vigil_model::time::format_utc(start)),
                         seq: g.seq,
@@ -924,6 +934,9 @@ impl Pipeline {
                         region_level: rules.regions.level_name(r as u32).to_string(),
                         scope: scope.to_string(),
                         level,
+                        since: vigil_model::time::format_utc(since),
+                        deadline: due.map(vigil_model::time::format_utc),
+                        overdue: due.zip(now).is_some_and(|(due, now)| now > due),
                     });
                 }
             }

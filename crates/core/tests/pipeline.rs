@@ -798,3 +798,50 @@ fn a_reload_that_removes_the_alarm_counts_its_open_episodes() {
     let carried = p.reload(without);
     assert_eq!(carried.evidence_dropped, open, "{carried:?}");
 }
+
+/// Every alert record carries its level's response and deadline (the moment the record's level
+/// was reached plus the level's `deadline`), and an open episode past its deadline is overdue.
+#[test]
+fn alerts_carry_the_response_and_deadline_and_open_ones_fall_overdue() {
+    let grading =
+        mini::GRADING.replace("\nenter = ", "\nresponse = \"Check the drivers.\"\ndeadline = \"6h\"\nenter = ");
+    let alarm = "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nrecurrence = { yellow = \"2d\", orange = \"14d\", red = \"100d\" }\n";
+    let rules = Arc::new(
+        compile(&mini::files_with(&[("grading.toml", &grading), ("alarm.toml", alarm)]))
+            .unwrap_or_else(|d| panic!("{d}")),
+    );
+    assert_eq!(rules.grading.spec(vigil_model::Level::Red).deadline.map(|d| d.0), Some(6 * HOUR));
+    let events = scenario(&rules);
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = VecOutput::default();
+    let until = vigil_model::time::parse_rfc3339("2026-03-21T14:00:00Z").unwrap();
+    for ev in events.iter().filter(|e| e.ts < until) {
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    assert!(!out.alerts.is_empty());
+    for a in &out.alerts {
+        if a.level.is_some() {
+            let end = vigil_model::time::parse_rfc3339(&a.window_end).unwrap();
+            assert_eq!(a.response.as_deref(), Some("Check the drivers."), "{a:?}");
+            assert_eq!(a.deadline, Some(vigil_model::time::format_utc(end + 6 * HOUR)), "{a:?}");
+        } else {
+            assert!(a.response.is_none() && a.deadline.is_none(), "{a:?}");
+        }
+    }
+    // The burst's evidence alarm in D1 reached its level at 05:00Z and 06:00Z; by the last
+    // evaluation before 14:00Z it is past its 6 hours; an alert whose level came later is not.
+    let active = p.active_alerts();
+    assert!(!active.is_empty());
+    let last = out.scores.iter().map(|s| vigil_model::time::parse_rfc3339(&s.window_end).unwrap()).max().unwrap();
+    for a in &active {
+        let since = vigil_model::time::parse_rfc3339(&a.since).unwrap();
+        assert_eq!(a.deadline, Some(vigil_model::time::format_utc(since + 6 * HOUR)));
+        assert_eq!(a.overdue, last > since + 6 * HOUR, "{a:?} at {last}");
+        // `since` is the window end of the record that set the current level.
+        assert!(
+            out.alerts.iter().any(|r| r.alert_id == a.alert_id && r.window_end == a.since && r.level == Some(a.level))
+        );
+    }
+    assert!(active.iter().any(|a| a.overdue), "{active:?}");
+}

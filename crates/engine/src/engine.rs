@@ -1296,6 +1296,8 @@ struct Gauges {
     /// The open alerts by level this engine added to the gauges: scale-out tasks share them,
     /// so each moves them by its own changes.
     active: [i64; 5],
+    /// Of those, the ones past their deadline.
+    overdue: [i64; 5],
     /// The scale-out task's partition.
     task: Option<i32>,
 }
@@ -1323,6 +1325,7 @@ impl Gauges {
                 .collect(),
             shown: None,
             active: [0; 5],
+            overdue: [0; 5],
             task,
             metrics,
         }
@@ -1394,18 +1397,19 @@ impl Gauges {
                 }
             }
         }
-        let mut active = [0i64; 5];
+        let (mut active, mut overdue) = ([0i64; 5], [0i64; 5]);
         for a in st.pipeline.active_alerts() {
             active[a.level as usize] += 1;
+            overdue[a.level as usize] += a.overdue as i64;
         }
         for level in vigil_model::Level::ALL {
             let i = level as usize;
-            self.metrics
-                .alerts_active
-                .get_or_create(&LevelLabel { level: level.as_str().into() })
-                .inc_by(active[i] - self.active[i]);
+            let label = LevelLabel { level: level.as_str().into() };
+            self.metrics.alerts_active.get_or_create(&label).inc_by(active[i] - self.active[i]);
+            self.metrics.alerts_overdue.get_or_create(&label).inc_by(overdue[i] - self.overdue[i]);
         }
         self.active = active;
+        self.overdue = overdue;
     }
 }
 
@@ -1417,10 +1421,9 @@ impl Drop for Gauges {
         }
         for level in vigil_model::Level::ALL {
             let i = level as usize;
-            self.metrics
-                .alerts_active
-                .get_or_create(&LevelLabel { level: level.as_str().into() })
-                .dec_by(self.active[i]);
+            let label = LevelLabel { level: level.as_str().into() };
+            self.metrics.alerts_active.get_or_create(&label).dec_by(self.active[i]);
+            self.metrics.alerts_overdue.get_or_create(&label).dec_by(self.overdue[i]);
         }
     }
 }

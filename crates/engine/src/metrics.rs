@@ -85,6 +85,7 @@ pub struct Metrics {
     pub evaluations: Counter,
     pub alerts: Family<AlertLabels, Counter>,
     pub alerts_active: Family<LevelLabel, Gauge>,
+    pub alerts_overdue: Family<LevelLabel, Gauge>,
     pub risk_index: Family<IndexLabels, FloatGauge>,
     pub rule_reloads: Family<ResultLabel, Counter>,
     pub rules_info: Family<RulesLabels, Gauge>,
@@ -120,6 +121,7 @@ impl Default for Metrics {
             evaluations: Counter::default(),
             alerts: Family::default(),
             alerts_active: Family::default(),
+            alerts_overdue: Family::default(),
             risk_index: Family::default(),
             rule_reloads: Family::default(),
             rules_info: Family::default(),
@@ -207,6 +209,11 @@ impl Metrics {
         );
         r.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());
         r.register("vigil_alerts_active", "Open alert episodes, by current level", self.alerts_active.clone());
+        r.register(
+            "vigil_alerts_overdue",
+            "Open alert episodes past their level's deadline (grading.toml), by current level",
+            self.alerts_overdue.clone(),
+        );
         r.register(
             "vigil_risk_index_score",
             "Latest risk index (0-100) of the city and each district, composite and by domain",

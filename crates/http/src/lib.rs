@@ -238,6 +238,8 @@ async fn region(State(api): State<Api>, Path(code): Path<String>) -> Response {
 struct AlertsQuery {
     /// The lowest level listed (default: every level).
     level: Option<String>,
+    /// `true`: only episodes past their deadline.
+    overdue: Option<bool>,
 }
 
 async fn alerts(State(api): State<Api>, Query(q): Query<AlertsQuery>) -> Response {
@@ -250,7 +252,10 @@ async fn alerts(State(api): State<Api>, Query(q): Query<AlertsQuery>) -> Respons
     };
     match ask(api.engine.clone(), |e| e.alerts(ENGINE_TIMEOUT)).await {
         Ok(all) => {
-            let list: Vec<ActiveAlert> = all.into_iter().filter(|a| min.is_none_or(|m| a.level >= m)).collect();
+            let list: Vec<ActiveAlert> = all
+                .into_iter()
+                .filter(|a| min.is_none_or(|m| a.level >= m) && (q.overdue != Some(true) || a.overdue))
+                .collect();
             axum::Json(list).into_response()
         }
         Err(r) => r,

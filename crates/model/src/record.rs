@@ -98,6 +98,14 @@ pub struct AlertRecord {
     /// alerts graded from scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// What to do at this level (grading.toml `response`); absent on `resolved` records and
+    /// where the level has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// By when (UTC): the moment this record's level was reached plus the level's `deadline`;
+    /// absent on `resolved` records and where the level has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 /// Why an evidence alarm stands: the cut (region and count indicator) whose excess is least

@@ -1152,8 +1152,17 @@ impl<'a, 's> Compiler<'a, 's> {
                         self.sink.at(&src, span_of(s), format!("`{n}` must be between 1 and 1000 evaluations"));
                     }
                 }
+                let deadline = l.deadline.as_ref().and_then(|d| {
+                    let v = self.duration(&src, d)?;
+                    if !(HOUR..=365 * DAY).contains(&v.0) {
+                        self.sink.at(&src, span_of(d), "a deadline is at least \"1h\" and at most \"365d\"");
+                        return None;
+                    }
+                    Some(v)
+                });
                 levels[slot] = Some(LevelSpec {
                     level,
+                    deadline,
                     label: name_of(l.label),
                     colour: l.colour.into_inner(),
                     rank: l.rank.into_inner(),

@@ -158,6 +158,9 @@ pub struct RawLevel {
     pub rank: S<String>,
     #[serde(default)]
     pub response: String,
+    /// How soon an episode at this level must be handled, as a duration ("24h").
+    #[serde(default)]
+    pub deadline: Option<S<String>>,
     pub enter: S<f64>,
     pub clear: S<f64>,
     #[serde(rename = "for")]

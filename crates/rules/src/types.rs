@@ -366,6 +366,8 @@ pub struct LevelSpec {
     pub colour: String,
     pub rank: String,
     pub response: String,
+    /// How soon an episode at this level must be handled, from the moment it reached it.
+    pub deadline: Option<Duration>,
     pub enter: f64,
     pub clear: f64,
     pub for_count: u32,

@@ -63,7 +63,11 @@ fn five_distinct_mistakes_are_all_reported_with_positions() {
 fn weights_regions_and_grading_are_checked() {
     let index = mini::INDEX.replace("weight = 1.0\n\n[[category]]", "weight = 0.9\n\n[[category]]");
     let regions = "code,parent,level,name,population\nC,,city,City,1\nD1,C,district,East,1\nD1,C,district,Again,1\nX,Q,grid,Orphan,1\nS,D1,district,Twin,1\n";
-    let grading = mini::GRADING.replace("enter = 75.0\nclear = 70.0", "enter = 50.0\nclear = 60.0");
+    let grading = mini::GRADING.replace("enter = 75.0\nclear = 70.0", "enter = 50.0\nclear = 60.0").replacen(
+        "enter = 30.0",
+        "deadline = \"30m\"\nenter = 30.0",
+        1,
+    );
     let err =
         compile(&mini::files_with(&[("index.toml", &index), ("regions.csv", regions), ("grading.toml", &grading)]))
             .unwrap_err();
@@ -75,6 +79,7 @@ fn weights_regions_and_grading_are_checked() {
         "region `S` is a district but its parent `D1` is a district",
         "clear (60) must be below enter (50)",
         "enter thresholds must increase",
+        "a deadline is at least \"1h\" and at most \"365d\"",
     ] {
         assert!(text.contains(msg), "missing `{msg}` in:\n{text}");
     }

@@ -238,6 +238,8 @@ mod tests {
             top_contributors: Vec::new(),
             top_regions: Vec::new(),
             evidence: None,
+            response: None,
+            deadline: None,
         }
     }
 
