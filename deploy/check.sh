@@ -8,7 +8,8 @@
 #   - vigil.toml files use only keys `vigil run` accepts;
 #   - compose creates every topic the rules and the config name;
 #   - `kubectl kustomize deploy/k8s` builds; hadolint on the Dockerfile; compose.yaml against the
-#     Compose schema (each only where the tool is installed).
+#     Compose schema; amtool on alertmanager/alertmanager.yml (each only where the tool is
+#     installed).
 # Needs promtool (Debian: apt-get install prometheus) and python3 >= 3.11 with PyYAML.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,11 @@ cd "$(dirname "$0")/.."
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/vigil-alerts.yml
 promtool test rules deploy/prometheus/vigil-alerts.test.yml
+# The Alertmanager routing of vigil's own alerts (amtool comes with Debian's
+# prometheus-alertmanager), where installed.
+if command -v amtool >/dev/null; then
+  amtool check-config deploy/alertmanager/alertmanager.yml >/dev/null
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

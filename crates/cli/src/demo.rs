@@ -57,6 +57,10 @@ pub struct DemoArgs {
     /// Archive decoded events, scores and alerts here as Parquet (`vigil sql --archive DIR`).
     #[arg(long)]
     archive: Option<PathBuf>,
+    /// Push alert episodes to this Alertmanager (API v2, `http://host:9093`): firing while
+    /// open, re-sent every minute, resolved when they end (deploy/alertmanager/).
+    #[arg(long, env = "VIGIL_ALERTMANAGER")]
+    alertmanager: Option<String>,
 }
 
 /// Produces generated events to Kafka, pacing them once event time passes the backfill.
@@ -323,7 +327,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         engine.set_archive(crate::history::engine_archive(dir, &rules, "demo")?)?;
     }
     let json = args.json;
+    let am = crate::run_cmd::alertmanager(args.alertmanager.as_deref(), &args.http_addr)?;
     let mut print = |a: &AlertRecord| {
+        if let Some(am) = &am {
+            am.send(a);
+        }
         if json {
             println!("{}", serde_json::to_string(a).unwrap_or_default());
         } else {

@@ -59,6 +59,20 @@ pub struct RunArgs {
     /// `murmur2` (the Java client's).
     #[arg(long, env = "VIGIL_PARTITIONER")]
     partitioner: Option<String>,
+    /// Push alert episodes to this Alertmanager (API v2, `http://host:9093`): firing while
+    /// open, re-sent every minute, resolved when they end (deploy/alertmanager/).
+    #[arg(long, env = "VIGIL_ALERTMANAGER")]
+    alertmanager: Option<String>,
+}
+
+/// The Alertmanager sender of `--alertmanager`, its alerts linking to the region pages of the
+/// HTTP server at `http`.
+pub(crate) fn alertmanager(url: Option<&str>, http: &str) -> Result<Option<vigil_notify::Alertmanager>> {
+    let Some(url) = url else { return Ok(None) };
+    let am = vigil_notify::Alertmanager::start(url, Some(format!("http://{http}")), Duration::from_secs(60))
+        .map_err(anyhow::Error::msg)?;
+    eprintln!("vigil: pushing alerts to Alertmanager at {url}");
+    Ok(Some(am))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +254,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
     );
     let print = args.print_alerts;
+    let am = alertmanager(args.alertmanager.as_deref(), &service.addr.to_string())?;
     if cfg.scale_out.is_some() {
         // Each task and the roll-up archive into the one directory, in files of their own.
         let archive = archive_dir.map(|dir| {
@@ -257,6 +272,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             Some(service.inbox),
             archive,
             &mut |a| {
+                if let Some(am) = &am {
+                    am.send(a);
+                }
                 if print {
                     println!("{}", crate::demo::alert_line(a, &rules));
                 }
@@ -276,6 +294,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
     }
     let summary = engine.run(&stop, &mut |a| {
+        if let Some(am) = &am {
+            am.send(a);
+        }
         if print {
             println!("{}", crate::demo::alert_line(a, &rules));
         }
