@@ -60,7 +60,7 @@ exported = {
     "vigil_alerts_active", "vigil_alerts_overdue", "vigil_risk_index_score", "vigil_rule_reloads_total",
     "vigil_rules_info", "vigil_checkpoint_size_bytes",
     "vigil_checkpoint_last_success_timestamp_seconds", "vigil_build_info", "vigil_tasks",
-    "vigil_rollup_pending_evaluations", "vigil_events_duplicate_total",
+    "vigil_rollup_pending_evaluations", "vigil_events_duplicate_total", "vigil_alertmanager_posts_total",
 }
 for h in ("vigil_evaluation_duration_seconds", "vigil_checkpoint_duration_seconds"):
     exported |= {h + "_bucket", h + "_sum", h + "_count"}

@@ -327,7 +327,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         engine.set_archive(crate::history::engine_archive(dir, &rules, "demo")?)?;
     }
     let json = args.json;
-    let am = crate::run_cmd::alertmanager(args.alertmanager.as_deref(), &args.http_addr)?;
+    let am = crate::run_cmd::alertmanager(args.alertmanager.as_deref(), &args.http_addr, &service.metrics)?;
     let mut print = |a: &AlertRecord| {
         if let Some(am) = &am {
             am.send(a);

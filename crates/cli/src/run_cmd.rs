@@ -66,11 +66,21 @@ pub struct RunArgs {
 }
 
 /// The Alertmanager sender of `--alertmanager`, its alerts linking to the region pages of the
-/// HTTP server at `http`.
-pub(crate) fn alertmanager(url: Option<&str>, http: &str) -> Result<Option<vigil_notify::Alertmanager>> {
+/// HTTP server at `http`, its posts counted in `vigil_alertmanager_posts_total{result}`.
+pub(crate) fn alertmanager(
+    url: Option<&str>,
+    http: &str,
+    metrics: &vigil_engine::metrics::Metrics,
+) -> Result<Option<vigil_notify::Alertmanager>> {
     let Some(url) = url else { return Ok(None) };
-    let am = vigil_notify::Alertmanager::start(url, Some(format!("http://{http}")), Duration::from_secs(60))
-        .map_err(anyhow::Error::msg)?;
+    let posts = metrics.alertmanager_posts.clone();
+    let on_post = Box::new(move |ok: bool| {
+        let result = if ok { "ok" } else { "failed" };
+        posts.get_or_create(&vigil_engine::metrics::ResultLabel { result: result.into() }).inc();
+    });
+    let am =
+        vigil_notify::Alertmanager::start(url, Some(format!("http://{http}")), Duration::from_secs(60), Some(on_post))
+            .map_err(anyhow::Error::msg)?;
     eprintln!("vigil: pushing alerts to Alertmanager at {url}");
     Ok(Some(am))
 }
@@ -254,7 +264,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
     );
     let print = args.print_alerts;
-    let am = alertmanager(args.alertmanager.as_deref(), &service.addr.to_string())?;
+    let am = alertmanager(args.alertmanager.as_deref(), &service.addr.to_string(), &metrics)?;
     if cfg.scale_out.is_some() {
         // Each task and the roll-up archive into the one directory, in files of their own.
         let archive = archive_dir.map(|dir| {

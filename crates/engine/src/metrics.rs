@@ -88,6 +88,8 @@ pub struct Metrics {
     pub alerts_overdue: Family<LevelLabel, Gauge>,
     pub risk_index: Family<IndexLabels, FloatGauge>,
     pub rule_reloads: Family<ResultLabel, Counter>,
+    /// Posts to Alertmanager (`--alertmanager`), by result (ok, failed).
+    pub alertmanager_posts: Family<ResultLabel, Counter>,
     pub rules_info: Family<RulesLabels, Gauge>,
     pub checkpoint_duration: Histogram,
     pub checkpoint_size: Gauge,
@@ -124,6 +126,7 @@ impl Default for Metrics {
             alerts_overdue: Family::default(),
             risk_index: Family::default(),
             rule_reloads: Family::default(),
+            alertmanager_posts: Family::default(),
             rules_info: Family::default(),
             checkpoint_duration: Histogram::new(DURATION_BUCKETS),
             checkpoint_size: Gauge::default(),
@@ -220,6 +223,11 @@ impl Metrics {
             self.risk_index.clone(),
         );
         r.register("vigil_rule_reloads", "Rule reloads, by result (ok, rejected)", self.rule_reloads.clone());
+        r.register(
+            "vigil_alertmanager_posts",
+            "Posts of open and ended alert episodes to Alertmanager, by result (ok, failed)",
+            self.alertmanager_posts.clone(),
+        );
         r.register("vigil_rules_info", "The rule set in force (value 1)", self.rules_info.clone());
         r.register(
             "vigil_checkpoint_duration_seconds",

@@ -107,8 +107,14 @@ impl std::fmt::Debug for Alertmanager {
 }
 
 impl Alertmanager {
-    /// Starts sending to the Alertmanager at `url` (`http://host:9093`).
-    pub fn start(url: &str, console: Option<String>, resend: Duration) -> Result<Alertmanager, String> {
+    /// Starts sending to the Alertmanager at `url` (`http://host:9093`). `on_post` hears the
+    /// outcome of every post (true: accepted), for the operator's metrics.
+    pub fn start(
+        url: &str,
+        console: Option<String>,
+        resend: Duration,
+        on_post: Option<Box<dyn Fn(bool) + Send>>,
+    ) -> Result<Alertmanager, String> {
         if !url.starts_with("http://") {
             return Err(format!("alertmanager URL `{url}`: expected http://host:port"));
         }
@@ -123,8 +129,17 @@ impl Alertmanager {
         let thread = std::thread::Builder::new()
             .name("alertmanager".into())
             .spawn(move || {
-                Worker { client, endpoint, console, resend, stats: st, open: BTreeMap::new(), ended: Vec::new() }
-                    .run(rx)
+                Worker {
+                    client,
+                    endpoint,
+                    console,
+                    resend,
+                    stats: st,
+                    on_post,
+                    open: BTreeMap::new(),
+                    ended: Vec::new(),
+                }
+                .run(rx)
             })
             .map_err(|e| format!("alertmanager thread: {e}"))?;
         Ok(Alertmanager { tx, thread: Some(thread), stats })
@@ -160,6 +175,7 @@ struct Worker {
     console: Option<String>,
     resend: Duration,
     stats: Arc<Stats>,
+    on_post: Option<Box<dyn Fn(bool) + Send>>,
     /// Open episodes by (region, scope): the alert Alertmanager knows them by.
     open: BTreeMap<(String, String), AmAlert>,
     /// Ended alerts not yet delivered (kept until a post succeeds: nothing is lost silently).
@@ -238,6 +254,9 @@ impl Worker {
         batch.extend(self.open.values().map(|a| AmAlert { ends_at: Some(until.clone()), ..a.clone() }));
         self.stats.posts.fetch_add(1, Ordering::Relaxed);
         let result = self.client.post(&self.endpoint).json(&batch).send().and_then(|r| r.error_for_status());
+        if let Some(f) = &self.on_post {
+            f(result.is_ok());
+        }
         match result {
             Ok(_) => self.ended.clear(),
             Err(e) => {

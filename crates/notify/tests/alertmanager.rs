@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -156,7 +158,13 @@ fn alerts_reach_alertmanager_receivers_and_resolve() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let am = Alertmanager::start(&url, Some("http://vigil.example:9464".into()), Duration::from_secs(1)).unwrap();
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (o, f) = (Arc::clone(&ok), Arc::clone(&failed));
+    let on_post = Box::new(move |accepted: bool| {
+        if accepted { &o } else { &f }.fetch_add(1, Ordering::Relaxed);
+    });
+    let am = Alertmanager::start(&url, Some("http://vigil.example:9464".into()), Duration::from_secs(1), Some(on_post))
+        .unwrap();
     am.send(&record("990101", AlertEvent::Opened, Some(Level::Orange), None));
     am.send(&record("990102", AlertEvent::Opened, Some(Level::Yellow), None));
     let firing = got.wait_for("/urgent", "firing", "990101");
@@ -186,7 +194,26 @@ fn alerts_reach_alertmanager_receivers_and_resolve() {
     am.send(&record("990101", AlertEvent::Resolved, None, Some(Level::Orange)));
     let resolved = got.wait_for("/urgent", "resolved", "990101");
     assert_eq!(resolved["alerts"][0]["status"], "resolved");
-    assert_eq!(am.stats.failures.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(am.stats.failures.load(Ordering::Relaxed), 0);
     am.stop();
+    // Every post was heard, and accepted.
+    assert!(ok.load(Ordering::Relaxed) >= 3, "{ok:?}");
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+
+    // An Alertmanager that is not there: the post fails and is heard as failed.
+    let gone = format!("http://127.0.0.1:{}", free_port());
+    let (f2, heard) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (a, b) = (Arc::clone(&f2), Arc::clone(&heard));
+    let on_post = Box::new(move |accepted: bool| {
+        b.fetch_add(1, Ordering::Relaxed);
+        if !accepted {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let am = Alertmanager::start(&gone, None, Duration::from_secs(1), Some(on_post)).unwrap();
+    am.send(&record("990103", AlertEvent::Opened, Some(Level::Red), None));
+    am.stop();
+    assert!(heard.load(Ordering::Relaxed) >= 1, "the post was heard");
+    assert_eq!(f2.load(Ordering::Relaxed), heard.load(Ordering::Relaxed), "and it failed");
     let _ = std::fs::remove_dir_all(&dir);
 }
