@@ -511,8 +511,8 @@ fn alarm_rules() -> Arc<RuleSet> {
     alarm_rules_with("")
 }
 
-/// [`alarm_rules`] with more `[alarm]` keys.
-fn alarm_rules_with(extra: &str) -> Arc<RuleSet> {
+/// The mini indicators and a daily count of all calls (for the alarm's daily cuts).
+fn with_daily_calls() -> String {
     let daily = r#"
 [[indicator]]
 id = "calls_count_1d"
@@ -526,7 +526,12 @@ direction = "up"
 weight = 0.2
 normalise = { method = "ears", variant = "c2" }
 "#;
-    let indicators = format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"))
+}
+
+/// [`alarm_rules`] with more `[alarm]` keys.
+fn alarm_rules_with(extra: &str) -> Arc<RuleSet> {
+    let indicators = with_daily_calls();
     let alarm = format!(
         "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\n{extra}recurrence = {{ yellow = \"2d\", orange = \"14d\", red = \"100d\" }}\n"
     );
@@ -646,20 +651,7 @@ fn a_city_wide_day_raises_no_district_under_the_share_expectation() {
         "{}D3,C,district,North,1\nD4,C,district,South,1\nD5,C,district,Port,1\nD6,C,district,Hill,1\n",
         mini::REGIONS
     );
-    let daily = r#"
-[[indicator]]
-id = "calls_count_1d"
-name = "Calls, one day"
-category = "volume"
-source = "police"
-measure = "count"
-window = "1d"
-hop = "1d"
-direction = "up"
-weight = 0.2
-normalise = { method = "ears", variant = "c2" }
-"#;
-    let indicators = format!("{}{daily}", mini::INDICATORS.replace("weight = 0.5", "weight = 0.4"));
+    let indicators = with_daily_calls();
     let compiled = |expectation: &str| {
         let alarm = format!(
             "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nindicators = [\"calls_count_1d\"]\nexpectation = \"{expectation}\"\nrecurrence = {{ yellow = \"2d\", orange = \"14d\", red = \"100d\" }}\n"
