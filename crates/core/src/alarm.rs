@@ -366,8 +366,10 @@ pub(crate) fn record(
         .cut
         .map(|c| {
             let cut = cuts[c][slot];
+            let ind = &rules.indicators[alarm.cuts[c].indicator];
             vec![vigil_model::record::IndicatorScore {
-                indicator: rules.indicators[alarm.cuts[c].indicator].id.clone(),
+                indicator: ind.id.clone(),
+                name: Some(vigil_model::record::Names { zh: ind.name.zh.clone(), en: ind.name.en.clone() }),
                 value: Some(cut.observed),
                 expected: Some(round(cut.expected, 2)),
                 score: Some(round(v.named_stat, 2)),

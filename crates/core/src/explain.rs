@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use vigil_alert::Transition;
-use vigil_model::record::{AlertRecord, IndicatorScore, ScoreRecord};
+use vigil_model::record::{AlertRecord, IndicatorScore, Names, ScoreRecord};
 use vigil_model::time::format_utc;
 use vigil_model::{Level, Ts};
 use vigil_rules::RuleSet;
@@ -58,6 +58,9 @@ pub(crate) fn round(x: f64, digits: i32) -> f64 {
     if r == 0.0 { 0.0 } else { r }
 }
 
+/// The lowest indicator score listed as a reason for an alert (z = 1).
+const MIN_REASON_SCORE: f64 = 25.0;
+
 fn score(x: Option<f64>) -> Option<f64> {
     x.map(|v| round(v, 1))
 }
@@ -71,7 +74,13 @@ fn indicator_score(rules: &RuleSet, i: usize, st: &IndicatorState, r: usize) -> 
     let ind = &rules.indicators[i];
     // Small cells are never published as values (the statistical-disclosure threshold rule).
     let v = if l.support < ind.min_support as u64 { None } else { l.value };
-    IndicatorScore { indicator: ind.id.clone(), value: value(v), expected: value(l.expected), score: score(l.score) }
+    IndicatorScore {
+        indicator: ind.id.clone(),
+        name: None,
+        value: value(v),
+        expected: value(l.expected),
+        score: score(l.score),
+    }
 }
 
 fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
@@ -117,13 +126,20 @@ pub(crate) fn alert_record(
     st: &[IndicatorState],
 ) -> AlertRecord {
     // Rank indicators by their weighted contribution to the scope's score; ties by id so the
-    // order is stable.
+    // order is stable. What raises a level must be raised itself: on `opened` and `escalated`
+    // records only indicators at least one standard deviation above their expectation (score
+    // 25 on the probit scale u = 25 z) are reasons, since a score of 1.5 explains nothing; a
+    // level set by an override or a floor may then list none (its `reason` says why). Falling
+    // records list the indicators as they stand.
+    let rising =
+        matches!(tr.event, vigil_model::record::AlertEvent::Opened | vigil_model::record::AlertEvent::Escalated);
+    let band = if rising { MIN_REASON_SCORE } else { f64::MIN_POSITIVE };
     let mut ranked: Vec<(f64, usize)> = rules
         .indicators
         .iter()
         .enumerate()
         .filter(|(_, ind)| domain.is_none_or(|d| ind.domain == d))
-        .filter_map(|(i, ind)| st[i].latest[slot].score.filter(|s| *s > 0.0).map(|s| (s * ind.global_weight, i)))
+        .filter_map(|(i, ind)| st[i].latest[slot].score.filter(|s| *s >= band).map(|s| (s * ind.global_weight, i)))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(rules.indicators[a.1].id.cmp(&rules.indicators[b.1].id)));
     AlertRecord {
@@ -131,7 +147,13 @@ pub(crate) fn alert_record(
         top_contributors: ranked
             .iter()
             .take(TOP_CONTRIBUTORS)
-            .map(|&(_, i)| indicator_score(rules, i, &st[i], slot))
+            .map(|&(_, i)| {
+                let n = &rules.indicators[i].name;
+                IndicatorScore {
+                    name: Some(Names { zh: n.zh.clone(), en: n.en.clone() }),
+                    ..indicator_score(rules, i, &st[i], slot)
+                }
+            })
             .collect(),
         ..alert_head(rules, r, p, scope, score(scope_score), &tr)
     }

@@ -11,12 +11,23 @@ use crate::level::Level;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IndicatorScore {
     pub indicator: String,
+    /// The indicator's name in both languages, on alert records (score records, which list
+    /// every indicator, leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Names>,
     /// The window value; `None` when suppressed (fewer than `min_support` events).
     pub value: Option<f64>,
     /// The expected value from the region's own baseline, where the method has one.
     pub expected: Option<f64>,
     /// Risk score 0..100; `None` while grey (no baseline yet, or too little support).
     pub score: Option<f64>,
+}
+
+/// A name in Chinese and English (either filled from the other where a rule file gives one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Names {
+    pub zh: String,
+    pub en: String,
 }
 
 /// One record per (region, evaluation time) on `vigil.scores`.

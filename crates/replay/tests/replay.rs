@@ -69,6 +69,19 @@ fn real_chicago_assaults_replay_deterministically() {
     // Quiet stretches stay quiet: fewer than one episode a week per (region, scope) on average.
     let opened = a.alerts.iter().filter(|x| x.event == vigil_model::record::AlertEvent::Opened).count();
     assert!(opened < 23 * 2 * 52, "{opened} episodes opened");
+    // What raises a level is raised itself: every reason of an opened or escalated alert scores
+    // at least 25 (one standard deviation above its expectation) and is named as the rules
+    // name it.
+    use vigil_model::record::AlertEvent::{Escalated, Opened};
+    let rising: Vec<_> = a.alerts.iter().filter(|x| matches!(x.event, Opened | Escalated)).collect();
+    assert!(rising.iter().any(|x| !x.top_contributors.is_empty()));
+    for x in &rising {
+        for c in &x.top_contributors {
+            assert!(c.score.is_some_and(|s| s >= 25.0), "{} lists {c:?}", x.alert_id);
+            let ind = rules.indicators.iter().find(|i| i.id == c.indicator).unwrap();
+            assert_eq!(c.name.as_ref().map(|n| n.en.as_str()), Some(ind.name.en.as_str()));
+        }
+    }
     let (b, _) = run(&rules, vec![("police.jsonl", text)]);
     assert_eq!(lines(&a.alerts), lines(&b.alerts));
     assert_eq!(lines(&a.scores), lines(&b.scores));
