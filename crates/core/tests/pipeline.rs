@@ -27,17 +27,21 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
 /// A deterministic scenario: 24 days of police calls in two districts, about one crime call an
 /// hour in D1 and a burst of eight an hour on 03-21 from 10:00 to 16:00.
 fn scenario(rules: &RuleSet) -> Vec<Event> {
+    // A burst of 8 calls an hour in G1 from 10:00 to 16:00 on day 20 (local +08:00).
+    mini_calls(rules, |h, draw| if h / 24 == 20 && (10..16).contains(&(h % 24)) { 8 } else { (draw() % 3) as i64 })
+}
+
+/// Calls in grid G1 hour by hour for 24 days from 2026-03-01 (`calls(hour, draw)` of them, with
+/// `draw` the scenario's random generator), each a theft or a fight with a response time, and
+/// a dispute in D2 about every other hour.
+fn mini_calls(rules: &RuleSet, calls: impl Fn(i64, &mut dyn FnMut() -> u64) -> i64) -> Vec<Event> {
     let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
     let g1 = rules.regions.lookup("G1").unwrap();
     let d2 = rules.regions.lookup("D2").unwrap();
     let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::new();
     for h in 0..24 * 24 {
-        let day = h / 24;
-        let hour = h % 24;
-        let burst = day == 20 && (10..16).contains(&hour);
-        let n = if burst { 8 } else { (next() % 3) as i64 };
-        for _ in 0..n {
+        for _ in 0..calls(h, &mut next) {
             let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
             e.set(0, (next() % 2) as i64); // theft or fight
             e.set(2, 50 + (next() % 105) as i64); // 5.0 .. 15.4 minutes
@@ -707,27 +711,7 @@ fn a_city_wide_day_raises_no_district_under_the_share_expectation() {
 /// Two days of 4 extra calls every 6 hours in G1: an excess in D1 that hovers about its
 /// thresholds.
 fn flapping_scenario(rules: &RuleSet) -> Vec<Event> {
-    let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
-    let g1 = rules.regions.lookup("G1").unwrap();
-    let d2 = rules.regions.lookup("D2").unwrap();
-    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
-    let mut out = Vec::new();
-    for h in 0..24 * 24i64 {
-        let extra = if (20..22).contains(&(h / 24)) && h % 6 == 0 { 4 } else { 0 };
-        for _ in 0..(next() % 3) as i64 + extra {
-            let mut e = Event { region: g1, ts: start + h * HOUR + (next() % 60) as i64 * MINUTE, ..Event::default() };
-            e.set(0, (next() % 2) as i64);
-            e.set(2, 50 + (next() % 105) as i64);
-            out.push(e);
-        }
-        if next().is_multiple_of(2) {
-            let mut e = Event { region: d2, ts: start + h * HOUR + 30 * MINUTE, ..Event::default() };
-            e.set(0, 3);
-            out.push(e);
-        }
-    }
-    out.sort_by_key(|e| e.ts);
-    out
+    mini_calls(rules, |h, draw| (draw() % 3) as i64 + if (20..22).contains(&(h / 24)) && h % 6 == 0 { 4 } else { 0 })
 }
 
 /// `hold`: an episode rises at once and falls only after the evidence has stayed below for the
