@@ -255,10 +255,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         None => vigil_kafka::ensure_topics(&settings, &topics).context("create topics")?,
     }
 
-    let service = crate::service::start(&args.http_addr, args.api_token.clone(), Some(args.rules.clone()))?;
+    let service = crate::service::start(&args.http_addr, args.api_token.clone(), Some(args.rules.clone()), &rules)?;
     let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     eprintln!(
-        "vigil demo: Kafka at {} ({}), rules {} ({}), metrics at http://{}/metrics, API at http://{4}/api/",
+        "vigil demo: Kafka at {} ({}), rules {} ({}), console at http://{}/console/, metrics at http://{4}/metrics, \
+         API at http://{4}/api/",
         settings.brokers,
         if args.brokers.is_some() { "external" } else { "embedded" },
         rules.name,
@@ -313,12 +314,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         idle_timeout: Duration::from_secs(30),
         options: Options {
             scores: ScoreDetail::Summary,
-            score_levels: vigil_core::ScoreLevels(0b0011),
+            // City, districts and streets: the console draws their recent history from these.
+            score_levels: vigil_core::ScoreLevels(0b0111),
             score_filter: vigil_core::ScoreFilter::All,
         },
         progress: Some(consumed),
         checkpoint_dir: args.checkpoint_dir.clone(),
         checkpoint_every: Duration::from_secs(10),
+        score_tap: Some(service.score_tap()),
         ..EngineConfig::new(settings.clone())
     };
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
@@ -328,7 +331,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     let json = args.json;
     let am = crate::run_cmd::alertmanager(args.alertmanager.as_deref(), &args.http_addr, &service.metrics)?;
+    let console = service.console.clone();
     let mut print = |a: &AlertRecord| {
+        console.alert(a);
         if let Some(am) = &am {
             am.send(a);
         }

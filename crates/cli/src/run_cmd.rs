@@ -233,7 +233,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut settings = KafkaSettings::new(brokers);
     settings.client = file.kafka.client;
     let http = args.http_addr.or(file.engine.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into());
-    let service = crate::service::start(&http, args.api_token.clone(), Some(rules_dir.clone()))?;
+    let service = crate::service::start(&http, args.api_token.clone(), Some(rules_dir.clone()), &rules)?;
     let (stop, metrics) = (Arc::clone(&service.stop), service.metrics.clone());
     let cfg = EngineConfig {
         group: args.group.or(file.kafka.group).unwrap_or_else(|| "vigil".into()),
@@ -252,6 +252,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .or(file.engine.exit_when_idle)
             .map(|t| duration(Some(&t), Duration::ZERO))
             .transpose()?,
+        score_tap: Some(service.score_tap()),
         ..EngineConfig::new(settings.clone())
     };
     eprintln!(
@@ -282,6 +283,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             Some(service.inbox),
             archive,
             &mut |a| {
+                service.console.alert(a);
                 if let Some(am) = &am {
                     am.send(a);
                 }
@@ -298,12 +300,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let group = cfg.group.clone();
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    let console = service.console.clone();
     engine.attach(service.inbox);
     if let Some(dir) = archive_dir {
         engine.set_archive(crate::history::engine_archive(&dir, &rules, &group)?)?;
         eprintln!("vigil run: archiving events, scores and alerts to {}", dir.display());
     }
     let summary = engine.run(&stop, &mut |a| {
+        console.alert(a);
         if let Some(am) = &am {
             am.send(a);
         }

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use vigil_engine::metrics::ResultLabel;
 use vigil_engine::{EngineHandle, Metrics, QueryInbox};
+use vigil_http::console::Console;
 use vigil_http::{Api, ReloadHook};
 
 /// How often the rules directory is looked at; a change is applied once it has been stable for
@@ -26,6 +27,16 @@ pub struct Service {
     /// The engine's end of the API's query channel: attach it to the engine.
     pub inbox: QueryInbox,
     pub addr: std::net::SocketAddr,
+    /// The console's memory: feed it score records ([`Service::score_tap`]) and alerts.
+    pub console: Console,
+}
+
+impl Service {
+    /// The engine's score tap that keeps the console's recent history.
+    pub fn score_tap(&self) -> vigil_engine::ScoreTap {
+        let console = self.console.clone();
+        vigil_engine::ScoreTap(Arc::new(move |r| console.score(r)))
+    }
 }
 
 /// A flag raised by SIGINT or SIGTERM.
@@ -37,27 +48,39 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Installs the signal handlers and serves HTTP on `addr`. `token` protects the API (never
-/// health, readiness or metrics). With `rules_dir`, rules are reloaded on request, on SIGHUP and
-/// when the directory changes.
-pub fn start(addr: &str, token: Option<String>, rules_dir: Option<PathBuf>) -> Result<Service> {
+/// Installs the signal handlers and serves HTTP on `addr` (the console labelled from `rules`).
+/// `token` protects the API (never health, readiness or metrics). With `rules_dir`, rules are
+/// reloaded on request, on SIGHUP and when the directory changes.
+pub fn start(
+    addr: &str,
+    token: Option<String>,
+    rules_dir: Option<PathBuf>,
+    rules: &vigil_rules::RuleSet,
+) -> Result<Service> {
     let stop = stop_on_signals()?;
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let (handle, inbox) = EngineHandle::new();
+    let console = Console::new(rules);
     let reload: Option<ReloadHook> = match rules_dir {
         Some(dir) => {
-            let reloader = Arc::new(Reloader { dir, handle: handle.clone(), metrics: metrics.clone() });
+            let reloader =
+                Arc::new(Reloader { dir, handle: handle.clone(), metrics: metrics.clone(), console: console.clone() });
             watch(Arc::clone(&reloader), Arc::clone(&stop))?;
             Some(Arc::new(move || reloader.reload()))
         }
         None => None,
     };
-    let api =
-        Api { registry: Arc::new(registry), engine: Some(handle), token: token.filter(|t| !t.is_empty()), reload };
+    let api = Api {
+        registry: Arc::new(registry),
+        engine: Some(handle),
+        token: token.filter(|t| !t.is_empty()),
+        reload,
+        console: Some(console.clone()),
+    };
     let addr = vigil_http::serve(addr, api)?;
-    Ok(Service { stop, metrics, inbox, addr })
+    Ok(Service { stop, metrics, inbox, addr, console })
 }
 
 /// Compiles the rules directory and hands the result to the engine; every outcome is logged
@@ -66,6 +89,7 @@ struct Reloader {
     dir: PathBuf,
     handle: EngineHandle,
     metrics: Metrics,
+    console: Console,
 }
 
 impl Reloader {
@@ -74,8 +98,10 @@ impl Reloader {
             Err(diags) => Err(diags.0.iter().map(|d| crate::prefix(&self.dir, d)).collect::<Vec<_>>().join("\n")),
             Ok(rules) => {
                 let version = rules.version.clone();
-                match self.handle.reload(Arc::new(rules), Duration::from_secs(30)) {
+                let rules = Arc::new(rules);
+                match self.handle.reload(Arc::clone(&rules), Duration::from_secs(30)) {
                     Ok(Ok(carried)) => {
+                        self.console.set_rules(&rules);
                         eprintln!("vigil: rules reloaded, version {version}: {}", vigil_engine::describe(&carried));
                         Ok(version)
                     }

@@ -8,66 +8,20 @@
 //! on 127.0.0.1 that scrapes vigil and answers a query for one of its metrics.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vigil_engine::testkit::{self, Broker, RunTopics};
+
+mod net;
+use net::{Vigil, free_addr, http, json};
 
 const TOKEN: &str = "s3cret-token";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-/// One HTTP/1.1 request; returns (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    // axum answers small bodies with a length; chunked bodies are decoded here.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = &tail[n + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-struct Vigil(Child);
-
-impl Drop for Vigil {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Names a scrape declares (`# TYPE` lines), with the series suffixes of each type.
@@ -210,6 +164,48 @@ fn a_running_engine_serves_health_api_and_metrics() {
     assert_eq!(http(&addr, "GET", "/api/alerts?level=purple", Some(TOKEN)).unwrap().0, 400);
     let doc = json(&http(&addr, "GET", "/api/openapi.json", Some(TOKEN)).unwrap().1);
     assert_eq!(doc["openapi"], "3.1.0");
+
+    // The console: its page needs no token (it holds no data), its API does. The catalog names
+    // every region; the feed holds the alert records the engine produced, newest first, and
+    // `after` returns only newer ones; a district has a recent history of its index.
+    let (status, page) = http(&addr, "GET", "/console/", None).unwrap();
+    assert!(status == 200 && page.contains("/console/app.js"), "{status}");
+    assert_eq!(http(&addr, "GET", "/api/catalog", None).unwrap().0, 401);
+    let catalog = json(&http(&addr, "GET", "/api/catalog", Some(TOKEN)).unwrap().1);
+    assert_eq!(catalog["regions"].as_array().unwrap().len(), rules.regions.len());
+    assert_eq!(catalog["version"], rules.version.as_str());
+    let feed = json(&http(&addr, "GET", "/api/feed?limit=2000", Some(TOKEN)).unwrap().1);
+    let records = feed["records"].as_array().unwrap();
+    assert!(!records.is_empty(), "the feed holds the run's alert records");
+    let numbers: Vec<u64> = records.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert_eq!(feed["last"].as_u64(), numbers.first().copied());
+    let emitted: u64 = http(&addr, "GET", "/metrics", None)
+        .unwrap()
+        .1
+        .lines()
+        .filter(|l| l.starts_with("vigil_alerts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(feed["last"].as_u64(), Some(emitted), "every alert record emitted reached the feed");
+    assert_eq!(records.len() as u64, emitted.min(2000));
+    let newer = json(&http(&addr, "GET", &format!("/api/feed?after={}", numbers[0]), Some(TOKEN)).unwrap().1);
+    assert!(newer["records"].as_array().unwrap().is_empty());
+    let in_district = json(&http(&addr, "GET", &format!("/api/feed?region={district}"), Some(TOKEN)).unwrap().1);
+    for r in in_district["records"].as_array().unwrap() {
+        let code = r["region"].as_str().unwrap();
+        let idx = rules.regions.lookup(code).unwrap();
+        assert!(
+            rules.regions.chains[idx as usize].iter().any(|&c| rules.regions.codes[c as usize] == *district),
+            "{code} is not within {district}"
+        );
+    }
+    assert_eq!(http(&addr, "GET", "/api/feed?level=purple", Some(TOKEN)).unwrap().0, 400);
+    let history = json(&http(&addr, "GET", &format!("/api/regions/{district}/history"), Some(TOKEN)).unwrap().1);
+    let ends = history["window_end"].as_array().unwrap();
+    assert!(ends.len() >= 2 && ends.windows(2).all(|w| w[0].as_str() < w[1].as_str()), "{history}");
+    assert_eq!(history["composite"].as_array().unwrap().len(), ends.len());
+    assert_eq!(ends.last().unwrap(), &v["window_end"], "the history ends at the last evaluation");
 
     // Metrics: the active-alert gauges agree with the API; the index covers city and districts
     // only (bounded cardinality).

@@ -170,6 +170,20 @@ pub struct EngineConfig {
     /// Events held per partition before watermark alignment pauses it ([`HOLD_PER_PARTITION`]
     /// by default; tests lower it so that partitions pause and resume often).
     pub hold_per_partition: usize,
+    /// Sees every score record as it is produced (the console's recent history), in every
+    /// task of a scale-out instance.
+    pub score_tap: Option<ScoreTap>,
+}
+
+/// A reader of score records beside the topics: called on the engine thread, so it must be
+/// quick (the console copies a few numbers under a lock).
+#[derive(Clone)]
+pub struct ScoreTap(pub Arc<dyn Fn(&ScoreRecord) + Send + Sync>);
+
+impl std::fmt::Debug for ScoreTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScoreTap")
+    }
 }
 
 /// One scale-out task: partition `partition` of every event topic (each of `partitions`
@@ -221,6 +235,7 @@ impl EngineConfig {
             scale_out: None,
             task: None,
             hold_per_partition: HOLD_PER_PARTITION,
+            score_tap: None,
         }
     }
 
@@ -262,6 +277,7 @@ pub(crate) struct KafkaOutput<'a> {
     pub(crate) rules_version: String,
     pub(crate) metrics: &'a Metrics,
     pub(crate) on_alert: &'a mut dyn FnMut(&AlertRecord),
+    pub(crate) score_tap: Option<ScoreTap>,
     pub(crate) error: Option<vigil_kafka::KafkaEdgeError>,
 }
 
@@ -287,6 +303,9 @@ impl Output for KafkaOutput<'_> {
     fn score(&mut self, record: ScoreRecord) {
         if let Some(a) = &mut self.archive {
             a.score(&record);
+        }
+        if let Some(tap) = &self.score_tap {
+            (tap.0)(&record);
         }
         let topic = self.topics.scores.clone();
         self.send(&topic, &record.region.clone(), &record);
@@ -695,6 +714,7 @@ impl Engine {
             rules_version: rules.version.clone(),
             metrics: &self.metrics,
             on_alert,
+            score_tap: self.cfg.score_tap.clone(),
             error: None,
         };
         let mut st = LoopState {

@@ -14,6 +14,6 @@ pub mod testkit;
 
 pub use engine::{
     ArchiveFactory, Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, RunSummary,
-    Task, Unavailable, describe,
+    ScoreTap, Task, Unavailable, describe,
 };
 pub use metrics::Metrics;

@@ -100,6 +100,7 @@ pub fn run(
         rules_version: rules.version.clone(),
         metrics,
         on_alert: alerts,
+        score_tap: cfg.score_tap.clone(),
         error: None,
     };
     let mut last_checkpoint = Instant::now();

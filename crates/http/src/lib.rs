@@ -1,8 +1,12 @@
 //! vigil-http is vigil's HTTP edge: `/healthz`, `/readyz`, `/metrics` (Prometheus text
 //! format) and the JSON API (`/api/regions/{code}`, `/api/alerts`, `POST /-/reload`, and the
-//! OpenAPI document at `/api/openapi.json`). It owns no scoring state: questions go to the
-//! running engine through its query channel and are answered between polling rounds. An
-//! optional bearer token protects everything but health, readiness and metrics.
+//! OpenAPI document at `/api/openapi.json`), and the analysts' console (`/console/`, see
+//! [`console`]). It owns no scoring state: questions go to the running engine through its
+//! query channel and are answered between polling rounds; the console's recent history is fed
+//! to it. An optional bearer token protects everything but health, readiness, metrics and the
+//! console's static files (which hold no data).
+
+pub mod console;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +40,8 @@ pub struct Api {
     /// Bearer token required on the API (not on health, readiness or metrics).
     pub token: Option<String>,
     pub reload: Option<ReloadHook>,
+    /// The console's memory; without it `/console/` and its API answer 404.
+    pub console: Option<console::Console>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +83,11 @@ pub fn router(api: Api) -> Router {
     let mut protected = Router::new()
         .route("/api/regions/{code}", get(region))
         .route("/api/alerts", get(alerts))
-        .route("/api/openapi.json", get(openapi));
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/catalog", get(catalog))
+        .route("/api/overview", get(overview))
+        .route("/api/regions/{code}/history", get(history))
+        .route("/api/feed", get(feed));
     if api.reload.is_some() {
         protected = protected.route("/-/reload", post(reload));
     }
@@ -86,6 +96,11 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(|| async { axum::response::Redirect::to("/console/") }))
+        .route("/console", get(|| async { axum::response::Redirect::to("/console/") }))
+        .route("/console/", get(|| asset("text/html; charset=utf-8", console::INDEX_HTML)))
+        .route("/console/app.js", get(|| asset("text/javascript; charset=utf-8", console::APP_JS)))
+        .route("/console/style.css", get(|| asset("text/css; charset=utf-8", console::STYLE_CSS)))
         .merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
@@ -285,6 +300,64 @@ async fn reload(State(api): State<Api>) -> Response {
     }
 }
 
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+fn no_console() -> Response {
+    error(StatusCode::NOT_FOUND, "the console is not enabled in this process")
+}
+
+async fn catalog(State(api): State<Api>) -> Response {
+    match &api.console {
+        Some(c) => ([(header::CONTENT_TYPE, "application/json")], c.catalog().as_str().to_string()).into_response(),
+        None => no_console(),
+    }
+}
+
+async fn overview(State(api): State<Api>) -> Response {
+    match &api.console {
+        Some(c) => axum::Json(c.overview()).into_response(),
+        None => no_console(),
+    }
+}
+
+async fn history(State(api): State<Api>, Path(code): Path<String>) -> Response {
+    match api.console.as_ref().map(|c| c.history(&code)) {
+        Some(Some(h)) => axum::Json(h).into_response(),
+        Some(None) => error(StatusCode::NOT_FOUND, "no evaluation of this region kept (unknown, unscored or not yet)"),
+        None => no_console(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FeedParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+    level: Option<String>,
+    domain: Option<String>,
+    region: Option<String>,
+}
+
+async fn feed(State(api): State<Api>, Query(p): Query<FeedParams>) -> Response {
+    let Some(c) = &api.console else { return no_console() };
+    let min_level = match p.level.as_deref().filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => match Level::parse(l) {
+            Some(level) => Some(level),
+            None => return error(StatusCode::BAD_REQUEST, "level must be blue, yellow, orange or red"),
+        },
+    };
+    let q = console::FeedQuery {
+        after: p.after.unwrap_or(0),
+        limit: p.limit.unwrap_or(200).min(console::FEED_CAPACITY),
+        min_level,
+        domain: p.domain.filter(|d| !d.is_empty()),
+        region: p.region.filter(|r| !r.is_empty()),
+    };
+    axum::Json(c.feed(&q)).into_response()
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
 }
@@ -315,7 +388,18 @@ mod tests {
     #[test]
     fn the_openapi_document_is_json_and_names_every_route() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
-        for path in ["/healthz", "/readyz", "/metrics", "/api/regions/{code}", "/api/alerts", "/-/reload"] {
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/regions/{code}",
+            "/api/alerts",
+            "/-/reload",
+            "/api/catalog",
+            "/api/overview",
+            "/api/regions/{code}/history",
+            "/api/feed",
+        ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
         }
     }

@@ -58,7 +58,7 @@ pub fn alert_of(r: &AlertRecord, console: Option<&str>) -> Option<AmAlert> {
         starts_at: r.window_end.clone(),
         ends_at: None,
         generator_url: console
-            .map(|c| format!("{}/api/regions/{}", c.trim_end_matches('/'), r.region))
+            .map(|c| format!("{}/console/#/region/{}", c.trim_end_matches('/'), r.region))
             .unwrap_or_default(),
     })
 }
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(a.annotations["response"], "Verify on site within 6 h.");
         assert_eq!(a.annotations["deadline"], "2026-03-01T16:00:00Z");
         assert!(a.annotations["summary"].starts_with("East (990101): composite orange at 61.5"));
-        assert_eq!(a.generator_url, "http://vigil:9464/api/regions/990101");
+        assert_eq!(a.generator_url, "http://vigil:9464/console/#/region/990101");
         assert_eq!(a.starts_at, "2026-03-01T10:00:00Z");
         let json = serde_json::to_value(&a).unwrap();
         assert!(json.get("startsAt").is_some() && json.get("generatorURL").is_some());

@@ -174,7 +174,7 @@ fn alerts_reach_alertmanager_receivers_and_resolve() {
     assert_eq!(a["labels"]["rules_version"], "abc123");
     assert_eq!(a["annotations"]["response"], "Urgent: verify on site within 6 h.");
     assert_eq!(a["annotations"]["deadline"], "2026-03-01T16:00:00Z");
-    assert_eq!(a["generatorURL"], "http://vigil.example:9464/api/regions/990101");
+    assert_eq!(a["generatorURL"], "http://vigil.example:9464/console/#/region/990101");
     let routine = got.wait_for("/routine", "firing", "990102");
     assert_eq!(routine["alerts"][0]["labels"]["level"], "yellow");
 

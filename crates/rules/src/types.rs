@@ -10,7 +10,7 @@ use crate::filter::Pred;
 
 /// A display name in Chinese and English. Rule files may give one language or a plain string;
 /// the compiler fills the other from it, so both are always set (possibly equal).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Name {
     pub zh: String,
     pub en: String,
