@@ -61,6 +61,10 @@ pub struct DemoArgs {
     /// open, re-sent every minute, resolved when they end (deploy/alertmanager/).
     #[arg(long, env = "VIGIL_ALERTMANAGER")]
     alertmanager: Option<String>,
+    /// On exit, write the weekly bulletin (star ratings, movers, alert episodes) of the
+    /// archive's last week here: `.html`, or `.pdf` with Chromium installed (`vigil report`).
+    #[arg(long, requires = "archive")]
+    report: Option<PathBuf>,
 }
 
 /// Produces generated events to Kafka, pacing them once event time passes the backfill.
@@ -354,5 +358,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         summary.alerts,
         sent.map_or_else(|e| format!("until stopped ({e})"), |n| n.to_string())
     );
+    // The archive is complete once the engine (its writer) is gone.
+    drop(engine);
+    if let (Some(out), Some(archive)) = (&args.report, &args.archive) {
+        let line = crate::report_cmd::write(archive, &rules, vigil_report::PeriodKind::Week, None, None, "zh", out)?;
+        eprintln!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ mod eval_cmd;
 mod gen_cmd;
 mod history;
 mod perms;
+mod report_cmd;
 mod run_cmd;
 mod service;
 mod tail;
@@ -56,6 +57,9 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Score alerts against the ground truth of a generated stream.
     Scorecard(gen_cmd::ScorecardArgs),
+    /// Write the periodic bulletin (star ratings, movers, alert episodes) of an archive as
+    /// HTML or PDF.
+    Report(report_cmd::ReportArgs),
     /// Follow the alert topic: `vigil tail alerts --brokers HOST:PORT [--level orange] [--json]`.
     Tail(tail::TailArgs),
 }
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gen(args) => gen_cmd::run_gen(args),
         Command::Scorecard(args) => gen_cmd::run_scorecard(args),
         Command::Tail(args) => tail::run(args),
+        Command::Report(args) => report_cmd::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Backtest(args) => history::run_backtest(args),
         Command::Sql(args) => history::run_sql(args),

@@ -188,6 +188,48 @@ fn archive_sql_backtest_and_weights_from_the_command_line() {
     assert!(!v["report"]["changes"].as_array().unwrap().is_empty());
     assert!(v["scorecard"]["new"]["detection_rate"].is_number());
 
+    // The weekly bulletin: deterministic for the archive, every district rated and named, the
+    // period's red episodes listed with their explanations; a month in English; a bad date is
+    // the person's error.
+    let report = |out: &Path, extra: &[&str]| {
+        run_ok(
+            vigil()
+                .arg("report")
+                .arg("--archive")
+                .arg(&archive)
+                .arg("--rules")
+                .arg(&rules)
+                .args(extra)
+                .arg("--out")
+                .arg(out),
+        )
+    };
+    let (_, said) = report(&dir.join("week.html"), &[]);
+    assert!(said.contains("8 of 8 districts rated"), "{said}");
+    report(&dir.join("week-again.html"), &[]);
+    let week = std::fs::read_to_string(dir.join("week.html")).unwrap();
+    assert_eq!(week, std::fs::read_to_string(dir.join("week-again.html")).unwrap(), "byte-identical rebuild");
+    let loaded = vigil_rules::load(&rules).unwrap();
+    for r in (0..loaded.regions.len()).filter(|&r| loaded.regions.levels[r] == 1) {
+        assert!(week.contains(&format!("data-region=\"{}\"", loaded.regions.codes[r])), "{}", loaded.regions.codes[r]);
+    }
+    assert!(week.contains("★") && week.contains("社会治安风险星级发布"));
+    let (_, said) = report(&dir.join("month.html"), &["--period", "month", "--date", "2026-02-10", "--lang", "en"]);
+    assert!(said.contains("month 2026-02"), "{said}");
+    let month = std::fs::read_to_string(dir.join("month.html")).unwrap();
+    assert!(month.contains("Risk star ratings") && month.contains("Red warning"), "the month had red episodes");
+    let out = vigil()
+        .args(["report", "--date", "2026-13-01", "--archive"])
+        .arg(&archive)
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--out")
+        .arg(dir.join("bad.html"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"));
+
     let weighted = dir.join("rules-weighted");
     let (toml, err) = run_ok(
         vigil()

@@ -1602,6 +1602,16 @@ impl<'a, 's> Compiler<'a, 's> {
         };
         let count_like = matches!(m, Measure::Count | Measure::Sum { .. });
         let share_like = matches!(m, Measure::Share { .. } | Measure::Ratio { .. });
+        if matches!(m, Measure::Growth { .. }) && method != "goalposts" {
+            // The history keeps growth's window counts, not its ratios: a baseline over them
+            // would compare a ratio with counts.
+            self.sink.at(
+                src,
+                span_of(&r.method),
+                "growth is a ratio against its own earlier windows (its baseline): score it with goalposts, e.g. \
+                 { method = \"goalposts\", low = 1.0, high = 2.0 }",
+            );
+        }
         let daily = bin.0 == DAY;
         let out = match method {
             "baseline_pvalue" => {

@@ -96,6 +96,10 @@ fn duplicate_ids_and_bad_measures() {
     let bad = mini::INDICATORS.replace("measure = \"count\"", "measure = \"sum(incident_type)\"");
     let err = compile(&mini::files_with(&[("indicators/police.toml", &bad)])).unwrap_err();
     assert!(err.to_string().contains("`incident_type` is not numeric"), "{err}");
+    // Growth carries its own baseline; another one over its history would mix ratios and counts.
+    let bad = mini::INDICATORS.replacen("measure = \"count\"", "measure = \"growth(1d, 7)\"", 1);
+    let err = compile(&mini::files_with(&[("indicators/police.toml", &bad)])).unwrap_err();
+    assert!(err.to_string().contains("score it with goalposts"), "{err}");
 }
 
 #[test]

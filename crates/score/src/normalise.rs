@@ -143,7 +143,8 @@ pub fn score(
     // Growth measures turn the count into a ratio against earlier windows first.
     let (value, expected_growth) = match (&ind.measure, value) {
         (Measure::Growth { step, n }, Some(x)) => match growth(ind, &view, *step, *n) {
-            Some(reference) => (Some((x + 1.0) / (reference + 1.0)), Some(reference)),
+            // Expected in the ratio's own units: no growth.
+            Some(reference) => (Some((x + 1.0) / (reference + 1.0)), Some(1.0)),
             None => {
                 return Scored { value: None, expected: None, score: None };
             }

@@ -148,6 +148,11 @@ pub fn alert_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("domains", DataType::Utf8, false),
         Field::new("top_contributors", DataType::Utf8, false),
+        // The record's evidence (JSON), response and deadline: what the bulletin explains an
+        // episode with. Archives written before these columns read them as null.
+        Field::new("evidence", DataType::Utf8, true),
+        Field::new("response", DataType::Utf8, true),
+        Field::new("deadline", DataType::Utf8, true),
     ]))
 }
 
@@ -473,6 +478,7 @@ impl ArchiveWriter {
         let ts = parse_rfc3339(&r.window_end).map_err(|e| io::Error::other(format!("window_end: {e:?}")))?;
         let domains = serde_json::to_string(&r.domains).map_err(io::Error::other)?;
         let top = serde_json::to_string(&r.top_contributors).map_err(io::Error::other)?;
+        let evidence = r.evidence.as_ref().map(serde_json::to_string).transpose().map_err(io::Error::other)?;
         let slot = self.slot_scores() + 2;
         let p = self.part(slot, ts.div_euclid(DAY))?;
         p.str(0, Some(&r.alert_id));
@@ -490,6 +496,9 @@ impl ArchiveWriter {
         p.str(12, Some(&r.reason));
         p.str(13, Some(&domains));
         p.str(14, Some(&top));
+        p.str(15, evidence.as_deref());
+        p.str(16, r.response.as_deref());
+        p.str(17, r.deadline.as_deref());
         p.end_row()?;
         self.rows_written += 1;
         Ok(())

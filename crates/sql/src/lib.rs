@@ -1,6 +1,7 @@
 //! vigil-sql owns vigil's history: the Arrow/Parquet archive of events, scores and alerts
 //! ([`archive`]), replay and backtests over it ([`backtest`]), ad-hoc SQL with DataFusion
-//! ([`query`]) and offline weight calibration ([`weights`]).
+//! ([`query`]), offline weight calibration ([`weights`]) and records read back for the
+//! bulletin ([`read`]).
 //!
 //! This is the only crate that links Arrow, Parquet and DataFusion; the scoring core and the
 //! Kafka engine know nothing of them (the engine archives through the small trait in
@@ -9,6 +10,7 @@
 pub mod archive;
 pub mod backtest;
 pub mod query;
+pub mod read;
 pub mod weights;
 
 pub use archive::{ArchiveWriter, Mode, Tables};

@@ -88,7 +88,7 @@ pub struct Calibration {
     pub indicators: Vec<NodeWeights>,
 }
 
-fn sql_str(s: &str) -> String {
+pub(crate) fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

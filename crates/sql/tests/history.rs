@@ -198,6 +198,35 @@ fn sql_over_the_archive_agrees_with_the_records() {
     for t in ["events", "events_police", "scores", "score_parts", "alerts"] {
         assert!(names.contains(&t), "{t} missing from {names:?}");
     }
+
+    // Alert records read back whole (what the bulletin explains episodes with): every field
+    // the alert table keeps, evidence, response and deadline included.
+    let key = |a: &vigil_model::record::AlertRecord| (a.alert_id.clone(), a.seq);
+    let mut back = vigil_sql::read::alerts(&h).unwrap();
+    back.sort_by_key(key);
+    let mut want: Vec<_> = mem
+        .alerts
+        .iter()
+        .cloned()
+        .map(|mut a| {
+            (a.window_start, a.date, a.top_regions) = (String::new(), None, Vec::new());
+            a
+        })
+        .collect();
+    want.sort_by_key(key);
+    assert!(want.iter().any(|a| a.evidence.is_some()) && want.iter().any(|a| a.response.is_some()));
+    // serde_json parses floats to within one unit in the last place: p-values are compared so.
+    let p = |a: &mut vigil_model::record::AlertRecord| a.evidence.as_mut().map(|e| std::mem::take(&mut e.p_value));
+    assert_eq!(back.len(), want.len());
+    for (b, w) in back.iter_mut().zip(want.iter_mut()) {
+        let (pb, pw) = (p(b), p(w));
+        assert!(pb.zip(pw).is_none_or(|(x, y)| (x - y).abs() <= 1e-15 * y.abs()), "{pb:?} {pw:?}");
+        assert_eq!(b, w);
+    }
+    let composite = vigil_sql::read::composite(&h, "district").unwrap();
+    let districts = mem.scores.iter().filter(|s| s.level == "district" && s.composite.is_some()).count();
+    assert!(districts > 0);
+    assert_eq!(composite.len(), districts);
     // The query of the issue (orange and red: this short city raises few red alerts), against
     // a count made from the records.
     let got = h
