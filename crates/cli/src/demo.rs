@@ -190,7 +190,7 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
         AlertEvent::Deescalated => "down",
         AlertEvent::Resolved => "resolved",
     };
-    let reasons: Vec<String> = if let Some(e) = &a.evidence {
+    let mut reasons: Vec<String> = if let Some(e) = &a.evidence {
         vec![e.summary.clone()]
     } else {
         a.top_contributors
@@ -199,10 +199,22 @@ pub fn alert_line(a: &AlertRecord, rules: &RuleSet) -> String {
             .map(|c| {
                 let v = c.value.map_or("-".into(), |v| format!("{v}"));
                 let e = c.expected.map_or("-".into(), |e| format!("{e:.1}"));
-                format!("{} {v} (exp {e}, {:.0})", c.indicator, c.score.unwrap_or(0.0))
+                let name = c.name.as_ref().map_or(c.indicator.as_str(), |n| n.en.as_str());
+                format!("{name} {v} (exp {e}, {:.0})", c.score.unwrap_or(0.0))
             })
             .collect()
     };
+    // A level an override set says so first, with what triggered it.
+    if let Some(f) = &a.floor {
+        let name = rules
+            .domains
+            .iter()
+            .find(|d| d.id == f.trigger)
+            .map(|d| d.name.en.as_str())
+            .or_else(|| rules.indicators.iter().find(|i| i.id == f.trigger).map(|i| i.name.en.as_str()))
+            .unwrap_or(&f.trigger);
+        reasons.insert(0, f.describe(name));
+    }
     // What to do and by when (grading.toml `response` and `deadline`), in the zone's time.
     let todo = match (&a.response, &a.deadline) {
         (Some(r), Some(d)) => {

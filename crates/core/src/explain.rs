@@ -192,5 +192,6 @@ pub(crate) fn alert_head(
         evidence: None,
         response: tr.level.map(|l| &rules.grading.spec(l).response).filter(|r| !r.is_empty()).cloned(),
         deadline: tr.level.and_then(|l| rules.grading.spec(l).deadline).map(|d| format_utc(p.end + d.0)),
+        floor: None,
     }
 }

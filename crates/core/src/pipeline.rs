@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vigil_alert::GradeState;
-use vigil_model::record::{AlertRecord, ScoreRecord};
+use vigil_model::record::{AlertRecord, Floor, ScoreRecord};
 use vigil_model::time::HOUR;
 use vigil_model::{Event, Level, Ts};
 use vigil_rules::filter::EvalCtx;
@@ -814,58 +814,93 @@ impl Pipeline {
     fn grade(&mut self, rules: &RuleSet, r: usize, d: usize, p: &Period, out: &mut dyn Output) {
         let t = p.end;
         let grading = &rules.grading;
-        // Domains first: their grades feed the composite's floor.
+        // Domains first: their grades feed the composite's floor. Each floor keeps what set it
+        // (the rule and its trigger), which the record carries when the floor sets the level.
         for (di, domain) in rules.domains.iter().enumerate() {
-            let mut floor: Option<Level> = None;
+            let mut floor: Option<Floor> = None;
             for o in rules
                 .overrides
                 .iter()
                 .filter(|o| o.when == OverrideWhen::HardIndicator && o.target == OverrideTarget::Domain)
             {
-                let triggered = domain.categories.iter().flat_map(|&c| &rules.categories[c].indicators).any(|&i| {
-                    rules.indicators[i].hard
-                        && self.ind_scores[i].and_then(|s| grading.indicator_band(s)) >= Some(o.at_least)
-                });
-                if triggered {
-                    floor = floor.max(Some(o.floor));
+                let trigger = domain
+                    .categories
+                    .iter()
+                    .flat_map(|&c| &rules.categories[c].indicators)
+                    .filter(|&&i| rules.indicators[i].hard)
+                    .filter_map(|&i| Some((self.ind_scores[i].and_then(|s| grading.indicator_band(s))?, i)))
+                    .filter(|(band, _)| *band >= o.at_least)
+                    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                if let Some((band, i)) = trigger
+                    && floor.as_ref().is_none_or(|f| o.floor > f.level)
+                {
+                    floor = Some(Floor {
+                        rule: "hard_indicator".into(),
+                        trigger: rules.indicators[i].id.clone(),
+                        trigger_level: band,
+                        level: o.floor,
+                    });
                 }
             }
             let score = self.roll.domains[di];
-            if let Some(tr) = self.state.grades[d][1 + di].step(grading, t, score, floor) {
+            if let Some(tr) = self.state.grades[d][1 + di].step(grading, t, score, floor.as_ref().map(|f| f.level)) {
                 self.state.counters.alerts += 1;
-                out.alert(explain::alert_record(
+                let why = (tr.reason == vigil_alert::Reason::Floor).then_some(floor).flatten();
+                out.alert(AlertRecord {
+                    floor: why,
+                    ..explain::alert_record(
+                        rules,
+                        (r, d),
+                        p,
+                        &domain.id,
+                        Some(di),
+                        score,
+                        tr,
+                        &self.roll,
+                        &self.state.indicators,
+                    )
+                });
+            }
+        }
+        let mut floor: Option<Floor> = None;
+        for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::AnyDomain) {
+            // The highest graded domain at or above the rule's level (the first in rule order
+            // among equals).
+            let trigger = self.state.grades[d][1..]
+                .iter()
+                .enumerate()
+                .filter_map(|(di, g)| Some((g.level?, di)))
+                .filter(|(l, _)| *l >= o.at_least)
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            if let Some((level, di)) = trigger
+                && floor.as_ref().is_none_or(|f| o.floor > f.level)
+            {
+                floor = Some(Floor {
+                    rule: "any_domain".into(),
+                    trigger: rules.domains[di].id.clone(),
+                    trigger_level: level,
+                    level: o.floor,
+                });
+            }
+        }
+        let score = self.roll.composite;
+        if let Some(tr) = self.state.grades[d][0].step(grading, t, score, floor.as_ref().map(|f| f.level)) {
+            self.state.counters.alerts += 1;
+            let why = (tr.reason == vigil_alert::Reason::Floor).then_some(floor).flatten();
+            out.alert(AlertRecord {
+                floor: why,
+                ..explain::alert_record(
                     rules,
                     (r, d),
                     p,
-                    &domain.id,
-                    Some(di),
+                    "composite",
+                    None,
                     score,
                     tr,
                     &self.roll,
                     &self.state.indicators,
-                ));
-            }
-        }
-        let mut floor: Option<Level> = None;
-        for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::AnyDomain) {
-            if self.state.grades[d][1..].iter().any(|g| g.level >= Some(o.at_least)) {
-                floor = floor.max(Some(o.floor));
-            }
-        }
-        let score = self.roll.composite;
-        if let Some(tr) = self.state.grades[d][0].step(grading, t, score, floor) {
-            self.state.counters.alerts += 1;
-            out.alert(explain::alert_record(
-                rules,
-                (r, d),
-                p,
-                "composite",
-                None,
-                score,
-                tr,
-                &self.roll,
-                &self.state.indicators,
-            ));
+                )
+            });
         }
     }
 

@@ -16,7 +16,7 @@ const T = {
     evidence: "超额证据", response: "处置要求", why: "原因", unknown: "未知区域", token: "请输入 API 令牌",
     reason_score: "评分达到阈值", reason_fast_path: "评分骤升（快速通道）", reason_override: "覆盖规则设定的下限",
     reason_below_clear: "评分回落到解除线以下", reason_evidence: "超额证据", reason_rollup: "下级区域汇总",
-    top: "主要贡献指标", agree: "多源同时上升", not_scored: "该级区域不评分",
+    top: "主要贡献指标", floor: "等级下限", agree: "多源同时上升", not_scored: "该级区域不评分",
   },
   en: {
     city: "City", alerts: "Alerts", footer: "vigil scores regions over time windows, never people.",
@@ -30,7 +30,7 @@ const T = {
     reason_score: "score crossed the level's threshold", reason_fast_path: "score jumped (fast path)",
     reason_override: "floor set by an override rule", reason_below_clear: "score fell below the clear line",
     reason_evidence: "evidence of an excess", reason_rollup: "roll-up of the districts",
-    top: "Top contributors", agree: "sources rising together", not_scored: "regions of this level are not scored",
+    top: "Top contributors", floor: "at least", agree: "sources rising together", not_scored: "regions of this level are not scored",
   },
 };
 
@@ -213,7 +213,10 @@ function why(a) {
     const n = c.name ? c.name[state.lang] || c.name.en : nm(c.indicator);
     return `${esc(n)} ${num(c.value)} (${esc(t("expected"))} ${num(c.expected)}, ${esc(t("score"))} ${fmt(c.score, 0)})`;
   });
-  return `${esc(reason)}${top.length ? ` · ${esc(t("top"))}: ${top.join("; ")}` : ""}`;
+  // A level an override set: the rule and what triggered it.
+  const f = a.floor;
+  const floor = f ? ` · ${esc(t("floor"))} ${esc(levelLabel(f.level))}: ${esc(nm(f.trigger))} ${esc(levelLabel(f.trigger_level))} (${esc(f.rule)})` : "";
+  return `${esc(reason)}${floor}${top.length ? ` · ${esc(t("top"))}: ${top.join("; ")}` : ""}`;
 }
 
 function alertItem(a) {

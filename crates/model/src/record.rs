@@ -117,6 +117,37 @@ pub struct AlertRecord {
     /// absent on `resolved` records and where the level has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// Why the level stands above what the score gives (`reason` = `override`): the override
+    /// rule and what triggered it. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Floor>,
+}
+
+/// A floor set by an override rule (index.toml `[[override]]`, docs/methodology.md §10).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Floor {
+    /// The rule's `when`: `any_domain` or `hard_indicator`.
+    pub rule: String,
+    /// What reached the rule's `at_least`: a domain id (`any_domain`) or a hard indicator id.
+    pub trigger: String,
+    /// The trigger's level (a domain's grade, or a hard indicator's band).
+    pub trigger_level: Level,
+    /// The lowest level the rule allows the scope.
+    pub level: Level,
+}
+
+impl Floor {
+    /// In words, with the trigger named by `name` (its id where the caller has no names):
+    /// "at least orange: Police incidents is red (override any_domain)".
+    pub fn describe(&self, name: &str) -> String {
+        let what = if self.rule == "hard_indicator" { "hard indicator " } else { "" };
+        format!(
+            "at least {}: {what}{name} is {} (override {})",
+            self.level.as_str(),
+            self.trigger_level.as_str(),
+            self.rule
+        )
+    }
 }
 
 /// Why an evidence alarm stands: the cut (region and count indicator) whose excess is least

@@ -70,7 +70,15 @@ fn summary(r: &AlertRecord) -> String {
     }
     let level = r.level.map_or("clear", |l| l.as_str());
     let mut s = format!("{} ({}): {} {} at {:.1}", r.region_name, r.region, r.scope, level, r.score.unwrap_or(0.0));
-    let top: Vec<String> = r.top_contributors.iter().take(3).map(|c| c.indicator.clone()).collect();
+    if let Some(f) = &r.floor {
+        s.push_str(&format!("; {}", f.describe(&f.trigger)));
+    }
+    let top: Vec<String> = r
+        .top_contributors
+        .iter()
+        .take(3)
+        .map(|c| c.name.as_ref().map_or(c.indicator.clone(), |n| n.en.clone()))
+        .collect();
     if !top.is_empty() {
         s.push_str(&format!("; leading: {}", top.join(", ")));
     }

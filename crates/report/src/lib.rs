@@ -361,7 +361,8 @@ pub fn explain(a: &AlertRecord, lang: &str) -> String {
         })
         .collect();
     let score = if lang == "en" { "score" } else { "评分" };
-    format!("{score} {}: {}", a.score.map_or("-".into(), |s| format!("{s:.1}")), top.join("; "))
+    let floor = a.floor.as_ref().map_or(String::new(), |f| format!("{}; ", f.describe(&f.trigger)));
+    format!("{floor}{score} {}: {}", a.score.map_or("-".into(), |s| format!("{s:.1}")), top.join("; "))
 }
 
 /// A value in its own units: whole numbers as such, others with three significant digits.

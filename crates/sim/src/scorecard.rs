@@ -240,6 +240,7 @@ mod tests {
             evidence: None,
             response: None,
             deadline: None,
+            floor: None,
         }
     }
 

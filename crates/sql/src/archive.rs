@@ -148,11 +148,13 @@ pub fn alert_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("domains", DataType::Utf8, false),
         Field::new("top_contributors", DataType::Utf8, false),
-        // The record's evidence (JSON), response and deadline: what the bulletin explains an
-        // episode with. Archives written before these columns read them as null.
+        // The record's evidence (JSON), response, deadline and override floor (JSON): what the
+        // bulletin explains an episode with. Archives written before these columns read them
+        // as null.
         Field::new("evidence", DataType::Utf8, true),
         Field::new("response", DataType::Utf8, true),
         Field::new("deadline", DataType::Utf8, true),
+        Field::new("floor", DataType::Utf8, true),
     ]))
 }
 
@@ -479,6 +481,7 @@ impl ArchiveWriter {
         let domains = serde_json::to_string(&r.domains).map_err(io::Error::other)?;
         let top = serde_json::to_string(&r.top_contributors).map_err(io::Error::other)?;
         let evidence = r.evidence.as_ref().map(serde_json::to_string).transpose().map_err(io::Error::other)?;
+        let floor = r.floor.as_ref().map(serde_json::to_string).transpose().map_err(io::Error::other)?;
         let slot = self.slot_scores() + 2;
         let p = self.part(slot, ts.div_euclid(DAY))?;
         p.str(0, Some(&r.alert_id));
@@ -499,6 +502,7 @@ impl ArchiveWriter {
         p.str(15, evidence.as_deref());
         p.str(16, r.response.as_deref());
         p.str(17, r.deadline.as_deref());
+        p.str(18, floor.as_deref());
         p.end_row()?;
         self.rows_written += 1;
         Ok(())

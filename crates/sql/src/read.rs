@@ -1,6 +1,6 @@
 //! Records read back out of the archive: the composite index of score records and whole alert
 //! records, for the bulletin (`vigil report`). Archives written before the alert table had its
-//! `evidence`, `response` and `deadline` columns read with those empty.
+//! `evidence`, `response`, `deadline` and `floor` columns read with those empty.
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::DataType;
@@ -56,14 +56,15 @@ pub fn alerts(h: &History) -> Result<Vec<AlertRecord>, SqlError> {
     let optional = |c: &str| if has(c) { c.to_string() } else { format!("CAST(NULL AS VARCHAR) AS {c}") };
     let sql = format!(
         "SELECT alert_id, seq, event, level, previous_level, region, region_name, region_level, scope, score, \
-         window_end, rules_version, reason, domains, top_contributors, {}, {}, {} FROM alerts",
+         window_end, rules_version, reason, domains, top_contributors, {}, {}, {}, {} FROM alerts",
         optional("evidence"),
         optional("response"),
-        optional("deadline")
+        optional("deadline"),
+        optional("floor")
     );
     let mut out = Vec::new();
     for b in h.query(&sql)? {
-        let s: Vec<StringArray> = [0, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17]
+        let s: Vec<StringArray> = [0, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18]
             .iter()
             .map(|&i| strings(&b, i))
             .collect::<Result<_, _>>()?;
@@ -83,6 +84,7 @@ pub fn alerts(h: &History) -> Result<Vec<AlertRecord>, SqlError> {
             evidence,
             response,
             deadline,
+            floor,
         ] = &s[..]
         else {
             return Err(bad("alerts"));
@@ -119,6 +121,7 @@ pub fn alerts(h: &History) -> Result<Vec<AlertRecord>, SqlError> {
                 evidence: opt(evidence, i).and_then(|e| serde_json::from_str(&e).ok()),
                 response: opt(response, i),
                 deadline: opt(deadline, i),
+                floor: opt(floor, i).and_then(|f| serde_json::from_str(&f).ok()),
             });
         }
     }

@@ -215,6 +215,19 @@ fn sql_over_the_archive_agrees_with_the_records() {
         .collect();
     want.sort_by_key(key);
     assert!(want.iter().any(|a| a.evidence.is_some()) && want.iter().any(|a| a.response.is_some()));
+    // A level an override set names the rule and its trigger, and only such a level does.
+    let floors: Vec<_> = mem.alerts.iter().filter(|a| a.reason == "override").collect();
+    assert!(!floors.is_empty(), "the 60-day city has levels set by overrides");
+    for a in &floors {
+        let f = a.floor.as_ref().unwrap_or_else(|| panic!("{} has no floor", a.alert_id));
+        assert_eq!(Some(f.level), a.level, "{}", a.alert_id);
+        match f.rule.as_str() {
+            "any_domain" => assert!(rules.domains.iter().any(|d| d.id == f.trigger) && a.scope == "composite"),
+            "hard_indicator" => assert!(rules.indicators.iter().any(|i| i.id == f.trigger && i.hard)),
+            other => panic!("unknown rule {other}"),
+        }
+    }
+    assert!(mem.alerts.iter().filter(|a| a.reason != "override").all(|a| a.floor.is_none()));
     // serde_json parses floats to within one unit in the last place: p-values are compared so.
     let p = |a: &mut vigil_model::record::AlertRecord| a.evidence.as_mut().map(|e| std::mem::take(&mut e.p_value));
     assert_eq!(back.len(), want.len());
