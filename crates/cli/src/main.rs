@@ -76,6 +76,13 @@ enum RulesCommand {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
+    /// Print the count indicators' windows as JSON (source, filter in SQL, window, hop) with
+    /// the region -> scored ancestor pairs: what other engines compute to compare with vigil
+    /// (benches/peers/run.py).
+    Windows {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +172,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{} passed, {} failed", outcomes.len() - failed, failed);
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Rules { command: RulesCommand::Windows { dir } } => {
+            let rules = load_rules(&dir)?;
+            println!("{}", serde_json::to_string(&count_windows(&rules)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo(args) => demo::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Gen(args) => gen_cmd::run_gen(args),
@@ -199,4 +211,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The windowed counts other engines can compute: every count indicator without a second
+/// stream, with its filter as SQL, and each region's scored ancestors (itself included).
+fn count_windows(rules: &RuleSet) -> Result<serde_json::Value> {
+    if !rules.zone.is_fixed() {
+        bail!("the zone {} changes its offset: peers bin by a fixed offset only", rules.zone.name());
+    }
+    let indicators: Vec<serde_json::Value> = rules
+        .indicators
+        .iter()
+        .filter(|i| matches!(i.measure, vigil_rules::Measure::Count) && i.compare.is_none())
+        .map(|i| {
+            serde_json::json!({
+                "id": i.id,
+                "source": rules.sources[i.source as usize].id,
+                "filter_sql": i.filter_sql,
+                "window_s": i.window.ms() / 1000,
+                "hop_s": i.hop.ms() / 1000,
+            })
+        })
+        .collect();
+    let r = &rules.regions;
+    let chains: Vec<[&str; 2]> = (0..r.len())
+        .flat_map(|i| {
+            r.chains[i]
+                .iter()
+                .filter(|&&a| rules.evaluate_levels[r.levels[a as usize] as usize])
+                .map(move |&a| [r.codes[i].as_str(), r.codes[a as usize].as_str()])
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "rules_version": rules.version,
+        "zone_offset_ms": rules.zone.offset_at(0),
+        "sources": rules.sources.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        "regions": r.codes,
+        "indicators": indicators,
+        "chains": chains,
+    }))
 }
