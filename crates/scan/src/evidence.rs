@@ -155,13 +155,23 @@ fn baseline(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<Baseline> {
     }
     // Capping at the current rate, three times over: one pass lets a large past surge through
     // at several times the base rate; each pass brings the cap closer to the uncontaminated one.
+    // A pass that leaves the rate where it was has reached the fixed point: the passes left would
+    // repeat it, and the χ² just computed is the one at the final rate. Most baselines (no window
+    // above its cap) stop after one pass, with bit-for-bit the result of all three.
     let mut rate = (s0 + PRIOR) / exposure;
-    let mut s = s0;
-    for _ in 0..3 {
-        s = capped(xs, fs, rate).0;
-        rate = (s + PRIOR) / exposure;
+    let (mut s, mut chi2) = capped(xs, fs, rate);
+    for pass in 1..=3 {
+        let next = (s + PRIOR) / exposure;
+        if next == rate {
+            break;
+        }
+        rate = next;
+        if pass == 3 {
+            chi2 = capped(xs, fs, rate).1;
+        } else {
+            (s, chi2) = capped(xs, fs, rate);
+        }
     }
-    let chi2 = capped(xs, fs, rate).1;
     let phi = if s > 0.0 && known > 1 { (chi2 / (known - 1) as f64).max(1.0) } else { 1.0 };
     Some(Baseline { rate, count: s, phi })
 }
@@ -259,6 +269,65 @@ mod tests {
         // The 120 extra events raise the expectation by less than the cap lets through.
         assert!(dirty.expected < clean.expected * 1.4, "{dirty:?} vs {clean:?}");
         assert!(dirty.stat > 1.5, "{dirty:?}");
+    }
+
+    /// The baseline fit as first written (three capping passes, then the χ² pass), against
+    /// which the early stop at the fixed point must agree bit for bit.
+    fn baseline_three_passes(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<(f64, f64, f64)> {
+        let end = (w + n).min(x.len()).min(f.len());
+        if end <= w {
+            return None;
+        }
+        let (xs, fs) = (&x[w..end], &f[w..end]);
+        let (mut s0, mut exposure, mut known) = (0.0, 0.0, 0usize);
+        for (&xi, &fi) in xs.iter().zip(fs) {
+            if xi.is_finite() && fi.is_finite() {
+                s0 += xi;
+                exposure += fi;
+                known += 1;
+            }
+        }
+        if known * 2 < n || exposure <= 0.0 {
+            return None;
+        }
+        let mut rate = (s0 + PRIOR) / exposure;
+        let mut s = s0;
+        for _ in 0..3 {
+            s = capped(xs, fs, rate).0;
+            rate = (s + PRIOR) / exposure;
+        }
+        let chi2 = capped(xs, fs, rate).1;
+        let phi = if s > 0.0 && known > 1 { (chi2 / (known - 1) as f64).max(1.0) } else { 1.0 };
+        Some((rate, s, phi))
+    }
+
+    #[test]
+    fn the_early_stop_fits_the_same_baseline_bit_for_bit() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..5000 {
+            let len = 10 + (next() % 40) as usize;
+            let base = (next() % 50) as f64 / 4.0;
+            let x: Vec<f64> = (0..len)
+                .map(|_| match next() % 20 {
+                    0 => f64::NAN,
+                    1 => base * 8.0 + (next() % 30) as f64,
+                    _ => (base + (next() % 7) as f64 - 3.0).max(0.0).round(),
+                })
+                .collect();
+            let f: Vec<f64> = (0..len).map(|_| if case % 2 == 0 { 1.0 } else { 1.0 + (next() % 300) as f64 }).collect();
+            for w in 1..4 {
+                let fast = baseline(&x, &f, w, 28).map(|b| (b.rate.to_bits(), b.count.to_bits(), b.phi.to_bits()));
+                let slow =
+                    baseline_three_passes(&x, &f, w, 28).map(|(r, c, p)| (r.to_bits(), c.to_bits(), p.to_bits()));
+                assert_eq!(fast, slow, "case {case}, w {w}: {x:?}");
+            }
+        }
     }
 
     #[test]
