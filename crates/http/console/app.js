@@ -133,7 +133,7 @@ async function viewCity(el) {
       const kr = state.regions.get(k), kl = sub.get(k);
       return `<a class="chip lv-${kl || "none"}" href="#/region/${encodeURIComponent(k)}" title="${esc(k)}">${esc(kr.name)}</a>`;
     }).join("");
-    return `<div class="region-tile b-${s || "none"}" data-code="${esc(code)}" data-level="${l || ""}" onclick="location.hash='#/region/${encodeURIComponent(code)}'">
+    return `<div class="region-tile b-${s || "none"}" data-code="${esc(code)}" data-level="${l || ""}">
       <span class="index" title="${esc(t("index"))}">${fmt(o?.composite)}</span>
       <div class="name">${esc(r.name)}</div>
       <div class="muted">${esc(code)} · ${esc(r.level)} ${badgeIf(l)}</div>
@@ -147,6 +147,11 @@ async function viewCity(el) {
     <div class="legend">${legend}</div>
     <div class="card" style="margin-bottom:12px"><b>${esc(t("open"))}</b> ${counts}</div>
     <div class="tiles" id="city">${districts.map(tile).join("")}</div>`;
+  // A click on a tile (not on one of its chips, which are links) opens the district.
+  document.getElementById("city").onclick = (ev) => {
+    const t = ev.target.closest(".region-tile");
+    if (t && !ev.target.closest("a")) location.hash = "#/region/" + encodeURIComponent(t.dataset.code);
+  };
 }
 
 // ---- region page -----------------------------------------------------------------------------
