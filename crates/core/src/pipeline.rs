@@ -284,6 +284,27 @@ pub struct ActiveAlert {
     pub overdue: bool,
 }
 
+/// What set a scope's floor, kept as indices while grading; the record's [`Floor`] is built
+/// only when the floor sets the level.
+#[derive(Clone, Copy)]
+struct FloorWhy {
+    rule: OverrideWhen,
+    /// A hard indicator (`HardIndicator`) or a domain (`AnyDomain`), by index.
+    trigger: usize,
+    trigger_level: Level,
+    level: Level,
+}
+
+impl FloorWhy {
+    fn record(self, rules: &RuleSet) -> Floor {
+        let (rule, trigger) = match self.rule {
+            OverrideWhen::HardIndicator => ("hard_indicator", &rules.indicators[self.trigger].id),
+            OverrideWhen::AnyDomain => ("any_domain", &rules.domains[self.trigger].id),
+        };
+        Floor { rule: rule.into(), trigger: trigger.clone(), trigger_level: self.trigger_level, level: self.level }
+    }
+}
+
 pub struct Pipeline {
     rules: Arc<RuleSet>,
     options: Options,
@@ -812,12 +833,11 @@ impl Pipeline {
     }
 
     fn grade(&mut self, rules: &RuleSet, r: usize, d: usize, p: &Period, out: &mut dyn Output) {
-        let t = p.end;
         let grading = &rules.grading;
         // Domains first: their grades feed the composite's floor. Each floor keeps what set it
         // (the rule and its trigger), which the record carries when the floor sets the level.
         for (di, domain) in rules.domains.iter().enumerate() {
-            let mut floor: Option<Floor> = None;
+            let mut floor: Option<FloorWhy> = None;
             for o in rules
                 .overrides
                 .iter()
@@ -832,37 +852,14 @@ impl Pipeline {
                     .filter(|(band, _)| *band >= o.at_least)
                     .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
                 if let Some((band, i)) = trigger
-                    && floor.as_ref().is_none_or(|f| o.floor > f.level)
+                    && floor.is_none_or(|f| o.floor > f.level)
                 {
-                    floor = Some(Floor {
-                        rule: "hard_indicator".into(),
-                        trigger: rules.indicators[i].id.clone(),
-                        trigger_level: band,
-                        level: o.floor,
-                    });
+                    floor = Some(FloorWhy { rule: o.when, trigger: i, trigger_level: band, level: o.floor });
                 }
             }
-            let score = self.roll.domains[di];
-            if let Some(tr) = self.state.grades[d][1 + di].step(grading, t, score, floor.as_ref().map(|f| f.level)) {
-                self.state.counters.alerts += 1;
-                let why = (tr.reason == vigil_alert::Reason::Floor).then_some(floor).flatten();
-                out.alert(AlertRecord {
-                    floor: why,
-                    ..explain::alert_record(
-                        rules,
-                        (r, d),
-                        p,
-                        &domain.id,
-                        Some(di),
-                        score,
-                        tr,
-                        &self.roll,
-                        &self.state.indicators,
-                    )
-                });
-            }
+            self.step_scope(rules, (r, d), p, Some(di), floor, out);
         }
-        let mut floor: Option<Floor> = None;
+        let mut floor: Option<FloorWhy> = None;
         for o in rules.overrides.iter().filter(|o| o.when == OverrideWhen::AnyDomain) {
             // The highest graded domain at or above the rule's level (the first in rule order
             // among equals).
@@ -873,35 +870,38 @@ impl Pipeline {
                 .filter(|(l, _)| *l >= o.at_least)
                 .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             if let Some((level, di)) = trigger
-                && floor.as_ref().is_none_or(|f| o.floor > f.level)
+                && floor.is_none_or(|f| o.floor > f.level)
             {
-                floor = Some(Floor {
-                    rule: "any_domain".into(),
-                    trigger: rules.domains[di].id.clone(),
-                    trigger_level: level,
-                    level: o.floor,
-                });
+                floor = Some(FloorWhy { rule: o.when, trigger: di, trigger_level: level, level: o.floor });
             }
         }
-        let score = self.roll.composite;
-        if let Some(tr) = self.state.grades[d][0].step(grading, t, score, floor.as_ref().map(|f| f.level)) {
-            self.state.counters.alerts += 1;
-            let why = (tr.reason == vigil_alert::Reason::Floor).then_some(floor).flatten();
-            out.alert(AlertRecord {
-                floor: why,
-                ..explain::alert_record(
-                    rules,
-                    (r, d),
-                    p,
-                    "composite",
-                    None,
-                    score,
-                    tr,
-                    &self.roll,
-                    &self.state.indicators,
-                )
-            });
-        }
+        self.step_scope(rules, (r, d), p, None, floor, out);
+    }
+
+    /// Grades one scope of scored region `d` (a domain, or the composite) under `floor`, and
+    /// records the transition, with the floor where it set the level.
+    fn step_scope(
+        &mut self,
+        rules: &RuleSet,
+        (r, d): (usize, usize),
+        p: &Period,
+        domain: Option<usize>,
+        floor: Option<FloorWhy>,
+        out: &mut dyn Output,
+    ) {
+        let (k, score, scope) = match domain {
+            Some(di) => (1 + di, self.roll.domains[di], rules.domains[di].id.as_str()),
+            None => (0, self.roll.composite, "composite"),
+        };
+        let Some(tr) = self.state.grades[d][k].step(&rules.grading, p.end, score, floor.map(|f| f.level)) else {
+            return;
+        };
+        self.state.counters.alerts += 1;
+        let why = floor.filter(|_| tr.reason == vigil_alert::Reason::Floor).map(|f| f.record(rules));
+        out.alert(AlertRecord {
+            floor: why,
+            ..explain::alert_record(rules, (r, d), p, scope, domain, score, tr, &self.roll, &self.state.indicators)
+        });
     }
 
     /// The watermark at which `advance(wm)` would evaluate its first boundary, if it would

@@ -113,25 +113,30 @@ impl Console {
     pub fn score(&self, r: &ScoreRecord) {
         let mut inner = lock(&self.inner);
         let inner = &mut *inner;
-        let mut id = |key: String| -> u32 {
-            if let Some(&i) = inner.series_index.get(&key) {
+        // Series ids are interned once; a known one is looked up without allocating.
+        let mut key = String::new();
+        let mut id = |kind: &str, name: &str| -> u32 {
+            key.clear();
+            key.push_str(kind);
+            key.push_str(name);
+            if let Some(&i) = inner.series_index.get(key.as_str()) {
                 return i;
             }
             let i = inner.series.len() as u32;
             inner.series.push(key.clone());
-            inner.series_index.insert(key, i);
+            inner.series_index.insert(key.clone(), i);
             i
         };
         let mut scores: Vec<(u32, f32)> = Vec::with_capacity(r.domains.len() + r.categories.len());
         for (k, v) in &r.domains {
-            scores.push((id(format!("d:{k}")), f(*v)));
+            scores.push((id("d:", k), f(*v)));
         }
         for (k, v) in &r.categories {
-            scores.push((id(format!("c:{k}")), f(*v)));
+            scores.push((id("c:", k), f(*v)));
         }
         let mut indicators: Vec<(u32, f32, f32, f32)> = Vec::with_capacity(r.indicators.len());
         for s in &r.indicators {
-            indicators.push((id(format!("i:{}", s.indicator)), f(s.value), f(s.expected), f(s.score)));
+            indicators.push((id("i:", &s.indicator), f(s.value), f(s.expected), f(s.score)));
         }
         let point = Point {
             window_end: r.window_end.as_str().into(),
