@@ -14,7 +14,8 @@ use vigil_score::history::History;
 
 use crate::explain::{Period, round};
 
-/// One region's evidence at one evaluation, as drivers see it ([`crate::Output::evidence`]).
+/// One region's evidence at one evaluation, as drivers see it ([`crate::Output::evidence`]):
+/// every scanned region (active, of a level that raises alerts).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RegionEvidence {
     pub region: u32,
@@ -35,6 +36,9 @@ pub(crate) struct Scratch {
     xs: Vec<f64>,
     fs: Vec<f64>,
     refs: Vec<f64>,
+    /// The share cut's city count per window, for (cut, boundary) `city_of`.
+    city: Vec<f64>,
+    city_of: Option<(usize, i64)>,
     weekdays: Vec<u8>,
     pub samples: Vec<RegionEvidence>,
 }
@@ -43,6 +47,11 @@ impl Scratch {
     pub fn new(alarm: Option<&Alarm>) -> Scratch {
         let n = alarm.map_or(0, |a| a.cuts.len());
         Scratch { factors: vec![[1.0; 7]; n], ..Scratch::default() }
+    }
+
+    /// Drops what was summed over the top regions (they change with a restriction).
+    pub fn forget_city(&mut self) {
+        self.city_of = None;
     }
 }
 
@@ -94,8 +103,15 @@ fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, top
     sc.fs.clear();
     let (mut own, mut rest) = (0.0, 0.0);
     if let Some(r) = cut.share.filter(|_| !tops.contains(&(slot as u32))) {
+        // The city's count of the share cut, window by window, is the same for every slot:
+        // summed once per cut and boundary.
+        if sc.city_of != Some((c, g.b)) {
+            sc.city.clear();
+            sc.city.extend((0..span).map(|j| tops.iter().map(|&t| block(hists[r], t as usize, j, g.k)).sum::<f64>()));
+            sc.city_of = Some((c, g.b));
+        }
         for j in 0..span {
-            let city: f64 = tops.iter().map(|&t| block(hists[r], t as usize, j, g.k)).sum();
+            let city = sc.city[j];
             let mine = block(hists[r], slot, j, g.k);
             if (city - mine).is_finite() {
                 own += mine;
@@ -116,7 +132,7 @@ fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, top
     share
 }
 
-/// Scans cut `c` for every active slot at boundary `b`, once every ring has advanced past it
+/// Scans cut `c` for every `scanned` slot (active, of an alerting level) at boundary `b`, once every ring has advanced past it
 /// (`hists[c]` is the cut's ring, `hists[r]` that of its share cut). `tops` are the scored
 /// slots with no scored ancestor: their sum is the city the shares are taken of, and the
 /// reference the weekday factors of the tops themselves come from (reporting artefacts are
@@ -128,7 +144,7 @@ pub(crate) fn scan_cut(
     hists: &[&History],
     b: i64,
     tops: &[u32],
-    active: Option<&[bool]>,
+    scanned: &[bool],
     sc: &mut Scratch,
     out: &mut [Cut],
 ) {
@@ -151,7 +167,7 @@ pub(crate) fn scan_cut(
     }
     let g = Geo { b, window: ind.window.0, k };
     for (slot, o) in out.iter_mut().enumerate() {
-        if active.is_some_and(|a| !a[slot]) {
+        if !scanned[slot] {
             *o = Cut::default();
             continue;
         }

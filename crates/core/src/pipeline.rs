@@ -13,8 +13,9 @@ use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
 use vigil_score::history::History;
 use vigil_score::normalise::{self, DetectorState, Scored};
 use vigil_score::rollup::{Rollup, rollup};
-use vigil_window::Bins;
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
+use vigil_window::running::Mode;
+use vigil_window::{Bins, Running};
 
 use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
@@ -336,6 +337,15 @@ pub struct Pipeline {
     children: Vec<Vec<u32>>,
     /// Scored slots with no scored ancestor.
     tops: Vec<u32>,
+    /// Per indicator whose measure only counts, each region's window sums as of the last
+    /// evaluation (derived from the bins, never saved): a window is read by the bins that
+    /// entered and left it. `None` for the other measures, and for every indicator under
+    /// [`Pipeline::evaluate_fully`].
+    runs: Vec<Option<Running>>,
+    /// Per scored slot, whether the alarm scans it: active, and of a level that raises alerts.
+    /// A region that cannot alert is never linked either (§16.2: its excess stays in its
+    /// parent), so its cuts would be read by nothing; scoring grid cells costs no scans.
+    scanned: Vec<bool>,
     alarm: alarm::Scratch,
 }
 
@@ -415,6 +425,8 @@ impl Pipeline {
         if alarm.factors.len() == state.factors.len() {
             alarm.factors.clone_from(&state.factors);
         }
+        let scanned = scanned_slots(&rules, &scored, None);
+        let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Running::new(i, l, scored.len())).collect();
         Pipeline {
             scored,
             slot_of,
@@ -434,6 +446,8 @@ impl Pipeline {
             restriction: None,
             children,
             tops,
+            runs,
+            scanned,
             alarm,
         }
     }
@@ -454,8 +468,18 @@ impl Pipeline {
                 active[d as usize] && self.chains[r][1..].iter().all(|&a| !active[a as usize])
             })
             .collect();
+        self.scanned = scanned_slots(&self.rules, &self.scored, Some(&active));
+        // Slots that were skipped have stale sums.
+        self.runs.iter_mut().flatten().for_each(Running::invalidate);
+        self.alarm.forget_city();
         self.active = Some(active);
         self.restriction = Some(regions.to_vec());
+    }
+
+    /// Reads every window bin by bin from now on, keeping no running sums: the reference the
+    /// running sums are tested against (results are identical either way).
+    pub fn evaluate_fully(&mut self) {
+        self.runs.iter_mut().for_each(|r| *r = None);
     }
 
     fn is_active(&self, slot: usize) -> bool {
@@ -626,6 +650,9 @@ impl Pipeline {
             for &r in chain {
                 if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
                     measure::update(ind, layout, tap.leg, &cx, lanes);
+                    if let Some(run) = &mut self.runs[i] {
+                        run.apply(ind, layout, tap.leg, &cx, r as usize, bin);
+                    }
                 }
             }
         }
@@ -707,18 +734,30 @@ impl Pipeline {
             }
             let layout = &self.layouts[i];
             let st = &mut self.state.indicators[i];
+            let mut run = self.runs[i].as_mut();
+            let (first, last) = layout.window_of(b);
+            let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(first, last));
             let mut evaluated = 0;
             for r in 0..regions {
                 if !self.active.as_ref().is_none_or(|a| a[r]) {
                     continue;
                 }
                 evaluated += 1;
-                let wv = measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes);
+                let wv = match run.as_mut() {
+                    Some(run) => {
+                        let acc = run.read(&st.bins, r, mode, first, last);
+                        measure::value_of(ind, layout, &st.bins, r, b, acc, 0, 0)
+                    }
+                    None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
+                };
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
             st.hist.advance();
+            if let Some(run) = run {
+                run.end(first, last);
+            }
             self.state.counters.evaluations += evaluated;
         }
         // The alarm's cuts are scanned once every ring has its window: a cut's exposure may be
@@ -730,7 +769,7 @@ impl Pipeline {
                     continue;
                 }
                 let out = &mut self.state.cuts[c];
-                alarm::scan_cut(&rules, c, &hists, b, &self.tops, self.active.as_deref(), &mut self.alarm, out);
+                alarm::scan_cut(&rules, c, &hists, b, &self.tops, &self.scanned, &mut self.alarm, out);
                 self.state.factors[c] = self.alarm.factors[c];
             }
         }
@@ -759,25 +798,24 @@ impl Pipeline {
         let Some(a) = &rules.alarm else { return };
         let lowest = a.lowest_threshold();
         let n = self.scored.len();
-        let active = |d: usize| self.active.as_ref().is_none_or(|x| x[d]);
+        let scanned = |d: usize| self.scanned[d];
         let raw: Vec<f64> = (0..n).map(|d| self.state.cuts.iter().map(|c| c[d].stat).fold(0.0, f64::max)).collect();
         let hists: Vec<&History> = a.cuts.iter().map(|c| &self.state.indicators[c.indicator].hist).collect();
         let mut samples = std::mem::take(&mut self.alarm.samples);
         samples.clear();
         let mut alarmed = Vec::new();
         for d in 0..n {
-            if !active(d) {
+            if !scanned(d) {
                 continue;
             }
             alarmed.clear();
             // Only children that alarm themselves take their excess with them: a level that does
-            // not alert would leave the surge with no alarm anywhere.
-            let alerts = |c: u32| rules.alert_levels[rules.regions.levels[self.scored[c as usize] as usize] as usize];
+            // not alert (never scanned) would leave the surge with no alarm anywhere.
             alarmed.extend(self.children[d].iter().copied().filter(|&c| {
                 // A child in an open episode (its level held while the evidence dips)
                 // still takes its excess with it.
                 let open = self.state.evidence[c as usize].level.is_some();
-                (raw[c as usize] >= lowest || open) && active(c as usize) && alerts(c)
+                (raw[c as usize] >= lowest || open) && scanned(c as usize)
             }));
             let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &self.tops, &mut self.alarm);
             let r = self.scored[d] as usize;
@@ -786,9 +824,6 @@ impl Pipeline {
                 stat: v.stat,
                 indicator: v.cut.map(|c| a.cuts[c].indicator),
             });
-            if !rules.alert_levels[rules.regions.levels[r] as usize] {
-                continue;
-            }
             if let Some(tr) = self.state.evidence[d].hold(p.end, v.level, a.hold_evaluations) {
                 self.state.counters.alerts += 1;
                 out.alert(alarm::record(rules, (r, d), b, p, &v, tr, &self.state.cuts, &self.scored));
@@ -1054,6 +1089,19 @@ fn history_needs(rules: &RuleSet, ind: &vigil_rules::Indicator) -> normalise::Hi
 }
 
 /// The regions whose level is scored, in region order.
+/// Per scored slot, whether the alarm scans it (see `Pipeline::scanned`).
+fn scanned_slots(rules: &RuleSet, scored: &[u32], active: Option<&[bool]>) -> Vec<bool> {
+    scored
+        .iter()
+        .enumerate()
+        .map(|(d, &r)| {
+            rules.alarm.is_some()
+                && rules.alert_levels[rules.regions.levels[r as usize] as usize]
+                && active.is_none_or(|a| a[d])
+        })
+        .collect()
+}
+
 fn scored_regions(rules: &RuleSet) -> Vec<u32> {
     (0..rules.regions.len() as u32)
         .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])

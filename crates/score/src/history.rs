@@ -32,7 +32,15 @@ impl History {
     pub fn set(&mut self, region: usize, entry: &[f32]) {
         let slot = (self.evals % self.len as u64) as usize;
         let at = (region * self.len + slot) * self.width;
-        self.data[at..at + self.width].copy_from_slice(&entry[..self.width]);
+        // Most entries are one float: a store, not a call to memcpy (every region, every hop).
+        match self.width {
+            1 => self.data[at] = entry[0],
+            2 => {
+                self.data[at] = entry[0];
+                self.data[at + 1] = entry[1];
+            }
+            w => self.data[at..at + w].copy_from_slice(&entry[..w]),
+        }
     }
 
     pub fn advance(&mut self) {

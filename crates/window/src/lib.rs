@@ -4,8 +4,10 @@
 
 pub mod bins;
 pub mod measure;
+pub mod running;
 pub mod watermark;
 
 pub use bins::Bins;
 pub use measure::{Layout, Leg, WindowValue};
+pub use running::Running;
 pub use watermark::Watermarks;

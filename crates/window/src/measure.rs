@@ -140,6 +140,13 @@ impl Layout {
         Bins::new(regions, self.ring, self.lanes)
     }
 
+    /// The first and last bins of the window that ends (exclusive) at local-axis time `end`.
+    #[inline]
+    pub fn window_of(&self, end: i64) -> (i64, i64) {
+        let last = self.bin_of(end - 1) - self.lag_bins;
+        (last - self.window_bins + 1, last)
+    }
+
     /// The bin number a local-axis time ([`vigil_model::Zone::local`]) falls into: bins are
     /// local hours or local days.
     #[inline]
@@ -269,33 +276,48 @@ pub fn extract(
     end: i64,
     scratch: &mut [i64],
 ) -> WindowValue {
-    let last = layout.bin_of(end - 1) - layout.lag_bins;
-    let first = last - layout.window_bins + 1;
+    let (first, last) = layout.window_of(end);
     let lanes = layout.lanes;
     let acc = &mut scratch[..lanes];
     acc.fill(0);
     let mut max_bin = 0i64;
     let mut nonzero_bins = 0u64;
-    for b in first..=last {
-        if let Some(s) = bins.slot(region, b) {
-            if layout.or_merge {
-                acc[0] = acc[0].saturating_add(s[0]);
-                for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
-                    *a |= v;
-                }
-            } else {
-                // Saturating: bins never overflow (see `would_overflow`), but a window adds
-                // hundreds of them.
-                for (a, v) in acc.iter_mut().zip(s) {
-                    *a = a.saturating_add(*v);
-                }
+    bins.each_in(region, first, last, |s| {
+        if layout.or_merge {
+            acc[0] = acc[0].saturating_add(s[0]);
+            for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
+                *a |= v;
             }
-            max_bin = max_bin.max(s[0]);
-            if s[0] > 0 {
-                nonzero_bins += 1;
+        } else {
+            // Saturating: bins never overflow (see `would_overflow`), but a window adds
+            // hundreds of them.
+            for (a, v) in acc.iter_mut().zip(s) {
+                *a = a.saturating_add(*v);
             }
         }
-    }
+        max_bin = max_bin.max(s[0]);
+        if s[0] > 0 {
+            nonzero_bins += 1;
+        }
+    });
+    value_of(ind, layout, bins, region, end, acc, max_bin, nonzero_bins)
+}
+
+/// The value of the window ending at `end` from its summed lanes `acc` (and, for `max_bin` and
+/// `distinct_days`, its largest bin count and its bins with events): what [`extract`] returns,
+/// for callers that keep the sums themselves ([`crate::running::Running`]).
+#[allow(clippy::too_many_arguments)]
+pub fn value_of(
+    ind: &Indicator,
+    layout: &Layout,
+    bins: &Bins,
+    region: usize,
+    end: i64,
+    acc: &[i64],
+    max_bin: i64,
+    nonzero_bins: u64,
+) -> WindowValue {
+    let (first, last) = layout.window_of(end);
     let scale = layout.value_scale;
     let n = acc[0].max(0) as u64;
     let ratio = |num: i64, den: i64| if den > 0 { Some(num as f64 / den as f64) } else { None };
