@@ -12,6 +12,7 @@ use vigil_rules::filter::EvalCtx;
 use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
 use vigil_score::history::History;
 use vigil_score::normalise::{self, DetectorState, Scored};
+use vigil_score::quiet::Quiet;
 use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 use vigil_window::running::Mode;
@@ -342,6 +343,12 @@ pub struct Pipeline {
     /// entered and left it. `None` for the other measures, and for every indicator under
     /// [`Pipeline::evaluate_fully`].
     runs: Vec<Option<Running>>,
+    /// Per indicator, which regions' series have stayed the same long enough that scoring them
+    /// again would give the last result (derived, never saved); `None` where every evaluation
+    /// is scored.
+    quiet: Vec<Option<Quiet>>,
+    /// Evaluations that kept their series' last result (see `quiet`); not part of the state.
+    kept: u64,
     /// Per scored slot, whether the alarm scans it: active, and of a level that raises alerts.
     /// A region that cannot alert is never linked either (§16.2: its excess stays in its
     /// parent), so its cuts would be read by nothing; scoring grid cells costs no scans.
@@ -427,6 +434,7 @@ impl Pipeline {
         }
         let scanned = scanned_slots(&rules, &scored, None);
         let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Running::new(i, l, scored.len())).collect();
+        let quiet = quiet_series(&rules, &state, scored.len());
         Pipeline {
             scored,
             slot_of,
@@ -447,6 +455,8 @@ impl Pipeline {
             children,
             tops,
             runs,
+            quiet,
+            kept: 0,
             scanned,
             alarm,
         }
@@ -469,8 +479,9 @@ impl Pipeline {
             })
             .collect();
         self.scanned = scanned_slots(&self.rules, &self.scored, Some(&active));
-        // Slots that were skipped have stale sums.
+        // Slots that were skipped have stale sums and stale runs of quiet.
         self.runs.iter_mut().flatten().for_each(Running::invalidate);
+        self.quiet = quiet_series(&self.rules, &self.state, self.scored.len());
         self.alarm.forget_city();
         self.active = Some(active);
         self.restriction = Some(regions.to_vec());
@@ -480,6 +491,13 @@ impl Pipeline {
     /// running sums are tested against (results are identical either way).
     pub fn evaluate_fully(&mut self) {
         self.runs.iter_mut().for_each(|r| *r = None);
+        self.quiet.iter_mut().for_each(|q| *q = None);
+    }
+
+    /// Evaluations so far (since this pipeline was built) that kept a quiet series' last result
+    /// instead of scoring it again.
+    pub fn kept_evaluations(&self) -> u64 {
+        self.kept
     }
 
     fn is_active(&self, slot: usize) -> bool {
@@ -751,6 +769,12 @@ impl Pipeline {
                     None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
                 };
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
+                if let Some(q) = &mut self.quiet[i]
+                    && q.unchanged(r, wv.value, wv.support, st.hist.evals)
+                {
+                    self.kept += 1;
+                    continue;
+                }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
@@ -1089,6 +1113,11 @@ fn history_needs(rules: &RuleSet, ind: &vigil_rules::Indicator) -> normalise::Hi
 }
 
 /// The regions whose level is scored, in region order.
+/// Fresh quiet-series tracking for every indicator (see `Pipeline::quiet`).
+fn quiet_series(rules: &RuleSet, state: &State, regions: usize) -> Vec<Option<Quiet>> {
+    rules.indicators.iter().zip(&state.indicators).map(|(ind, st)| Quiet::new(ind, st.hist.len, regions)).collect()
+}
+
 /// Per scored slot, whether the alarm scans it (see `Pipeline::scanned`).
 fn scanned_slots(rules: &RuleSet, scored: &[u32], active: Option<&[bool]>) -> Vec<bool> {
     scored

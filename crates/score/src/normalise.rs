@@ -88,6 +88,13 @@ pub fn history_needs(ind: &Indicator) -> HistoryNeeds {
     HistoryNeeds { len: len + 1, width }
 }
 
+/// Evaluations one window value spans: its window and lag, and for co-elevation the 7 days
+/// before its window (its baseline). Baselines read only entries whose window was fully observed.
+pub fn span(ind: &Indicator) -> usize {
+    let lookback = if matches!(ind.measure, Measure::Coelevation { .. }) { 7 * DAY } else { 0 };
+    hops(ind, ind.window.0 + ind.lag.0 + lookback).max(1)
+}
+
 /// The value written into the history for this evaluation.
 pub fn history_entry(value: Option<f64>, support: u64) -> [f32; 2] {
     [value.map_or(f32::NAN, |v| v as f32), support as f32]
@@ -136,9 +143,7 @@ pub fn score(
     det: &mut DetectorState,
     scratch: &mut Vec<f64>,
 ) -> Scored {
-    // Co-elevation also reads the 7 days before its window (its baseline).
-    let lookback = if matches!(ind.measure, Measure::Coelevation { .. }) { 7 * DAY } else { 0 };
-    let span = hops(ind, ind.window.0 + ind.lag.0 + lookback).max(1);
+    let span = span(ind);
     let view = View { hist, region, span };
     // Growth measures turn the count into a ratio against earlier windows first.
     let (value, expected_growth) = match (&ind.measure, value) {

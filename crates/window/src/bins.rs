@@ -65,6 +65,21 @@ impl Bins {
         }
     }
 
+    /// The lanes of `bin` for `region` when the caller already knows its ring slot
+    /// (`bin.rem_euclid(ring)`, kept by stepping rather than dividing), or `None` when no event
+    /// fell into it.
+    #[inline]
+    pub fn slot_at(&self, region: usize, bin: i64, slot: usize) -> Option<&[i64]> {
+        debug_assert_eq!(slot as i64, bin.rem_euclid(self.ring as i64));
+        let t = region * self.ring + slot;
+        if self.tags[t] == bin {
+            let start = t * self.lanes;
+            Some(&self.data[start..start + self.lanes])
+        } else {
+            None
+        }
+    }
+
     /// Calls `f` with the lanes of every bin of `first..=last` that holds events for `region`,
     /// oldest first: what [`Bins::slot`] gives bin by bin, with one division for the whole range
     /// instead of one per bin (windows read hundreds of bins, every region, every hop).

@@ -365,11 +365,16 @@ pub fn value_of(
         }
         Measure::Coelevation { alpha } => {
             let mut hours = 0u32;
+            // Ring slots are stepped, not divided for: 8 bins per hour of the window.
+            let ring = bins.ring as i64;
+            let back: [i64; 8] = std::array::from_fn(|k| (k as i64 * 24).rem_euclid(ring));
+            let mut at = first.rem_euclid(ring);
             for b in first..=last {
-                let now = bins.slot(region, b).map_or([0, 0], |s| [s[0], s[1]]);
+                let now = bins.slot_at(region, b, at as usize).map_or([0, 0], |s| [s[0], s[1]]);
                 let mut mean = [0f64; 2];
-                for k in 1..=7 {
-                    if let Some(s) = bins.slot(region, b - k * 24) {
+                for (k, &off) in back.iter().enumerate().skip(1) {
+                    let slot = if at >= off { at - off } else { at - off + ring };
+                    if let Some(s) = bins.slot_at(region, b - k as i64 * 24, slot as usize) {
                         mean[0] += s[0] as f64;
                         mean[1] += s[1] as f64;
                     }
@@ -383,6 +388,10 @@ pub fn value_of(
                 };
                 if elevated(0) && elevated(1) {
                     hours += 1;
+                }
+                at += 1;
+                if at == ring {
+                    at = 0;
                 }
             }
             WindowValue { value: Some(hours as f64), support: n }
