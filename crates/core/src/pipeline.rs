@@ -487,8 +487,9 @@ impl Pipeline {
         self.restriction = Some(regions.to_vec());
     }
 
-    /// Reads every window bin by bin from now on, keeping no running sums: the reference the
-    /// running sums are tested against (results are identical either way).
+    /// Reads every window bin by bin and scores every series at every evaluation from now on,
+    /// keeping no running sums and no quiet series: the reference those are tested against
+    /// (results are identical either way).
     pub fn evaluate_fully(&mut self) {
         self.runs.iter_mut().for_each(|r| *r = None);
         self.quiet.iter_mut().for_each(|q| *q = None);
@@ -1112,7 +1113,6 @@ fn history_needs(rules: &RuleSet, ind: &vigil_rules::Indicator) -> normalise::Hi
     h
 }
 
-/// The regions whose level is scored, in region order.
 /// Fresh quiet-series tracking for every indicator (see `Pipeline::quiet`).
 fn quiet_series(rules: &RuleSet, state: &State, regions: usize) -> Vec<Option<Quiet>> {
     rules.indicators.iter().zip(&state.indicators).map(|(ind, st)| Quiet::new(ind, st.hist.len, regions)).collect()
@@ -1131,6 +1131,7 @@ fn scanned_slots(rules: &RuleSet, scored: &[u32], active: Option<&[bool]>) -> Ve
         .collect()
 }
 
+/// The regions whose level is scored, in region order.
 fn scored_regions(rules: &RuleSet) -> Vec<u32> {
     (0..rules.regions.len() as u32)
         .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
