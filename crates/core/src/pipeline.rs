@@ -861,15 +861,21 @@ impl Pipeline {
     /// Roll-up, grading and score records of scored region `d`.
     fn region_results(&mut self, rules: &RuleSet, d: usize, p: &Period, out: &mut dyn Output) {
         let r = self.scored[d] as usize;
+        let level = rules.regions.levels[r] as usize;
+        let emits = self.options.scores != ScoreDetail::None && self.options.score_levels.contains(level);
+        // A region that neither alerts nor publishes scores (a grid cell scored for its
+        // indicators' history, with its level's records not asked for) needs no roll-up.
+        if !rules.alert_levels[level] && !emits {
+            return;
+        }
         for (i, st) in self.state.indicators.iter().enumerate() {
             self.ind_scores[i] = st.latest[d].score;
         }
         rollup(rules, &self.ind_scores, &mut self.roll);
-        let level = rules.regions.levels[r] as usize;
         if rules.alert_levels[level] {
             self.grade(rules, r, d, p, out);
         }
-        if self.options.scores != ScoreDetail::None && self.options.score_levels.contains(level) {
+        if emits {
             let grade = self.state.grades[d][0].level;
             let graded = self.state.grades[d].iter().any(|g| g.level.is_some());
             let skip = match self.options.score_filter {

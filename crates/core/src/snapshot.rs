@@ -8,7 +8,7 @@ use vigil_rules::RuleSet;
 use crate::pipeline::{Carried, Options, Pipeline, State};
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

@@ -1,6 +1,12 @@
 //! Per-(indicator, region) history of window values: the memory every baseline is computed
 //! from. All regions of an indicator are evaluated at every hop, so one evaluation counter per
 //! indicator positions every region's ring; storage is allocated once.
+//!
+//! Entries are stored slot-major: one evaluation's entries of every region lie side by side.
+//! Evaluation walks the regions in order, each reading the same lags (the same weekday hour four
+//! weeks back, the same hour 28 days back), so neighbouring regions read neighbouring floats and
+//! one cache line serves sixteen of them; stored region-major, every read of every region was a
+//! line of its own, and scoring 505 regions hourly was bound by memory, not arithmetic.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,20 +16,30 @@ use serde::{Deserialize, Serialize};
 pub struct History {
     pub len: usize,
     pub width: usize,
+    regions: usize,
     /// Evaluations pushed so far (the same for every region).
     pub evals: u64,
+    /// `len` slots of `regions` entries of `width` floats.
     data: Vec<f32>,
 }
 
 impl History {
     /// True when `other` has the same regions, length and width (a restored state fits).
     pub fn same_shape(&self, other: &History) -> bool {
-        self.len == other.len && self.width == other.width && self.data.len() == other.data.len()
+        self.len == other.len
+            && self.width == other.width
+            && self.regions == other.regions
+            && self.data.len() == other.data.len()
     }
 
     pub fn new(regions: usize, len: usize, width: usize) -> History {
         let len = len.max(1);
-        History { len, width, evals: 0, data: vec![f32::NAN; regions * len * width] }
+        History { len, width, regions, evals: 0, data: vec![f32::NAN; regions * len * width] }
+    }
+
+    #[inline]
+    fn at(&self, region: usize, slot: usize) -> usize {
+        (slot * self.regions + region) * self.width
     }
 
     /// Writes the current evaluation's entry for `region` (call for every region, then
@@ -31,7 +47,7 @@ impl History {
     #[inline]
     pub fn set(&mut self, region: usize, entry: &[f32]) {
         let slot = (self.evals % self.len as u64) as usize;
-        let at = (region * self.len + slot) * self.width;
+        let at = self.at(region, slot);
         // Most entries are one float: a store, not a call to memcpy (every region, every hop).
         match self.width {
             1 => self.data[at] = entry[0],
@@ -56,7 +72,7 @@ impl History {
         }
         let k = self.evals - lag as u64;
         let slot = (k % self.len as u64) as usize;
-        let at = (region * self.len + slot) * self.width;
+        let at = self.at(region, slot);
         Some(&self.data[at..at + self.width])
     }
 
@@ -75,17 +91,16 @@ impl History {
     /// kept, in place, so a longer or shorter ring continues where this one was.
     pub fn resized(&self, len: usize) -> History {
         let len = len.max(1);
-        let regions = self.data.len() / (self.len * self.width).max(1);
-        let mut out =
-            History { len, width: self.width, evals: self.evals, data: vec![f32::NAN; regions * len * self.width] };
+        let regions = self.regions;
+        let mut out = History::new(regions, len, self.width);
+        out.evals = self.evals;
         // Entry k (0 ..= evals) sits at slot k % len; copy the newest min(len, self.len) of them.
         let keep = len.min(self.len) as u64;
         let first = (self.evals + 1).saturating_sub(keep);
         for k in first..=self.evals {
             let (from, to) = ((k % self.len as u64) as usize, (k % len as u64) as usize);
             for r in 0..regions {
-                let a = (r * self.len + from) * self.width;
-                let b = (r * len + to) * self.width;
+                let (a, b) = (self.at(r, from), out.at(r, to));
                 out.data[b..b + self.width].copy_from_slice(&self.data[a..a + self.width]);
             }
         }
