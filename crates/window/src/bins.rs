@@ -55,14 +55,7 @@ impl Bins {
     /// The lanes of `bin` for `region`, or `None` when no event fell into it.
     #[inline]
     pub fn slot(&self, region: usize, bin: i64) -> Option<&[i64]> {
-        let slot = bin.rem_euclid(self.ring as i64) as usize;
-        let t = region * self.ring + slot;
-        if self.tags[t] == bin {
-            let start = t * self.lanes;
-            Some(&self.data[start..start + self.lanes])
-        } else {
-            None
-        }
+        self.slot_at(region, bin, bin.rem_euclid(self.ring as i64) as usize)
     }
 
     /// The lanes of `bin` for `region` when the caller already knows its ring slot
