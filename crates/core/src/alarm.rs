@@ -132,8 +132,8 @@ fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, top
     share
 }
 
-/// Scans cut `c` for every `scanned` slot (active, of an alerting level) at boundary `b`, once every ring has advanced past it
-/// (`hists[c]` is the cut's ring, `hists[r]` that of its share cut). `tops` are the scored
+/// Scans cut `c` for every `scanned` slot (active, of an alerting level) at boundary `b`, once
+/// every ring has advanced past it (`hists[c]` is the cut's ring, `hists[r]` that of its share cut). `tops` are the scored
 /// slots with no scored ancestor: their sum is the city the shares are taken of, and the
 /// reference the weekday factors of the tops themselves come from (reporting artefacts are
 /// city-wide; one cut's few events could not show them).

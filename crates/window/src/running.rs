@@ -124,9 +124,4 @@ impl Running {
     pub fn end(&mut self, first: i64, last: i64) {
         self.span = Some((first, last));
     }
-
-    /// Heap bytes held per region.
-    pub fn bytes_per_region(&self) -> usize {
-        8 * self.lanes
-    }
 }
