@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         scores: ScoreDetail::None,
         score_levels: vigil_core::ScoreLevels::NONE,
         score_filter: vigil_core::ScoreFilter::All,
+        score_every: None,
     };
 
     let mut g = c.benchmark_group("core");

@@ -68,6 +68,7 @@ fn run(rules: &std::sync::Arc<vigil_rules::RuleSet>, days: u32, volume: f64) -> 
         scores: ScoreDetail::None,
         score_levels: vigil_core::ScoreLevels::NONE,
         score_filter: vigil_core::ScoreFilter::All,
+        score_every: None,
     };
 
     let decode_s = best_of(3, || {

@@ -110,6 +110,7 @@ fn child(mode: &str, days: u32) -> Result {
                 scores: ScoreDetail::Summary,
                 score_levels: vigil_core::ScoreLevels(0b0011),
                 score_filter: vigil_core::ScoreFilter::All,
+                score_every: None,
             },
             progress: Some(Arc::clone(&progress)),
             ..EngineConfig::new(settings.clone())

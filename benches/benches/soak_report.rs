@@ -142,6 +142,7 @@ fn main() {
                     scores: ScoreDetail::None,
                     score_levels: vigil_core::ScoreLevels::NONE,
                     score_filter: vigil_core::ScoreFilter::All,
+                    score_every: None,
                 },
                 progress: Some(progress),
                 checkpoint_dir: Some(checkpoints),

@@ -279,9 +279,11 @@ def main():
                 cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
         except (OSError, StopIteration):
             pass
+        default_rules = os.path.realpath(a.rules) == os.path.realpath(os.path.join(ROOT, "rules"))
+        rules_arg = "" if default_rules else f" --rules {a.rules} --modes {a.modes}"
         lines = [f"\n## peers, {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}\n",
                  f"Machine: {cpu}, {os.cpu_count()} cores. `python3 benches/peers/run.py --volumes {a.volumes} "
-                 f"--days {a.days}`; vigil {os.path.relpath(a.vigil, ROOT)}. DuckDB, Polars and DataFusion compute the windowed "
+                 f"--days {a.days}{rules_arg}`; vigil {os.path.relpath(a.vigil, ROOT)}. DuckDB, Polars and DataFusion compute the windowed "
                  f"counts of {len(spec['indicators'])} count indicators; vigil replays everything.\n"]
         for volume, results, distinct in sections:
             events = max(r[4] for r in results)

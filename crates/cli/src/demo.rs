@@ -333,6 +333,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             // City, districts and streets: the console draws their recent history from these.
             score_levels: vigil_core::ScoreLevels(0b0111),
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
         progress: Some(consumed),
         checkpoint_dir: args.checkpoint_dir.clone(),

@@ -116,10 +116,16 @@ struct ReplayArgs {
     #[arg(long, value_delimiter = ',')]
     score_levels: Option<Vec<String>>,
     /// Which score records to write: "all" (every scored region at every evaluation),
-    /// "nonzero" (only records with a score above zero or an open alert) or "graded" (only
-    /// regions with an open alert episode: the smallest history).
+    /// "nonzero" (only records with a score above zero or an open alert), "graded" (only
+    /// regions with an open alert episode) or "changed" (only records that differ from the
+    /// region's previous one, the period aside: carried forward, they give every evaluation).
     #[arg(long, default_value = "all")]
     score_records: String,
+    /// Write score records only at evaluations ending on a multiple of this much local time
+    /// ("1d": local midnights), a multiple of the cadence that divides a day; alerts are
+    /// written at every evaluation. Default: every evaluation.
+    #[arg(long)]
+    score_every: Option<String>,
 }
 
 /// Loads and compiles a rule set, printing every problem on failure.
@@ -193,6 +199,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--score-levels: {e}"))?;
             let score_filter = vigil_core::ScoreFilter::parse(&args.score_records)
                 .map_err(|e| anyhow::anyhow!("--score-records: {e}"))?;
+            let score_every = args
+                .score_every
+                .as_deref()
+                .map(|t| vigil_core::parse_score_every(&rules, t))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--score-every: {e}"))?;
             let scores = match args.scores {
                 ScoresArg::None => ScoreDetail::None,
                 ScoresArg::Summary => ScoreDetail::Summary,
@@ -201,7 +213,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             let inputs = history::event_inputs(&rules, &args.events, None)?;
             let mut sink = history::TeeSink::create(&rules, args.out.as_deref(), args.archive.as_deref())?;
-            let mut pipeline = vigil_core::Pipeline::new(rules, Options { scores, score_levels, score_filter });
+            let mut pipeline =
+                vigil_core::Pipeline::new(rules, Options { scores, score_levels, score_filter, score_every });
             let summary = vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replay")?;
             sink.finish()?;
             eprintln!("{}", serde_json::to_string_pretty(&summary)?);

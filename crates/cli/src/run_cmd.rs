@@ -135,9 +135,13 @@ struct EngineSection {
     scores: Option<String>,
     /// Region levels whose scores are published (default: every level but the finest).
     score_levels: Option<Vec<String>>,
-    /// "all" (default), "nonzero" (only records with a score above zero or an open alert) or
-    /// "graded" (only regions with an open alert episode).
+    /// "all" (default), "nonzero" (only records with a score above zero or an open alert),
+    /// "graded" (only regions with an open alert episode) or "changed" (only records that
+    /// differ from the region's previous one).
     score_records: Option<String>,
+    /// Score records only at evaluations ending on a multiple of this much local time ("1d"),
+    /// a multiple of the cadence that divides a day (default: every evaluation).
+    score_every: Option<String>,
     /// When every partition is idle, event time follows the wall clock (see README).
     #[serde(default)]
     wall_clock_advance: bool,
@@ -162,7 +166,13 @@ fn score_options(e: &EngineSection, rules: &vigil_rules::RuleSet) -> Result<Opti
         .map_err(|m| anyhow::anyhow!("[engine] score_levels: {m}"))?;
     let score_filter = vigil_core::ScoreFilter::parse(e.score_records.as_deref().unwrap_or("all"))
         .map_err(|m| anyhow::anyhow!("[engine] score_records: {m}"))?;
-    Ok(Options { scores, score_levels, score_filter })
+    let score_every = e
+        .score_every
+        .as_deref()
+        .map(|t| vigil_core::parse_score_every(rules, t))
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("[engine] score_every: {m}"))?;
+    Ok(Options { scores, score_levels, score_filter, score_every })
 }
 
 fn duration(text: Option<&str>, default: Duration) -> Result<Duration> {
@@ -222,12 +232,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if scale_out.is_some()
         && (!options.score_levels.contains(1)
             || options.scores == ScoreDetail::None
-            || options.score_filter != vigil_core::ScoreFilter::All)
+            || options.score_filter != vigil_core::ScoreFilter::All
+            || options.score_every.is_some())
     {
         let second = rules.regions.level_names.get(1).map_or("second", String::as_str);
         anyhow::bail!(
             "scale-out needs every {second} score record: the roll-up of the root is made from them (keep \
-             {second:?} in [engine] score_levels, scores other than \"none\" and score_records = \"all\")"
+             {second:?} in [engine] score_levels, scores other than \"none\", score_records = \"all\" and no score_every)"
         );
     }
     let mut settings = KafkaSettings::new(brokers);

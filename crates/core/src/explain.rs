@@ -58,6 +58,15 @@ pub(crate) fn round(x: f64, digits: i32) -> f64 {
     if r == 0.0 { 0.0 } else { r }
 }
 
+/// A digest of what a score record says besides its period (0 is never returned: it marks
+/// "nothing written yet"). Over the record's JSON, so it covers exactly what a reader sees.
+pub(crate) fn content_digest(r: &ScoreRecord) -> u64 {
+    let content =
+        (&r.region, &r.level, &r.rules_version, r.composite, r.grade, &r.domains, &r.categories, &r.indicators);
+    let json = serde_json::to_string(&content).expect("a score record serialises");
+    vigil_rules::decode::fnv1a(&json).max(1)
+}
+
 /// The lowest indicator score listed as a reason for an alert (z = 1).
 const MIN_REASON_SCORE: f64 = 25.0;
 

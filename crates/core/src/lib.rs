@@ -16,7 +16,7 @@ pub use alarm::RegionEvidence;
 pub use explain::Period;
 pub use pipeline::{
     ActiveAlert, Carried, Counters, Ingest, Options, Output, Pipeline, RegionView, ScoreDetail, ScoreFilter,
-    ScoreLevels, VecOutput, check_state, state_bytes,
+    ScoreLevels, VecOutput, check_state, parse_score_every, state_bytes,
 };
 
 use vigil_model::Event;

@@ -41,6 +41,10 @@ pub struct Options {
     pub score_levels: ScoreLevels,
     /// Which of those records are written.
     pub score_filter: ScoreFilter,
+    /// Score records only at evaluations that end on a multiple of this many seconds of local
+    /// time (86,400: local midnights), a multiple of the cadence; `None`: at every evaluation.
+    /// Alerts and evidence are unaffected.
+    pub score_every: Option<i64>,
 }
 
 /// Region levels whose score records are emitted, by level index (at most 8 levels).
@@ -82,13 +86,28 @@ impl ScoreLevels {
     }
 }
 
+/// Parses a score cadence (`--score-every`, `[engine] score_every`) for `rules`: a duration
+/// that is a multiple of the rule set's cadence and divides a day, in seconds.
+pub fn parse_score_every(rules: &RuleSet, text: &str) -> Result<i64, String> {
+    let every = vigil_model::Duration::parse(text)?.0;
+    let cadence = rules.evaluate_every.0;
+    if every <= 0 || every % cadence != 0 || vigil_model::time::DAY % every != 0 {
+        return Err(format!(
+            "{text:?} must be a multiple of the rule set's cadence ({}) that divides a day (e.g. \"6h\" or \"1d\")",
+            rules.evaluate_every
+        ));
+    }
+    Ok(every)
+}
+
 impl ScoreFilter {
     pub fn parse(text: &str) -> Result<ScoreFilter, String> {
         match text {
             "all" => Ok(ScoreFilter::All),
             "nonzero" => Ok(ScoreFilter::Nonzero),
             "graded" => Ok(ScoreFilter::Graded),
-            other => Err(format!("score records {other:?}: expected \"all\", \"nonzero\" or \"graded\"")),
+            "changed" => Ok(ScoreFilter::Changed),
+            other => Err(format!("score records {other:?}: expected \"all\", \"nonzero\", \"graded\" or \"changed\"")),
         }
     }
 }
@@ -104,6 +123,11 @@ pub enum ScoreFilter {
     /// Only records of regions with an open alert episode in some scope: what a map of current
     /// warnings needs, and the smallest history.
     Graded,
+    /// Only records that say something else than the region's last written record (its
+    /// scores, grade, indicator values or rules version; the period aside): a reader carries
+    /// each region's last record forward to the next, so every evaluation can be rebuilt
+    /// while a region whose scores stand still writes nothing.
+    Changed,
 }
 
 impl Default for Options {
@@ -112,6 +136,7 @@ impl Default for Options {
             scores: ScoreDetail::Summary,
             score_levels: ScoreLevels::all_but_finest(4),
             score_filter: ScoreFilter::All,
+            score_every: None,
         }
     }
 }
@@ -217,6 +242,10 @@ pub(crate) struct State {
     pub grades: Vec<Vec<GradeState>>,
     /// Per region: the evidence alarm's grade (`alarm.toml`).
     pub evidence: Vec<GradeState>,
+    /// Per region: a digest of the content of its last written score record (0: none yet),
+    /// for `ScoreFilter::Changed`. Saved, so a restart writes exactly what an uninterrupted
+    /// run would.
+    pub written: Vec<u64>,
     /// Per alarm cut, per region: the cut's evidence at its last evaluation.
     pub cuts: Vec<Vec<vigil_scan::Cut>>,
     /// Per alarm cut: its weekday factors at its last evaluation.
@@ -349,6 +378,8 @@ pub struct Pipeline {
     quiet: Vec<Option<Quiet>>,
     /// Evaluations that kept their series' last result (see `quiet`); not part of the state.
     kept: u64,
+    /// Of those, the ones of dormant series, skipped without a look (`Quiet::sleep`).
+    slept: u64,
     /// Per scored slot, whether the alarm scans it: active, and of a level that raises alerts.
     /// A region that cannot alert is never linked either (§16.2: its excess stays in its
     /// parent), so its cuts would be read by nothing; scoring grid cells costs no scans.
@@ -385,6 +416,7 @@ impl Pipeline {
             indicators,
             grades,
             evidence,
+            written: vec![0; regions],
             factors: vec![[1.0; 7]; cuts.len()],
             cut_ids: cut_ids(&rules),
             cuts,
@@ -397,7 +429,10 @@ impl Pipeline {
         Self::with_state(rules, options, layouts, state)
     }
 
-    fn with_state(rules: Arc<RuleSet>, options: Options, layouts: Vec<Layout>, state: State) -> Pipeline {
+    fn with_state(rules: Arc<RuleSet>, options: Options, layouts: Vec<Layout>, mut state: State) -> Pipeline {
+        for st in &mut state.indicators {
+            st.bins.index();
+        }
         let mut taps = vec![Vec::new(); rules.sources.len()];
         for (i, ind) in rules.indicators.iter().enumerate() {
             taps[ind.source as usize].push(Tap { ind: i as u16, leg: Leg::Primary });
@@ -457,6 +492,7 @@ impl Pipeline {
             runs,
             quiet,
             kept: 0,
+            slept: 0,
             scanned,
             alarm,
         }
@@ -501,6 +537,12 @@ impl Pipeline {
         self.kept
     }
 
+    /// Of [`Pipeline::kept_evaluations`], those of dormant series: no event in any bin their
+    /// windows read, so not even looked at.
+    pub fn dormant_evaluations(&self) -> u64 {
+        self.slept
+    }
+
     fn is_active(&self, slot: usize) -> bool {
         self.active.as_ref().is_none_or(|a| a[slot])
     }
@@ -542,6 +584,9 @@ impl Pipeline {
         if same_layout && old.domains == p.state.domains {
             p.state.grades = old.grades;
             carried.grades_kept = true;
+        }
+        if same_layout && old.written.len() == p.state.written.len() {
+            p.state.written = old.written;
         }
         if same_layout && old.evidence.len() == p.state.evidence.len() && p.rules.alarm.is_some() {
             p.state.evidence = old.evidence;
@@ -669,6 +714,9 @@ impl Pipeline {
             for &r in chain {
                 if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
                     measure::update(ind, layout, tap.leg, &cx, lanes);
+                    if let Some(q) = &mut self.quiet[i] {
+                        q.wake(r as usize);
+                    }
                     if let Some(run) = &mut self.runs[i] {
                         run.apply(ind, layout, tap.leg, &cx, r as usize, bin);
                     }
@@ -762,6 +810,11 @@ impl Pipeline {
                     continue;
                 }
                 evaluated += 1;
+                if self.quiet[i].as_ref().is_some_and(|q| q.is_dormant(r)) {
+                    self.kept += 1;
+                    self.slept += 1;
+                    continue;
+                }
                 let wv = match run.as_mut() {
                     Some(run) => {
                         let acc = run.read(&st.bins, r, mode, first, last);
@@ -774,6 +827,11 @@ impl Pipeline {
                     && q.unchanged(r, wv.value, wv.support, st.hist.evals)
                 {
                     self.kept += 1;
+                    // No bin of any window of this series holds an event: nothing changes until
+                    // one is counted (which wakes it), so it is not even looked at till then.
+                    if st.bins.newest(r) <= last - st.bins.ring as i64 {
+                        q.sleep(r);
+                    }
                     continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
@@ -806,9 +864,10 @@ impl Pipeline {
         if period.is_empty() {
             return;
         }
+        let publish = self.options.score_every.is_none_or(|e| b.rem_euclid(e) == 0);
         for d in 0..regions {
             if self.is_active(d) {
-                self.region_results(&rules, d, &period, out);
+                self.region_results(&rules, d, &period, publish, out);
             }
         }
         if let Some(a) = &rules.alarm
@@ -858,11 +917,11 @@ impl Pipeline {
         self.alarm.samples = samples;
     }
 
-    /// Roll-up, grading and score records of scored region `d`.
-    fn region_results(&mut self, rules: &RuleSet, d: usize, p: &Period, out: &mut dyn Output) {
+    /// Roll-up, grading and (with `publish`) score records of scored region `d`.
+    fn region_results(&mut self, rules: &RuleSet, d: usize, p: &Period, publish: bool, out: &mut dyn Output) {
         let r = self.scored[d] as usize;
         let level = rules.regions.levels[r] as usize;
-        let emits = self.options.scores != ScoreDetail::None && self.options.score_levels.contains(level);
+        let emits = publish && self.options.scores != ScoreDetail::None && self.options.score_levels.contains(level);
         // A region that neither alerts nor publishes scores (a grid cell scored for its
         // indicators' history, with its level's records not asked for) needs no roll-up.
         if !rules.alert_levels[level] && !emits {
@@ -882,19 +941,23 @@ impl Pipeline {
                 ScoreFilter::All => false,
                 ScoreFilter::Nonzero => !graded && self.roll.is_quiet(),
                 ScoreFilter::Graded => !graded,
+                // Decided on the record's content, below.
+                ScoreFilter::Changed => false,
             };
             if skip {
                 return;
             }
             let full = self.options.scores == ScoreDetail::Full;
-            out.score(explain::score_record(
-                rules,
-                (r, d),
-                p,
-                &self.roll,
-                grade,
-                full.then_some(&self.state.indicators[..]),
-            ));
+            let record =
+                explain::score_record(rules, (r, d), p, &self.roll, grade, full.then_some(&self.state.indicators[..]));
+            if self.options.score_filter == ScoreFilter::Changed {
+                let digest = explain::content_digest(&record);
+                if self.state.written[d] == digest {
+                    return;
+                }
+                self.state.written[d] = digest;
+            }
+            out.score(record);
         }
     }
 

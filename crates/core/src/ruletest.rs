@@ -54,6 +54,7 @@ fn run_one(rules: &Arc<RuleSet>, i: usize, t: &vigil_rules::IndicatorTest) -> Re
             scores: ScoreDetail::None,
             score_levels: crate::ScoreLevels::NONE,
             score_filter: crate::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut sink = VecOutput::default();

@@ -8,7 +8,7 @@ use vigil_rules::RuleSet;
 use crate::pipeline::{Carried, Options, Pipeline, State};
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 6;
+pub const SNAPSHOT_VERSION: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -115,6 +115,13 @@ fn check_shape(rules: &Arc<RuleSet>, options: Options, state: &State) -> Result<
         || state.cuts.iter().any(|c| c.len() != want.evidence.len())
     {
         return bad(format!("evidence of {} alarm cuts, the rules scan {}", state.cuts.len(), want.cuts.len()));
+    }
+    if state.written.len() != want.written.len() {
+        return bad(format!(
+            "score digests for {} regions, the rules score {}",
+            state.written.len(),
+            want.written.len()
+        ));
     }
     if state.evidence.len() != want.evidence.len() {
         return bad(format!(

@@ -62,6 +62,7 @@ fn opts() -> Options {
         scores: ScoreDetail::Full,
         score_levels: vigil_core::ScoreLevels(0b0011),
         score_filter: vigil_core::ScoreFilter::All,
+        score_every: None,
     }
 }
 
@@ -370,6 +371,77 @@ fn score_filters_drop_only_what_they_promise() {
         assert_eq!(got.scores, want, "{filter:?}");
         assert!(got.scores.len() < all.scores.len(), "{filter:?} dropped nothing");
         assert!(!got.scores.is_empty(), "{filter:?} kept nothing");
+    }
+
+    // `changed` writes a region's record exactly when what it says (the period aside) differs
+    // from the region's previous record: carrying each region's last record forward rebuilds
+    // every evaluation of `all`.
+    let content = |s: &vigil_model::record::ScoreRecord| {
+        let mut s = s.clone();
+        (s.window_start, s.window_end, s.date) = (String::new(), String::new(), None);
+        serde_json::to_string(&s).unwrap()
+    };
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    let want: Vec<_> =
+        all.scores.iter().filter(|s| last.insert(s.region.clone(), content(s)) != Some(content(s))).cloned().collect();
+    let got = run_with(ScoreFilter::Changed);
+    assert_eq!(got.alerts, all.alerts, "changed records changed the alerts");
+    assert_eq!(got.scores, want, "changed");
+    assert!(got.scores.len() < all.scores.len(), "changed kept {} of {}", got.scores.len(), all.scores.len());
+    let mut shown: std::collections::HashMap<String, String> = Default::default();
+    let mut written = got.scores.iter().peekable();
+    for s in &all.scores {
+        if written.peek().is_some_and(|w| w.region == s.region && w.window_end == s.window_end) {
+            let w = written.next().unwrap();
+            shown.insert(w.region.clone(), content(w));
+        }
+        assert_eq!(
+            shown.get(&s.region),
+            Some(&content(s)),
+            "{} at {} is not its last written record",
+            s.region,
+            s.window_end
+        );
+    }
+
+    // `score_every` keeps the records of the evaluations ending on a multiple of it in local
+    // time, each exactly as `all` writes it, and the alerts of every evaluation.
+    let every = vigil_core::parse_score_every(&rules, "6h").unwrap();
+    assert!(vigil_core::parse_score_every(&rules, "7h").is_err());
+    assert!(vigil_core::parse_score_every(&rules, "30m").is_err());
+    let six = {
+        let mut p = Pipeline::new(Arc::clone(&rules), Options { score_every: Some(every), ..opts() });
+        let mut out = VecOutput::default();
+        for ev in &events {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        out
+    };
+    let on_boundary = |s: &&vigil_model::record::ScoreRecord| {
+        let end = vigil_model::time::parse_rfc3339(&s.window_end).unwrap();
+        rules.zone.local(end).rem_euclid(every) == 0
+    };
+    let want: Vec<_> = all.scores.iter().filter(on_boundary).cloned().collect();
+    assert_eq!(six.alerts, all.alerts, "score_every changed the alerts");
+    assert_eq!(six.scores, want, "score_every");
+    assert!(!want.is_empty() && want.len() * 5 < all.scores.len(), "{} of {}", want.len(), all.scores.len());
+
+    // Across a restart `changed` writes what an uninterrupted run writes: the digests of the
+    // last written records are part of the snapshot.
+    for split in [events.len() / 3, events.len() / 2] {
+        let o = Options { score_filter: ScoreFilter::Changed, ..opts() };
+        let mut p = Pipeline::new(Arc::clone(&rules), o);
+        let mut out = VecOutput::default();
+        for (i, ev) in events.iter().enumerate() {
+            if i == split {
+                let bytes = p.snapshot().unwrap();
+                p = Pipeline::restore(Arc::clone(&rules), o, &bytes).unwrap();
+            }
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        assert_eq!(out.scores, got.scores, "changed records differ after a restart at event {split}");
     }
 }
 

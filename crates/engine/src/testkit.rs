@@ -253,6 +253,7 @@ pub fn replay_alerts(rules: &Arc<RuleSet>, lines: &MemorySink, evaluated: Option
             scores: ScoreDetail::None,
             score_levels: vigil_core::ScoreLevels::NONE,
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut sink = vigil_replay::MemSink::default();

@@ -287,6 +287,7 @@ fn identity_fields_never_reach_any_output() {
             scores: vigil_core::ScoreDetail::Full,
             score_levels: vigil_core::ScoreLevels::ALL,
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
         ..EngineConfig::new(broker.settings())
     };
@@ -373,6 +374,7 @@ fn broker_down_for_a_while_changes_nothing() {
                     scores: vigil_core::ScoreDetail::None,
                     score_levels: vigil_core::ScoreLevels::NONE,
                     score_filter: vigil_core::ScoreFilter::All,
+                    score_every: None,
                 },
                 progress: Some(progress),
                 ..EngineConfig::new(settings)

@@ -34,6 +34,7 @@ fn config(settings: &KafkaSettings, topics: &RunTopics, dir: &Path, progress: &A
             scores: ScoreDetail::Summary,
             score_levels: vigil_core::ScoreLevels(0b0011),
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
         progress: Some(Arc::clone(progress)),
         checkpoint_dir: Some(dir.to_path_buf()),

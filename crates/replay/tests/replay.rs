@@ -30,6 +30,7 @@ fn run(rules: &Arc<RuleSet>, inputs: Vec<(&str, String)>) -> (MemSink, vigil_rep
             scores: ScoreDetail::Summary,
             score_levels: vigil_core::ScoreLevels(0b0011),
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut sink = MemSink::default();
@@ -193,6 +194,7 @@ fn day_stamped_stream_dates_every_daily_alert_to_its_data_day() {
             scores: ScoreDetail::Full,
             score_levels: vigil_core::ScoreLevels::ALL,
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut sink = MemSink::default();

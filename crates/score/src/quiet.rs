@@ -25,6 +25,8 @@ pub struct Quiet {
     need: u32,
     /// Evaluations of history from which its fill no longer changes any view of it.
     settled: u64,
+    /// Per region: dormant, kept without being looked at (see [`Quiet::sleep`]).
+    dormant: Vec<bool>,
 }
 
 impl Quiet {
@@ -39,7 +41,30 @@ impl Quiet {
             run: vec![0; regions],
             need: ring_len.min(u32::MAX as usize) as u32,
             settled: (ring_len + normalise::span(ind)) as u64,
+            dormant: vec![false; regions],
         })
+    }
+
+    /// Marks `region` dormant. Only for a series whose last [`Quiet::unchanged`] was true and
+    /// none of whose window's bins can hold an event: its value then cannot change before an
+    /// event is counted for it, and its history ring already holds that value's entry in every
+    /// slot. A dormant series is skipped outright (no window read, no history write, no
+    /// score) until [`Quiet::wake`]: what makes the cost of a city of mostly empty grid cells
+    /// follow its events rather than its cells.
+    #[inline]
+    pub fn sleep(&mut self, region: usize) {
+        self.dormant[region] = true;
+    }
+
+    /// An event was counted for `region`'s series: it is evaluated again.
+    #[inline]
+    pub fn wake(&mut self, region: usize) {
+        self.dormant[region] = false;
+    }
+
+    #[inline]
+    pub fn is_dormant(&self, region: usize) -> bool {
+        self.dormant[region]
     }
 
     /// Notes the value and support of `region` at the evaluation whose history count (before it

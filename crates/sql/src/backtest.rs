@@ -39,6 +39,7 @@ pub fn run(rules: Arc<RuleSet>, inputs: Vec<Input>) -> io::Result<Run> {
             scores: ScoreDetail::None,
             score_levels: vigil_core::ScoreLevels::NONE,
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut sink = MemSink::default();

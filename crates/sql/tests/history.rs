@@ -96,7 +96,12 @@ fn json_inputs(rules: &RuleSet, lines: &BTreeMap<String, Vec<String>>) -> Vec<In
 fn replay(rules: &Arc<RuleSet>, inputs: Vec<Input>, scores: ScoreDetail) -> (MemSink, vigil_replay::Summary) {
     let mut p = Pipeline::new(
         Arc::clone(rules),
-        Options { scores, score_levels: vigil_core::ScoreLevels(0b0111), score_filter: vigil_core::ScoreFilter::All },
+        Options {
+            scores,
+            score_levels: vigil_core::ScoreLevels(0b0111),
+            score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
+        },
     );
     let mut sink = MemSink::default();
     let summary = vigil_replay::replay(&mut p, inputs, &mut sink).unwrap();
@@ -164,6 +169,7 @@ fn sql_over_the_archive_agrees_with_the_records() {
             scores: ScoreDetail::Summary,
             score_levels: vigil_core::ScoreLevels(0b0111),
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut w = ArchiveWriter::create(
@@ -344,6 +350,7 @@ fn entropy_weights_from_the_archive_make_a_rule_set_that_compiles() {
             scores: ScoreDetail::Full,
             score_levels: vigil_core::ScoreLevels(0b0010),
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
     );
     let mut w = ArchiveWriter::create(

@@ -12,6 +12,10 @@ pub struct Bins {
     /// Absolute bin number held by each (region, slot); `i64::MIN` when empty.
     tags: Vec<i64>,
     data: Vec<i64>,
+    /// Per region, the newest bin an event claimed a slot for (`i64::MIN`: none). Derived from
+    /// the tags, so never saved: [`Bins::index`] rebuilds it after a restore.
+    #[serde(skip)]
+    newest: Vec<i64>,
 }
 
 /// Why a bin could not be written.
@@ -31,7 +35,31 @@ impl Bins {
     }
 
     pub fn new(regions: usize, ring: usize, lanes: usize) -> Bins {
-        Bins { lanes, ring, tags: vec![i64::MIN; regions * ring], data: vec![0; regions * ring * lanes] }
+        Bins {
+            lanes,
+            ring,
+            tags: vec![i64::MIN; regions * ring],
+            data: vec![0; regions * ring * lanes],
+            newest: vec![i64::MIN; regions],
+        }
+    }
+
+    /// Rebuilds the newest bin of every region from the tags (after a restore, which does not
+    /// carry it).
+    pub fn index(&mut self) {
+        let regions = self.tags.len() / self.ring.max(1);
+        self.newest = (0..regions)
+            .map(|r| self.tags[r * self.ring..(r + 1) * self.ring].iter().copied().max().unwrap_or(i64::MIN))
+            .collect();
+    }
+
+    /// The newest bin any event of `region` fell into (`i64::MIN`: none yet; `i64::MAX` when
+    /// not known, before [`Bins::index`]). Every bin a window reads lies within a ring of the
+    /// bin it ends on: a region whose newest bin is a whole ring older holds no event any
+    /// window of it can see.
+    #[inline]
+    pub fn newest(&self, region: usize) -> i64 {
+        self.newest.get(region).copied().unwrap_or(i64::MAX)
     }
 
     /// The lanes of `bin` for `region`, claiming (and zeroing) the slot if it holds an older
@@ -48,6 +76,9 @@ impl Bins {
             }
             self.tags[t] = bin;
             self.data[start..start + self.lanes].fill(0);
+            if let Some(n) = self.newest.get_mut(region) {
+                *n = (*n).max(bin);
+            }
         }
         Ok(&mut self.data[start..start + self.lanes])
     }

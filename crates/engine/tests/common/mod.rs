@@ -48,6 +48,7 @@ pub fn run_engine_holding(
             scores: ScoreDetail::None,
             score_levels: vigil_core::ScoreLevels::NONE,
             score_filter: vigil_core::ScoreFilter::All,
+            score_every: None,
         },
         progress: Some(Arc::clone(&progress)),
         checkpoint_dir,
