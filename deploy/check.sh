@@ -7,7 +7,7 @@
 #   - the alerts and the dashboard use only metric names vigil exports;
 #   - vigil.toml files use only keys `vigil run` accepts;
 #   - compose creates every topic the rules and the config name;
-#   - `kubectl kustomize deploy/k8s` builds; hadolint on the Dockerfile; compose.yaml against the
+#   - `kubectl kustomize deploy/k8s` and `deploy/k8s-scale-out` build; hadolint on the Dockerfile; compose.yaml against the
 #     Compose schema; amtool on alertmanager/alertmanager.yml (each only where the tool is
 #     installed).
 # Needs promtool (Debian: apt-get install prometheus) and python3 >= 3.11 with PyYAML.
@@ -43,8 +43,9 @@ for path in sorted(glob.glob("deploy/**/*.y*ml", recursive=True)):
         fail(f"{path}: {e}")
 dash = json.load(open("deploy/grafana/dashboards/vigil.json"))
 toml_files = {"deploy/vigil.toml": tomllib.load(open("deploy/vigil.toml", "rb"))}
-for d in docs["deploy/k8s/configmap-config.yaml"]:
-    toml_files["deploy/k8s/configmap-config.yaml"] = tomllib.loads(d["data"]["vigil.toml"])
+for p in ("deploy/k8s/configmap-config.yaml", "deploy/k8s-scale-out/configmap-config.yaml"):
+    for d in docs[p]:
+        toml_files[p] = tomllib.loads(d["data"]["vigil.toml"])
 
 # The PrometheusRule carries the same groups as the plain rule file.
 plain = docs["deploy/prometheus/vigil-alerts.yml"][0]
@@ -124,7 +125,8 @@ promtool check rules "$tmp/dashboard-queries.yml"
 # Optional tools: each check runs where the tool is installed.
 if command -v kubectl >/dev/null; then
   kubectl kustomize deploy/k8s >/dev/null
-  echo "kubectl kustomize deploy/k8s: ok"
+  kubectl kustomize deploy/k8s-scale-out >/dev/null
+  echo "kubectl kustomize deploy/k8s and deploy/k8s-scale-out: ok"
 else
   echo "kubectl not found: kustomize build skipped"
 fi

@@ -145,7 +145,7 @@ fn main() {
                     score_every: None,
                 },
                 progress: Some(progress),
-                checkpoint_dir: Some(checkpoints),
+                state: Some(vigil_engine::StateLocation::Dir(checkpoints)),
                 checkpoint_every: Duration::from_secs(10),
                 ..EngineConfig::new(settings)
             };

@@ -336,7 +336,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             score_every: None,
         },
         progress: Some(consumed),
-        checkpoint_dir: args.checkpoint_dir.clone(),
+        state: args.checkpoint_dir.clone().map(vigil_engine::StateLocation::Dir),
         checkpoint_every: Duration::from_secs(10),
         score_tap: Some(service.score_tap()),
         ..EngineConfig::new(settings.clone())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use vigil_core::{Options, ScoreDetail};
-use vigil_engine::{Delivery, Engine, EngineConfig, OutputTopics};
+use vigil_engine::{Delivery, Engine, EngineConfig, OutputTopics, StateLocation};
 use vigil_kafka::KafkaSettings;
 
 #[derive(clap::Args)]
@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Checkpoint directory (state and offsets); without it state is lost on exit.
     #[arg(long, env = "VIGIL_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// Checkpoints on this Kafka topic (compacted) instead of a directory: instances then need
+    /// no disk of their own, and a scaled-out task's state moves with it through the brokers.
+    #[arg(long, env = "VIGIL_STATE_TOPIC", conflicts_with = "checkpoint_dir")]
+    state_topic: Option<String>,
     /// Archive directory: decoded events, scores and alerts as Parquet for `vigil sql` and
     /// `vigil backtest`, committed with each checkpoint.
     #[arg(long, env = "VIGIL_ARCHIVE_DIR")]
@@ -48,7 +52,7 @@ pub struct RunArgs {
     #[arg(long, env = "VIGIL_EXIT_WHEN_IDLE")]
     exit_when_idle: Option<String>,
     /// Delivery guarantee of the outputs: `at-least-once` (default, any broker) or
-    /// `exactly-once` (Kafka transactions; needs a checkpoint directory).
+    /// `exactly-once` (Kafka transactions; needs a checkpoint directory or state topic).
     #[arg(long, env = "VIGIL_DELIVERY")]
     delivery: Option<String>,
     /// Share the event partitions with the other instances of the consumer group (events keyed
@@ -59,6 +63,10 @@ pub struct RunArgs {
     /// `murmur2` (the Java client's).
     #[arg(long, env = "VIGIL_PARTITIONER")]
     partitioner: Option<String>,
+    /// The region level events are keyed by in scale-out mode (a level name of the rules;
+    /// default the second level, districts): a finer level, e.g. `street`, allows more tasks.
+    #[arg(long, env = "VIGIL_PARTITION_LEVEL")]
+    partition_level: Option<String>,
     /// Push alert episodes to this Alertmanager (API v2, `http://host:9093`): firing while
     /// open, re-sent every minute, resolved when they end (deploy/alertmanager/).
     #[arg(long, env = "VIGIL_ALERTMANAGER")]
@@ -125,6 +133,8 @@ struct TopicsSection {
 struct EngineSection {
     rules: Option<PathBuf>,
     checkpoint_dir: Option<PathBuf>,
+    /// Checkpoints on this (compacted) Kafka topic instead of `checkpoint_dir`.
+    state_topic: Option<String>,
     archive_dir: Option<PathBuf>,
     checkpoint_every: Option<String>,
     idle_timeout: Option<String>,
@@ -152,6 +162,8 @@ struct EngineSection {
     scale_out: bool,
     /// The producers' partitioner: "crc32" (default) or "murmur2".
     partitioner: Option<String>,
+    /// Scale-out: the level name events are keyed by (default the second level, districts).
+    partition_level: Option<String>,
 }
 
 /// The scoring output options of the `[engine]` section.
@@ -196,9 +208,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let rules_dir = args.rules.or(file.engine.rules.clone()).unwrap_or_else(|| "rules".into());
     // Whoever can write these directories can change what vigil alerts on or resumes from.
     crate::perms::check_rules(&rules_dir)?;
-    let checkpoint_dir = args.checkpoint_dir.or(file.engine.checkpoint_dir.clone());
+    // The command line's choice of store replaces the file's, whichever kind each names.
+    let (checkpoint_dir, state_topic) = match (args.checkpoint_dir, args.state_topic) {
+        (None, None) => (file.engine.checkpoint_dir.clone(), file.engine.state_topic.clone()),
+        given => given,
+    };
+    let state = match (checkpoint_dir, state_topic) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "[engine] sets both checkpoint_dir and state_topic: checkpoints go to one place (a directory, or a \
+             topic that instances share without a shared disk)"
+        ),
+        (Some(d), None) => Some(StateLocation::Dir(d)),
+        (None, Some(t)) => Some(StateLocation::Topic(t)),
+        (None, None) => None,
+    };
     let archive_dir = args.archive_dir.or(file.engine.archive_dir.clone());
-    if let Some(d) = &checkpoint_dir {
+    if let Some(StateLocation::Dir(d)) = &state {
         crate::perms::check_state_dir(d, "checkpoint")?;
     }
     if let Some(d) = &archive_dir {
@@ -229,16 +254,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 .with_context(|| format!("partitioner {p:?}: expected \"crc32\" or \"murmur2\"")),
         })
         .transpose()?;
+    let names = &rules.regions.level_names;
+    let partition_level = match args.partition_level.or(file.engine.partition_level) {
+        None => 1,
+        Some(name) => match names.iter().position(|l| *l == name) {
+            Some(l) if l >= 1 => l as u8,
+            _ => anyhow::bail!(
+                "partition_level {name:?}: expected a level of the rules below the root ({})",
+                names.get(1..).unwrap_or_default().join(", ")
+            ),
+        },
+    };
     if scale_out.is_some()
-        && (!options.score_levels.contains(1)
+        && (!options.score_levels.contains(partition_level as usize)
             || options.scores == ScoreDetail::None
             || options.score_filter != vigil_core::ScoreFilter::All
             || options.score_every.is_some())
     {
-        let second = rules.regions.level_names.get(1).map_or("second", String::as_str);
+        let level = names.get(partition_level as usize).map_or("second", String::as_str);
         anyhow::bail!(
-            "scale-out needs every {second} score record: the roll-up of the root is made from them (keep \
-             {second:?} in [engine] score_levels, scores other than \"none\", score_records = \"all\" and no score_every)"
+            "scale-out needs every {level} score record: the roll-up of the levels above is made from them (keep \
+             {level:?} in [engine] score_levels, scores other than \"none\", score_records = \"all\" and no score_every)"
         );
     }
     let mut settings = KafkaSettings::new(brokers);
@@ -252,12 +288,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         idle_timeout: duration(file.engine.idle_timeout.as_deref(), Duration::from_secs(30))?,
         options,
         progress: None,
-        checkpoint_dir,
+        state,
         checkpoint_every: duration(file.engine.checkpoint_every.as_deref(), Duration::from_secs(10))?,
         event_topics: file.topics.events,
         wall_clock_advance: file.engine.wall_clock_advance,
         delivery,
         scale_out,
+        partition_level,
         exit_when_idle: args
             .exit_when_idle
             .or(file.engine.exit_when_idle)
@@ -273,7 +310,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         rules.name,
         rules.version,
         service.addr,
-        cfg.checkpoint_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())
+        cfg.state.as_ref().map_or("off".to_string(), StateLocation::describe)
     );
     let print = args.print_alerts;
     let am = alertmanager(args.alertmanager.as_deref(), &service.addr.to_string(), &metrics)?;

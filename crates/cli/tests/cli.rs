@@ -303,3 +303,29 @@ fn run_refuses_world_writable_rules_and_state_directories() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checkpoint directory") && err.contains("chmod o-w"), "{err}");
 }
+
+/// Checkpoints go to one place: a file naming both a directory and a state topic is refused
+/// before vigil connects anywhere, and so are both flags at once.
+#[test]
+fn run_refuses_two_checkpoint_stores() {
+    let dir = tmp("two-stores");
+    let config = dir.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\n[engine]\nrules = \"{}\"\ncheckpoint_dir = \"{}\"\nstate_topic = \"vigil.state\"\n",
+            root().join("rules").display(),
+            dir.join("cp").display()
+        ),
+    )
+    .unwrap();
+    let out = vigil().args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("both checkpoint_dir and state_topic"), "{err}");
+    let out = vigil()
+        .args(["run", "--brokers", "127.0.0.1:1", "--checkpoint-dir", "x", "--state-topic", "vigil.state"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -4,9 +4,11 @@
 //! restores their checkpoints and runs to the end. The alerts and scores they publish together (city scores from the roll-up
 //! included) must equal those of a single instance in the same mode over the same events:
 //! none lost, every duplicate byte-identical to its first copy. A third test runs the SIGTERM case
-//! in exactly-once mode. Every run also archives (each task and the roll-up in files of their
-//! own), and the pair's archive must hold every event, score and alert once, as the single
-//! instance's does.
+//! in exactly-once mode. The pair shares no checkpoint directory: its tasks and roll-up
+//! checkpoint to a state topic, so a task's state moves between the instances through the
+//! brokers alone (the single instance checkpoints to a directory, so the two stores are
+//! compared too). Every run also archives (each task and the roll-up in files of their own), and
+//! the pair's archive must hold every event, score and alert once, as the single instance's does.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,15 @@ use vigil_engine::testkit::{self, Broker, RunTopics, alert_key, assert_same, ded
 /// Event partitions: four tasks.
 const PARTITIONS: i32 = 4;
 
-fn config(dir: &Path, brokers: &str, group: &str, topics: &RunTopics, delivery: &str) -> PathBuf {
+/// A run's configuration; with `state_topic` its checkpoints go to the run's state topic,
+/// otherwise to a directory of its own.
+fn config(dir: &Path, brokers: &str, group: &str, topics: &RunTopics, delivery: &str, state_topic: bool) -> PathBuf {
     let events: Vec<String> = topics.events.iter().map(|(s, t)| format!("{s} = \"{t}\"")).collect();
+    let store = if state_topic {
+        format!("state_topic = \"{}\"", topics.state)
+    } else {
+        format!("checkpoint_dir = \"{}\"", dir.join("checkpoints").display())
+    };
     let o = &topics.outputs;
     let text = format!(
         r#"[kafka]
@@ -38,7 +47,7 @@ events = {{ {} }}
 
 [engine]
 rules = "{}"
-checkpoint_dir = "{}"
+{store}
 archive_dir = "{}"
 checkpoint_every = "300ms"
 # Longer than the feed: no partition turns idle mid-stream, which would make the results depend
@@ -56,7 +65,6 @@ score_levels = ["city", "district"]
         o.commits,
         events.join(", "),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules").display(),
-        dir.join("checkpoints").display(),
         dir.join("archive").display(),
     );
     std::fs::create_dir_all(dir).unwrap();
@@ -142,10 +150,11 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale-test-{tag}"));
     let _ = std::fs::remove_dir_all(&base);
 
-    // The pair reads a live feed: the events arrive over 20 s.
+    // The pair reads a live feed: the events arrive over 20 s. Its instances share no
+    // checkpoint directory (each would have a disk of its own): state goes to the state topic.
     let (a_http, b_http) = (free_addr(), free_addr());
     let pair_group = format!("scale-pair-{tag}-{}", std::process::id());
-    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery);
+    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery, true);
     let mut a = start(&pair_cfg, &a_http, false);
     let mut b = start(&pair_cfg, &b_http, true);
     // The feed starts once the group has settled: each instance holds tasks, four in all.
@@ -224,9 +233,17 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
         eprintln!("a third instance finished A's tasks");
     }
 
+    // Every task and the roll-up of the pair kept its state on the state topic (a manifest per
+    // slot written: the chunks' keys end in their numbers).
+    let keys = testkit::topic_keys(&settings, &pair.state);
+    for part in ["task-0", "task-1", "task-2", "task-3", "rollup"] {
+        let key = format!("{pair_group}.{part}/0");
+        assert!(keys.contains(&key), "no checkpoint of {part} on the state topic: {keys:?}");
+    }
+
     // One instance over the same events.
     let single_group = format!("scale-single-{tag}-{}", std::process::id());
-    let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single, delivery);
+    let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single, delivery, false);
     wait(start(&single_cfg, &free_addr(), true), "the single instance", Duration::from_secs(180));
     eprintln!("single done after {:?}", clock.elapsed());
 

@@ -1,14 +1,16 @@
-//! The city roll-up of scale-out mode: city scores and alerts made from the district score
-//! records that the tasks publish, since no single task sees the whole city's events.
+//! The roll-up of scale-out mode: scores and alerts of the regions above the partition level
+//! (the city, and the districts too when tasks are partitioned by street), made from the score
+//! records that the tasks publish for the partition level's regions ("parts"), since no single
+//! task sees those regions' events.
 //!
-//! For each evaluation hour, once every district of a city has published its record for that
-//! hour, the city's composite, domain and category scores are the population-weighted means of
-//! its districts' scores (grey where less than the rule set's `min_available` share of the
-//! population has a score), graded with the rule set's grading into city alerts that name the
-//! districts behind them. An hour that some district will never publish (it started later, or
-//! has moved past it) is skipped. Records come per district in hour order, so anything at or
-//! before a district's last hour is a replayed duplicate and is ignored: the result depends
-//! only on the records, not on how the partitions of the score topic interleave.
+//! For each evaluation hour, once every part of a region has published its record for that
+//! hour, the region's composite, domain and category scores are the population-weighted means of
+//! its parts' scores (grey where less than the rule set's `min_available` share of the
+//! population has a score), graded with the rule set's grading into alerts that name the parts
+//! behind them. An hour that some part will never publish (it started later, or has moved past
+//! it) is skipped. Records come per part in hour order, so anything at or before a part's last
+//! hour is a replayed duplicate and is ignored: the result depends only on the records, not on
+//! how the partitions of the score topic interleave.
 //!
 //! Like the pipeline, this stage never reads a clock and does no I/O.
 
@@ -25,29 +27,31 @@ use vigil_rules::{OverrideWhen, RuleSet};
 use crate::Output;
 use crate::explain::round;
 
-/// How many districts a city alert names.
+/// How many parts a rolled-up alert names.
 pub const TOP_REGIONS: usize = 5;
 
-/// One district's scores for one hour: the composite, then each domain, then each category, in
+/// One part's scores for one hour: the composite, then each domain, then each category, in
 /// the rule set's order.
 type Parts = Vec<Option<f64>>;
 
 /// What the roll-up remembers, as saved in its checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RollupState {
-    /// Per district code: the last hour taken.
+    /// Per part code: the last hour taken.
     last: BTreeMap<String, Ts>,
-    /// Per city (index among cities), per hour: the district records received so far.
+    /// Per rolled-up region (index among them), per hour: the part records received so far.
     pending: Vec<BTreeMap<Ts, BTreeMap<String, Parts>>>,
-    /// Per city: the composite's grade, then one per domain.
+    /// Per rolled-up region: the composite's grade, then one per domain.
     grades: Vec<Vec<GradeState>>,
-    /// Per city: the last hour rolled up.
+    /// Per rolled-up region: the last hour rolled up.
     done: Vec<Option<Ts>>,
 }
 
+/// A region above the partition level.
 struct City {
     region: usize,
-    /// Its districts: region index, code and population weight (summing to 1).
+    /// Its parts (its regions at the partition level): region index and population weight
+    /// (summing to 1).
     districts: Vec<(usize, f64)>,
 }
 
@@ -55,23 +59,33 @@ struct City {
 pub struct CityRollup {
     rules: Arc<RuleSet>,
     cities: Vec<City>,
-    /// District code -> (city, position among its districts).
-    district_of: BTreeMap<String, usize>,
+    /// The partition level.
+    level: u8,
+    /// Part code -> the rolled-up regions it is a part of (its ancestors).
+    district_of: BTreeMap<String, Vec<usize>>,
     state: RollupState,
 }
 
 impl CityRollup {
+    /// The roll-up of the city from its districts (tasks partitioned by district).
     pub fn new(rules: Arc<RuleSet>) -> CityRollup {
+        CityRollup::at_level(rules, 1)
+    }
+
+    /// The roll-up of every region above `level` from its regions at `level` (the partition
+    /// level of the tasks: 1 for districts, 2 for streets).
+    pub fn at_level(rules: Arc<RuleSet>, level: u8) -> CityRollup {
         let r = &rules.regions;
         let mut cities = Vec::new();
-        let mut district_of = BTreeMap::new();
-        for c in (0..r.len()).filter(|&i| r.levels[i] == 0) {
-            let districts: Vec<usize> =
-                (0..r.len()).filter(|&i| r.levels[i] == 1 && r.parents[i] == Some(c as u32)).collect();
+        let mut district_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for c in (0..r.len()).filter(|&i| r.levels[i] < level) {
+            let districts: Vec<usize> = (0..r.len())
+                .filter(|&i| r.levels[i] == level && r.chains[i].iter().any(|&a| a as usize == c))
+                .collect();
             if districts.is_empty() {
                 continue;
             }
-            // Population shares where every district declares one; otherwise districts weigh alike.
+            // Population shares where every part declares one; otherwise parts weigh alike.
             let pops: Option<Vec<u64>> = districts.iter().map(|&d| r.populations[d]).collect();
             let total: u64 = pops.as_ref().map_or(0, |p| p.iter().sum());
             let districts: Vec<(usize, f64)> = districts
@@ -86,9 +100,13 @@ impl CityRollup {
                 })
                 .collect();
             for &(d, _) in &districts {
-                district_of.insert(r.codes[d].clone(), cities.len());
+                district_of.entry(r.codes[d].clone()).or_default().push(cities.len());
             }
             cities.push(City { region: c, districts });
+        }
+        // Nearest first: a part's district is rolled up before its city.
+        for list in district_of.values_mut() {
+            list.sort_by_key(|&k| (std::cmp::Reverse(r.levels[cities[k].region]), cities[k].region));
         }
         let state = RollupState {
             grades: vec![vec![GradeState::default(); 1 + rules.domains.len()]; cities.len()],
@@ -96,17 +114,17 @@ impl CityRollup {
             pending: vec![BTreeMap::new(); cities.len()],
             last: BTreeMap::new(),
         };
-        CityRollup { rules, cities, district_of, state }
+        CityRollup { rules, cities, level, district_of, state }
     }
 
-    /// Resumes from a saved state (of the same rules' regions and domains).
-    pub fn restore(rules: Arc<RuleSet>, state: RollupState) -> Result<CityRollup, String> {
-        let mut r = CityRollup::new(rules);
+    /// Resumes from a saved state (of the same rules' regions and domains, and partition level).
+    pub fn restore(rules: Arc<RuleSet>, level: u8, state: RollupState) -> Result<CityRollup, String> {
+        let mut r = CityRollup::at_level(rules, level);
         if state.grades.len() != r.state.grades.len()
             || state.pending.len() != r.state.grades.len()
             || state.grades.iter().any(|g| g.len() != 1 + r.rules.domains.len())
         {
-            return Err("the roll-up state was saved for other cities or domains".into());
+            return Err("the roll-up state was saved for other regions, domains or partition level".into());
         }
         r.state = state;
         Ok(r)
@@ -116,34 +134,41 @@ impl CityRollup {
         &self.state
     }
 
-    /// Hours waiting for some district's record.
+    /// Hours waiting for some part's record.
     pub fn pending_hours(&self) -> usize {
         self.state.pending.iter().map(BTreeMap::len).sum()
     }
 
-    /// Takes one score record; district records complete hours, which are rolled up in order.
-    /// Returns whether the record was taken (a district's, and new).
+    /// Takes one score record; part records complete hours, which are rolled up in order.
+    /// Returns whether the record was taken (a part's, and new).
     pub fn record(&mut self, rec: &ScoreRecord, out: &mut dyn Output) -> bool {
-        if self.rules.regions.level_names.get(1).is_none_or(|l| *l != rec.level) {
+        if self.rules.regions.level_names.get(self.level as usize).is_none_or(|l| *l != rec.level) {
             return false;
         }
-        let Some(&city) = self.district_of.get(&rec.region) else { return false };
+        let Some(cities) = self.district_of.get(&rec.region) else { return false };
         let Ok(t) = parse_rfc3339(&rec.window_end) else { return false };
-        if self.state.last.get(&rec.region).is_some_and(|&l| t <= l) || self.state.done[city].is_some_and(|d| t <= d) {
+        if self.state.last.get(&rec.region).is_some_and(|&l| t <= l) {
             return false;
         }
+        let cities = cities.clone();
         self.state.last.insert(rec.region.clone(), t);
         let rules = &self.rules;
         let mut parts = Vec::with_capacity(1 + rules.domains.len() + rules.categories.len());
         parts.push(rec.composite);
         parts.extend(rules.domains.iter().map(|d| rec.domains.get(&d.id).copied().flatten()));
         parts.extend(rules.categories.iter().map(|c| rec.categories.get(&c.id).copied().flatten()));
-        self.state.pending[city].entry(t).or_default().insert(rec.region.clone(), parts);
-        self.drain(city, out);
+        // Each rolled-up region it is part of, from the nearest up (a district before its city).
+        for &city in &cities {
+            if self.state.done[city].is_some_and(|d| t <= d) {
+                continue;
+            }
+            self.state.pending[city].entry(t).or_default().insert(rec.region.clone(), parts.clone());
+            self.drain(city, out);
+        }
         true
     }
 
-    /// Rolls up every complete hour of `city` in order, and skips those some district has moved
+    /// Rolls up every complete hour of region `c` in order, and skips those some part has moved
     /// past without publishing; stops at the first hour still waiting.
     fn drain(&mut self, c: usize, out: &mut dyn Output) {
         loop {
@@ -209,7 +234,7 @@ impl CityRollup {
         let code = &r.codes[city.region];
         let period = crate::Period::ending_at(&rules, t);
         for (scope, domain, score, tr) in alerts {
-            // The districts behind it, by their score in this scope; ties by code.
+            // The parts behind it, by their score in this scope; ties by code.
             let mut top: Vec<RegionScore> = city
                 .districts
                 .iter()
@@ -264,9 +289,11 @@ mod tests {
     }
 
     fn record(rules: &RuleSet, district: &str, t: Ts, score: f64) -> ScoreRecord {
+        let r = &rules.regions;
+        let level = r.lookup(district).map_or("district", |i| r.level_name(i));
         ScoreRecord {
             region: district.into(),
-            level: "district".into(),
+            level: level.into(),
             window_start: format_utc(t - H),
             window_end: format_utc(t),
             date: None,
@@ -351,7 +378,9 @@ mod tests {
         }
         // A checkpoint and restore in the middle changes nothing.
         let saved = serde_json::to_vec(a.state()).unwrap();
-        let mut b = CityRollup::restore(Arc::clone(&rules), serde_json::from_slice(&saved).unwrap()).unwrap();
+        let mut b = CityRollup::restore(Arc::clone(&rules), 1, serde_json::from_slice(&saved).unwrap()).unwrap();
+        // Not as a roll-up of another partition level.
+        assert!(CityRollup::restore(Arc::clone(&rules), 2, serde_json::from_slice(&saved).unwrap()).is_err());
         for r in &late[half..] {
             b.record(r, &mut out);
         }
@@ -365,5 +394,47 @@ mod tests {
         }
         assert!(!straight.alerts.is_empty());
         assert_eq!(serde_json::to_string(&out.alerts).unwrap(), serde_json::to_string(&straight.alerts).unwrap());
+    }
+
+    /// Partitioned by street, the roll-up makes every district and the city from the streets'
+    /// records: a district whose streets run hot alerts, naming its streets, and the city's
+    /// score is the population-weighted mean over all streets.
+    #[test]
+    fn by_street_the_districts_and_the_city_are_rolled_up_from_streets() {
+        let rules = rules();
+        let r = &rules.regions;
+        let streets: Vec<usize> = (0..r.len()).filter(|&i| r.levels[i] == 2).collect();
+        let hot_district = r.parents[streets[0]].unwrap();
+        let mut out = VecOutput::default();
+        let mut a = CityRollup::at_level(Arc::clone(&rules), 2);
+        let t0 = 1_700_000_000_000 / H * H;
+        for h in 0..12 {
+            for &s in &streets {
+                let hot = r.parents[s] == Some(hot_district) && h >= 4;
+                // District records are not parts at this level: ignored.
+                assert!(
+                    !a.record(&record(&rules, &r.codes[r.parents[s].unwrap() as usize], t0 + h * H, 50.0), &mut out)
+                );
+                assert!(a.record(&record(&rules, &r.codes[s], t0 + h * H, if hot { 95.0 } else { 10.0 }), &mut out));
+            }
+        }
+        let districts = (0..r.len()).filter(|&i| r.levels[i] == 1).count();
+        assert_eq!(out.scores.len(), 12 * (districts + 1), "every district and the city, every hour");
+        assert_eq!(a.pending_hours(), 0);
+        let hot_code = &r.codes[hot_district as usize];
+        let hot = out.scores.iter().rfind(|x| &x.region == hot_code).unwrap();
+        assert_eq!((hot.level.as_str(), hot.composite), ("district", Some(95.0)));
+        let alert = out.alerts.iter().find(|x| &x.region == hot_code).expect("the hot district alerts");
+        assert!(
+            alert.top_regions.iter().all(|x| r.parents[r.lookup(&x.region).unwrap() as usize] == Some(hot_district))
+        );
+        // The city: the population-weighted mean over every street.
+        let city = out.scores.iter().rfind(|x| x.level == "city").unwrap();
+        let pops: Option<Vec<u64>> = streets.iter().map(|&s| r.populations[s]).collect();
+        let w = |s: usize| pops.as_ref().map_or(1.0, |_| r.populations[s].unwrap() as f64);
+        let mean =
+            streets.iter().map(|&s| w(s) * if r.parents[s] == Some(hot_district) { 95.0 } else { 10.0 }).sum::<f64>()
+                / streets.iter().map(|&s| w(s)).sum::<f64>();
+        assert!((city.composite.unwrap() - mean).abs() <= 0.05 + 1e-9, "{:?} against {mean}", city.composite);
     }
 }

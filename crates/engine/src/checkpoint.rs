@@ -53,25 +53,27 @@ struct CheckpointV1 {
 pub enum CheckpointError {
     #[error("checkpoint {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("checkpoint {path} is corrupt or truncated ({why}) and there is no good previous checkpoint")]
-    Corrupt { path: PathBuf, why: String },
+    #[error("checkpoint {at} is corrupt or truncated ({why}) and there is no good previous checkpoint")]
+    Corrupt { at: String, why: String },
     #[error(
-        "the consumer group last committed the outputs of checkpoint {txn}, which {dir} does not hold ({held}): \
-         the directory belongs to another group or was restored from an older copy. Restore the matching \
-         directory, or start over with an empty one and a new consumer group"
+        "the consumer group last committed the outputs of checkpoint {txn}, which the {store} does not hold \
+         ({held}): it belongs to another group or was restored from an older copy. Restore the matching state, or \
+         start over with empty state and a new consumer group"
     )]
-    NotCommitted { dir: PathBuf, txn: u64, held: String },
+    NotCommitted { store: String, txn: u64, held: String },
     #[error(
-        "checkpoint directory {dir} was written after transaction {after} committed, but the commit topic shows \
-         {shown}: its records were lost (deleted, expired, or another topic is configured). vigil will not guess; \
-         restore the commit topic, or start over with an empty directory and a new consumer group"
+        "the {store} was written after transaction {after} committed, but the commit topic shows {shown}: its \
+         records were lost (deleted, expired, or another topic is configured). vigil will not guess; restore the \
+         commit topic, or start over with empty state and a new consumer group"
     )]
-    CommitsMissing { dir: PathBuf, after: u64, shown: String },
+    CommitsMissing { store: String, after: u64, shown: String },
     #[error(
         "checkpoint directory {dir} is in use by another vigil instance (it holds {dir}/lock): one instance per \
          directory; stop the other one, or give this one its own directory and consumer group"
     )]
     Locked { dir: PathBuf },
+    #[error("state topic {topic}: {why}")]
+    Topic { topic: String, why: String },
 }
 
 /// An exclusive lock on a checkpoint directory, held for as long as the engine runs (released
@@ -126,15 +128,11 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<u64, CheckpointError> {
         move |source| CheckpointError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let body = postcard::to_allocvec(cp)
-        .map_err(|e| CheckpointError::Io { path: dir.into(), source: std::io::Error::other(e) })?;
+    let bytes = encode(cp).map_err(|e| CheckpointError::Io { path: dir.into(), source: std::io::Error::other(e) })?;
     let tmp = dir.join("checkpoint.tmp");
     {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(MAGIC).map_err(io(&tmp))?;
-        f.write_all(&(body.len() as u64).to_le_bytes()).map_err(io(&tmp))?;
-        f.write_all(&fnv(&body).to_le_bytes()).map_err(io(&tmp))?;
-        f.write_all(&body).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
     // The current checkpoint becomes the previous one through a second name (a hard link), and
@@ -152,7 +150,19 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<u64, CheckpointError> {
     }
     std::fs::rename(&tmp, &cur).map_err(io(&cur))?;
     sync_dir(dir)?;
-    Ok(body.len() as u64 + 24)
+    Ok(bytes.len() as u64)
+}
+
+/// A checkpoint as stored, in a file or in a state topic's records: a magic number, the body's
+/// length and checksum, then the body (postcard), so that a torn or mixed copy is recognised.
+pub fn encode(cp: &Checkpoint) -> Result<Vec<u8>, postcard::Error> {
+    let body = postcard::to_allocvec(cp)?;
+    let mut bytes = Vec::with_capacity(body.len() + 24);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&fnv(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
 }
 
 /// Makes the directory's entries (the renames) durable: in exactly-once mode a transaction
@@ -176,7 +186,7 @@ fn restore_previous(dir: &Path) -> Result<(), CheckpointError> {
     sync_dir(dir)
 }
 
-fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     if bytes.len() < 24 || &bytes[..8] != MAGIC {
         return Err("not a vigil checkpoint".into());
     }
@@ -209,34 +219,59 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     Ok(cp)
 }
 
+/// A stored checkpoint as read: absent, unusable (and why), or good.
+pub(crate) type Loaded = Option<Result<Checkpoint, String>>;
+
+/// The two newest checkpoints of a store, newest first, with their names in messages.
+pub(crate) struct Pair {
+    /// What holds them ("checkpoint directory /x", "state topic t (key k)").
+    pub store: String,
+    pub names: [String; 2],
+    pub files: [Loaded; 2],
+}
+
+fn load_file(p: &Path) -> Result<Loaded, CheckpointError> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(Some(decode(&b))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CheckpointError::Io { path: p.into(), source }),
+    }
+}
+
+fn load_dir(dir: &Path) -> Result<Pair, CheckpointError> {
+    let (cur, prev) = (current(dir), previous(dir));
+    Ok(Pair {
+        store: format!("checkpoint directory {}", dir.display()),
+        names: [cur.display().to_string(), prev.display().to_string()],
+        files: [load_file(&cur)?, load_file(&prev)?],
+    })
+}
+
 /// Reads the newest good checkpoint of `dir`: `None` when there is none. A bad newest file is
 /// reported through `warn` and the previous one used.
 pub fn read(dir: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoint>, CheckpointError> {
-    let cur = current(dir);
-    let prev = previous(dir);
-    let load = |p: &Path| -> Result<Option<Result<Checkpoint, String>>, CheckpointError> {
-        match std::fs::read(p) {
-            Ok(b) => Ok(Some(decode(&b))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(CheckpointError::Io { path: p.into(), source }),
-        }
-    };
-    match load(&cur)? {
-        // Only a checkpoint directory written by an older vigil can lack the current file
-        // while holding a previous one.
-        None => match load(&prev)? {
+    newest(load_dir(dir)?, warn)
+}
+
+/// The newest good checkpoint of `pair`.
+pub(crate) fn newest(pair: Pair, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoint>, CheckpointError> {
+    let Pair { names: [cur, _], files: [a, b], .. } = pair;
+    match a {
+        // Only a store written by an older vigil can lack the current checkpoint while holding
+        // a previous one.
+        None => match b {
             Some(Ok(cp)) => {
-                warn(format!("checkpoint {} is missing; resuming from the previous one", cur.display()));
+                warn(format!("checkpoint {cur} is missing; resuming from the previous one"));
                 Ok(Some(cp))
             }
             _ => Ok(None),
         },
         Some(Ok(cp)) => Ok(Some(cp)),
         Some(Err(why)) => {
-            warn(format!("checkpoint {} is unusable ({why}); trying the previous one", cur.display()));
-            match load(&prev)? {
+            warn(format!("checkpoint {cur} is unusable ({why}); trying the previous one"));
+            match b {
                 Some(Ok(cp)) => Ok(Some(cp)),
-                _ => Err(CheckpointError::Corrupt { path: cur, why }),
+                _ => Err(CheckpointError::Corrupt { at: cur, why }),
             }
         }
     }
@@ -247,9 +282,12 @@ pub fn read(dir: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoin
 pub struct Resolved {
     /// The checkpoint whose interval the group last committed; `None`: start from the beginning.
     pub checkpoint: Option<Checkpoint>,
-    /// The highest transaction number any checkpoint file of the directory carries: numbers
-    /// continue from it, so that no two checkpoints ever share one.
+    /// The highest transaction number any checkpoint of the store carries: numbers continue
+    /// from it, so that no two checkpoints ever share one.
     pub last_txn: u64,
+    /// Whether the previous checkpoint was chosen: the store must make it current again, so
+    /// that the next checkpoint written replaces the other one.
+    pub(crate) stepped_back: bool,
 }
 
 /// Reads the checkpoint that matches the transaction the group last committed (`committed`,
@@ -263,16 +301,22 @@ pub fn read_committed(
     committed: Option<u64>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Resolved, CheckpointError> {
-    let (cur, prev) = (current(dir), previous(dir));
-    let load = |p: &Path| -> Result<Option<Result<Checkpoint, String>>, CheckpointError> {
-        match std::fs::read(p) {
-            Ok(b) => Ok(Some(decode(&b))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(CheckpointError::Io { path: p.into(), source }),
-        }
-    };
-    let files = [(cur.clone(), load(&cur)?), (prev.clone(), load(&prev)?)];
-    let good = |i: usize| match &files[i].1 {
+    let resolved = committed_of(load_dir(dir)?, committed, warn)?;
+    if resolved.stepped_back {
+        restore_previous(dir)?;
+    }
+    Ok(resolved)
+}
+
+/// The checkpoint of `pair` that matches the transaction the group last committed (see
+/// [`read_committed`]); the caller makes the previous one current when `stepped_back`.
+pub(crate) fn committed_of(
+    pair: Pair,
+    committed: Option<u64>,
+    warn: &mut dyn FnMut(String),
+) -> Result<Resolved, CheckpointError> {
+    let Pair { store, names, files } = pair;
+    let good = |i: usize| match &files[i] {
         Some(Ok(cp)) => Some(cp),
         _ => None,
     };
@@ -281,15 +325,16 @@ pub fn read_committed(
         && committed.is_none_or(|c| c < after)
     {
         let shown = committed.map_or("none".to_string(), |c| format!("only transaction {c}"));
-        return Err(CheckpointError::CommitsMissing { dir: dir.into(), after, shown });
+        return Err(CheckpointError::CommitsMissing { store, after, shown });
     }
-    if let (_, Some(Err(why))) = &files[0] {
-        warn(format!("checkpoint {} is unusable ({why}); trying the previous one", cur.display()));
+    if let Some(Err(why)) = &files[0] {
+        warn(format!("checkpoint {} is unusable ({why}); trying the previous one", names[0]));
     }
-    let held = files
+    let held = names
         .iter()
-        .map(|(p, f)| {
-            let name = p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        .zip(&files)
+        .map(|(n, f)| {
+            let name = Path::new(n).file_name().map_or(n.clone(), |x| x.to_string_lossy().into_owned());
             match f {
                 None => format!("no {name}"),
                 Some(Err(why)) => format!("{name} unusable: {why}"),
@@ -310,30 +355,28 @@ pub fn read_committed(
     let chosen = newest_plain.or_else(|| (0..2).find(|&i| good(i).is_some_and(|cp| cp.txn == committed)));
     let Some(i) = chosen else {
         if let Some(txn) = committed {
-            return Err(CheckpointError::NotCommitted { dir: dir.into(), txn, held });
+            return Err(CheckpointError::NotCommitted { store, txn, held });
         }
-        if let (_, Some(Err(why))) = &files[0] {
-            return Err(CheckpointError::Corrupt { path: cur, why: why.clone() });
+        if let Some(Err(why)) = &files[0] {
+            return Err(CheckpointError::Corrupt { at: names[0].clone(), why: why.clone() });
         }
         if last_txn > 0 {
             warn(format!(
-                "checkpoints in {} were written, but the consumer group has committed none of their transactions: \
-                 starting from the beginning of the topics",
-                dir.display()
+                "checkpoints in the {store} were written, but the consumer group has committed none of their \
+                 transactions: starting from the beginning of the topics"
             ));
         }
-        return Ok(Resolved { checkpoint: None, last_txn });
+        return Ok(Resolved { checkpoint: None, last_txn, stepped_back: false });
     };
     if i == 1 {
         let why = if good(0).is_some() { "was written but its transaction did not commit" } else { "is unusable" };
-        warn(format!("checkpoint {} {why}; resuming from the previous one", cur.display()));
-        restore_previous(dir)?;
+        warn(format!("checkpoint {} {why}; resuming from the previous one", names[0]));
     }
-    let [(_, a), (_, b)] = files;
+    let [a, b] = files;
     let Some(Ok(cp)) = (if i == 0 { a } else { b }) else {
-        return Err(CheckpointError::Corrupt { path: cur, why: "changed while it was read".into() });
+        return Err(CheckpointError::Corrupt { at: names[0].clone(), why: "changed while it was read".into() });
     };
-    Ok(Resolved { checkpoint: Some(cp), last_txn })
+    Ok(Resolved { checkpoint: Some(cp), last_txn, stepped_back: i == 1 })
 }
 
 #[cfg(test)]

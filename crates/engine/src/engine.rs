@@ -21,8 +21,8 @@ use vigil_rules::RuleSet;
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_window::Watermarks;
 
-use crate::checkpoint::DirLock;
 use crate::metrics::{AlertLabels, IndexLabels, LevelLabel, Metrics, PartitionLabels, RejectLabels, SourceLabel};
+use crate::store::{StateLocation, Store};
 
 /// How far ahead of the slowest moving partition a partition may run before it is paused (and
 /// rewound to the message that was too early). Without this alignment a consumer catching up
@@ -62,8 +62,8 @@ pub enum EngineError {
     )]
     ArchiveNotEmpty { files: usize },
     #[error(
-        "exactly-once delivery needs a checkpoint directory: the state of each committed interval must be \
-         kept with it (set [engine] checkpoint_dir or --checkpoint-dir)"
+        "exactly-once delivery needs checkpoints: the state of each committed interval must be kept with it \
+         (set [engine] checkpoint_dir or state_topic, or --checkpoint-dir or --state-topic)"
     )]
     ExactlyOnceNeedsCheckpoints,
     #[error(
@@ -145,8 +145,9 @@ pub struct EngineConfig {
     /// Messages processed so far, published for a producer in the same process that must not
     /// run too far ahead (the embedded broker keeps a bounded log per partition) and for tests.
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// Where checkpoints go; `None` runs without them (state is lost on exit).
-    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Where checkpoints go (a directory or a state topic); `None` runs without them (state is
+    /// lost on exit).
+    pub state: Option<StateLocation>,
     /// How often a checkpoint is taken (and always on a graceful stop).
     pub checkpoint_every: Duration,
     /// Event topic per source id, where it differs from the rules' `topic` (shared clusters,
@@ -165,6 +166,9 @@ pub struct EngineConfig {
     /// one task per partition number, with producers keying events by district code under this
     /// partitioner. `None`: one engine reads every partition.
     pub scale_out: Option<vigil_kafka::Partitioner>,
+    /// Scale-out: the region level events are keyed by and tasks are cut at (1, districts, by
+    /// default; 2, streets, for more tasks than districts). The levels above are rolled up.
+    pub partition_level: u8,
     /// Set by the scale-out supervisor on the engine of one task.
     pub task: Option<Task>,
     /// Events held per partition before watermark alignment pauses it ([`HOLD_PER_PARTITION`]
@@ -187,32 +191,39 @@ impl std::fmt::Debug for ScoreTap {
 }
 
 /// One scale-out task: partition `partition` of every event topic (each of `partitions`
-/// partitions), and the districts whose code `partitioner` puts there.
+/// partitions), and the regions of level `level` (districts by default) whose code
+/// `partitioner` puts there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Task {
     pub partition: i32,
     pub partitions: i32,
     pub partitioner: vigil_kafka::Partitioner,
+    /// The region level events are keyed by (1: district; 2: street, ...).
+    pub level: u8,
 }
 
 impl Task {
-    /// Per region, the partition its events are keyed to: its district's code, or its own code
-    /// above the district level.
+    /// Per region, the partition its events are keyed to: the code of its region at the
+    /// partition level (its district's), or its own code above that level.
     pub fn region_partitions(&self, rules: &RuleSet) -> Vec<i32> {
         let r = &rules.regions;
         (0..r.len())
             .map(|i| {
-                let key = r.chains[i].iter().find(|&&a| r.levels[a as usize] == 1).map_or(i, |&a| a as usize);
+                let key = r.chains[i].iter().find(|&&a| r.levels[a as usize] == self.level).map_or(i, |&a| a as usize);
                 self.partitioner.partition(r.codes[key].as_bytes(), self.partitions)
             })
             .collect()
     }
 
-    /// Per region, whether this task scores it: the regions of its districts, at or below the
-    /// district level (the city comes from the roll-up).
+    /// Per region, whether this task scores it: its regions at the partition level and below
+    /// (the levels above come from the roll-up).
     pub fn owned(&self, rules: &RuleSet) -> Vec<bool> {
         let levels = &rules.regions.levels;
-        self.region_partitions(rules).iter().zip(levels).map(|(&p, &l)| p == self.partition && l >= 1).collect()
+        self.region_partitions(rules)
+            .iter()
+            .zip(levels)
+            .map(|(&p, &l)| p == self.partition && l >= self.level)
+            .collect()
     }
 }
 
@@ -226,13 +237,14 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(30),
             options: Options::default(),
             progress: None,
-            checkpoint_dir: None,
+            state: None,
             checkpoint_every: Duration::from_secs(10),
             event_topics: BTreeMap::new(),
             exit_when_idle: None,
             wall_clock_advance: false,
             delivery: Delivery::AtLeastOnce,
             scale_out: None,
+            partition_level: 1,
             task: None,
             hold_per_partition: HOLD_PER_PARTITION,
             score_tap: None,
@@ -483,8 +495,9 @@ pub struct Engine {
     resumed_at: Option<Position>,
     /// Exactly-once mode's transaction numbers.
     txn: Option<TxnState>,
-    /// Held while the engine exists: one instance per checkpoint directory.
-    _lock: Option<DirLock>,
+    /// Where checkpoints go (a directory is locked while the engine exists: one instance per
+    /// directory).
+    store: Option<Store>,
     /// A scale-out task's partition, and per region the partition its events belong on.
     routing: Option<(i32, Vec<i32>)>,
     /// Per partition, the offset of the next message expected: the one this run resumed at,
@@ -503,7 +516,7 @@ impl Engine {
         // producer registers next, which fences an earlier instance of the group (on another
         // machine, say) and aborts the transaction it left open, so the commit topic then shows
         // exactly the transactions that committed.
-        let lock = cfg.checkpoint_dir.as_deref().map(DirLock::acquire).transpose()?;
+        let mut store = cfg.state.as_ref().map(|l| Store::open(l, &cfg.kafka, &cfg.group)).transpose()?;
         let committed = |cfg: &EngineConfig| -> Result<Option<u64>, EngineError> {
             let topic = &cfg.outputs.commits;
             match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
@@ -513,24 +526,24 @@ impl Engine {
                     .map_err(|e| EngineError::CommitRecord { topic: topic.clone(), why: e.to_string() }),
             }
         };
-        let (producer, restored, txn) = match (&cfg.checkpoint_dir, cfg.delivery) {
+        let (producer, restored, txn) = match (&mut store, cfg.delivery) {
             (None, Delivery::ExactlyOnce) => return Err(EngineError::ExactlyOnceNeedsCheckpoints),
             (Some(_), Delivery::ExactlyOnce) if cfg.checkpoint_every > MAX_TXN_INTERVAL => {
                 return Err(EngineError::CheckpointIntervalTooLong { every: cfg.checkpoint_every });
             }
-            (Some(dir), Delivery::ExactlyOnce) => {
+            (Some(store), Delivery::ExactlyOnce) => {
                 let timeout = (cfg.checkpoint_every * 3).max(Duration::from_secs(60));
                 let producer = vigil_kafka::transactional_producer(&cfg.kafka, &transactional_id(&cfg.group), timeout)?;
                 let committed = committed(&cfg)?;
-                let resolved = crate::checkpoint::read_committed(dir, committed, warn)?;
+                let resolved = store.read_committed(committed, warn)?;
                 (producer, resolved.checkpoint, Some(TxnState { last: resolved.last_txn, committed }))
             }
-            (Some(dir), Delivery::AtLeastOnce) => {
-                let mut restored = crate::checkpoint::read(dir, warn)?;
+            (Some(store), Delivery::AtLeastOnce) => {
+                let mut restored = store.read(warn)?;
                 // Switched from exactly-once: the newest checkpoint may belong to a transaction
                 // that never committed (its outputs were aborted), so the commit topic decides.
                 if restored.as_ref().is_some_and(|c| c.txn.is_some()) {
-                    restored = crate::checkpoint::read_committed(dir, committed(&cfg)?, warn)?.checkpoint;
+                    restored = store.read_committed(committed(&cfg)?, warn)?.checkpoint;
                 }
                 (vigil_kafka::producer(&cfg.kafka)?, restored, None)
             }
@@ -645,7 +658,7 @@ impl Engine {
             archive: None,
             resumed_at,
             txn,
-            _lock: lock,
+            store,
             routing,
             resume_at,
             consumed,
@@ -784,7 +797,7 @@ impl Engine {
                         && let Some((task, of)) = &self.routing
                         && of.get(ev.region as usize).is_some_and(|p| p != task)
                     {
-                        decoded = Err(misrouted(&rules, ev.region, of, *task));
+                        decoded = Err(misrouted(&rules, self.cfg.partition_level, ev.region, of, *task));
                     }
                     match decoded {
                         Ok(_) if !self.held[input].is_empty() || st.too_early(input, ev.ts) => {
@@ -900,6 +913,7 @@ impl Engine {
                     // old rules stopped, and replays under the new rules what this run will.
                     checkpoint(
                         &self.cfg,
+                        self.store.as_mut(),
                         out.archive.as_deref_mut(),
                         &self.producer,
                         &self.metrics,
@@ -952,11 +966,12 @@ impl Engine {
             }
             // A checkpoint at the interval, and always on the way out (without checkpoints, the
             // archive still commits at that cadence).
-            if (self.cfg.checkpoint_dir.is_some() || out.archive.is_some())
+            if (self.store.is_some() || out.archive.is_some())
                 && (stopping || last_checkpoint.elapsed() >= self.cfg.checkpoint_every)
             {
                 checkpoint(
                     &self.cfg,
+                    self.store.as_mut(),
                     out.archive.as_deref_mut(),
                     &self.producer,
                     &self.metrics,
@@ -1136,16 +1151,18 @@ fn caught_up(
     }
 }
 
-/// The refusal of an event that arrived on another task's partition than its district's.
-fn misrouted(rules: &RuleSet, region: u32, of: &[i32], task: i32) -> vigil_model::record::Rejection {
+/// The refusal of an event that arrived on another task's partition than its region's at the
+/// partition level (its district's, by default).
+fn misrouted(rules: &RuleSet, level: u8, region: u32, of: &[i32], task: i32) -> vigil_model::record::Rejection {
     let r = &rules.regions;
-    let district = r.chains[region as usize].iter().find(|&&a| r.levels[a as usize] == 1).copied().unwrap_or(region);
+    let key = r.chains[region as usize].iter().find(|&&a| r.levels[a as usize] == level).copied().unwrap_or(region);
+    let name = r.level_names.get(level as usize).map_or("district", String::as_str);
     vigil_model::record::Rejection {
         code: RejectCode::WrongPartition,
         detail: format!(
-            "the event's district {} belongs on partition {}, not {task}: producers must key events by district \
+            "the event's {name} {} belongs on partition {}, not {task}: producers must key events by {name} \
              code with the partitioner vigil is configured with",
-            r.codes[district as usize], of[region as usize]
+            r.codes[key as usize], of[region as usize]
         ),
     }
 }
@@ -1156,12 +1173,13 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
     tpl
 }
 
-/// Writes a checkpoint (when a directory is configured): outputs first (flushed to the
+/// Writes a checkpoint (when a store is configured): outputs first (flushed to the
 /// brokers), then state and offsets, and records its duration, size and time. A partition with
 /// held events resumes from its first held message.
 #[allow(clippy::too_many_arguments)]
 fn checkpoint(
     cfg: &EngineConfig,
+    store: Option<&mut Store>,
     mut archive: Option<&mut (dyn Archive + '_)>,
     producer: &BaseProducer,
     metrics: &Metrics,
@@ -1179,7 +1197,7 @@ fn checkpoint(
     if let Some(a) = archive.as_deref_mut() {
         a.commit().map_err(EngineError::Archive)?;
     }
-    let Some(dir) = &cfg.checkpoint_dir else { return Ok(()) };
+    let Some(store) = store else { return Ok(()) };
     vigil_kafka::flush(producer, Duration::from_secs(30))?;
     let offsets = partitions
         .iter()
@@ -1200,8 +1218,9 @@ fn checkpoint(
     };
     // The state is written before the transaction commits: a crash in between leaves a newest
     // file one step ahead of what consumers saw, which a restart recognises (its transaction is
-    // not the last on the commit topic) and steps back from.
-    let bytes = crate::checkpoint::write(dir, &cp)?;
+    // not the last on the commit topic) and steps back from. On a state topic the records join
+    // the transaction, so an uncommitted checkpoint is never read at all.
+    let bytes = store.write(&cp, producer, txn.is_some())?;
     if let Some(t) = txn {
         let number = t.state.last + 1;
         let record = CommitRecord { group: cfg.group.clone(), checkpoint: number };

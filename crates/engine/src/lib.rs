@@ -9,6 +9,7 @@ pub mod engine;
 pub mod metrics;
 pub mod rollup;
 pub mod scale;
+pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -17,3 +18,4 @@ pub use engine::{
     ScoreTap, Task, Unavailable, describe,
 };
 pub use metrics::Metrics;
+pub use store::StateLocation;

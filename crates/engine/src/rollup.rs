@@ -1,7 +1,9 @@
-//! The roll-up runner of scale-out mode: reads the district score records every task publishes
-//! on the score topic, feeds them to the pure [`CityRollup`] stage, and publishes city scores
-//! and alerts to the same topics as the tasks. It checkpoints its state and offsets like an
-//! engine (in `<checkpoint_dir>/rollup`), so that it can move between instances with task 0.
+//! The roll-up runner of scale-out mode: reads the score records of the partition level
+//! (districts by default) that every task publishes on the score topic, feeds them to the pure
+//! [`CityRollup`] stage, and publishes the scores and alerts of the levels above (the city) to
+//! the same topics as the tasks. It checkpoints its state and offsets like an
+//! engine (in `<checkpoint_dir>/rollup`, or on the state topic under its consumer group
+//! `<group>.rollup`), so that it can move between instances with task 0.
 //!
 //! It is at-least-once in both delivery modes: after a crash it publishes again, byte for byte,
 //! what it published since its last checkpoint. It reads the score topic `read_committed`, so
@@ -22,9 +24,9 @@ use vigil_model::record::{AlertRecord, ScoreRecord};
 use vigil_rules::RuleSet;
 use vigil_window::Watermarks;
 
-use crate::checkpoint::DirLock;
 use crate::engine::{ArchiveFactory, EngineConfig, EngineError, KafkaOutput, position, resume_archive};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// The consumer group (offsets are vigil's own; the name only identifies the client) and the
 /// checkpoint sub-directory of the roll-up.
@@ -41,13 +43,15 @@ pub fn run(
     drain: &AtomicBool,
     alerts: &mut dyn FnMut(&AlertRecord),
 ) -> Result<(), EngineError> {
-    let dir = cfg.checkpoint_dir.as_ref().map(|d| d.join(ROLLUP));
+    let group = format!("{}.{ROLLUP}", cfg.group);
+    let location = cfg.state.as_ref().map(|s| s.part(ROLLUP));
     let mut warn = |w: String| eprintln!("vigil: roll-up: {w}");
-    let _lock = match &dir {
-        Some(d) => Some(loop {
-            // The instance that ran the roll-up before releases its lock when it stops.
-            match DirLock::acquire(d) {
-                Ok(l) => break l,
+    let mut store = match &location {
+        Some(l) => Some(loop {
+            // The instance that ran the roll-up before releases its directory's lock when it
+            // stops.
+            match Store::open(l, &cfg.kafka, &group) {
+                Ok(s) => break s,
                 Err(crate::checkpoint::CheckpointError::Locked { .. }) if !stop.load(Ordering::Relaxed) => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -56,18 +60,18 @@ pub fn run(
         }),
         None => None,
     };
-    let restored = match &dir {
-        Some(d) => crate::checkpoint::read(d, &mut warn)?,
+    let restored = match &mut store {
+        Some(s) => s.read(&mut warn)?,
         None => None,
     };
     let topic = cfg.outputs.scores.clone();
     let mut start = BTreeMap::new();
-    let mut stage = CityRollup::new(Arc::clone(&rules));
+    let mut stage = CityRollup::at_level(Arc::clone(&rules), cfg.partition_level);
     let mut resumed_at = None;
     if let Some(cp) = restored {
         match serde_json::from_slice::<RollupState>(&cp.pipeline)
             .map_err(|e| e.to_string())
-            .and_then(|s| CityRollup::restore(Arc::clone(&rules), s))
+            .and_then(|s| CityRollup::restore(Arc::clone(&rules), cfg.partition_level, s))
         {
             Ok(s) => {
                 stage = s;
@@ -77,7 +81,6 @@ pub fn run(
             Err(e) => warn(format!("its checkpoint cannot be resumed ({e}): reading {topic} from the beginning")),
         }
     }
-    let group = format!("{}.{ROLLUP}", cfg.group);
     let mut archive = match archive {
         Some(open) => {
             let mut a = open(&group, &rules).map_err(EngineError::Archive)?;
@@ -141,7 +144,7 @@ pub fn run(
                 a.commit().map_err(EngineError::Archive)?;
             }
             vigil_kafka::flush(&producer, Duration::from_secs(30))?;
-            if let Some(d) = &dir {
+            if let Some(store) = &mut store {
                 let cp = crate::checkpoint::Checkpoint {
                     format: crate::checkpoint::CHECKPOINT_FORMAT,
                     rules_version: rules.version.clone(),
@@ -151,7 +154,7 @@ pub fn run(
                     txn: None,
                     after: None,
                 };
-                crate::checkpoint::write(d, &cp)?;
+                store.write(&cp, &producer, false)?;
             }
             // Offsets alone order the roll-up's intervals: it publishes only on reading a
             // record, and every record read moves them.

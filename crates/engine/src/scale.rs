@@ -1,13 +1,16 @@
 //! Scale-out: several vigil instances in one consumer group share the event partitions.
 //!
 //! A *task* is one partition number of every event topic; the topics are co-partitioned (same
-//! partition count, events keyed by district code), so a task holds every event of the
-//! districts whose code the producers' partitioner sends there. Each instance joins the group
+//! partition count, events keyed by district code, or by the code of their region at another
+//! `partition_level`, e.g. streets), so a task holds every event of the districts (streets)
+//! whose code the producers' partitioner sends there. Each instance joins the group
 //! with a member consumer that only holds partitions for the group's bookkeeping (the range
 //! assignor gives a member the same partition numbers of every topic), and runs one [`Engine`]
 //! per task it is assigned, on its own thread, with its own consumer, producer, watermarks and
-//! checkpoint directory (`<checkpoint_dir>/task-<p>`, shared by the instances). A task's
-//! engine scores only its districts and their streets; an event on the wrong partition goes to
+//! checkpoints: in a directory (`<checkpoint_dir>/task-<p>`, which the instances must share),
+//! or on a state topic under the task's consumer group (nothing shared but the brokers; see
+//! [`crate::store`]). A task's engine scores only its districts (streets) and the regions
+//! below them, the levels above coming from the roll-up; an event on the wrong partition goes to
 //! the dead-letter topic.
 //!
 //! When the group moves a task, the instance giving it up stops its engine, which writes its
@@ -37,6 +40,7 @@ use crate::engine::{
     ArchiveFactory, Engine, EngineConfig, EngineError, EngineHandle, Query, QueryInbox, RunSummary, Task,
 };
 use crate::metrics::Metrics;
+use crate::store::StateLocation;
 
 /// How long the supervisor waits for a task's answer to an API query.
 const ASK: Duration = Duration::from_secs(2);
@@ -148,7 +152,14 @@ pub fn run(
             listed.join(", ")
         )));
     }
-    if let Some(dir) = &cfg.checkpoint_dir {
+    let levels = rules.regions.level_names.len();
+    if cfg.partition_level == 0 || cfg.partition_level as usize >= levels {
+        return Err(EngineError::ScaleOut(format!(
+            "partition level {} is not a level below the root of the rules' {levels}",
+            cfg.partition_level
+        )));
+    }
+    if let Some(StateLocation::Dir(dir)) = &cfg.state {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::ScaleOut(format!("{}: {e}", dir.display())))?;
     }
     metrics.set_rules(&rules.name, &rules.version);
@@ -231,7 +242,7 @@ fn supervise(
             let mut running = lock(&shared.running);
             for &p in tasks {
                 if !running.contains_key(&p) && !finished.contains(&p) {
-                    let task = Task { partition: p, partitions, partitioner };
+                    let task = Task { partition: p, partitions, partitioner, level: cfg.partition_level };
                     running.insert(p, start_task(&rules, cfg, metrics, task, archive, shared, alerts_tx));
                 }
             }
@@ -252,7 +263,12 @@ fn supervise(
             }
         }
         if let Some(inbox) = inbox
-            && let Some(new) = answer(&rules, inbox, shared, partitions, partitioner)
+            && let Some(new) = answer(
+                &rules,
+                inbox,
+                shared,
+                Task { partition: 0, partitions, partitioner, level: cfg.partition_level },
+            )
         {
             rules = new;
         }
@@ -271,7 +287,7 @@ fn start_task(
     let p = task.partition;
     let mut tcfg = cfg.clone();
     tcfg.group = format!("{}.task-{p}", cfg.group);
-    tcfg.checkpoint_dir = cfg.checkpoint_dir.as_ref().map(|d| d.join(format!("task-{p}")));
+    tcfg.state = cfg.state.as_ref().map(|s| s.part(&format!("task-{p}")));
     tcfg.task = Some(task);
     tcfg.scale_out = None;
     tcfg.progress = None;
@@ -286,7 +302,8 @@ fn start_task(
                 match Engine::new(Arc::clone(&rules), tcfg.clone(), metrics.clone()) {
                     Ok(e) => break e,
                     // The instance that held the task before may still be writing its last
-                    // checkpoint (on another machine sharing the directory).
+                    // checkpoint (on another machine sharing the directory; a state topic
+                    // needs no lock, the group's eager rebalancing orders the two).
                     Err(EngineError::Checkpoint(crate::checkpoint::CheckpointError::Locked { .. }))
                         if !stop2.load(Ordering::Relaxed) =>
                     {
@@ -370,20 +387,13 @@ fn start_rollup(
 
 /// Answers the HTTP API from the tasks: a region from the task that scores it, the open alerts
 /// from all of them. The city's standing is not kept (its records are on the score topic).
-fn answer(
-    rules: &RuleSet,
-    inbox: &QueryInbox,
-    shared: &Shared,
-    partitions: i32,
-    partitioner: vigil_kafka::Partitioner,
-) -> Option<Arc<RuleSet>> {
+fn answer(rules: &RuleSet, inbox: &QueryInbox, shared: &Shared, task: Task) -> Option<Arc<RuleSet>> {
     let mut reloaded = None;
     while let Ok(q) = inbox.rx.try_recv() {
         let handles: BTreeMap<i32, EngineHandle> =
             lock(&shared.running).iter().filter_map(|(p, r)| Some((*p, r.api.clone()?))).collect();
         match q {
             Query::Region(code, reply) => {
-                let task = Task { partition: 0, partitions, partitioner };
                 let view = rules.regions.lookup(&code).and_then(|r| {
                     let p = task.region_partitions(rules)[r as usize];
                     handles.get(&p)?.region(&code, ASK).ok().flatten()

@@ -82,6 +82,8 @@ pub struct RunTopics {
     /// Source id -> event topic.
     pub events: BTreeMap<String, String>,
     pub outputs: OutputTopics,
+    /// A state topic, for runs that checkpoint to Kafka.
+    pub state: String,
 }
 
 impl RunTopics {
@@ -100,12 +102,12 @@ impl RunTopics {
             late: format!("{}.{nonce}", d.late),
             commits: format!("{}.{nonce}", d.commits),
         };
-        RunTopics { events, outputs }
+        RunTopics { events, outputs, state: format!("vigil.state.{nonce}") }
     }
 
     /// Every topic with its partition count: `event_partitions` for the inputs, one for the
     /// alert, dead-letter and late topics (a single partition keeps their order comparable) and
-    /// `SCORE_PARTITIONS` for scores, the bulkiest output: the embedded cluster keeps at most
+    /// `SCORE_PARTITIONS` for scores and state, the bulkiest: the embedded cluster keeps at most
     /// 5 MB per partition and drops the oldest messages beyond that.
     pub fn all(&self, event_partitions: i32) -> Vec<(String, i32)> {
         let o = &self.outputs;
@@ -113,8 +115,15 @@ impl RunTopics {
             .values()
             .map(|t| (t.clone(), event_partitions))
             .chain(
-                [(&o.scores, SCORE_PARTITIONS), (&o.alerts, 1), (&o.dlq, 1), (&o.late, 1), (&o.commits, 1)]
-                    .map(|(t, p)| (t.clone(), p)),
+                [
+                    (&o.scores, SCORE_PARTITIONS),
+                    (&o.alerts, 1),
+                    (&o.dlq, 1),
+                    (&o.late, 1),
+                    (&o.commits, 1),
+                    (&self.state, SCORE_PARTITIONS),
+                ]
+                .map(|(t, p)| (t.clone(), p)),
             )
             .collect()
     }
@@ -163,11 +172,17 @@ pub fn produce(settings: &KafkaSettings, topics: &BTreeMap<String, String>, line
 /// The key of an event of `region` in a scale-out deployment: its district's code (the region's
 /// own code above the district level).
 pub fn district_key(rules: &RuleSet, region: &str) -> String {
+    partition_key(rules, region, 1)
+}
+
+/// The key of an event of `region` when tasks are cut at region level `level`: the code of its
+/// region at that level (the region's own code above it).
+pub fn partition_key(rules: &RuleSet, region: &str, level: u8) -> String {
     let r = &rules.regions;
     match r.lookup(region) {
         Some(i) => {
             let chain = &r.chains[i as usize];
-            let d = chain.iter().find(|&&a| r.levels[a as usize] == 1).copied().unwrap_or(i);
+            let d = chain.iter().find(|&&a| r.levels[a as usize] == level).copied().unwrap_or(i);
             r.codes[d as usize].clone()
         }
         None => region.to_string(),
@@ -231,6 +246,16 @@ pub fn read_topic(settings: &KafkaSettings, topic: &str, quiet: Duration) -> Vec
         }
     }
     out
+}
+
+/// The distinct keys of every record on `topic` (read to its end, `read_committed`).
+pub fn topic_keys(settings: &KafkaSettings, topic: &str) -> std::collections::BTreeSet<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    vigil_kafka::scan_committed(settings, topic, &mut |k, _| {
+        keys.insert(String::from_utf8_lossy(k.unwrap_or_default()).into_owned());
+    })
+    .unwrap();
+    keys
 }
 
 /// The alerts `vigil replay` raises over the same events (as JSON lines), up to the hour

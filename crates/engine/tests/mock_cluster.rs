@@ -145,7 +145,7 @@ fn bad_messages_go_to_the_dead_letter_topic() {
         idle_timeout: Duration::from_secs(2),
         options: Options::default(),
         progress: Some(Arc::clone(&progress)),
-        checkpoint_dir: None,
+        state: None,
         checkpoint_every: Duration::from_secs(3600),
         ..EngineConfig::new(settings.clone())
     };

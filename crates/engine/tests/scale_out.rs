@@ -62,3 +62,60 @@ fn events_on_another_tasks_partition_go_to_the_dead_letter_topic() {
     assert!(scores.iter().any(|l| l.contains("\"level\":\"city\"")));
     assert!(scores.iter().any(|l| l.contains("\"level\":\"district\"")));
 }
+
+/// Cut at the street level (`partition_level = 2`), tasks score streets and the cells below
+/// them, and the roll-up makes every district and the city from the street records: each
+/// district and city hour is published once, by the roll-up, and nothing is refused.
+#[test]
+fn partitioned_by_street_the_roll_up_scores_the_districts_and_the_city() {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let settings = broker.settings();
+    let topics = RunTopics::new(&rules, "by-street");
+    broker.create_topics(&topics.all(4));
+    let lines = testkit::city(&rules, 11, 3);
+    let total = testkit::produce_keyed(
+        &settings,
+        &topics.events,
+        &lines,
+        &|region| testkit::partition_key(&rules, region, 2),
+        None,
+    );
+
+    let mut cfg = EngineConfig::new(settings.clone());
+    cfg.group = format!("by-street-{}", std::process::id());
+    cfg.outputs = topics.outputs.clone();
+    cfg.event_topics = topics.events.clone();
+    cfg.idle_timeout = Duration::from_secs(1);
+    cfg.exit_when_idle = Some(Duration::from_secs(2));
+    cfg.scale_out = Some(Partitioner::Crc32);
+    cfg.partition_level = 2;
+    cfg.options = Options { score_levels: vigil_core::ScoreLevels(0b0100), ..Options::default() };
+    let stop = AtomicBool::new(false);
+    let summary =
+        vigil_engine::scale::run(rules.clone(), cfg, Metrics::default(), &stop, None, None, &mut |_| {}).unwrap();
+    assert_eq!((summary.consumed, summary.rejected), (total, 0), "{summary:?}");
+
+    let scores = testkit::read_topic(&settings, &topics.outputs.scores, Duration::from_secs(3));
+    let mut hours: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut streets = 0;
+    for l in &scores {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        match v["level"].as_str().unwrap() {
+            "street" => streets += 1,
+            "district" | "city" => {
+                // Rolled up: no indicator of its own.
+                assert!(v["indicators"].as_array().is_none_or(Vec::is_empty), "{l}");
+                *hours.entry((v["region"].to_string(), v["window_end"].to_string())).or_default() += 1;
+            }
+            other => panic!("a {other} record: {l}"),
+        }
+    }
+    let r = &rules.regions;
+    let above = (0..r.len()).filter(|&i| r.levels[i] < 2).count();
+    let evaluated = streets / (0..r.len()).filter(|&i| r.levels[i] == 2).count();
+    assert!(evaluated >= 24, "{streets} street records");
+    assert!(hours.values().all(|&n| n == 1), "each district and city hour once");
+    // Every hour that every street published is rolled up for the districts and the city.
+    assert!(hours.len() >= above * (evaluated - 1), "{} rolled-up records for {evaluated} hours", hours.len());
+}

@@ -37,7 +37,7 @@ fn config(settings: &KafkaSettings, topics: &RunTopics, dir: &Path, progress: &A
             score_every: None,
         },
         progress: Some(Arc::clone(progress)),
-        checkpoint_dir: Some(dir.to_path_buf()),
+        state: Some(vigil_engine::StateLocation::Dir(dir.to_path_buf())),
         checkpoint_every: Duration::from_millis(200),
         delivery: Delivery::ExactlyOnce,
         ..EngineConfig::new(settings.clone())

@@ -379,6 +379,23 @@ pub fn commit_transaction(
 /// `read_committed` isolation (what aborted transactions wrote is skipped): how an instance in
 /// exactly-once mode learns which checkpoint its group last committed.
 pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut last = None;
+    scan_committed(settings, topic, &mut |k, v| {
+        if k == Some(key) {
+            last = v.map(<[u8]>::to_vec);
+        }
+    })?;
+    Ok(last)
+}
+
+/// What [`scan_committed`] hands each record to: its key and value (`None` for a tombstone).
+pub type RecordVisitor<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
+
+/// Reads every partition of `topic` from its beginning to the end it had when reading began,
+/// with `read_committed` isolation (what aborted transactions wrote is skipped), handing each
+/// record's key and value to `each` in offset order within a partition. A topic the brokers
+/// do not know is an error, not an empty topic.
+pub fn scan_committed(settings: &KafkaSettings, topic: &str, each: &mut RecordVisitor<'_>) -> Result<()> {
     let mut c = settings.config();
     c.set("group.id", "vigil-commit-reader")
         .set("enable.auto.commit", "false")
@@ -394,10 +411,12 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
         .find(|x| x.name() == topic && x.error().is_none() && !x.partitions().is_empty())
         .ok_or_else(|| KafkaEdgeError::MissingTopic(topic.into()))?;
     let mut tpl = TopicPartitionList::new();
-    // Each partition is read up to the high watermark it had when reading began. With
-    // read_committed isolation, the end of a partition is first reported at its last stable
-    // offset, which another producer's open transaction can hold back: reading goes on until
-    // that transaction ends (committed records behind it count) or the time limit.
+    // Each partition is read up to the high watermark it had when reading began, and ends where
+    // the consumer reports its end (PartitionEOF) at or past it: not at the record just below
+    // it, since tansu 0.6 reports a high watermark one short after a batch of several records.
+    // With read_committed isolation, the end of a partition is first reported at its last
+    // stable offset, which another producer's open transaction can hold back: reading goes on
+    // until that transaction ends (committed records behind it count) or the time limit.
     let mut open = BTreeMap::new();
     for p in t.partitions() {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
@@ -407,24 +426,18 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
         }
     }
     if open.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     consumer.assign(&tpl)?;
     let limit = Duration::from_secs(60);
     let started = Instant::now();
-    let mut last = None;
     while !open.is_empty() {
         if started.elapsed() > limit {
             return Err(KafkaEdgeError::ReadTimeout { topic: topic.into(), seconds: limit.as_secs() });
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                if m.key() == Some(key) {
-                    last = m.payload().map(<[u8]>::to_vec);
-                }
-                if open.get(&m.partition()).is_some_and(|&high| m.offset() + 1 >= high) {
-                    open.remove(&m.partition());
-                }
+                each(m.key(), m.payload());
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 let position = consumer.position()?;
@@ -437,7 +450,7 @@ pub fn read_last_committed(settings: &KafkaSettings, topic: &str, key: &[u8]) ->
             None => {}
         }
     }
-    Ok(last)
+    Ok(())
 }
 
 /// Asks the brokers for their metadata, within `timeout`: whether they can be reached at all

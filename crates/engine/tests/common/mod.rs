@@ -51,7 +51,7 @@ pub fn run_engine_holding(
             score_every: None,
         },
         progress: Some(Arc::clone(&progress)),
-        checkpoint_dir,
+        state: checkpoint_dir.map(vigil_engine::StateLocation::Dir),
         checkpoint_every: Duration::from_secs(3600),
         hold_per_partition: hold,
         ..EngineConfig::new(settings.clone())

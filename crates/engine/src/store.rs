@@ -1,0 +1,274 @@
+//! Where an engine's (or the roll-up's) checkpoints live: a local directory, or a Kafka topic.
+//!
+//! A directory holds two files, the current and the previous checkpoint, and is locked by one
+//! instance at a time (see [`crate::checkpoint`]). Scaled out over several machines, a task's
+//! directory must move with the task, which takes a volume every instance can mount.
+//!
+//! A state topic needs nothing but the brokers: each checkpoint is written as records keyed by
+//! the consumer group of the engine that owns it (a task's is `<group>.task-<p>`), so the new
+//! owner of a moved task reads its state from the topic, and instances keep no disk at all. It
+//! mirrors the two files with two *slots*, written in turn: a checkpoint, compressed (LZ4: the
+//! state is mostly zeros and small numbers), is cut into chunks
+//! (records `<key>/<slot>/<i>`, each led by the checkpoint's sequence number) followed by a
+//! manifest (`<key>/<slot>`: the sequence number and the chunk count). The slot whose manifest
+//! carries the higher number is the current checkpoint, the other the previous one. A write cut
+//! off half way leaves chunks of one number under a manifest of another, which reads as an
+//! unusable checkpoint, and the other slot is intact: the same guarantees as the files'.
+//! A compacted topic keeps only the newest record per key, so it stays about twice the size of
+//! the state (create it with `cleanup.policy=compact`; deploy/ does).
+//!
+//! In exactly-once mode the records go through the transactional producer, in the transaction
+//! that commits the checkpoint's interval: on a broker that writes transaction markers a
+//! checkpoint becomes visible (`read_committed`) exactly when its outputs do, and a fenced,
+//! older owner of the task cannot write one. A restart still picks the slot by the transaction
+//! number the commit topic shows, as it picks between two files, so a broker that shows aborted
+//! records (librdkafka's mock cluster) is handled the same way. In
+//! at-least-once mode they are flushed before the checkpoint counts as written, as a file is
+//! synced; nothing fences an older owner there, which the group's eager rebalancing makes wait
+//! for its last checkpoint before the task moves.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::producer::BaseProducer;
+use vigil_kafka::KafkaSettings;
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError, DirLock, Loaded, Pair, Resolved};
+use crate::engine::EngineError;
+
+/// Where checkpoints go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateLocation {
+    /// Files in this directory (each task or the roll-up in a sub-directory of its own).
+    Dir(PathBuf),
+    /// Records on this topic, keyed by the owning engine's consumer group.
+    Topic(String),
+}
+
+impl StateLocation {
+    /// The location of a part (a scale-out task, the roll-up) named `name`: a sub-directory, or
+    /// the same topic (the part's own consumer group keys its records).
+    pub fn part(&self, name: &str) -> StateLocation {
+        match self {
+            StateLocation::Dir(d) => StateLocation::Dir(d.join(name)),
+            StateLocation::Topic(t) => StateLocation::Topic(t.clone()),
+        }
+    }
+
+    /// For log lines: the directory's path or the topic's name.
+    pub fn describe(&self) -> String {
+        match self {
+            StateLocation::Dir(d) => format!("directory {}", d.display()),
+            StateLocation::Topic(t) => format!("topic {t}"),
+        }
+    }
+}
+
+/// The largest record of a state topic: brokers refuse messages over 1 MiB by default
+/// (`message.max.bytes`), record framing included.
+pub const CHUNK: usize = 512 * 1024;
+
+const MANIFEST: &[u8; 8] = b"VIGILSM1";
+
+/// An open checkpoint store, held for the engine's run.
+pub enum Store {
+    Dir { dir: PathBuf, _lock: DirLock },
+    Topic(TopicStore),
+}
+
+/// The state of one engine on a state topic.
+pub struct TopicStore {
+    settings: KafkaSettings,
+    topic: String,
+    /// The owning engine's consumer group: the records' key prefix.
+    key: String,
+    /// The slot of the current checkpoint (the next write goes to the other one), and the
+    /// highest sequence number either slot's manifest carries.
+    current: Option<(u8, u64)>,
+}
+
+impl Store {
+    /// Opens `location` for the engine of consumer group `group`. A directory is locked first
+    /// of all (see [`DirLock`]); a topic is only named here and read by [`Store::read`].
+    pub fn open(location: &StateLocation, settings: &KafkaSettings, group: &str) -> Result<Store, CheckpointError> {
+        Ok(match location {
+            StateLocation::Dir(dir) => Store::Dir { dir: dir.clone(), _lock: DirLock::acquire(dir)? },
+            StateLocation::Topic(topic) => Store::Topic(TopicStore {
+                settings: settings.clone(),
+                topic: topic.clone(),
+                key: group.to_string(),
+                current: None,
+            }),
+        })
+    }
+
+    /// The newest good checkpoint: `None` when there is none.
+    pub fn read(&mut self, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoint>, CheckpointError> {
+        match self {
+            Store::Dir { dir, .. } => checkpoint::read(dir, warn),
+            Store::Topic(t) => {
+                let pair = t.load()?;
+                let back = !matches!(pair.files[0], Some(Ok(_))) && matches!(pair.files[1], Some(Ok(_)));
+                let cp = checkpoint::newest(pair, warn)?;
+                if back {
+                    t.step_back();
+                }
+                Ok(cp)
+            }
+        }
+    }
+
+    /// The checkpoint of the transaction the group last committed (see
+    /// [`checkpoint::read_committed`]).
+    pub fn read_committed(
+        &mut self,
+        committed: Option<u64>,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Resolved, CheckpointError> {
+        match self {
+            Store::Dir { dir, .. } => checkpoint::read_committed(dir, committed, warn),
+            Store::Topic(t) => {
+                let pair = t.load()?;
+                let resolved = checkpoint::committed_of(pair, committed, warn)?;
+                if resolved.stepped_back {
+                    t.step_back();
+                }
+                Ok(resolved)
+            }
+        }
+    }
+
+    /// Writes `cp`; returns its size in bytes. On a topic the records go through `producer`:
+    /// in exactly-once mode (`transactional`) they join its open transaction, otherwise they
+    /// are flushed before this returns.
+    pub fn write(&mut self, cp: &Checkpoint, producer: &BaseProducer, transactional: bool) -> Result<u64, EngineError> {
+        match self {
+            Store::Dir { dir, .. } => Ok(checkpoint::write(dir, cp)?),
+            Store::Topic(t) => t.write(cp, producer, transactional),
+        }
+    }
+}
+
+impl TopicStore {
+    fn err(&self, why: impl Into<String>) -> CheckpointError {
+        CheckpointError::Topic { topic: self.topic.clone(), why: why.into() }
+    }
+
+    /// Makes the previous slot current, when it was resumed from: the next checkpoint then
+    /// replaces the uncommitted or unusable one, never the one resumed from.
+    fn step_back(&mut self) {
+        if let Some((slot, seq)) = self.current {
+            self.current = Some((1 - slot, seq));
+        }
+    }
+
+    /// Reads both slots (the newest record of each key of this engine) and notes which is
+    /// current.
+    fn load(&mut self) -> Result<Pair, CheckpointError> {
+        let prefix = format!("{}/", self.key);
+        let mut newest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        vigil_kafka::scan_committed(&self.settings, &self.topic, &mut |k, v| {
+            if let Some(k) = k
+                && let Some(rest) = k.strip_prefix(prefix.as_bytes())
+            {
+                newest.insert(rest.to_vec(), v.map(<[u8]>::to_vec));
+            }
+        })
+        .map_err(|e| self.err(e.to_string()))?;
+        let manifest = |slot: u8| -> Option<Result<(u64, u32), String>> {
+            let v = newest.get(slot.to_string().as_bytes())?.as_ref()?;
+            Some(match v.strip_prefix(MANIFEST) {
+                Some(rest) if rest.len() == 12 => {
+                    let seq = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
+                    let chunks = u32::from_le_bytes(rest[8..].try_into().unwrap_or_default());
+                    Ok((seq, chunks))
+                }
+                _ => Err("its manifest is not a vigil state manifest".to_string()),
+            })
+        };
+        let slot = |slot: u8| -> (u64, Loaded) {
+            match manifest(slot) {
+                None => (0, None),
+                Some(Err(why)) => (0, Some(Err(why))),
+                Some(Ok((seq, chunks))) => {
+                    let mut bytes = Vec::new();
+                    for i in 0..chunks {
+                        let chunk = newest.get(format!("{slot}/{i}").as_bytes()).and_then(Option::as_ref);
+                        match chunk.and_then(|c| c.split_at_checked(8)) {
+                            Some((s, body)) if s == seq.to_le_bytes() => bytes.extend_from_slice(body),
+                            Some(_) => {
+                                return (
+                                    seq,
+                                    Some(Err(format!("chunk {i} of {chunks} belongs to another checkpoint"))),
+                                );
+                            }
+                            None => return (seq, Some(Err(format!("chunk {i} of {chunks} is missing")))),
+                        }
+                    }
+                    (seq, Some(decompress(&bytes).and_then(|b| checkpoint::decode(&b))))
+                }
+            }
+        };
+        let (s0, l0) = slot(0);
+        let (s1, l1) = slot(1);
+        let cur: u8 = if s1 > s0 { 1 } else { 0 };
+        self.current = (l0.is_some() || l1.is_some()).then_some((cur, s0.max(s1)));
+        let name = |s: u8| format!("{}/{s} on {}", self.key, self.topic);
+        let (names, files) = if cur == 0 { ([name(0), name(1)], [l0, l1]) } else { ([name(1), name(0)], [l1, l0]) };
+        Ok(Pair { store: format!("state topic {} (key {})", self.topic, self.key), names, files })
+    }
+
+    fn write(&mut self, cp: &Checkpoint, producer: &BaseProducer, transactional: bool) -> Result<u64, EngineError> {
+        let raw = checkpoint::encode(cp).map_err(|e| self.err(format!("cannot encode a checkpoint: {e}")))?;
+        let bytes = compress(&raw);
+        let (slot, seq) = match self.current {
+            Some((cur, seq)) => (1 - cur, seq + 1),
+            None => (0, 1),
+        };
+        let chunks = bytes.chunks(CHUNK).count().max(1);
+        let mut record = Vec::with_capacity(CHUNK + 8);
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            record.clear();
+            record.extend_from_slice(&seq.to_le_bytes());
+            record.extend_from_slice(chunk);
+            vigil_kafka::send(producer, &self.topic, &format!("{}/{slot}/{i}", self.key), &record, None)?;
+        }
+        let mut manifest = MANIFEST.to_vec();
+        manifest.extend_from_slice(&seq.to_le_bytes());
+        manifest.extend_from_slice(&(chunks as u32).to_le_bytes());
+        vigil_kafka::send(producer, &self.topic, &format!("{}/{slot}", self.key), &manifest, None)?;
+        if !transactional {
+            vigil_kafka::flush(producer, Duration::from_secs(30))?;
+            // A flush that timed out leaves records queued: the checkpoint did not land.
+            if rdkafka::producer::Producer::in_flight_count(producer) > 0 {
+                return Err(self.err("the brokers did not acknowledge a checkpoint within 30 s").into());
+            }
+        }
+        self.current = Some((slot, seq));
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// A checkpoint's bytes as a state topic holds them: the length uncompressed, then LZ4 blocks.
+fn compress(raw: &[u8]) -> Vec<u8> {
+    let mut out = (raw.len() as u64).to_le_bytes().to_vec();
+    out.extend(lz4_flex::block::compress(raw));
+    out
+}
+
+/// The inverse of [`compress`]; a length LZ4 could not have produced from these bytes (at most
+/// 255 times their size) is refused before anything is allocated for it.
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (len, body) = bytes.split_at_checked(8).ok_or("shorter than its header")?;
+    let len = u64::from_le_bytes(len.try_into().unwrap_or_default());
+    if len > 255 * body.len() as u64 + 16 {
+        return Err(format!("claims {len} bytes from {} compressed ones", body.len()));
+    }
+    let mut raw = vec![0u8; len as usize];
+    let n = lz4_flex::block::decompress_into(body, &mut raw).map_err(|e| format!("not LZ4: {e}"))?;
+    if n != raw.len() {
+        return Err(format!("{n} bytes of {len}"));
+    }
+    Ok(raw)
+}
