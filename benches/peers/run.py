@@ -12,13 +12,22 @@ run fails. vigil itself runs `vigil replay` of the same archive: all 60 indicato
 grading, alarms; its work is a superset of the peers'.
 
 Peers: DuckDB (one thread, and every core), Polars (one thread, and every core), DataFusion's
-Python bindings (the engine vigil's own SQL runs on; every core). Each mode runs in a child
-process of its own; wall time, CPU time and peak RSS are that child's.
+Python bindings (the engine vigil's own SQL runs on; every core), and Apache Flink (PyFlink's
+local mini-cluster, batch mode, parallelism 1: `flink-1`). Each mode runs in a child process of
+its own; wall time, CPU time and peak RSS are that child's (for Flink, the JVM that PyFlink
+starts counts only as far as the Python process waits for it: its wall time is the figure).
+
+Flink's bundled formats read CSV and JSON, not Parquet (flink-sql-parquet is a separate jar):
+its events are exported once from the same Parquet archive to CSV by DuckDB (not timed), with
+`ts` as epoch milliseconds, and its rows are written to a CSV sink that the digest reads back.
 
     python3 benches/peers/run.py [--vigil target/release/vigil] [--volumes 1,10] [--days 60]
                                  [--work /tmp/vigil-peers] [--record benches/results/peers.md]
+                                 [--modes vigil,duckdb-1,polars-1,flink-1 --flink-python PY]
 
-Not part of CI (it installs nothing; pip install duckdb polars datafusion first).
+Not part of CI (it installs nothing; pip install duckdb polars datafusion first, and
+apache-flink in a virtual environment of its own, whose python is --flink-python: it pins an
+older pyarrow and Apache Beam).
 """
 
 import argparse
@@ -174,6 +183,82 @@ def datafusion_mode(archive, spec):
     return events, rows
 
 
+# DuckDB's column types in Flink SQL (the archive's event columns use these alone).
+FLINK_TYPES = {"VARCHAR": "STRING", "BIGINT": "BIGINT", "INTEGER": "INT", "DOUBLE": "DOUBLE",
+               "FLOAT": "FLOAT", "BOOLEAN": "BOOLEAN"}
+
+
+def flink_export(archive, spec, work):
+    """Each source's events as CSV for Flink (ts as epoch milliseconds), once per archive, and
+    their columns as Flink types; returns {source: (directory, [(column, type)])}."""
+    import duckdb
+
+    con = duckdb.connect()
+    out = {}
+    for s in spec["sources"]:
+        if not os.path.isdir(os.path.join(archive, "events", f"source={s}")):
+            continue
+        select = (f"SELECT * REPLACE (epoch_ms(ts) AS ts) FROM read_parquet('{parquet_glob(archive, s)}', "
+                  "hive_partitioning = false)")
+        cols = [(c[0], FLINK_TYPES[c[1]]) for c in con.execute(f"DESCRIBE {select}").fetchall()]
+        d = os.path.join(work, "flink-csv", os.path.basename(os.path.dirname(archive)), s)
+        if not os.path.isfile(os.path.join(d, "events.csv")):
+            os.makedirs(d, exist_ok=True)
+            con.execute(f"COPY ({select}) TO '{os.path.join(d, 'events.csv')}' (HEADER false)")
+        out[s] = (d, cols)
+    return out
+
+
+def flink_mode(spec, tables, out_dir):
+    """The windowed counts in Flink SQL, batch mode, parallelism 1, written to CSV under out_dir."""
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    env.get_config().set("parallelism.default", "1")
+    env.get_config().set("table.exec.resource.default-parallelism", "1")
+    for s, (d, cols) in tables.items():
+        columns = ", ".join(f"`{c}` {t}" for c, t in cols)
+        env.execute_sql(f"CREATE TABLE events_{s} ({columns}) WITH ('connector' = 'filesystem', "
+                        f"'path' = '{d}', 'format' = 'csv', 'csv.null-literal' = '')")
+    chains = ", ".join(f"('{r}', '{a}')" for r, a in spec["chains"])
+    env.execute_sql(f"CREATE TEMPORARY VIEW chains AS SELECT * FROM (VALUES {chains}) AS t(region, ancestor)")
+    env.execute_sql(f"CREATE TABLE sink (`indicator` STRING, `region` STRING, `bin` BIGINT, `value` BIGINT) WITH "
+                    f"('connector' = 'filesystem', 'path' = '{out_dir}', 'format' = 'csv')")
+    off = spec["zone_offset_ms"] // 1000
+    parts = []
+    for i in spec["indicators"]:
+        hop, frame = i["hop_s"], i["window_s"] - i["hop_s"]
+        # Local bins of a fixed-offset zone, in epoch seconds: integer arithmetic, no time zone.
+        bin_expr = f"(FLOOR((e.ts / 1000 + {off}) / {hop}.0) * {hop} - {off})"
+        parts.append(
+            f"""SELECT '{i['id']}', region, bin,
+                   SUM(n) OVER (PARTITION BY region ORDER BY bin
+                                RANGE BETWEEN {frame} PRECEDING AND CURRENT ROW)
+                FROM (SELECT c.ancestor AS region, CAST({bin_expr} AS BIGINT) AS bin, COUNT(*) AS n
+                      FROM events_{i['source']} e JOIN chains c ON e.region = c.region
+                      WHERE {i['filter_sql'] or 'TRUE'} GROUP BY c.ancestor, CAST({bin_expr} AS BIGINT))"""
+        )
+    env.execute_sql("INSERT INTO sink " + " UNION ALL ".join(parts)).wait()
+    events = 0
+    for s, (d, _) in tables.items():
+        with env.execute_sql(f"SELECT COUNT(*) FROM events_{s}").collect() as rows:
+            events += next(iter(rows))[0]
+    return events
+
+
+def read_csv_rows(out_dir):
+    import csv
+
+    rows = []
+    for root, _, files in os.walk(out_dir):
+        for name in files:
+            if name.startswith("."):
+                continue
+            with open(os.path.join(root, name), newline="") as f:
+                rows.extend((r[0], r[1], int(r[2]), int(r[3])) for r in csv.reader(f))
+    return rows
+
+
 def child(mode, archive, spec_path, out_path):
     with open(spec_path) as f:
         spec = json.load(f)
@@ -186,6 +271,17 @@ def child(mode, archive, spec_path, out_path):
         events, rows = polars_mode(archive, spec)
     elif mode == "datafusion-all":
         events, rows = datafusion_mode(archive, spec)
+    elif mode == "flink-1":
+        with open(spec_path + ".flink") as f:
+            tables = json.load(f)
+        sink = out_path + ".rows"
+        subprocess.run(["rm", "-rf", sink], check=True)
+        events = flink_mode(spec, tables, sink)
+        query = time.perf_counter() - t0
+        rows = read_csv_rows(sink)
+        with open(out_path, "w") as f:
+            json.dump({"events": events, "query_s": query, **digest(rows)}, f)
+        return
     else:
         raise SystemExit(f"unknown mode {mode}")
     # The engine's own time: reading, computing and handing the rows to Python (not the
@@ -217,6 +313,8 @@ def main():
     ap.add_argument("--work", default="/tmp/vigil-peers")
     ap.add_argument("--modes", default="vigil,duckdb-1,polars-1,duckdb-all,polars-all,datafusion-all")
     ap.add_argument("--record", help="append the results to this markdown file")
+    ap.add_argument("--flink-python", default=sys.executable,
+                    help="the python of an environment with apache-flink, for mode flink-1")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "ARCHIVE", "SPEC", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -256,7 +354,12 @@ def main():
             if mode.endswith("-1"):
                 env["POLARS_MAX_THREADS"] = "1"
             out = os.path.join(a.work, f"{mode}.json")
-            wall, cpu, rss, _ = measure([sys.executable, os.path.abspath(__file__), "--child", mode, archive,
+            python = sys.executable
+            if mode == "flink-1":
+                with open(spec_path + ".flink", "w") as f:
+                    json.dump(flink_export(archive, spec, a.work), f)
+                python = a.flink_python
+            wall, cpu, rss, _ = measure([python, os.path.abspath(__file__), "--child", mode, archive,
                                          spec_path, out], env)
             with open(out) as f:
                 d = json.load(f)
