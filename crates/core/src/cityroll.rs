@@ -122,6 +122,7 @@ impl CityRollup {
         let mut r = CityRollup::at_level(rules, level);
         if state.grades.len() != r.state.grades.len()
             || state.pending.len() != r.state.grades.len()
+            || state.done.len() != r.state.grades.len()
             || state.grades.iter().any(|g| g.len() != 1 + r.rules.domains.len())
         {
             return Err("the roll-up state was saved for other regions, domains or partition level".into());

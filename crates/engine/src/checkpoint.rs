@@ -226,7 +226,10 @@ pub(crate) type Loaded = Option<Result<Checkpoint, String>>;
 pub(crate) struct Pair {
     /// What holds them ("checkpoint directory /x", "state topic t (key k)").
     pub store: String,
+    /// In warnings (a file's path, a slot's key and topic).
     pub names: [String; 2],
+    /// In the list of what the store holds ("checkpoint", "checkpoint.prev", a slot's key).
+    pub labels: [String; 2],
     pub files: [Loaded; 2],
 }
 
@@ -238,19 +241,24 @@ fn load_file(p: &Path) -> Result<Loaded, CheckpointError> {
     }
 }
 
-fn load_dir(dir: &Path) -> Result<Pair, CheckpointError> {
+/// The pair of `dir`; the previous file is read only when `both` or the current one is not
+/// good (a start from a good current file does not depend on the previous one being readable).
+fn load_dir(dir: &Path, both: bool) -> Result<Pair, CheckpointError> {
     let (cur, prev) = (current(dir), previous(dir));
+    let first = load_file(&cur)?;
+    let second = if both || !matches!(first, Some(Ok(_))) { load_file(&prev)? } else { None };
     Ok(Pair {
         store: format!("checkpoint directory {}", dir.display()),
         names: [cur.display().to_string(), prev.display().to_string()],
-        files: [load_file(&cur)?, load_file(&prev)?],
+        labels: ["checkpoint".into(), "checkpoint.prev".into()],
+        files: [first, second],
     })
 }
 
 /// Reads the newest good checkpoint of `dir`: `None` when there is none. A bad newest file is
 /// reported through `warn` and the previous one used.
 pub fn read(dir: &Path, warn: &mut dyn FnMut(String)) -> Result<Option<Checkpoint>, CheckpointError> {
-    newest(load_dir(dir)?, warn)
+    newest(load_dir(dir, false)?, warn)
 }
 
 /// The newest good checkpoint of `pair`.
@@ -301,7 +309,7 @@ pub fn read_committed(
     committed: Option<u64>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Resolved, CheckpointError> {
-    let resolved = committed_of(load_dir(dir)?, committed, warn)?;
+    let resolved = committed_of(load_dir(dir, true)?, committed, warn)?;
     if resolved.stepped_back {
         restore_previous(dir)?;
     }
@@ -315,7 +323,7 @@ pub(crate) fn committed_of(
     committed: Option<u64>,
     warn: &mut dyn FnMut(String),
 ) -> Result<Resolved, CheckpointError> {
-    let Pair { store, names, files } = pair;
+    let Pair { store, names, labels, files } = pair;
     let good = |i: usize| match &files[i] {
         Some(Ok(cp)) => Some(cp),
         _ => None,
@@ -330,19 +338,16 @@ pub(crate) fn committed_of(
     if let Some(Err(why)) = &files[0] {
         warn(format!("checkpoint {} is unusable ({why}); trying the previous one", names[0]));
     }
-    let held = names
+    let held = labels
         .iter()
         .zip(&files)
-        .map(|(n, f)| {
-            let name = Path::new(n).file_name().map_or(n.clone(), |x| x.to_string_lossy().into_owned());
-            match f {
-                None => format!("no {name}"),
-                Some(Err(why)) => format!("{name} unusable: {why}"),
-                Some(Ok(cp)) => match cp.txn {
-                    Some(t) => format!("{name} of transaction {t}"),
-                    None => format!("{name} of at-least-once mode"),
-                },
-            }
+        .map(|(name, f)| match f {
+            None => format!("no {name}"),
+            Some(Err(why)) => format!("{name} unusable: {why}"),
+            Some(Ok(cp)) => match cp.txn {
+                Some(t) => format!("{name} of transaction {t}"),
+                None => format!("{name} of at-least-once mode"),
+            },
         })
         .collect::<Vec<_>>()
         .join(", ");

@@ -43,8 +43,9 @@ pub fn run(
     drain: &AtomicBool,
     alerts: &mut dyn FnMut(&AlertRecord),
 ) -> Result<(), EngineError> {
-    let group = format!("{}.{ROLLUP}", cfg.group);
-    let location = cfg.state.as_ref().map(|s| s.part(ROLLUP));
+    let name = crate::scale::part_name(ROLLUP, cfg.partition_level);
+    let group = format!("{}.{name}", cfg.group);
+    let location = cfg.state.as_ref().map(|s| s.part(&name));
     let mut warn = |w: String| eprintln!("vigil: roll-up: {w}");
     let mut store = match &location {
         Some(l) => Some(loop {

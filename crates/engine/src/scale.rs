@@ -275,6 +275,13 @@ fn supervise(
     }
 }
 
+/// The name of a task or the roll-up (its consumer group's suffix and its state's place): cut at
+/// another level than the district, it owns other regions, so its state must not be resumed
+/// from a run cut at the district (it starts over from the beginning of the topics instead).
+pub(crate) fn part_name(base: &str, level: u8) -> String {
+    if level == 1 { base.to_string() } else { format!("{base}.level-{level}") }
+}
+
 fn start_task(
     rules: &Arc<RuleSet>,
     cfg: &EngineConfig,
@@ -286,8 +293,9 @@ fn start_task(
 ) -> Running {
     let p = task.partition;
     let mut tcfg = cfg.clone();
-    tcfg.group = format!("{}.task-{p}", cfg.group);
-    tcfg.state = cfg.state.as_ref().map(|s| s.part(&format!("task-{p}")));
+    let name = part_name(&format!("task-{p}"), cfg.partition_level);
+    tcfg.group = format!("{}.{name}", cfg.group);
+    tcfg.state = cfg.state.as_ref().map(|s| s.part(&name));
     tcfg.task = Some(task);
     tcfg.scale_out = None;
     tcfg.progress = None;

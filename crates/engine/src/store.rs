@@ -14,8 +14,11 @@
 //! carries the higher number is the current checkpoint, the other the previous one. A write cut
 //! off half way leaves chunks of one number under a manifest of another, which reads as an
 //! unusable checkpoint, and the other slot is intact: the same guarantees as the files'.
-//! A compacted topic keeps only the newest record per key, so it stays about twice the size of
-//! the state (create it with `cleanup.policy=compact`; deploy/ does).
+//! A write that needs fewer chunks than the slot held before deletes the rest (tombstones). A
+//! compacted topic keeps only the newest record per key once a segment rolls, so with
+//! `cleanup.policy=compact` and a short `segment.ms` it stays at a few times the size of the
+//! state (deploy/README.md creates it so); without compaction every checkpoint stays, and a
+//! start reads them all.
 //!
 //! In exactly-once mode the records go through the transactional producer, in the transaction
 //! that commits the checkpoint's interval: on a broker that writes transaction markers a
@@ -24,15 +27,16 @@
 //! number the commit topic shows, as it picks between two files, so a broker that shows aborted
 //! records (librdkafka's mock cluster) is handled the same way. In
 //! at-least-once mode they are flushed before the checkpoint counts as written, as a file is
-//! synced; nothing fences an older owner there, which the group's eager rebalancing makes wait
-//! for its last checkpoint before the task moves.
+//! synced: the chunks first, each acknowledged (a failed delivery fails the checkpoint and
+//! leaves the slots as they were), then the manifest. Nothing fences an older owner there,
+//! which the group's eager rebalancing makes wait for its last checkpoint before the task moves.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rdkafka::producer::BaseProducer;
-use vigil_kafka::KafkaSettings;
+use rdkafka::producer::{BaseProducer, Producer as _};
+use vigil_kafka::{DeliveryCheck, KafkaSettings};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError, DirLock, Loaded, Pair, Resolved};
 use crate::engine::EngineError;
@@ -84,8 +88,13 @@ pub struct TopicStore {
     /// The owning engine's consumer group: the records' key prefix.
     key: String,
     /// The slot of the current checkpoint (the next write goes to the other one), and the
-    /// highest sequence number either slot's manifest carries.
+    /// highest sequence number any record of either slot carries.
     current: Option<(u8, u64)>,
+    /// Per slot, the chunks its newest manifest names: a shorter write deletes the rest.
+    chunks: [u32; 2],
+    /// The producer of at-least-once writes, whose failed deliveries are counted (made at the
+    /// first such write).
+    own: Option<BaseProducer<DeliveryCheck>>,
 }
 
 impl Store {
@@ -94,11 +103,20 @@ impl Store {
     pub fn open(location: &StateLocation, settings: &KafkaSettings, group: &str) -> Result<Store, CheckpointError> {
         Ok(match location {
             StateLocation::Dir(dir) => Store::Dir { dir: dir.clone(), _lock: DirLock::acquire(dir)? },
+            // Keys are `<group>/<slot>[/<chunk>]`: a group with a `/` could read another's.
+            StateLocation::Topic(topic) if group.contains('/') => {
+                return Err(CheckpointError::Topic {
+                    topic: topic.clone(),
+                    why: format!("consumer group {group:?} contains '/', which keys on a state topic cannot hold"),
+                });
+            }
             StateLocation::Topic(topic) => Store::Topic(TopicStore {
                 settings: settings.clone(),
                 topic: topic.clone(),
                 key: group.to_string(),
                 current: None,
+                chunks: [0; 2],
+                own: None,
             }),
         })
     }
@@ -213,39 +231,85 @@ impl TopicStore {
         let (s0, l0) = slot(0);
         let (s1, l1) = slot(1);
         let cur: u8 = if s1 > s0 { 1 } else { 0 };
-        self.current = (l0.is_some() || l1.is_some()).then_some((cur, s0.max(s1)));
-        let name = |s: u8| format!("{}/{s} on {}", self.key, self.topic);
-        let (names, files) = if cur == 0 { ([name(0), name(1)], [l0, l1]) } else { ([name(1), name(0)], [l1, l0]) };
-        Ok(Pair { store: format!("state topic {} (key {})", self.topic, self.key), names, files })
+        // Numbers go on from the highest any record carries, torn chunks included, so that a
+        // retried write never mixes with the chunks of the one cut off.
+        let highest = newest
+            .iter()
+            // Chunks (`<slot>/<i>`) lead with their number; manifests (`<slot>`) with MANIFEST.
+            .filter(|(k, _)| k.contains(&b'/'))
+            .filter_map(|(_, v)| Some(u64::from_le_bytes(v.as_ref()?.get(..8)?.try_into().ok()?)))
+            .chain([s0, s1])
+            .max()
+            .unwrap_or(0);
+        self.chunks = [0, 1].map(|s| manifest(s).and_then(Result::ok).map_or(0, |(_, n)| n));
+        self.current = (l0.is_some() || l1.is_some() || highest > 0).then_some((cur, highest));
+        let name = |s: u8| format!("{}/{s}", self.key);
+        let (labels, files) = if cur == 0 { ([name(0), name(1)], [l0, l1]) } else { ([name(1), name(0)], [l1, l0]) };
+        let names = labels.clone().map(|l| format!("{l} on {}", self.topic));
+        Ok(Pair { store: format!("state topic {} (key {})", self.topic, self.key), names, labels, files })
     }
 
     fn write(&mut self, cp: &Checkpoint, producer: &BaseProducer, transactional: bool) -> Result<u64, EngineError> {
         let raw = checkpoint::encode(cp).map_err(|e| self.err(format!("cannot encode a checkpoint: {e}")))?;
         let bytes = compress(&raw);
         let (slot, seq) = match self.current {
-            Some((cur, seq)) => (1 - cur, seq + 1),
+            Some((cur, seq)) => (1 - cur, seq.checked_add(1).ok_or_else(|| self.err("sequence numbers ran out"))?),
             None => (0, 1),
         };
-        let chunks = bytes.chunks(CHUNK).count().max(1);
-        let mut record = Vec::with_capacity(CHUNK + 8);
+        let chunks = bytes.chunks(CHUNK).count().max(1) as u32;
+        let mut records = Vec::with_capacity(chunks as usize + 1);
         for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
-            record.clear();
+            let mut record = Vec::with_capacity(chunk.len() + 8);
             record.extend_from_slice(&seq.to_le_bytes());
             record.extend_from_slice(chunk);
-            vigil_kafka::send(producer, &self.topic, &format!("{}/{slot}/{i}", self.key), &record, None)?;
+            records.push((format!("{}/{slot}/{i}", self.key), Some(record)));
+        }
+        // Chunks the slot's last checkpoint had beyond this one's: deleted.
+        for i in chunks..self.chunks[slot as usize] {
+            records.push((format!("{}/{slot}/{i}", self.key), None));
         }
         let mut manifest = MANIFEST.to_vec();
         manifest.extend_from_slice(&seq.to_le_bytes());
-        manifest.extend_from_slice(&(chunks as u32).to_le_bytes());
-        vigil_kafka::send(producer, &self.topic, &format!("{}/{slot}", self.key), &manifest, None)?;
-        if !transactional {
-            vigil_kafka::flush(producer, Duration::from_secs(30))?;
-            // A flush that timed out leaves records queued: the checkpoint did not land.
-            if rdkafka::producer::Producer::in_flight_count(producer) > 0 {
-                return Err(self.err("the brokers did not acknowledge a checkpoint within 30 s").into());
+        manifest.extend_from_slice(&chunks.to_le_bytes());
+        let manifest = (format!("{}/{slot}", self.key), manifest);
+        // The number counts as used from here: a write that fails half way is retried under the
+        // next one, whose chunks cannot be taken for this one's.
+        self.current = Some((1 - slot, seq));
+        if transactional {
+            // The transaction commits all of it or none (a failed record aborts it).
+            for (key, value) in &records {
+                match value {
+                    Some(v) => vigil_kafka::send(producer, &self.topic, key, v, None)?,
+                    None => vigil_kafka::send_tombstone(producer, &self.topic, key)?,
+                }
             }
+            vigil_kafka::send(producer, &self.topic, &manifest.0, &manifest.1, None)?;
+        } else {
+            if self.own.is_none() {
+                self.own = Some(vigil_kafka::checked_producer(&self.settings)?);
+            }
+            let own = self.own.as_ref().ok_or_else(|| self.err("no producer"))?;
+            let failed = own.context().failed();
+            let landed = |what: &str| -> Result<(), EngineError> {
+                vigil_kafka::flush(own, Duration::from_secs(30))?;
+                if own.in_flight_count() > 0 || own.context().failed() > failed {
+                    return Err(self.err(format!("the brokers did not take a checkpoint's {what}")).into());
+                }
+                Ok(())
+            };
+            for (key, value) in &records {
+                match value {
+                    Some(v) => vigil_kafka::send(own, &self.topic, key, v, None)?,
+                    None => vigil_kafka::send_tombstone(own, &self.topic, key)?,
+                }
+            }
+            // The manifest only once every chunk landed: a slot it names is complete.
+            landed("chunks")?;
+            vigil_kafka::send(own, &self.topic, &manifest.0, &manifest.1, None)?;
+            landed("manifest")?;
         }
         self.current = Some((slot, seq));
+        self.chunks[slot as usize] = chunks;
         Ok(bytes.len() as u64)
     }
 }

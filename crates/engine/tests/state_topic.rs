@@ -51,6 +51,20 @@ fn open(settings: &KafkaSettings, topic: &str, group: &str) -> Store {
     Store::open(&StateLocation::Topic(topic.into()), settings, group).unwrap()
 }
 
+/// The sequence number each slot's newest manifest of `key` carries, read off the topic.
+fn manifests(settings: &KafkaSettings, topic: &str, key: &str) -> [Option<u64>; 2] {
+    let mut seqs = [None; 2];
+    vigil_kafka::scan_committed(settings, topic, &mut |k, v| {
+        for (slot, seq) in seqs.iter_mut().enumerate() {
+            if k == Some(format!("{key}/{slot}").as_bytes()) {
+                *seq = v.and_then(|v| Some(u64::from_le_bytes(v.get(8..16)?.try_into().ok()?)));
+            }
+        }
+    })
+    .unwrap();
+    seqs
+}
+
 fn read(store: &mut Store) -> (Option<Checkpoint>, Vec<String>) {
     let mut warnings = Vec::new();
     let cp = store.read(&mut |w| warnings.push(w)).unwrap();
@@ -100,8 +114,10 @@ fn checkpoints_move_between_owners_through_the_topic_and_torn_writes_fall_back()
     let (got, w) = read(&mut c);
     assert_eq!(got.map(|c| c.offsets[0].2), Some(20));
     assert!(w.len() == 1 && w[0].contains("chunk 1 of 2 belongs to another checkpoint"), "{w:?}");
-    // The next checkpoint replaces the torn one, never the one resumed from.
+    // The next checkpoint replaces the torn one (numbered past the torn chunks' 3), never the
+    // one resumed from, which stays the previous one.
     c.write(&cp(30, 5000, None), &producer, false).unwrap();
+    assert_eq!(manifests(&settings, &topic, "g.task-0"), [Some(4), Some(2)]);
     let (got, w) = read(&mut open(&settings, &topic, "g.task-0"));
     assert_eq!(got.map(|c| c.offsets[0].2), Some(30));
     assert!(w.is_empty(), "{w:?}");
@@ -130,6 +146,9 @@ fn a_new_owner_resumes_the_committed_checkpoint_not_an_aborted_one() {
     producer.begin_transaction().unwrap();
     b.write(&cp(30, 100, Some(3)), &producer, true).unwrap();
     producer.commit_transaction(Duration::from_secs(30)).unwrap();
+    // Into the aborted one's slot: the committed checkpoint it resumed from is untouched.
+    let [first, second] = manifests(&settings, &topic, "g");
+    assert!(first == Some(1) && second > Some(1), "{first:?} {second:?}");
     let got = open(&settings, &topic, "g").read_committed(Some(3), &mut |w| panic!("{w}")).unwrap();
     assert_eq!(got.checkpoint.map(|c| c.offsets[0].2), Some(30));
     // A committed transaction the topic does not hold is refused, naming the topic.

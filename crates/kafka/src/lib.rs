@@ -15,7 +15,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer as _};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, DeliveryResult, Producer as _, ProducerContext,
+};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub mod partitioner;
@@ -36,7 +38,7 @@ pub enum KafkaEdgeError {
     MissingTopic(String),
     #[error("kafka: the consumer has no group metadata to commit offsets in a transaction with (no group.id?)")]
     NoGroupMetadata,
-    #[error("kafka: could not read {topic} to its end within {seconds} s")]
+    #[error("kafka: reading {topic} to its end stalled for {seconds} s (an open transaction, or brokers out of reach)")]
     ReadTimeout { topic: String, seconds: u64 },
     #[error(
         "kafka: topic {topic} has {found} partitions where {want} were expected: scale-out needs every event \
@@ -128,10 +130,71 @@ pub fn producer(settings: &KafkaSettings) -> Result<BaseProducer> {
     Ok(c.create()?)
 }
 
+/// Counts the messages a producer could not deliver (after librdkafka's retries): the default
+/// context drops those reports, which is fine for outputs re-sent after a restart but not for a
+/// write that must know it landed (checkpoints on a state topic).
+#[derive(Default)]
+pub struct DeliveryCheck {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryCheck {
+    /// Messages whose delivery failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for DeliveryCheck {}
+
+impl ProducerContext for DeliveryCheck {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A producer like [`producer`] whose failed deliveries are counted ([`DeliveryCheck`]).
+pub fn checked_producer(settings: &KafkaSettings) -> Result<BaseProducer<DeliveryCheck>> {
+    let mut c = settings.config();
+    c.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5").set("message.max.bytes", "1048576");
+    Ok(c.create_with_context(DeliveryCheck::default())?)
+}
+
 /// Sends one message, waiting (and serving delivery reports) while the local queue is full, so
-/// that a fast producer slows down instead of failing.
-pub fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8], headers: Option<OwnedHeaders>) -> Result<()> {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+/// that a fast producer slows down instead of failing. `payload` `None` is a tombstone.
+pub fn send<C: ProducerContext<DeliveryOpaque = ()>>(
+    p: &BaseProducer<C>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<()> {
+    send_record(p, topic, key, Some(payload), headers)
+}
+
+/// Sends a tombstone (a record without a value): compaction then drops every record of `key`.
+pub fn send_tombstone<C: ProducerContext<DeliveryOpaque = ()>>(
+    p: &BaseProducer<C>,
+    topic: &str,
+    key: &str,
+) -> Result<()> {
+    send_record(p, topic, key, None, None)
+}
+
+fn send_record<C: ProducerContext<DeliveryOpaque = ()>>(
+    p: &BaseProducer<C>,
+    topic: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+    headers: Option<OwnedHeaders>,
+) -> Result<()> {
+    let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(key);
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
     if let Some(h) = headers {
         record = record.headers(h);
     }
@@ -153,7 +216,7 @@ pub fn poll(p: &BaseProducer) {
 }
 
 /// Waits until every queued message is acknowledged (or the timeout passes).
-pub fn flush(p: &BaseProducer, timeout: Duration) -> Result<()> {
+pub fn flush<C: ProducerContext>(p: &BaseProducer<C>, timeout: Duration) -> Result<()> {
     p.flush(timeout)?;
     Ok(())
 }
@@ -429,14 +492,17 @@ pub fn scan_committed(settings: &KafkaSettings, topic: &str, each: &mut RecordVi
         return Ok(());
     }
     consumer.assign(&tpl)?;
+    // The limit counts from the last record read: a large topic takes as long as it takes, a
+    // stalled one (an open transaction, an unreachable broker) fails.
     let limit = Duration::from_secs(60);
-    let started = Instant::now();
+    let mut progress = Instant::now();
     while !open.is_empty() {
-        if started.elapsed() > limit {
+        if progress.elapsed() > limit {
             return Err(KafkaEdgeError::ReadTimeout { topic: topic.into(), seconds: limit.as_secs() });
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                progress = Instant::now();
                 each(m.key(), m.payload());
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
