@@ -1,11 +1,13 @@
 //! Checkpoints on a state topic (see `vigil_engine::store`): written in chunks under two slots,
 //! read back by another owner, a write cut off half way falls back to the previous checkpoint,
-//! and in exactly-once mode a new owner resumes the checkpoint of the last committed
-//! transaction, not a newer one whose transaction aborted. The at-least-once case runs on the
-//! real broker when `VIGIL_TEST_BROKERS` names one (tansu in CI); transactions on the embedded
-//! cluster (tansu 0.6 refuses them). The embedded cluster writes no transaction markers, so its
-//! `read_committed` readers see aborted records too: the choice by commit number, not the
-//! isolation level, is what the second test checks (a real broker hides the aborted one as well).
+//! a checkpoint the brokers do not take fails without touching the slots, and in exactly-once
+//! mode a new owner resumes the checkpoint of the last committed transaction, not a newer one
+//! whose transaction aborted. The first case runs on the real broker when `VIGIL_TEST_BROKERS`
+//! names one (tansu in CI); the outage (the embedded cluster's broker taken down) and
+//! transactions (tansu 0.6 refuses them) on the embedded cluster. It writes no transaction
+//! markers, so its `read_committed` readers see aborted records too: the choice by commit number,
+//! not the isolation level, is what the transaction test checks (a real broker hides the aborted
+//! one as well).
 
 use std::time::Duration;
 
@@ -154,4 +156,28 @@ fn a_new_owner_resumes_the_committed_checkpoint_not_an_aborted_one() {
     // A committed transaction the topic does not hold is refused, naming the topic.
     let err = open(&settings, &topic, "g").read_committed(Some(7), &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains(&topic) && err.contains("checkpoint 7"), "{err}");
+}
+
+/// A checkpoint the brokers do not take fails, and leaves the slots as they were: the one
+/// before it is still resumed, and the next checkpoint after the brokers return is read back.
+#[test]
+fn a_checkpoint_the_brokers_do_not_take_fails_and_changes_nothing() {
+    let broker = Broker::embedded();
+    let settings = broker.settings();
+    let topic = topic(&broker, "state-down");
+    let Broker::Embedded(cluster) = &broker else { unreachable!() };
+    let producer = vigil_kafka::producer(&settings).unwrap();
+    let mut a = open(&settings, &topic, "g");
+    a.write(&cp(10, 1000, None), &producer, false).unwrap();
+    cluster.broker_down(1).unwrap();
+    let err = a.write(&cp(20, 1000, None), &producer, false).unwrap_err().to_string().to_lowercase();
+    cluster.broker_up(1).unwrap();
+    assert!(err.contains("flush") || err.contains("did not take"), "{err}");
+    let (got, w) = read(&mut open(&settings, &topic, "g"));
+    assert_eq!(got.map(|c| c.offsets[0].2), Some(10), "{w:?}");
+    // The failed write's chunks may land late, under a number the next write does not reuse.
+    a.write(&cp(30, 1000, None), &producer, false).unwrap();
+    let (got, w) = read(&mut open(&settings, &topic, "g"));
+    assert_eq!(got.map(|c| c.offsets[0].2), Some(30));
+    assert!(w.is_empty(), "{w:?}");
 }
