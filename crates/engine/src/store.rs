@@ -157,9 +157,10 @@ impl Store {
         }
     }
 
-    /// Writes `cp`; returns its size in bytes. On a topic the records go through `producer`:
-    /// in exactly-once mode (`transactional`) they join its open transaction, otherwise they
-    /// are flushed before this returns.
+    /// Writes `cp`; returns its size in bytes (compressed, on a topic). On a topic in
+    /// exactly-once mode (`transactional`) the records go through `producer` and join its open
+    /// transaction; otherwise through the store's own producer, each acknowledged before this
+    /// returns (a failed delivery is an error, and the slots stay as they were).
     pub fn write(&mut self, cp: &Checkpoint, producer: &BaseProducer, transactional: bool) -> Result<u64, EngineError> {
         match self {
             Store::Dir { dir, .. } => Ok(checkpoint::write(dir, cp)?),
