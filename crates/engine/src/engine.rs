@@ -516,7 +516,8 @@ impl Engine {
         // producer registers next, which fences an earlier instance of the group (on another
         // machine, say) and aborts the transaction it left open, so the commit topic then shows
         // exactly the transactions that committed.
-        let mut store = cfg.state.as_ref().map(|l| Store::open(l, &cfg.kafka, &cfg.group)).transpose()?;
+        let mut store =
+            cfg.state.as_ref().map(|l| Store::open(l, &cfg.kafka, &cfg.group, cfg.checkpoint_every)).transpose()?;
         let committed = |cfg: &EngineConfig| -> Result<Option<u64>, EngineError> {
             let topic = &cfg.outputs.commits;
             match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
@@ -532,7 +533,7 @@ impl Engine {
                 return Err(EngineError::CheckpointIntervalTooLong { every: cfg.checkpoint_every });
             }
             (Some(store), Delivery::ExactlyOnce) => {
-                let timeout = (cfg.checkpoint_every * 3).max(Duration::from_secs(60));
+                let timeout = crate::store::transaction_timeout(cfg.checkpoint_every);
                 let producer = vigil_kafka::transactional_producer(&cfg.kafka, &transactional_id(&cfg.group), timeout)?;
                 let committed = committed(&cfg)?;
                 let resolved = store.read_committed(committed, warn)?;

@@ -51,7 +51,7 @@ pub fn run(
         Some(l) => Some(loop {
             // The instance that ran the roll-up before releases its directory's lock when it
             // stops.
-            match Store::open(l, &cfg.kafka, &group) {
+            match Store::open(l, &cfg.kafka, &group, cfg.checkpoint_every) {
                 Ok(s) => break s,
                 Err(crate::checkpoint::CheckpointError::Locked { .. }) if !stop.load(Ordering::Relaxed) => {
                     std::thread::sleep(Duration::from_millis(200));

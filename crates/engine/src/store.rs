@@ -69,6 +69,13 @@ impl StateLocation {
     }
 }
 
+/// The transaction timeout of exactly-once mode for a checkpoint interval: three intervals, at
+/// least a minute. It bounds how long a crashed instance's open transaction holds back
+/// `read_committed` readers.
+pub fn transaction_timeout(checkpoint_every: Duration) -> Duration {
+    (checkpoint_every * 3).max(Duration::from_secs(60))
+}
+
 /// The largest record of a state topic: brokers refuse messages over 1 MiB by default
 /// (`message.max.bytes`), record framing included.
 pub const CHUNK: usize = 512 * 1024;
@@ -95,12 +102,22 @@ pub struct TopicStore {
     /// The producer of at-least-once writes, whose failed deliveries are counted (made at the
     /// first such write).
     own: Option<BaseProducer<DeliveryCheck>>,
+    /// How long reading may stall: past the transaction timeout, so that another task's open
+    /// transaction left by a crash (which holds every `read_committed` reader back until it is
+    /// fenced or times out) delays a start instead of failing it.
+    stall: Duration,
 }
 
 impl Store {
-    /// Opens `location` for the engine of consumer group `group`. A directory is locked first
-    /// of all (see [`DirLock`]); a topic is only named here and read by [`Store::read`].
-    pub fn open(location: &StateLocation, settings: &KafkaSettings, group: &str) -> Result<Store, CheckpointError> {
+    /// Opens `location` for the engine of consumer group `group`, checkpointing every
+    /// `checkpoint_every`. A directory is locked first of all (see [`DirLock`]); a topic is only
+    /// named here and read by [`Store::read`].
+    pub fn open(
+        location: &StateLocation,
+        settings: &KafkaSettings,
+        group: &str,
+        checkpoint_every: Duration,
+    ) -> Result<Store, CheckpointError> {
         Ok(match location {
             StateLocation::Dir(dir) => Store::Dir { dir: dir.clone(), _lock: DirLock::acquire(dir)? },
             // Keys are `<group>/<slot>[/<chunk>]`: a group with a `/` could read another's.
@@ -117,6 +134,7 @@ impl Store {
                 current: None,
                 chunks: [0; 2],
                 own: None,
+                stall: transaction_timeout(checkpoint_every) + Duration::from_secs(30),
             }),
         })
     }
@@ -187,7 +205,7 @@ impl TopicStore {
     fn load(&mut self) -> Result<Pair, CheckpointError> {
         let prefix = format!("{}/", self.key);
         let mut newest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        vigil_kafka::scan_committed(&self.settings, &self.topic, &mut |k, v| {
+        vigil_kafka::scan_committed_within(&self.settings, &self.topic, self.stall, &mut |k, v| {
             if let Some(k) = k
                 && let Some(rest) = k.strip_prefix(prefix.as_bytes())
             {

@@ -50,7 +50,7 @@ fn topic(broker: &Broker, tag: &str) -> String {
 }
 
 fn open(settings: &KafkaSettings, topic: &str, group: &str) -> Store {
-    Store::open(&StateLocation::Topic(topic.into()), settings, group).unwrap()
+    Store::open(&StateLocation::Topic(topic.into()), settings, group, Duration::from_secs(10)).unwrap()
 }
 
 /// The sequence number each slot's newest manifest of `key` carries, read off the topic.

@@ -459,6 +459,16 @@ pub type RecordVisitor<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
 /// record's key and value to `each` in offset order within a partition. A topic the brokers
 /// do not know is an error, not an empty topic.
 pub fn scan_committed(settings: &KafkaSettings, topic: &str, each: &mut RecordVisitor<'_>) -> Result<()> {
+    scan_committed_within(settings, topic, Duration::from_secs(60), each)
+}
+
+/// [`scan_committed`], failing once reading has stalled for `stall` (no record read).
+pub fn scan_committed_within(
+    settings: &KafkaSettings,
+    topic: &str,
+    stall: Duration,
+    each: &mut RecordVisitor<'_>,
+) -> Result<()> {
     let mut c = settings.config();
     c.set("group.id", "vigil-commit-reader")
         .set("enable.auto.commit", "false")
@@ -494,7 +504,7 @@ pub fn scan_committed(settings: &KafkaSettings, topic: &str, each: &mut RecordVi
     consumer.assign(&tpl)?;
     // The limit counts from the last record read: a large topic takes as long as it takes, a
     // stalled one (an open transaction, an unreachable broker) fails.
-    let limit = Duration::from_secs(60);
+    let limit = stall;
     let mut progress = Instant::now();
     while !open.is_empty() {
         if progress.elapsed() > limit {
