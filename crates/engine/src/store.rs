@@ -296,12 +296,7 @@ impl TopicStore {
         self.current = Some((1 - slot, seq));
         if transactional {
             // The transaction commits all of it or none (a failed record aborts it).
-            for (key, value) in &records {
-                match value {
-                    Some(v) => vigil_kafka::send(producer, &self.topic, key, v, None)?,
-                    None => vigil_kafka::send_tombstone(producer, &self.topic, key)?,
-                }
-            }
+            send_all(producer, &self.topic, &records)?;
             vigil_kafka::send(producer, &self.topic, &manifest.0, &manifest.1, None)?;
         } else {
             if self.own.is_none() {
@@ -316,12 +311,7 @@ impl TopicStore {
                 }
                 Ok(())
             };
-            for (key, value) in &records {
-                match value {
-                    Some(v) => vigil_kafka::send(own, &self.topic, key, v, None)?,
-                    None => vigil_kafka::send_tombstone(own, &self.topic, key)?,
-                }
-            }
+            send_all(own, &self.topic, &records)?;
             // The manifest only once every chunk landed: a slot it names is complete.
             landed("chunks")?;
             vigil_kafka::send(own, &self.topic, &manifest.0, &manifest.1, None)?;
@@ -331,6 +321,21 @@ impl TopicStore {
         self.chunks[slot as usize] = chunks;
         Ok(bytes.len() as u64)
     }
+}
+
+/// Sends each (key, value) record, a tombstone where the value is `None`.
+fn send_all<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
+    producer: &BaseProducer<C>,
+    topic: &str,
+    records: &[(String, Option<Vec<u8>>)],
+) -> Result<(), EngineError> {
+    for (key, value) in records {
+        match value {
+            Some(v) => vigil_kafka::send(producer, topic, key, v, None)?,
+            None => vigil_kafka::send_tombstone(producer, topic, key)?,
+        }
+    }
+    Ok(())
 }
 
 /// A checkpoint's bytes as a state topic holds them: the length uncompressed, then LZ4 blocks.

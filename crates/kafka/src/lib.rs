@@ -123,11 +123,17 @@ pub fn ensure_topics(settings: &KafkaSettings, topics: &[(String, i32)]) -> Resu
     Ok(())
 }
 
-/// A producer for outputs: every write acknowledged by all in-sync replicas, idempotent.
-pub fn producer(settings: &KafkaSettings) -> Result<BaseProducer> {
+/// The settings of every producer of outputs: every write acknowledged by all in-sync
+/// replicas, idempotent.
+fn output_config(settings: &KafkaSettings) -> ClientConfig {
     let mut c = settings.config();
     c.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5").set("message.max.bytes", "1048576");
-    Ok(c.create()?)
+    c
+}
+
+/// A producer for outputs (see [`output_config`]).
+pub fn producer(settings: &KafkaSettings) -> Result<BaseProducer> {
+    Ok(output_config(settings).create()?)
 }
 
 /// Counts the messages a producer could not deliver (after librdkafka's retries): the default
@@ -158,9 +164,7 @@ impl ProducerContext for DeliveryCheck {
 
 /// A producer like [`producer`] whose failed deliveries are counted ([`DeliveryCheck`]).
 pub fn checked_producer(settings: &KafkaSettings) -> Result<BaseProducer<DeliveryCheck>> {
-    let mut c = settings.config();
-    c.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5").set("message.max.bytes", "1048576");
-    Ok(c.create_with_context(DeliveryCheck::default())?)
+    Ok(output_config(settings).create_with_context(DeliveryCheck::default())?)
 }
 
 /// Sends one message, waiting (and serving delivery reports) while the local queue is full, so
@@ -407,12 +411,8 @@ pub fn transactional_producer(
     transactional_id: &str,
     transaction_timeout: Duration,
 ) -> Result<BaseProducer> {
-    let mut c = settings.config();
-    c.set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("message.max.bytes", "1048576")
-        .set("transactional.id", transactional_id)
+    let mut c = output_config(settings);
+    c.set("transactional.id", transactional_id)
         .set("transaction.timeout.ms", transaction_timeout.as_millis().to_string());
     let p: BaseProducer = c.create()?;
     p.init_transactions(Duration::from_secs(30))?;
