@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use vigil_core::{Options, Output, Period, RegionEvidence, ScoreDetail};
@@ -100,20 +101,21 @@ impl Sink for Collect<'_> {
     fn late(&mut self, _: LateRecord) {}
 }
 
-pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
-    let rules = crate::load_rules(&args.rules)?;
-    let Some(alarm) = &rules.alarm else {
-        bail!("{} has no alarm.toml: there is nothing to calibrate", args.rules.display());
-    };
-    let warmup = alarm
-        .cuts
-        .iter()
-        .map(|c| {
-            let w = rules.indicators[c.indicator].window.0;
-            ((c.windows + c.baseline) as i64 * w).div_euclid(vigil_model::time::DAY) as usize + 1
-        })
-        .max()
-        .unwrap_or(0);
+/// Calibration passes at most: linking (a child alarming on its own at the lowest threshold,
+/// docs/methodology.md §16.2) depends on the thresholds being fitted, so a pass replays with
+/// the thresholds the one before fitted until the lowest stays where it was.
+const MAX_PASSES: usize = 4;
+
+/// One pass: replays the history with `rules`' thresholds and fits new ones.
+struct Pass {
+    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+    cal: Calibration,
+    /// Per raised level, the fitted threshold (rounded up to 2 decimals).
+    fitted: Vec<(vigil_model::Level, f64, f64)>,
+}
+
+fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pass> {
+    let alarm = rules.alarm.as_ref().expect("checked by the caller");
     let signals = match &args.signals {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -121,7 +123,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         None => None,
     };
     let mut sink = Collect {
-        rules: &rules,
+        rules,
         warmup: if args.from.is_some() { 0 } else { warmup },
         seen_days: 0,
         last_date: None,
@@ -134,9 +136,9 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     if let Some(w) = &mut sink.signals {
         w.write_all(b"method,region,category,date,stat\n")?;
     }
-    let inputs = crate::history::event_inputs(&rules, &args.events, None)?;
+    let inputs = crate::history::event_inputs(rules, &args.events, None)?;
     let options = Options { scores: ScoreDetail::None, ..Options::default() };
-    let mut pipeline = vigil_core::Pipeline::new(std::sync::Arc::clone(&rules), options);
+    let mut pipeline = vigil_core::Pipeline::new(Arc::clone(rules), options);
     vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replay")?;
     if let Some(e) = sink.error.take() {
         return Err(e).context("writing the signals");
@@ -164,12 +166,68 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             vigil_scan::recurrence::MIN_DAYS
         );
     };
-    let region_days: usize = sink.days.values().map(|d| d.1.len()).sum();
-    let days = sink.days.len();
+    let fitted = alarm
+        .levels
+        .iter()
+        .flatten()
+        .map(|l| (l.level, l.recurrence_days, (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0))
+        .collect();
+    Ok(Pass { days: sink.days, cal, fitted })
+}
+
+pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
+    let mut rules = crate::load_rules(&args.rules)?;
+    let Some(alarm) = rules.alarm.clone() else {
+        bail!("{} has no alarm.toml: there is nothing to calibrate", args.rules.display());
+    };
+    let warmup = alarm
+        .cuts
+        .iter()
+        .map(|c| {
+            let w = rules.indicators[c.indicator].window.0;
+            ((c.windows + c.baseline) as i64 * w).div_euclid(vigil_model::time::DAY) as usize + 1
+        })
+        .max()
+        .unwrap_or(0);
+    let mut passes = 0;
+    let fit = loop {
+        passes += 1;
+        let fit = pass(&rules, &args, warmup)?;
+        let lowest = fit.fitted.iter().map(|f| f.2).fold(f64::INFINITY, f64::min);
+        let used = rules.alarm.as_ref().map_or(f64::NAN, |a| a.lowest_threshold());
+        if lowest == used || passes == MAX_PASSES {
+            if lowest != used {
+                // Part of the report: the thresholds printed are not yet the ones that link.
+                println!(
+                    "note: after {passes} passes the lowest threshold has not settled (replayed at {used:.2}, fitted {lowest:.2}); calibrate the written rules again"
+                );
+            }
+            break fit;
+        }
+        // Replay with what was fitted: the children linked are those that alarm at it.
+        let mut next = (*rules).clone();
+        if let Some(a) = &mut next.alarm {
+            for (l, f) in a.levels.iter_mut().flatten().zip(&fit.fitted) {
+                l.threshold = f.2;
+            }
+        }
+        rules = Arc::new(next);
+    };
+    let Pass { days: by_day, cal, fitted, .. } = fit;
+    let (Some(first), Some(last)) = (by_day.keys().next(), by_day.keys().next_back()) else {
+        bail!("no day with a full baseline in the calibration period: give more history");
+    };
+    let region_days: usize = by_day.values().map(|d| d.1.len()).sum();
+    let days = by_day.len();
     let unit = if alarm.per_region { "region-days" } else { "days" };
     println!(
-        "calibrated on {first}..{last}: {days} days, {region_days} alarm region-days; recurrence per {}",
-        if alarm.per_region { "region" } else { "rule set" }
+        "calibrated on {first}..{last}: {days} days, {region_days} alarm region-days; recurrence per {}{}",
+        if alarm.per_region { "region" } else { "rule set" },
+        if passes > 1 {
+            format!(" ({passes} passes: children linked at the fitted thresholds)")
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:<8} {:>10} {:>10} {:>18} {:>14} {:>22}",
@@ -181,20 +239,19 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         "alarm /100 region-days"
     );
     let mut written = Vec::new();
-    for l in alarm.levels.iter().flatten() {
-        let t = (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0;
+    for &(level, recurrence, t) in &fitted {
         let a = cal.achieved(t);
-        let alarm_days = sink.days.values().flat_map(|d| d.1.values()).filter(|&&s| s >= t).count();
+        let alarm_days = by_day.values().flat_map(|d| d.1.values()).filter(|&&s| s >= t).count();
         println!(
             "{:<8} {:>10} {:>10.2} {:>18} {:>14} {:>22.3}",
-            l.level.as_str(),
-            format!("{}d", l.recurrence_days),
+            level.as_str(),
+            format!("{recurrence}d"),
             t,
             a.days,
             a.every_days.map_or("never".to_string(), |e| format!("{e:.1}")),
             100.0 * alarm_days as f64 / region_days.max(1) as f64
         );
-        written.push(format!("{} = {t:.2}", l.level.as_str()));
+        written.push(format!("{} = {t:.2}", level.as_str()));
     }
     let thresholds = format!("thresholds = {{ {} }}", written.join(", "));
     let on = format!("calibrated_on = \"{first}..{last}, {days} days\"");

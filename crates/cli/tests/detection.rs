@@ -235,6 +235,16 @@ fn evidence_alarms_calibrated_on_one_half_hold_their_rate_on_the_other() {
     assert!(table.contains("recurrence per region"), "{table}");
     let alarm = std::fs::read_to_string(dir.join("rules/alarm.toml")).unwrap();
     assert!(alarm.contains("thresholds = { yellow = ") && alarm.contains("calibrated_on = \"2019-"), "{alarm}");
+    // Linking depends on the lowest threshold: calibrate replayed at what it fitted (the file
+    // had none, so the first pass linked at the Bonferroni bound) until it settled, so the
+    // written rules calibrate to themselves in one pass.
+    assert!(table.contains(" passes: children linked at the fitted thresholds)"), "{table}");
+    let again = vigil(&["calibrate", "--rules", &d("rules"), "--events", &d("police.jsonl"), "--to", "2019-06-30"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = String::from_utf8_lossy(&again.stdout);
+    let thresholds = |s: &str| s.lines().find(|l| l.starts_with("thresholds = ")).map(str::to_string);
+    assert_eq!(thresholds(&again), thresholds(&alarm), "{again}");
+    assert!(!again.contains("passes"), "{again}");
     // In sample, each level reaches close to its budget of region-days (ties aside).
     for (level, budget) in [("yellow", 5.0), ("orange", 1.0)] {
         let line = table.lines().find(|l| l.starts_with(level)).unwrap();

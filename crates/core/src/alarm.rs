@@ -178,6 +178,17 @@ pub(crate) fn scan_cut(
             *o = Cut::default();
             continue;
         }
+        // A window of several hops holds a burst for a whole window after its last event (a
+        // 7-day count, a week), each hop alarming again on the same events. Such a cut is
+        // scanned only where its newest hop brought in more events than left the window: while
+        // the excess grows, not at every hop that reads it again. (Stricter, the newest window
+        // the highest of the window's hops, cost incidents of several days on the synthetic
+        // city: docs/methodology.md §16.5.) With one hop per window this is the newest-window
+        // rule of the scan itself.
+        if k > 1 && hist.value(slot, 2).is_some_and(|before| newest <= before) {
+            *o = Cut::default();
+            continue;
+        }
         let counted = gather(hists, slot, c, cut, g, tops, sc);
         *o = vigil_scan::scan(&sc.xs, &sc.fs, &params(cut, counted));
     }

@@ -780,6 +780,46 @@ fn a_city_wide_day_raises_no_district_under_the_share_expectation() {
     assert!(!opened(&history, "2026-03-21T16").is_empty(), "each district's own history sees the day");
 }
 
+/// An hourly 24-hour count holds a burst for a day after its last event. The burst of 03-21
+/// (10:00 to 16:00) is scanned while it grows; in the 18 hours after it (17:00 to 10:00 the
+/// next day) D1's cut is scanned only in hours whose newest hour brought more calls than left
+/// the window (about one hour in three with this background), not in every hour of the day its
+/// window still holds the burst.
+#[test]
+fn a_burst_in_a_window_of_many_hops_is_scanned_while_it_grows() {
+    struct Samples(Vec<(i64, f64)>, u32);
+    impl vigil_core::Output for Samples {
+        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
+        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
+        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
+            if let Some(r) = regions.iter().find(|r| r.region == self.1) {
+                self.0.push((period.end, r.stat));
+            }
+        }
+    }
+    let rules = alarm_rules_with("indicators = [\"crime_count_24h\"]\n");
+    let events = scenario(&rules);
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = Samples(Vec::new(), rules.regions.lookup("D1").unwrap());
+    for ev in &events {
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    let burst_end = vigil_model::time::parse_rfc3339("2026-03-21T16:00:00+08:00").unwrap();
+    let during: Vec<f64> =
+        out.0.iter().filter(|(t, _)| (burst_end - 5 * HOUR..=burst_end).contains(t)).map(|s| s.1).collect();
+    assert_eq!(during.len(), 6);
+    assert!(
+        during.windows(2).all(|w| w[1] > w[0]) && during[0] > 0.0 && during[5] > 5.0,
+        "the burst is scanned in every hour of it, ever stronger: {during:?}"
+    );
+    let after: Vec<f64> =
+        out.0.iter().filter(|(t, _)| (burst_end + HOUR..burst_end + 19 * HOUR).contains(t)).map(|s| s.1).collect();
+    assert_eq!(after.len(), 18);
+    let scanned = after.iter().filter(|&&s| s > 0.0).count();
+    assert!((1..=10).contains(&scanned), "{scanned} of the 18 hours after the burst have evidence: {after:?}");
+}
+
 /// Two days of 4 extra calls every 6 hours in G1: an excess in D1 that hovers about its
 /// thresholds.
 fn flapping_scenario(rules: &RuleSet) -> Vec<Event> {

@@ -23,8 +23,9 @@
 //! scan adds `B²/(E + a)` to the variance.
 //!
 //! The cut's evidence is the smallest tail over the scan lengths whose newest window is itself
-//! above expectation: an excess that has stopped no longer alarms, so a burst is not re-raised
-//! for the W days it stays inside the longest window. The statistic is `−log10 p`; it is not a
+//! above expectation and makes the scan's excess more surprising than it was without it: an
+//! excess that has stopped no longer alarms, so a burst is not re-raised for the W days it stays
+//! inside the longest window (not even on a day a little above expectation). The statistic is `−log10 p`; it is not a
 //! p-value once maximised over lengths and cuts, which is why levels are calibrated on the daily
 //! maximum over the rule set ([`crate::recurrence`]).
 
@@ -105,11 +106,26 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
         if c <= b {
             continue;
         }
-        let mut phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
-        if params.counted {
-            phi_eff += b / (e + PRIOR);
-        }
+        let predictive = |b: f64, e: f64| {
+            let mut phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
+            if params.counted {
+                phi_eff += b / (e + PRIOR);
+            }
+            phi_eff
+        };
+        let phi_eff = predictive(b, e);
         let stat = tail_stat(c, b, phi_eff);
+        if w > 1 {
+            // The same scan without its newest window, against the same baseline (the one of
+            // the windows before it): if the newest window does not make the excess more
+            // surprising, this scan only restates one already seen (a burst of the last days
+            // read again on a quiet day after it).
+            let (c0, e0) = (c - x[0], e - f[0]);
+            let b0 = base.rate * e0;
+            if stat <= tail_stat(c0, b0, predictive(b0, e0)) {
+                continue;
+            }
+        }
         if stat > best.stat {
             best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
         }
@@ -255,6 +271,31 @@ mod tests {
         }
         x[0] = 0.0;
         assert_eq!(scan(&x, &vec![1.0; 60], &params(7)).stat, 0.0);
+    }
+
+    #[test]
+    fn a_quiet_day_after_a_burst_does_not_raise_it_again() {
+        // Three days of 8 on a base of 2, then a day a little above the base: the four-day scan
+        // still holds the burst, but today adds nothing to it.
+        let mut x = vec![2.0; 60];
+        for v in x.iter_mut().skip(1).take(3) {
+            *v = 8.0;
+        }
+        x[0] = 3.0;
+        let cut = scan(&x, &vec![1.0; 60], &params(7));
+        assert!(cut.windows == 1 && cut.stat < 0.5, "only today's own small excess: {cut:?}");
+        // A fourth day of the burst does add to it, and the whole burst is scanned.
+        x[0] = 8.0;
+        let cut = scan(&x, &vec![1.0; 60], &params(7));
+        assert_eq!(cut.windows, 4, "{cut:?}");
+        assert!(cut.stat > 6.0, "{cut:?}");
+        // So does a slow rise, day by day.
+        let mut x = vec![2.0; 60];
+        for (j, v) in x.iter_mut().take(5).enumerate() {
+            *v = 7.0 - j as f64;
+        }
+        let cut = scan(&x, &vec![1.0; 60], &params(7));
+        assert!(cut.windows >= 4 && cut.stat > 3.0, "{cut:?}");
     }
 
     #[test]
