@@ -803,7 +803,7 @@ impl Pipeline {
             let st = &mut self.state.indicators[i];
             let mut run = self.runs[i].as_mut();
             let (first, last) = layout.window_of(b);
-            let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(first, last));
+            let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
             let mut evaluated = 0;
             for r in 0..regions {
                 if !self.active.as_ref().is_none_or(|a| a[r]) {

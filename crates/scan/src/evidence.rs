@@ -115,6 +115,10 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
         };
         let phi_eff = predictive(b, e);
         let stat = tail_stat(c, b, phi_eff);
+        if stat <= best.stat {
+            // Not the best whether fresh or not: its freshness need not be known.
+            continue;
+        }
         if w > 1 {
             // The same scan without its newest window, against the same baseline (the one of
             // the windows before it): if the newest window does not make the excess more
@@ -126,9 +130,7 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
                 continue;
             }
         }
-        if stat > best.stat {
-            best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
-        }
+        best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
     }
     best
 }

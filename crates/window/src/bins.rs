@@ -108,13 +108,26 @@ impl Bins {
     /// oldest first: what [`Bins::slot`] gives bin by bin, with one division for the whole range
     /// instead of one per bin (windows read hundreds of bins, every region, every hop).
     #[inline]
-    pub fn each_in(&self, region: usize, first: i64, last: i64, mut f: impl FnMut(&[i64])) {
+    pub fn each_in(&self, region: usize, first: i64, last: i64, f: impl FnMut(&[i64])) {
         if last < first {
             return;
         }
-        let ring = self.ring as i64;
+        self.each_in_from(region, first, last, self.slot_of(first), f);
+    }
+
+    /// The ring slot of `bin`: the same for every region.
+    #[inline]
+    pub fn slot_of(&self, bin: i64) -> usize {
+        bin.rem_euclid(self.ring as i64) as usize
+    }
+
+    /// [`Bins::each_in`] with the ring slot of `first` known ([`Bins::slot_of`]): a caller that
+    /// reads the same bins of every region divides once, not once per region.
+    #[inline]
+    pub fn each_in_from(&self, region: usize, first: i64, last: i64, first_slot: usize, mut f: impl FnMut(&[i64])) {
+        debug_assert!(last < first || first_slot == self.slot_of(first));
         let base = region * self.ring;
-        let mut slot = first.rem_euclid(ring) as usize;
+        let mut slot = first_slot;
         for bin in first..=last {
             let t = base + slot;
             if self.tags[t] == bin {
@@ -164,6 +177,9 @@ mod tests {
                     b.each_in(r, first, last, |s| seen.push(s[0]));
                     let want: Vec<i64> = (first..=last).filter_map(|x| b.slot(r, x).map(|s| s[0])).collect();
                     assert_eq!(seen, want, "region {r}, {first}..={last}");
+                    let mut from = Vec::new();
+                    b.each_in_from(r, first, last, b.slot_of(first), |s| from.push(s[0]));
+                    assert_eq!(from, want, "region {r}, {first}..={last}, slot given");
                 }
             }
         }

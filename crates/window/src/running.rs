@@ -20,8 +20,10 @@ use vigil_rules::filter::EvalCtx;
 pub enum Mode {
     /// Add up every bin of the window.
     Full,
-    /// Slide from the window the sums hold, `(first, last)` bins.
-    Slide(i64, i64),
+    /// Slide from the window the sums hold, `(first, last)` bins, with the ring slots of the
+    /// first bin entering (`last + 1`) and of the first leaving (`first`): the same for every
+    /// region, so found once per evaluation.
+    Slide { first: i64, last: i64, enter_slot: usize, leave_slot: usize },
 }
 
 /// Per-indicator running sums over every region.
@@ -79,12 +81,12 @@ impl Running {
         }
     }
 
-    /// How the evaluation of the window `(first, last)` reads it.
-    pub fn begin(&self, first: i64, last: i64) -> Mode {
+    /// How the evaluation of the window `(first, last)` of `bins` reads it.
+    pub fn begin(&self, bins: &Bins, first: i64, last: i64) -> Mode {
         match self.span {
             // Windows only move forward; a jump of a window or more is cheaper read whole.
             Some((f, l)) if f <= first && l <= last && first - f < self.window_bins && last - l < self.window_bins => {
-                Mode::Slide(f, l)
+                Mode::Slide { first: f, last: l, enter_slot: bins.slot_of(l + 1), leave_slot: bins.slot_of(f) }
             }
             _ => Mode::Full,
         }
@@ -104,13 +106,13 @@ impl Running {
                     }
                 });
             }
-            Mode::Slide(f, l) => {
-                bins.each_in(region, l + 1, last, |s| {
+            Mode::Slide { first: f, last: l, enter_slot, leave_slot } => {
+                bins.each_in_from(region, l + 1, last, enter_slot, |s| {
                     for (a, v) in acc.iter_mut().zip(s) {
                         *a += v;
                     }
                 });
-                bins.each_in(region, f, first - 1, |s| {
+                bins.each_in_from(region, f, first - 1, leave_slot, |s| {
                     for (a, v) in acc.iter_mut().zip(s) {
                         *a -= v;
                     }
