@@ -25,9 +25,9 @@
 //! The cut's evidence is the smallest tail over the scan lengths whose newest window is itself
 //! above expectation and makes the scan's excess more surprising than it was without it: an
 //! excess that has stopped no longer alarms, so a burst is not re-raised for the W days it stays
-//! inside the longest window (not even on a day a little above expectation). The statistic is `−log10 p`; it is not a
-//! p-value once maximised over lengths and cuts, which is why levels are calibrated on the daily
-//! maximum over the rule set ([`crate::recurrence`]).
+//! inside the longest window (not even on a day a little above expectation). The statistic is
+//! `−log10 p`; it is not a p-value once maximised over lengths and cuts, which is why levels are
+//! calibrated on the daily maximum over the rule set ([`crate::recurrence`]).
 
 use vigil_score::stats::negbin_sf;
 
