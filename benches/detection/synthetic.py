@@ -7,10 +7,14 @@ baselines read, and the default rules as the stream's rule set.
 Usage: python3 synthetic.py --vigil PATH --out OUT_DIR [--days 180] [--seed 7]
 
 Mapping. An incident is a surge in its region (a street or a district), from the local date it
-starts to the local date it ends, in the index category of the default rules that its kind
-raises most directly (KIND_CATEGORY below; a judgement, stated so that localisation can be read
-with it in mind). Series: daily event counts per source for every street and district, the
-category being the source's volume category, so a baseline's alarm names its source.
+starts to the local date it ends. Its categories (KIND_CATEGORIES below) are the index
+categories of the default rules whose count indicators count the events the generator injects
+for its kind (crates/sim/src/incident.rs, `attrs`, read against rules/taxonomies.toml): the
+first, as `category`, counts the events of the kind's main source, the rest are `also`. An
+alarm naming any of them is localised; the sources' volume categories, which count every event, are not listed (as
+a real stream's `all` is not its surges' category). Series: daily event counts per source for
+every street and district, the category being the source's volume category, so a baseline's
+alarm names its source.
 """
 import argparse, collections, json, shutil, subprocess, sys
 from datetime import datetime, timedelta, timezone
@@ -18,13 +22,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOCAL = timezone(timedelta(hours=8))  # the default rules' zone, +08:00
-KIND_CATEGORY = {
-    "labour_dispute_wave": "petition_disputes",
-    "negative_opinion_burst": "opinion_sentiment",
-    "crime_spree": "police_criminal",
-    "mass_gathering": "police_gatherings",
-    "fraud_wave": "case_mass_economic",
-    "demolition_dispute": "petition_collective",
+KIND_CATEGORIES = {
+    # wage-arrears petitions (some collective, some repeat), labour-dispute calls (a fifth
+    # gatherings or road blocks), posts on wage arrears (a risk topic)
+    "labour_dispute_wave": ["petition_key_sectors", "police_disputes", "opinion_risk_topics",
+                            "petition_collective", "petition_repeat", "police_gatherings"],
+    # posts on one risk topic, a few viral
+    "negative_opinion_burst": ["opinion_risk_topics", "opinion_bursts"],
+    # theft, burglary and robbery calls; the same filed as cases
+    "crime_spree": ["police_criminal", "case_property", "case_criminal_filed"],
+    # gathering and blocking calls; collective petitions and posts on land and demolition
+    "mass_gathering": ["police_gatherings", "petition_key_sectors", "petition_collective", "opinion_risk_topics"],
+    # fraud calls; fraud and telecom-fraud cases (fraud_types, not the mass-victim economic types)
+    "fraud_wave": ["case_property", "police_criminal", "case_criminal_filed"],
+    # demolition and land petitions, mostly repeat, some collective
+    "demolition_dispute": ["petition_key_sectors", "petition_repeat", "petition_collective"],
 }
 SOURCES = ["police", "case", "petition", "opinion"]
 
@@ -81,7 +93,8 @@ def main():
         start = datetime.fromisoformat(inc["start"])
         end = start + timedelta(hours=inc["duration_hours"]) - timedelta(milliseconds=1)
         d0, d1 = start.astimezone(LOCAL).date(), end.astimezone(LOCAL).date()
-        surges.append({"id": inc["id"], "regions": [inc["region"]], "category": KIND_CATEGORY[inc["kind"]],
+        surges.append({"id": inc["id"], "regions": [inc["region"]], "category": KIND_CATEGORIES[inc["kind"]][0],
+                       "also": KIND_CATEGORIES[inc["kind"]][1:],
                        "start": d0.isoformat(), "days": (d1 - d0).days + 1, "shape": "incident",
                        "bucket": inc["kind"], "strength": inc["strength"]})
     truth = {"stream": "synthetic", "timezone": "+08:00", "start": first.isoformat(), "end": last.isoformat(),

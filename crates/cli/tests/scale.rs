@@ -73,11 +73,12 @@ score_levels = ["city", "district"]
     path
 }
 
-fn start(config: &Path, http: &str, exit_when_idle: bool) -> Child {
+/// Starts `vigil run`; with `exit_when_idle`, it ends after that long with nothing to read.
+fn start(config: &Path, http: &str, exit_when_idle: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.args(["run", "--config"]).arg(config).args(["--http-addr", http]);
-    if exit_when_idle {
-        cmd.args(["--exit-when-idle", "4s"]);
+    if let Some(quiet) = exit_when_idle {
+        cmd.args(["--exit-when-idle", quiet]);
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
@@ -155,8 +156,10 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     let (a_http, b_http) = (free_addr(), free_addr());
     let pair_group = format!("scale-pair-{tag}-{}", std::process::id());
     let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery, true);
-    let mut a = start(&pair_cfg, &a_http, false);
-    let mut b = start(&pair_cfg, &b_http, true);
+    let mut a = start(&pair_cfg, &a_http, None);
+    // B is quiet until the feed starts, which waits for A's tasks too: on two busy cores A's
+    // assignment has taken longer than 4 s after B's (B then ended before the feed began).
+    let mut b = start(&pair_cfg, &b_http, Some("15s"));
     // The feed starts once the group has settled: each instance holds tasks, four in all.
     let tasks = |addr: &str| testkit::metric_sum(addr, "vigil_tasks").unwrap_or(0.0);
     let t = Instant::now();
@@ -228,7 +231,7 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
         assert_eq!(b_tasks.last().map(String::as_str), Some(all), "B takes over A's tasks: {b_err}");
         assert!(b_tasks.len() >= 2, "B saw a rebalance: {b_tasks:?}");
     } else if b_tasks.last().map(String::as_str) != Some(all) {
-        let c_err = wait(start(&pair_cfg, &free_addr(), true), "instance C", Duration::from_secs(180));
+        let c_err = wait(start(&pair_cfg, &free_addr(), Some("4s")), "instance C", Duration::from_secs(180));
         assert_eq!(assignments(&c_err).last().map(String::as_str), Some(all), "C takes every task: {c_err}");
         eprintln!("a third instance finished A's tasks");
     }
@@ -244,7 +247,7 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     // One instance over the same events.
     let single_group = format!("scale-single-{tag}-{}", std::process::id());
     let single_cfg = config(&base.join("single"), &settings.brokers, &single_group, &single, delivery, false);
-    wait(start(&single_cfg, &free_addr(), true), "the single instance", Duration::from_secs(180));
+    wait(start(&single_cfg, &free_addr(), Some("4s")), "the single instance", Duration::from_secs(180));
     eprintln!("single done after {:?}", clock.elapsed());
 
     let quiet = Duration::from_secs(3);

@@ -48,11 +48,6 @@ impl Scratch {
         let n = alarm.map_or(0, |a| a.cuts.len());
         Scratch { factors: vec![[1.0; 7]; n], ..Scratch::default() }
     }
-
-    /// Drops what was summed over the top regions (they change with a restriction).
-    pub fn forget_city(&mut self) {
-        self.city_of = None;
-    }
 }
 
 /// Windows of history in ring entries, read once the ring has advanced past the evaluation:

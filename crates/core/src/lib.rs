@@ -10,6 +10,7 @@ mod dedup;
 mod explain;
 mod pipeline;
 pub mod ruletest;
+mod scope;
 pub mod snapshot;
 
 pub use alarm::RegionEvidence;

@@ -21,6 +21,7 @@ use vigil_window::{Bins, Running};
 use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
 use crate::explain::{self, Period};
+use crate::scope;
 
 /// How much of the scores to emit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,10 +360,9 @@ pub struct Pipeline {
     roll: Rollup,
     lanes: Vec<i64>,
     floats: Vec<f64>,
-    /// Per scored slot, whether it is evaluated (see [`Pipeline::restrict`]); `None`: all are.
-    active: Option<Vec<bool>>,
-    /// The restriction as given, by region: re-applied when the rules are reloaded.
-    restriction: Option<Vec<bool>>,
+    /// The regions this pipeline holds state for, as given by region (see
+    /// [`Pipeline::scoped`]); `None`: every scored region. Kept across rule reloads.
+    scope: Option<Vec<bool>>,
     /// Per scored slot: the scored slots whose nearest scored ancestor it is.
     children: Vec<Vec<u32>>,
     /// Scored slots with no scored ancestor.
@@ -389,7 +389,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(rules: Arc<RuleSet>, options: Options) -> Pipeline {
-        let regions = scored_regions(&rules).len();
+        Pipeline::scoped(rules, options, None)
+    }
+
+    /// A pipeline that holds state for, scores and publishes only the scored regions marked in
+    /// `scope` (indexed by region): a scale-out task's own regions. Its state (memory and
+    /// checkpoints) is proportional to them; events of other regions count nowhere, and its
+    /// snapshots restore only with the same scope.
+    pub fn scoped(rules: Arc<RuleSet>, options: Options, scope: Option<&[bool]>) -> Pipeline {
+        let scored = scored_in(&rules, scope);
+        let regions = scored.len();
         let layouts: Vec<Layout> = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
         let indicators = rules
             .indicators
@@ -410,7 +419,7 @@ impl Pipeline {
         let cuts = vec![vec![vigil_scan::Cut::default(); regions]; rules.alarm.as_ref().map_or(0, |a| a.cuts.len())];
         let state = State {
             rules_version: rules.version.clone(),
-            layout: rules.layout_fingerprint(),
+            layout: scope::layout(&rules, &scored),
             fingerprints: rules.indicators.iter().map(|i| (i.id.clone(), i.state_fingerprint())).collect(),
             domains: rules.domains.iter().map(|d| d.id.clone()).collect(),
             indicators,
@@ -426,10 +435,16 @@ impl Pipeline {
             first_ts: None,
             counters: Counters::default(),
         };
-        Self::with_state(rules, options, layouts, state)
+        Self::with_state(rules, options, layouts, state, scope.map(<[bool]>::to_vec))
     }
 
-    fn with_state(rules: Arc<RuleSet>, options: Options, layouts: Vec<Layout>, mut state: State) -> Pipeline {
+    fn with_state(
+        rules: Arc<RuleSet>,
+        options: Options,
+        layouts: Vec<Layout>,
+        mut state: State,
+        scope: Option<Vec<bool>>,
+    ) -> Pipeline {
         for st in &mut state.indicators {
             st.bins.index();
         }
@@ -448,7 +463,7 @@ impl Pipeline {
             })
             .collect();
         let n = rules.indicators.len();
-        let scored = scored_regions(&rules);
+        let scored = scored_in(&rules, scope.as_deref());
         let mut slot_of = vec![None; rules.regions.len()];
         for (d, &r) in scored.iter().enumerate() {
             slot_of[r as usize] = Some(d as u32);
@@ -467,7 +482,7 @@ impl Pipeline {
         if alarm.factors.len() == state.factors.len() {
             alarm.factors.clone_from(&state.factors);
         }
-        let scanned = scanned_slots(&rules, &scored, None);
+        let scanned = scanned_slots(&rules, &scored);
         let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Running::new(i, l, scored.len())).collect();
         let quiet = quiet_series(&rules, &state, scored.len());
         Pipeline {
@@ -485,8 +500,7 @@ impl Pipeline {
             roll: Rollup::default(),
             lanes: vec![0; measure::MAX_LANES],
             floats: Vec::with_capacity(2048),
-            active: None,
-            restriction: None,
+            scope,
             children,
             tops,
             runs,
@@ -498,29 +512,24 @@ impl Pipeline {
         }
     }
 
-    /// Evaluates (scores, grades, publishes) only the regions marked in `regions` (indexed by
-    /// region): a scale-out task restricted to the districts it owns. The others still count
-    /// events into their bins but are never scored, so their state stays empty of history and
-    /// nothing is published for them. Not part of the state: the engine sets it from its
-    /// configuration after creating or restoring the pipeline.
+    /// Narrows the pipeline to the scored regions marked in `regions` (indexed by region), as
+    /// [`Pipeline::scoped`] would have built it, keeping the state of each region it keeps: a
+    /// scale-out task resuming a checkpoint of the whole rule set. Regions it did not hold
+    /// start empty.
     pub fn restrict(&mut self, regions: &[bool]) {
-        let active: Vec<bool> =
-            self.scored.iter().map(|&r| regions.get(r as usize).copied().unwrap_or(false)).collect();
-        // The alarm's weekday reference: the active slots with no active ancestor (a task's own
-        // districts, whose city it does not score).
-        self.tops = (0..self.scored.len() as u32)
-            .filter(|&d| {
-                let r = self.scored[d as usize] as usize;
-                active[d as usize] && self.chains[r][1..].iter().all(|&a| !active[a as usize])
-            })
-            .collect();
-        self.scanned = scanned_slots(&self.rules, &self.scored, Some(&active));
-        // Slots that were skipped have stale sums and stale runs of quiet.
-        self.runs.iter_mut().flatten().for_each(Running::invalidate);
-        self.quiet = quiet_series(&self.rules, &self.state, self.scored.len());
-        self.alarm.forget_city();
-        self.active = Some(active);
-        self.restriction = Some(regions.to_vec());
+        let want = scored_in(&self.rules, Some(regions));
+        if want == self.scored {
+            self.scope = Some(regions.to_vec());
+            return;
+        }
+        let from: Vec<Option<usize>> = want.iter().map(|&r| self.slot_of[r as usize].map(|d| d as usize)).collect();
+        let state = scope::select(&self.state, &from, scope::layout(&self.rules, &want));
+        let layouts = std::mem::take(&mut self.layouts);
+        let evaluate_fully = self.runs.iter().all(Option::is_none) && self.quiet.iter().all(Option::is_none);
+        *self = Pipeline::with_state(Arc::clone(&self.rules), self.options, layouts, state, Some(regions.to_vec()));
+        if evaluate_fully {
+            self.evaluate_fully();
+        }
     }
 
     /// Reads every window bin by bin and scores every series at every evaluation from now on,
@@ -543,18 +552,19 @@ impl Pipeline {
         self.slept
     }
 
-    fn is_active(&self, slot: usize) -> bool {
-        self.active.as_ref().is_none_or(|a| a[slot])
-    }
-
     /// A pipeline for `rules` that carries over what it can of `old`, built for other rules:
     /// the state of every indicator whose id and state fingerprint are unchanged, the grades
     /// (open alert episodes) when the domains are unchanged, and always event time (watermark,
     /// evaluation schedule) and counters. Changed and new indicators start fresh, grey until
     /// their windows and baselines fill. Nothing is carried when the layout (sources, regions,
     /// scored levels, cadence, time zone) changed.
-    pub(crate) fn adopt(rules: Arc<RuleSet>, options: Options, old: State) -> (Pipeline, Carried) {
-        let mut p = Pipeline::new(rules, options);
+    pub(crate) fn adopt(
+        rules: Arc<RuleSet>,
+        options: Options,
+        scope: Option<&[bool]>,
+        old: State,
+    ) -> (Pipeline, Carried) {
+        let mut p = Pipeline::scoped(rules, options, scope);
         let rules = Arc::clone(&p.rules);
         let same_layout = old.layout == p.state.layout;
         let mut carried = Carried { layout_changed: !same_layout, ..Carried::default() };
@@ -622,21 +632,19 @@ impl Pipeline {
     }
 
     /// Swaps in new rules, carrying over what [`Pipeline::adopt`] can.
+    /// A scale-out task keeps holding and scoring only its own regions under the new rules.
     pub fn reload(&mut self, rules: Arc<RuleSet>) -> Carried {
-        let old = std::mem::replace(&mut self.state, Pipeline::new(Arc::clone(&rules), self.options).state);
-        let (p, carried) = Pipeline::adopt(rules, self.options, old);
-        let restriction = self.restriction.take();
+        let scope = self.scope.take();
+        let fresh = Pipeline::scoped(Arc::clone(&rules), self.options, scope.as_deref()).state;
+        let old = std::mem::replace(&mut self.state, fresh);
+        let (p, carried) = Pipeline::adopt(rules, self.options, scope.as_deref(), old);
         *self = p;
-        // A scale-out task keeps scoring only its own regions under the new rules.
-        if let Some(r) = restriction {
-            self.restrict(&r);
-        }
         carried
     }
 
-    pub(crate) fn from_state(rules: Arc<RuleSet>, options: Options, state: State) -> Pipeline {
+    pub(crate) fn from_state(rules: Arc<RuleSet>, options: Options, scope: Option<&[bool]>, state: State) -> Pipeline {
         let layouts = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
-        Self::with_state(rules, options, layouts, state)
+        Self::with_state(rules, options, layouts, state, scope.map(<[bool]>::to_vec))
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -804,12 +812,7 @@ impl Pipeline {
             let mut run = self.runs[i].as_mut();
             let (first, last) = layout.window_of(b);
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
-            let mut evaluated = 0;
             for r in 0..regions {
-                if !self.active.as_ref().is_none_or(|a| a[r]) {
-                    continue;
-                }
-                evaluated += 1;
                 if self.quiet[i].as_ref().is_some_and(|q| q.is_dormant(r)) {
                     self.kept += 1;
                     self.slept += 1;
@@ -841,7 +844,7 @@ impl Pipeline {
             if let Some(run) = run {
                 run.end(first, last);
             }
-            self.state.counters.evaluations += evaluated;
+            self.state.counters.evaluations += regions as u64;
         }
         // The alarm's cuts are scanned once every ring has its window: a cut's exposure may be
         // another indicator's count in the rest of the city (`AlarmCut::share`).
@@ -866,9 +869,7 @@ impl Pipeline {
         }
         let publish = self.options.score_every.is_none_or(|e| b.rem_euclid(e) == 0);
         for d in 0..regions {
-            if self.is_active(d) {
-                self.region_results(&rules, d, &period, publish, out);
-            }
+            self.region_results(&rules, d, &period, publish, out);
         }
         if let Some(a) = &rules.alarm
             && a.cuts.iter().any(|c| b.rem_euclid(rules.indicators[c.indicator].hop.0) == 0)
@@ -1048,9 +1049,6 @@ impl Pipeline {
         let rules = &self.rules;
         let r = rules.regions.lookup(code)? as usize;
         let d = self.slot_of.get(r).copied().flatten()? as usize;
-        if !self.is_active(d) {
-            return None;
-        }
         let b = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
         let scores: Vec<Option<f64>> = self.state.indicators.iter().map(|st| st.latest[d].score).collect();
         let mut roll = Rollup::default();
@@ -1188,21 +1186,22 @@ fn quiet_series(rules: &RuleSet, state: &State, regions: usize) -> Vec<Option<Qu
 }
 
 /// Per scored slot, whether the alarm scans it (see `Pipeline::scanned`).
-fn scanned_slots(rules: &RuleSet, scored: &[u32], active: Option<&[bool]>) -> Vec<bool> {
+fn scanned_slots(rules: &RuleSet, scored: &[u32]) -> Vec<bool> {
     scored
         .iter()
-        .enumerate()
-        .map(|(d, &r)| {
-            rules.alarm.is_some()
-                && rules.alert_levels[rules.regions.levels[r as usize] as usize]
-                && active.is_none_or(|a| a[d])
-        })
+        .map(|&r| rules.alarm.is_some() && rules.alert_levels[rules.regions.levels[r as usize] as usize])
         .collect()
 }
 
 /// The regions whose level is scored, in region order.
 fn scored_regions(rules: &RuleSet) -> Vec<u32> {
+    scored_in(rules, None)
+}
+
+/// The regions whose level is scored and that `scope` marks (all with `None`), in region order.
+fn scored_in(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
     (0..rules.regions.len() as u32)
         .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
+        .filter(|&r| scope.is_none_or(|s| s.get(r as usize).copied().unwrap_or(false)))
         .collect()
 }

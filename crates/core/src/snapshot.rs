@@ -42,8 +42,15 @@ impl Pipeline {
             .map_err(|e| SnapshotError::Write(e.to_string()))
     }
 
-    /// Rebuilds a pipeline from a snapshot taken with the same rules.
-    pub fn restore(rules: Arc<RuleSet>, options: Options, bytes: &[u8]) -> Result<Pipeline, SnapshotError> {
+    /// Rebuilds a pipeline from a snapshot taken with the same rules and the same `scope`
+    /// ([`Pipeline::scoped`]); with a scope, a snapshot of every region (taken before the
+    /// pipeline was scoped) is restored too and narrowed to the scope.
+    pub fn restore(
+        rules: Arc<RuleSet>,
+        options: Options,
+        scope: Option<&[bool]>,
+        bytes: &[u8],
+    ) -> Result<Pipeline, SnapshotError> {
         let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         if env.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version { found: env.version });
@@ -54,8 +61,7 @@ impl Pipeline {
                 expected: rules.version.clone(),
             });
         }
-        check_shape(&rules, options, &env.state)?;
-        Ok(Pipeline::from_state(rules, options, env.state))
+        resume(rules, options, scope, env.state)
     }
 
     /// Rebuilds a pipeline from a snapshot taken with the same rules or with others; with
@@ -63,6 +69,7 @@ impl Pipeline {
     pub fn restore_adopting(
         rules: Arc<RuleSet>,
         options: Options,
+        scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<(Pipeline, Option<Carried>), SnapshotError> {
         let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
@@ -70,19 +77,49 @@ impl Pipeline {
             return Err(SnapshotError::Version { found: env.version });
         }
         if env.state.rules_version == rules.version {
-            check_shape(&rules, options, &env.state)?;
-            return Ok((Pipeline::from_state(rules, options, env.state), None));
+            return Ok((resume(rules, options, scope, env.state)?, None));
         }
-        let (p, carried) = Pipeline::adopt(rules, options, env.state);
+        // A snapshot of every region under other rules is adopted whole, then narrowed.
+        let whole = scope.is_some() && env.state.layout == rules.layout_fingerprint();
+        let (mut p, carried) = Pipeline::adopt(rules, options, if whole { None } else { scope }, env.state);
+        if let (true, Some(s)) = (whole, scope) {
+            p.restrict(s);
+        }
         Ok((p, Some(carried)))
     }
 }
 
+/// A pipeline of `scope` from a state taken with the same rules: of that scope, or of every
+/// region and then narrowed to it.
+fn resume(
+    rules: Arc<RuleSet>,
+    options: Options,
+    scope: Option<&[bool]>,
+    state: State,
+) -> Result<Pipeline, SnapshotError> {
+    if let Some(s) = scope
+        && state.layout == rules.layout_fingerprint()
+    {
+        check_shape(&rules, options, None, &state)?;
+        let mut p = Pipeline::from_state(rules, options, None, state);
+        p.restrict(s);
+        return Ok(p);
+    }
+    check_shape(&rules, options, scope, &state)?;
+    Ok(Pipeline::from_state(rules, options, scope, state))
+}
+
 /// Checks that a state read back has every dimension the rules give it: as many indicators
-/// with bins, history, detector and latest results for every scored region, and grades for every
-/// scored region and scope. Restoring a state that does not fit would index out of bounds later.
-fn check_shape(rules: &Arc<RuleSet>, options: Options, state: &State) -> Result<(), SnapshotError> {
-    let fresh = Pipeline::new(Arc::clone(rules), options);
+/// with bins, history, detector and latest results for every scored region (of the scope), and
+/// grades for every scored region and scope. Restoring a state that does not fit would index out
+/// of bounds later.
+fn check_shape(
+    rules: &Arc<RuleSet>,
+    options: Options,
+    scope: Option<&[bool]>,
+    state: &State,
+) -> Result<(), SnapshotError> {
+    let fresh = Pipeline::scoped(Arc::clone(rules), options, scope);
     let want = &fresh.state;
     let bad = |what: String| Err(SnapshotError::Shape(what));
     if state.layout != want.layout {

@@ -74,7 +74,7 @@ fn run(rules: &Arc<RuleSet>, events: &[Event], split: Option<usize>) -> (Vec<Str
     for (i, ev) in events.iter().enumerate() {
         if split == Some(i) {
             let bytes = p.snapshot().unwrap();
-            p = Pipeline::restore(Arc::clone(rules), opts(), &bytes).unwrap();
+            p = Pipeline::restore(Arc::clone(rules), opts(), None, &bytes).unwrap();
         }
         p.ingest(ev);
         p.advance(ev.ts - 5 * MINUTE, &mut out);
@@ -143,21 +143,22 @@ fn snapshot_refuses_other_rules_and_garbage() {
         compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap(),
     );
     assert!(matches!(
-        Pipeline::restore(other, opts(), &bytes),
+        Pipeline::restore(other, opts(), None, &bytes),
         Err(vigil_core::snapshot::SnapshotError::RulesMismatch { .. })
     ));
-    assert!(Pipeline::restore(Arc::clone(&rules), opts(), &bytes[..bytes.len() / 2]).is_err());
-    assert!(Pipeline::restore(Arc::clone(&rules), opts(), b"not a snapshot").is_err());
+    assert!(Pipeline::restore(Arc::clone(&rules), opts(), None, &bytes[..bytes.len() / 2]).is_err());
+    assert!(Pipeline::restore(Arc::clone(&rules), opts(), None, b"not a snapshot").is_err());
     // A snapshot that claims the loaded rules' version but was built for another region tree
     // (one more district): refused by its dimensions, not restored to index out of bounds later.
     let regions = format!("{}D3,C,district,North,5000\n", mini::REGIONS);
     let mut bigger = compile(&mini::files_with(&[("regions.csv", &regions)])).unwrap();
     bigger.version = rules.version.clone();
     let bigger = Arc::new(bigger);
-    let err =
-        Pipeline::restore(Arc::clone(&bigger), opts(), &bytes).err().expect("a state of other dimensions was restored");
+    let err = Pipeline::restore(Arc::clone(&bigger), opts(), None, &bytes)
+        .err()
+        .expect("a state of other dimensions was restored");
     assert!(matches!(err, vigil_core::snapshot::SnapshotError::Shape(_)), "{err}");
-    assert!(Pipeline::restore_adopting(bigger, opts(), &bytes).is_err());
+    assert!(Pipeline::restore_adopting(bigger, opts(), None, &bytes).is_err());
 }
 
 #[test]
@@ -239,7 +240,8 @@ fn run_reloading(
     for (i, ev) in events.iter().enumerate() {
         if i == split {
             if via_snapshot {
-                let (q, c) = Pipeline::restore_adopting(Arc::clone(next), opts(), &p.snapshot().unwrap()).unwrap();
+                let (q, c) =
+                    Pipeline::restore_adopting(Arc::clone(next), opts(), None, &p.snapshot().unwrap()).unwrap();
                 p = q;
                 carried = c;
             } else {
@@ -436,7 +438,7 @@ fn score_filters_drop_only_what_they_promise() {
         for (i, ev) in events.iter().enumerate() {
             if i == split {
                 let bytes = p.snapshot().unwrap();
-                p = Pipeline::restore(Arc::clone(&rules), o, &bytes).unwrap();
+                p = Pipeline::restore(Arc::clone(&rules), o, None, &bytes).unwrap();
             }
             p.ingest(ev);
             p.advance(ev.ts - 5 * MINUTE, &mut out);
@@ -932,4 +934,63 @@ fn alerts_carry_the_response_and_deadline_and_open_ones_fall_overdue() {
         );
     }
     assert!(active.iter().any(|a| a.overdue), "{active:?}");
+}
+
+/// A scale-out task's pipeline holds state only for the regions it owns: it publishes for them
+/// exactly what a pipeline of the whole rule set does, its snapshot is smaller, a snapshot of
+/// the whole rule set (a task's, from before) is narrowed to its regions and goes on as if
+/// scoped from the start, and its own snapshot does not restore as another scope's.
+#[test]
+fn a_scoped_pipeline_holds_and_publishes_only_its_regions() {
+    let rules = rules();
+    let events = scenario(&rules);
+    let mut owned = vec![false; rules.regions.len()];
+    for code in ["D1", "G1"] {
+        owned[rules.regions.lookup(code).unwrap() as usize] = true;
+    }
+    let mut whole = Pipeline::new(Arc::clone(&rules), opts());
+    let mut task = Pipeline::scoped(Arc::clone(&rules), opts(), Some(&owned));
+    let (mut whole_out, mut task_out) = (VecOutput::default(), VecOutput::default());
+    let split = events.len() / 2;
+    let mut narrowed: Option<(Pipeline, VecOutput)> = None;
+    for (i, ev) in events.iter().enumerate() {
+        if i == split {
+            let (w, t) = (whole.snapshot().unwrap(), task.snapshot().unwrap());
+            assert!(
+                t.len() * 3 < w.len() * 2,
+                "a task's snapshot of {} bytes against {} for the whole",
+                t.len(),
+                w.len()
+            );
+            assert!(Pipeline::restore(Arc::clone(&rules), opts(), None, &t).is_err(), "restored as unscoped");
+            task = Pipeline::restore(Arc::clone(&rules), opts(), Some(&owned), &t).unwrap();
+            narrowed =
+                Some((Pipeline::restore(Arc::clone(&rules), opts(), Some(&owned), &w).unwrap(), VecOutput::default()));
+        }
+        for (p, out) in [(&mut whole, &mut whole_out), (&mut task, &mut task_out)]
+            .into_iter()
+            .chain(narrowed.as_mut().map(|(p, o)| (p, o)))
+        {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, out);
+        }
+    }
+    // Score records, then alert records, of the regions `keep` passes.
+    let lines = |out: &VecOutput, keep: &dyn Fn(&str) -> bool| -> [Vec<String>; 2] {
+        [
+            out.scores.iter().filter(|s| keep(&s.region)).map(|s| serde_json::to_string(s).unwrap()).collect(),
+            out.alerts.iter().filter(|a| keep(&a.region)).map(|a| serde_json::to_string(a).unwrap()).collect(),
+        ]
+    };
+    let own = |r: &str| r == "D1" || r == "G1";
+    let want = lines(&whole_out, &own);
+    assert!(!want[1].is_empty(), "the scenario raises no alert in D1");
+    assert_eq!(lines(&task_out, &|_| true), want);
+    // The narrowed pipeline publishes from the split on what the others do.
+    let (_, narrowed_out) = narrowed.unwrap();
+    let after = lines(&narrowed_out, &|_| true);
+    assert!(!after[0].is_empty() && !after[1].is_empty());
+    for (w, a) in want.iter().zip(&after) {
+        assert!(w.ends_with(a), "the narrowed pipeline went another way");
+    }
 }

@@ -170,7 +170,7 @@ fn run_counting(
     for (i, ev) in events.iter().enumerate() {
         if restart == Some(i) {
             let bytes = p.snapshot().unwrap();
-            p = Pipeline::restore(Arc::clone(rules), opts, &bytes).unwrap();
+            p = Pipeline::restore(Arc::clone(rules), opts, owned, &bytes).unwrap();
             fresh(&mut p);
         }
         p.ingest(ev);

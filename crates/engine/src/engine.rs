@@ -554,9 +554,12 @@ impl Engine {
         // would be (unchanged indicators keep their state). One whose layout cannot be carried
         // over (sources, regions, cadence changed) or of an older format is not resumed at all:
         // state is rebuilt from the beginning of the topics instead of going grey for weeks.
+        // A task holds state only for the regions it owns (a checkpoint of the whole rule set,
+        // from before, is narrowed to them).
+        let owned = cfg.task.map(|t| t.owned(&rules));
         let mut resumed: Option<(crate::checkpoint::Checkpoint, Pipeline)> = None;
         if let Some(cp) = restored {
-            match Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, &cp.pipeline) {
+            match Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, owned.as_deref(), &cp.pipeline) {
                 Ok((_, Some(c))) if c.layout_changed => eprintln!(
                     "vigil: the checkpoint was taken with rules {} whose sources, regions, scored levels, cadence or \
                      time zone differ from rules {}: rebuilding state from the beginning of the topics",
@@ -615,13 +618,8 @@ impl Engine {
                 }
                 pipeline
             }
-            None => Pipeline::new(Arc::clone(&rules), cfg.options),
+            None => Pipeline::scoped(Arc::clone(&rules), cfg.options, owned.as_deref()),
         };
-        let mut pipeline = pipeline;
-        let owned = cfg.task.map(|t| t.owned(&rules));
-        if let Some(owned) = &owned {
-            pipeline.restrict(owned);
-        }
         let routing = cfg.task.map(|t| (t.partition, t.region_partitions(&rules)));
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
         let resumed_at = (!start.is_empty()).then(|| position(start.values().copied(), pipeline.last_evaluated()));

@@ -1,13 +1,16 @@
 //! Scale-out on the embedded cluster, in process: an event keyed by anything but its district
 //! arrives on a partition whose task does not score that district, and must go to the
-//! dead-letter topic with its reason rather than be counted or lost; the rest is scored.
+//! dead-letter topic with its reason rather than be counted or lost; the rest is scored. And a
+//! task's state is its share of the city's, not the whole city's.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use vigil_core::Options;
+use std::sync::Arc;
+
+use vigil_core::{Options, Pipeline};
 use vigil_engine::testkit::{self, Broker, RunTopics};
-use vigil_engine::{EngineConfig, Metrics};
+use vigil_engine::{EngineConfig, Metrics, Task};
 use vigil_kafka::Partitioner;
 
 #[test]
@@ -118,4 +121,41 @@ fn partitioned_by_street_the_roll_up_scores_the_districts_and_the_city() {
     assert!(hours.values().all(|&n| n == 1), "each district and city hour once");
     // Every hour that every street published is rolled up for the districts and the city.
     assert!(hours.len() >= above * (evaluated - 1), "{} rolled-up records for {evaluated} hours", hours.len());
+}
+
+/// With the default rules split four ways by district, each task's state (a fresh pipeline's
+/// snapshot: every ring is allocated up front) is about its share of the scored regions times
+/// the whole engine's, and the four together are no more than the whole.
+/// `cargo test -p vigil-engine --test scale_out -- --nocapture state` prints the sizes.
+#[test]
+fn a_tasks_state_is_its_share_of_the_citys() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let rules = Arc::new(vigil_core::compile_rules(&vigil_rules::RuleFiles::load_dir(&dir).unwrap()).unwrap());
+    let scored = |owned: Option<&[bool]>| {
+        (0..rules.regions.len())
+            .filter(|&r| rules.evaluate_levels[rules.regions.levels[r] as usize] && owned.is_none_or(|o| o[r]))
+            .count()
+    };
+    let whole = Pipeline::new(Arc::clone(&rules), Options::default()).snapshot().unwrap().len();
+    let all = scored(None);
+    println!("whole engine: {all} scored regions, {whole} bytes");
+    let mut sum = 0;
+    for p in 0..4 {
+        let task = Task { partition: p, partitions: 4, partitioner: Partitioner::Crc32, level: 1 };
+        let owned = task.owned(&rules);
+        let size = Pipeline::scoped(Arc::clone(&rules), Options::default(), Some(&owned)).snapshot().unwrap().len();
+        let share = scored(Some(&owned)) as f64 / all as f64;
+        println!(
+            "task {p}: {} scored regions, {size} bytes ({:.3} of the whole)",
+            scored(Some(&owned)),
+            size as f64 / whole as f64
+        );
+        assert!(share > 0.0 && share < 1.0, "task {p} owns {share} of the regions");
+        assert!(
+            (size as f64) < whole as f64 * share * 1.1 + 65_536.0,
+            "task {p}: {size} bytes for {share} of the regions"
+        );
+        sum += size;
+    }
+    assert!(sum <= whole, "the tasks hold {sum} bytes together, the whole engine {whole}");
 }

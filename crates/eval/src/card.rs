@@ -178,7 +178,7 @@ impl<'a> Evaluation<'a> {
                 let r = self.sig.regions[slot];
                 let parent_of_surge = s.regions.iter().any(|&x| self.rules.regions.parents[x as usize] == Some(r));
                 let cat = self.sig.category_at(slot, (day - self.sig.first_day) as usize);
-                let localised = (s.regions.contains(&r) || parent_of_surge) && cat == Some(s.category.as_str());
+                let localised = (s.regions.contains(&r) || parent_of_surge) && cat.is_some_and(|c| s.names(c));
                 (Some(self.rules.regions.codes[r as usize].clone()), cat.map(str::to_string), localised)
             }
             None => (None, None, false),

@@ -21,6 +21,8 @@ struct RawSurge {
     id: String,
     regions: Vec<String>,
     category: String,
+    #[serde(default)]
+    also: Vec<String>,
     start: String,
     days: u32,
     #[serde(default)]
@@ -37,6 +39,9 @@ pub struct Surge {
     /// Region indices of the rule set (one, or 2-3 siblings for a spatial surge).
     pub regions: Vec<u32>,
     pub category: String,
+    /// Other categories the surge's events count in (a synthetic incident's police calls,
+    /// petitions and posts): an alarm naming one of them is localised too.
+    pub also: Vec<String>,
     /// First and last day (days since 1970-01-01, local calendar days).
     pub first: i64,
     pub last: i64,
@@ -44,6 +49,14 @@ pub struct Surge {
     pub bucket: String,
     /// Events added on each day.
     pub added: Vec<u32>,
+}
+
+impl Surge {
+    /// Whether an alarm naming `category` names this surge's category (its own or one of
+    /// `also`).
+    pub fn names(&self, category: &str) -> bool {
+        self.category == category || self.also.iter().any(|c| c == category)
+    }
 }
 
 /// The truth of one stream: its span and its surges.
@@ -115,10 +128,12 @@ pub fn parse_truth(file: &str, text: &str, rules: &RuleSet) -> Result<Truth, Vec
         if s.regions.is_empty() {
             bad("names no region".into());
         }
-        if !categories.contains(s.category.as_str()) {
-            let mut known: Vec<&str> = categories.iter().copied().collect();
-            known.sort();
-            bad(format!("unknown category `{}` (the rule set's categories: {})", s.category, known.join(", ")));
+        for c in std::iter::once(&s.category).chain(&s.also) {
+            if !categories.contains(c.as_str()) {
+                let mut known: Vec<&str> = categories.iter().copied().collect();
+                known.sort();
+                bad(format!("unknown category `{c}` (the rule set's categories: {})", known.join(", ")));
+            }
         }
         let Some(first) = parse_day(&s.start) else {
             bad(format!("start `{}` is not a date YYYY-MM-DD", s.start));
@@ -145,6 +160,7 @@ pub fn parse_truth(file: &str, text: &str, rules: &RuleSet) -> Result<Truth, Vec
             id: s.id,
             regions,
             category: s.category,
+            also: s.also,
             first,
             last,
             shape: s.shape,

@@ -124,3 +124,38 @@ fn alarms_inside_a_surge_region_are_not_false() {
     assert_eq!(card.point.false_alerts, 1, "{:?}", card.point);
     assert_eq!(card.point.detected_own, 0);
 }
+
+/// A synthetic incident's events count in several categories; its truth lists the others as
+/// `also`, and a first alarm naming one of them is localised, one naming none is not.
+#[test]
+fn an_alarm_naming_a_category_the_surge_also_counts_in_is_localised() {
+    // A second category, "mix", holding the share indicator; weights still sum to one.
+    let index = format!(
+        "{}\n[[category]]\nid = \"mix\"\ndomain = \"police\"\nname = {{ zh = \"构成\", en = \"Mix\" }}\nweight = 0.5\n",
+        mini::INDEX.replacen("weight = 1.0\n\n[[override]]", "weight = 0.5\n\n[[override]]", 1)
+    );
+    let indicators = mini::INDICATORS
+        .replacen(
+            "category = \"volume\"\nsource = \"police\"\nmeasure",
+            "category = \"mix\"\nsource = \"police\"\nmeasure",
+            1,
+        )
+        .replace("weight = 0.5", "weight = 1.0");
+    let files = mini::files_with(&[("index.toml", &index), ("indicators/police.toml", &indicators)]);
+    let rules = vigil_rules::compile(&files).unwrap();
+    // s1 is a "mix" surge; its first alarm (G1, day 5) names "volume".
+    let mixed = TRUTH.replacen("\"category\": \"volume\"", "\"category\": \"mix\"", 1);
+    let also = mixed.replacen("\"category\": \"mix\"", "\"category\": \"mix\", \"also\": [\"volume\"]", 1);
+    for (truth, localised) in [(&mixed, false), (&also, true)] {
+        let truth = parse_truth("truth.json", truth, &rules).unwrap();
+        let sig = from_baseline_csv("s.csv", SIGNALS, &rules, "m", truth.first_day, truth.last_day).unwrap();
+        let card = Evaluation::new(&rules, &truth, &sig, 1).card(5.0);
+        assert!(card.per_surge[0].detected_own);
+        assert_eq!(card.per_surge[0].first_category.as_deref(), Some("volume"));
+        assert_eq!(card.per_surge[0].localised, localised, "{truth:?}");
+    }
+    // An `also` category the rule set does not have is refused, with the surge's line.
+    let bad = mixed.replacen("\"category\": \"mix\"", "\"category\": \"mix\", \"also\": [\"volumes\"]", 1);
+    let errs = parse_truth("truth.json", &bad, &rules).unwrap_err();
+    assert!(errs.iter().any(|e| e.to_string().contains("unknown category `volumes`")), "{errs:?}");
+}

@@ -107,6 +107,22 @@ impl History {
         out
     }
 
+    /// The history of the regions `from` names, in that order (`None`: a region with no
+    /// history yet): a scale-out task keeps only the regions it owns.
+    pub fn select(&self, from: &[Option<usize>]) -> History {
+        let mut out = History::new(from.len(), self.len, self.width);
+        out.evals = self.evals;
+        for slot in 0..self.len {
+            for (to, src) in from.iter().enumerate() {
+                if let Some(r) = *src {
+                    let (a, b) = (self.at(r, slot), out.at(to, slot));
+                    out.data[b..b + self.width].copy_from_slice(&self.data[a..a + self.width]);
+                }
+            }
+        }
+        out
+    }
+
     pub fn bytes_per_region(&self) -> usize {
         self.len * self.width * 4
     }
@@ -135,6 +151,24 @@ mod tests {
             if len > 5 {
                 assert_eq!(r.value(0, 6), None);
             }
+        }
+    }
+
+    #[test]
+    fn a_selection_keeps_each_chosen_regions_entries() {
+        let mut h = History::new(3, 4, 2);
+        for i in 0..6 {
+            for r in 0..3 {
+                h.set(r, &[(10 * r + i) as f32, r as f32]);
+            }
+            h.advance();
+        }
+        let s = h.select(&[Some(2), None, Some(0)]);
+        assert_eq!(s.evals, h.evals);
+        for lag in 1..4 {
+            assert_eq!(s.get(0, lag), h.get(2, lag), "lag {lag}");
+            assert_eq!(s.get(2, lag), h.get(0, lag), "lag {lag}");
+            assert_eq!(s.value(1, lag), None, "lag {lag}");
         }
     }
 }

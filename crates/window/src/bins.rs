@@ -142,6 +142,22 @@ impl Bins {
     }
 
     /// Heap bytes held per region.
+    /// The bins of the regions `from` names, in that order (`None`: a region with no events
+    /// yet): a scale-out task keeps only the regions it owns.
+    pub fn select(&self, from: &[Option<usize>]) -> Bins {
+        let mut out = Bins::new(from.len(), self.ring, self.lanes);
+        for (to, src) in from.iter().enumerate() {
+            if let Some(r) = *src {
+                let (a, b) = (r * self.ring, to * self.ring);
+                out.tags[b..b + self.ring].copy_from_slice(&self.tags[a..a + self.ring]);
+                let (a, b, n) = (a * self.lanes, b * self.lanes, self.ring * self.lanes);
+                out.data[b..b + n].copy_from_slice(&self.data[a..a + n]);
+            }
+        }
+        out.index();
+        out
+    }
+
     pub fn bytes_per_region(&self) -> usize {
         self.ring * (8 + 8 * self.lanes)
     }
@@ -162,6 +178,21 @@ mod tests {
         assert_eq!(b.slot(0, 10), None);
         assert_eq!(b.slot(0, 14), Some(&[0, 1][..]));
         assert_eq!(b.slot_mut(0, 10), Err(BinError::Evicted));
+    }
+
+    #[test]
+    fn a_selection_keeps_each_chosen_regions_bins() {
+        let mut b = Bins::new(3, 4, 2);
+        for (r, bin) in [(0, 1), (0, 3), (1, 2), (2, 5), (2, 6)] {
+            b.slot_mut(r, bin).unwrap()[1] += bin + 10 * r as i64;
+        }
+        let s = b.select(&[Some(2), None, Some(0)]);
+        for bin in 0..8 {
+            assert_eq!(s.slot(0, bin), b.slot(2, bin), "bin {bin}");
+            assert_eq!(s.slot(1, bin), None, "bin {bin}");
+            assert_eq!(s.slot(2, bin), b.slot(0, bin), "bin {bin}");
+        }
+        assert_eq!((s.newest(0), s.newest(1), s.newest(2)), (6, i64::MIN, 3));
     }
 
     #[test]
