@@ -191,7 +191,10 @@ def write_results(a, out, rows, secs):
                 csv_rows.append([s, m, p["false_per_100_region_days"], p["detected_own"] / n])
         if ev and ev["from"] is None:
             lines.append("\nvigil's evidence alarms (the default rules' alarm.toml, its thresholds fitted by `vigil calibrate` on a "
-                         "surge-free synthetic city of another seed: the whole stream is out of sample):\n")
+                         "surge-free synthetic city of another seed: the whole stream is out of sample). Their recurrence "
+                         "intervals count days anywhere in the rule set, so the budget shown, 100 / (R x alarm regions), "
+                         "assumes one alarming region per alarm day and is a lower bound; `vigil calibrate` prints the alarm "
+                         "region-days its thresholds reach on the city they were fitted on (rule-authoring §8.1):\n")
         elif ev:
             lines.append(f"\nvigil's evidence alarms (alarm.toml; thresholds fitted by `vigil calibrate` on the days before {ev['from']}, "
                          f"measured from {ev['from']} on, out of sample, and over the whole stream):\n")
