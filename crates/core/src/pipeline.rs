@@ -738,16 +738,18 @@ impl Pipeline {
         outcome
     }
 
-    /// Whether the event would overflow an attribute sum in any bin it counts for.
+    /// Whether the event would take an attribute sum beyond its bound in any bin it counts for
+    /// (see [`measure::would_overflow`]).
     fn overflows(&self, cx: &EvalCtx<'_>, local: i64, chain: &[u32]) -> bool {
         self.taps[cx.event.source as usize].iter().any(|tap| {
             let ind = &self.rules.indicators[tap.ind as usize];
             if tap.leg != Leg::Primary || !measure::sums_values(ind) || !ind.filter.matches(cx) {
                 return false;
             }
-            let bin = self.layouts[tap.ind as usize].bin_of(local);
+            let layout = &self.layouts[tap.ind as usize];
+            let bin = layout.bin_of(local);
             let bins = &self.state.indicators[tap.ind as usize].bins;
-            chain.iter().any(|&r| measure::would_overflow(ind, bins.slot(r as usize, bin), cx))
+            chain.iter().any(|&r| measure::would_overflow(ind, layout, bins.slot(r as usize, bin), cx))
         })
     }
 

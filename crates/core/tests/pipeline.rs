@@ -447,8 +447,9 @@ fn score_filters_drop_only_what_they_promise() {
     }
 }
 
-/// An attribute value that would overflow a sum is refused before any bin is touched: the sum
-/// keeps its value, the event is reported, and events after it count as usual.
+/// An attribute value that would take a bin's sum beyond its bound (`i64::MAX` over the bins
+/// the indicator keeps, so that no window of them overflows) is refused before any bin is
+/// touched: the sum keeps its value, the event is reported, and events after it count as usual.
 #[test]
 fn an_event_that_would_overflow_a_sum_is_refused() {
     let sources = format!("{}\n  [[source.attr]]\n  name = \"amount\"\n  type = \"int\"\n", mini::SOURCES);
@@ -469,18 +470,22 @@ fn an_event_that_would_overflow_a_sum_is_refused() {
         e.set(amount, v);
         e
     };
+    let max = i64::MAX / vigil_window::Layout::for_indicator(&rules, &rules.indicators[ind]).ring as i64;
     let mut p = Pipeline::new(Arc::clone(&rules), opts());
     let mut out = VecOutput::default();
-    assert_eq!(p.ingest(&ev(g1, 0, i64::MAX - 5)), vigil_core::Ingest::Accepted);
+    // Beyond the bound on its own, either side of zero.
+    assert_eq!(p.ingest(&ev(g1, 0, max + 1)), vigil_core::Ingest::Overflow);
+    assert_eq!(p.ingest(&ev(g1, 0, -max - 1)), vigil_core::Ingest::Overflow);
+    assert_eq!(p.ingest(&ev(g1, 0, max - 5)), vigil_core::Ingest::Accepted);
     // Overflows G1's bin (and D1's and the city's): refused.
     assert_eq!(p.ingest(&ev(g1, 1, 10)), vigil_core::Ingest::Overflow);
     // D2 is a sibling: its own bin is empty, but the city's would overflow too.
     assert_eq!(p.ingest(&ev(d2, 2, 10)), vigil_core::Ingest::Overflow);
     assert_eq!(p.ingest(&ev(g1, 3, -100)), vigil_core::Ingest::Accepted);
-    assert_eq!(p.counters().overflow, 2);
+    assert_eq!(p.counters().overflow, 4);
     p.advance(t0 + 2 * DAY, &mut out);
     let (s, _) = p.latest(ind, g1 as usize);
-    assert_eq!(s.value, Some((i64::MAX - 105) as f64));
+    assert_eq!(s.value, Some((max - 105) as f64));
 }
 
 /// A pipeline restricted to some regions (a scale-out task's districts) keeps its restriction

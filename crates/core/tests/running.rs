@@ -22,6 +22,8 @@ const MEASURES: &[&str] = &[
     "max_bin",
     "distinct_days",
     "coelevation(0.05)",
+    "sum(response_minutes)",
+    "weighted_share(response_minutes, incident_type = 'theft')",
 ];
 const FILTERS: &[&str] = &["", "incident_type IN (crime)", "priority >= 3", "urgent = TRUE"];
 /// (window, hop) pairs the compiler accepts.

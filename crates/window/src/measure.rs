@@ -156,20 +156,20 @@ impl Layout {
 }
 
 /// Whether applying the event to `lanes` (the bin's current lanes, `None` for an empty bin) would
-/// overflow an attribute sum; only `sum`, `mean` and `weighted_share` add attribute values.
-/// Callers check every bin an event touches before applying it to any, so an event is counted
-/// everywhere or nowhere.
+/// take an attribute sum beyond what a bin may hold: `i64::MAX` divided by the bins the
+/// indicator keeps, either side of zero, so that a window of them (or a running sum sliding
+/// over them, [`crate::running::Running`]) never overflows and always equals the bin-by-bin
+/// sum. Only `sum`, `mean` and `weighted_share` add attribute values. Callers check every bin
+/// an event touches before applying it to any, so an event is counted everywhere or nowhere.
 #[inline]
-pub fn would_overflow(ind: &Indicator, lanes: Option<&[i64]>, cx: &EvalCtx<'_>) -> bool {
-    let lane = |i: usize| lanes.map_or(0, |l| l[i]);
+pub fn would_overflow(ind: &Indicator, layout: &Layout, lanes: Option<&[i64]>, cx: &EvalCtx<'_>) -> bool {
+    let bound = (i64::MAX / layout.ring.max(1) as i64).unsigned_abs();
+    let past = |i: usize, v: i64| lanes.map_or(0, |l| l[i]).checked_add(v).is_none_or(|s| s.unsigned_abs() > bound);
     match &ind.measure {
-        Measure::Sum { attr } | Measure::Mean { attr } => {
-            cx.event.get(*attr).is_some_and(|v| lane(1).checked_add(v).is_none())
+        Measure::Sum { attr } | Measure::Mean { attr } => cx.event.get(*attr).is_some_and(|v| past(1, v)),
+        Measure::WeightedShare { attr, num } => {
+            cx.event.get(*attr).is_some_and(|v| past(1, v) || (num.matches(cx) && past(2, v)))
         }
-        Measure::WeightedShare { attr, num } => cx
-            .event
-            .get(*attr)
-            .is_some_and(|v| lane(1).checked_add(v).is_none() || (num.matches(cx) && lane(2).checked_add(v).is_none())),
         _ => false,
     }
 }
@@ -289,8 +289,7 @@ pub fn extract(
                 *a |= v;
             }
         } else {
-            // Saturating: bins never overflow (see `would_overflow`), but a window adds
-            // hundreds of them.
+            // Saturating, though no window of bins can overflow (see `would_overflow`).
             for (a, v) in acc.iter_mut().zip(s) {
                 *a = a.saturating_add(*v);
             }

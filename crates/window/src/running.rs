@@ -1,8 +1,10 @@
-//! Running window sums: for measures whose lanes only count, the lanes of each region's window
-//! as of the latest evaluation, slid forward by the bins that entered and left it. Reading a
-//! 24-hour window every hour then costs the two bins that changed, not the 24 it spans, for
-//! every region; the sums are exactly what adding up the window's bins gives (counts never
-//! saturate), which the property test of `vigil-core` checks against full evaluation.
+//! Running window sums: for measures whose lanes add up (counts, and attribute sums), the lanes
+//! of each region's window as of the latest evaluation, slid forward by the bins that entered
+//! and left it. Reading a 24-hour window every hour then costs the two bins that changed, not
+//! the 24 it spans, for every region; the sums are exactly what adding up the window's bins
+//! gives (no bin holds more than a window of them can add up, see
+//! [`crate::measure::would_overflow`]), which the property test of `vigil-core` checks against
+//! full evaluation.
 //!
 //! The sums are derived state, rebuilt from the bins whenever they cannot be trusted: before the
 //! first evaluation, after a restore or a reload (a new [`Running`]), when evaluations skip more
@@ -39,11 +41,10 @@ pub struct Running {
 
 impl Running {
     /// Running sums for `regions` regions of an indicator, or `None` when its measure does not
-    /// qualify: sets (OR-merged), maxima and distinct-bin counts do not subtract, attribute
-    /// sums could saturate where the bin-by-bin sum would, and coelevation reads bins outside
-    /// the window.
+    /// qualify: sets (OR-merged), maxima and distinct-bin counts do not subtract, and
+    /// coelevation reads bins outside the window.
     pub fn new(ind: &Indicator, layout: &Layout, regions: usize) -> Option<Running> {
-        let counts_only = matches!(
+        let sums = matches!(
             ind.measure,
             Measure::Count
                 | Measure::Growth { .. }
@@ -52,8 +53,11 @@ impl Running {
                 | Measure::Quantile { .. }
                 | Measure::KeysAtLeast { .. }
                 | Measure::Overlap { .. }
+                | Measure::Sum { .. }
+                | Measure::Mean { .. }
+                | Measure::WeightedShare { .. }
         );
-        (counts_only && !layout.or_merge && layout.lookback_bins == 0).then(|| Running {
+        (sums && !layout.or_merge && layout.lookback_bins == 0).then(|| Running {
             lanes: layout.lanes,
             ring: layout.ring as i64,
             window_bins: layout.window_bins,
@@ -106,15 +110,17 @@ impl Running {
                     }
                 });
             }
+            // The bins that left first: the sums then hold part of the old window and, once
+            // the entering bins are added, the new one, never more than a window of bins.
             Mode::Slide { first: f, last: l, enter_slot, leave_slot } => {
-                bins.each_in_from(region, l + 1, last, enter_slot, |s| {
-                    for (a, v) in acc.iter_mut().zip(s) {
-                        *a += v;
-                    }
-                });
                 bins.each_in_from(region, f, first - 1, leave_slot, |s| {
                     for (a, v) in acc.iter_mut().zip(s) {
                         *a -= v;
+                    }
+                });
+                bins.each_in_from(region, l + 1, last, enter_slot, |s| {
+                    for (a, v) in acc.iter_mut().zip(s) {
+                        *a += v;
                     }
                 });
             }
