@@ -1200,6 +1200,11 @@ fn scored_regions(rules: &RuleSet) -> Vec<u32> {
     scored_in(rules, None)
 }
 
+/// The layout fingerprint of a pipeline of `scope` (see [`Pipeline::scoped`]).
+pub(crate) fn layout_of(rules: &RuleSet, scope: Option<&[bool]>) -> u64 {
+    scope::layout(rules, &scored_in(rules, scope))
+}
+
 /// The regions whose level is scored and that `scope` marks (all with `None`), in region order.
 fn scored_in(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
     (0..rules.regions.len() as u32)

@@ -65,7 +65,8 @@ impl Pipeline {
     }
 
     /// Rebuilds a pipeline from a snapshot taken with the same rules or with others; with
-    /// others, what can be is carried over as on a rule reload, and the report says what.
+    /// others, what can be is carried over as on a rule reload, and the report says what (also
+    /// when the snapshot holds other regions than `scope`: then nothing is, `layout_changed`).
     pub fn restore_adopting(
         rules: Arc<RuleSet>,
         options: Options,
@@ -76,7 +77,13 @@ impl Pipeline {
         if env.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version { found: env.version });
         }
-        if env.state.rules_version == rules.version {
+        // A task's checkpoint of other regions (the partitions changed) falls through to
+        // adoption, which finds the layout changed: rebuilt from the topics, not refused. Without
+        // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
+        let fits = scope.is_none()
+            || env.state.layout == rules.layout_fingerprint()
+            || env.state.layout == crate::pipeline::layout_of(&rules, scope);
+        if env.state.rules_version == rules.version && fits {
             return Ok((resume(rules, options, scope, env.state)?, None));
         }
         // A snapshot of every region under other rules is adopted whole, then narrowed.

@@ -944,7 +944,8 @@ fn alerts_carry_the_response_and_deadline_and_open_ones_fall_overdue() {
 /// A scale-out task's pipeline holds state only for the regions it owns: it publishes for them
 /// exactly what a pipeline of the whole rule set does, its snapshot is smaller, a snapshot of
 /// the whole rule set (a task's, from before) is narrowed to its regions and goes on as if
-/// scoped from the start, and its own snapshot does not restore as another scope's.
+/// scoped from the start, and its own snapshot does not restore unscoped, nor as another
+/// scope's (adopted as a changed layout: rebuilt from the topics).
 #[test]
 fn a_scoped_pipeline_holds_and_publishes_only_its_regions() {
     let rules = rules();
@@ -953,6 +954,8 @@ fn a_scoped_pipeline_holds_and_publishes_only_its_regions() {
     for code in ["D1", "G1"] {
         owned[rules.regions.lookup(code).unwrap() as usize] = true;
     }
+    let mut other = vec![false; rules.regions.len()];
+    other[rules.regions.lookup("D2").unwrap() as usize] = true;
     let mut whole = Pipeline::new(Arc::clone(&rules), opts());
     let mut task = Pipeline::scoped(Arc::clone(&rules), opts(), Some(&owned));
     let (mut whole_out, mut task_out) = (VecOutput::default(), VecOutput::default());
@@ -968,6 +971,9 @@ fn a_scoped_pipeline_holds_and_publishes_only_its_regions() {
                 w.len()
             );
             assert!(Pipeline::restore(Arc::clone(&rules), opts(), None, &t).is_err(), "restored as unscoped");
+            // Another task's regions (the partitions changed): nothing carried, not refused.
+            let (_, carried) = Pipeline::restore_adopting(Arc::clone(&rules), opts(), Some(&other), &t).unwrap();
+            assert!(carried.is_some_and(|c| c.layout_changed));
             task = Pipeline::restore(Arc::clone(&rules), opts(), Some(&owned), &t).unwrap();
             narrowed =
                 Some((Pipeline::restore(Arc::clone(&rules), opts(), Some(&owned), &w).unwrap(), VecOutput::default()));

@@ -562,7 +562,8 @@ impl Engine {
             match Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, owned.as_deref(), &cp.pipeline) {
                 Ok((_, Some(c))) if c.layout_changed => eprintln!(
                     "vigil: the checkpoint was taken with rules {} whose sources, regions, scored levels, cadence or \
-                     time zone differ from rules {}: rebuilding state from the beginning of the topics",
+                     time zone differ from rules {}, or holds other regions than this task's: rebuilding state from \
+                     the beginning of the topics",
                     cp.rules_version, rules.version
                 ),
                 Ok((pipeline, carried)) => {
