@@ -397,7 +397,7 @@ impl Pipeline {
     /// checkpoints) is proportional to them; events of other regions count nowhere, and its
     /// snapshots restore only with the same scope.
     pub fn scoped(rules: Arc<RuleSet>, options: Options, scope: Option<&[bool]>) -> Pipeline {
-        let scored = scored_in(&rules, scope);
+        let scored = scope::scored_in(&rules, scope);
         let regions = scored.len();
         let layouts: Vec<Layout> = rules.indicators.iter().map(|i| Layout::for_indicator(&rules, i)).collect();
         let indicators = rules
@@ -463,7 +463,7 @@ impl Pipeline {
             })
             .collect();
         let n = rules.indicators.len();
-        let scored = scored_in(&rules, scope.as_deref());
+        let scored = scope::scored_in(&rules, scope.as_deref());
         let mut slot_of = vec![None; rules.regions.len()];
         for (d, &r) in scored.iter().enumerate() {
             slot_of[r as usize] = Some(d as u32);
@@ -517,7 +517,7 @@ impl Pipeline {
     /// scale-out task resuming a checkpoint of the whole rule set. Regions it did not hold
     /// start empty.
     pub fn restrict(&mut self, regions: &[bool]) {
-        let want = scored_in(&self.rules, Some(regions));
+        let want = scope::scored_in(&self.rules, Some(regions));
         if want == self.scored {
             self.scope = Some(regions.to_vec());
             return;
@@ -565,6 +565,13 @@ impl Pipeline {
         old: State,
     ) -> (Pipeline, Carried) {
         let mut p = Pipeline::scoped(rules, options, scope);
+        let carried = p.carry(old);
+        (p, carried)
+    }
+
+    /// Takes over what it can of `old` into this fresh pipeline's state (see [`Pipeline::adopt`]).
+    fn carry(&mut self, old: State) -> Carried {
+        let p = self;
         let rules = Arc::clone(&p.rules);
         let same_layout = old.layout == p.state.layout;
         let mut carried = Carried { layout_changed: !same_layout, ..Carried::default() };
@@ -628,18 +635,15 @@ impl Pipeline {
         p.state.last_eval = old.last_eval;
         p.state.first_ts = old.first_ts;
         p.state.counters = old.counters;
-        (p, carried)
+        carried
     }
 
     /// Swaps in new rules, carrying over what [`Pipeline::adopt`] can.
     /// A scale-out task keeps holding and scoring only its own regions under the new rules.
     pub fn reload(&mut self, rules: Arc<RuleSet>) -> Carried {
-        let scope = self.scope.take();
-        let fresh = Pipeline::scoped(Arc::clone(&rules), self.options, scope.as_deref()).state;
-        let old = std::mem::replace(&mut self.state, fresh);
-        let (p, carried) = Pipeline::adopt(rules, self.options, scope.as_deref(), old);
-        *self = p;
-        carried
+        let fresh = Pipeline::scoped(rules, self.options, self.scope.as_deref());
+        let old = std::mem::replace(self, fresh);
+        self.carry(old.state)
     }
 
     pub(crate) fn from_state(rules: Arc<RuleSet>, options: Options, scope: Option<&[bool]>, state: State) -> Pipeline {
@@ -1128,7 +1132,7 @@ impl Pipeline {
 /// history ring, detector and latest result, and the grades. Known before any state is built, so
 /// a rule set too large for its budget is refused instead of exhausting memory.
 pub fn state_bytes(rules: &RuleSet) -> u64 {
-    let regions = scored_regions(rules).len() as u64;
+    let regions = scope::scored_in(rules, None).len() as u64;
     let per_region: u64 = rules
         .indicators
         .iter()
@@ -1192,23 +1196,5 @@ fn scanned_slots(rules: &RuleSet, scored: &[u32]) -> Vec<bool> {
     scored
         .iter()
         .map(|&r| rules.alarm.is_some() && rules.alert_levels[rules.regions.levels[r as usize] as usize])
-        .collect()
-}
-
-/// The regions whose level is scored, in region order.
-fn scored_regions(rules: &RuleSet) -> Vec<u32> {
-    scored_in(rules, None)
-}
-
-/// The layout fingerprint of a pipeline of `scope` (see [`Pipeline::scoped`]).
-pub(crate) fn layout_of(rules: &RuleSet, scope: Option<&[bool]>) -> u64 {
-    scope::layout(rules, &scored_in(rules, scope))
-}
-
-/// The regions whose level is scored and that `scope` marks (all with `None`), in region order.
-fn scored_in(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
-    (0..rules.regions.len() as u32)
-        .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
-        .filter(|&r| scope.is_none_or(|s| s.get(r as usize).copied().unwrap_or(false)))
         .collect()
 }

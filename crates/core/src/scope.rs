@@ -9,13 +9,20 @@ use vigil_rules::RuleSet;
 
 use crate::pipeline::{IndicatorState, State};
 
+/// The regions whose level is scored and that `scope` marks (all with `None`), in region order.
+pub(crate) fn scored_in(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
+    (0..rules.regions.len() as u32)
+        .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
+        .filter(|&r| scope.is_none_or(|s| s.get(r as usize).copied().unwrap_or(false)))
+        .collect()
+}
+
 /// The layout fingerprint of a state holding the scored regions `scored`: the rules' own when
 /// they are all of them (an unscoped pipeline, or a task that owns everything), otherwise the
 /// rules' combined with the regions' codes.
 pub(crate) fn layout(rules: &RuleSet, scored: &[u32]) -> u64 {
-    let all = (0..rules.regions.len()).filter(|&r| rules.evaluate_levels[rules.regions.levels[r] as usize]).count();
     let base = rules.layout_fingerprint();
-    if scored.len() == all {
+    if scored.len() == scored_in(rules, None).len() {
         return base;
     }
     let mut codes = String::new();
@@ -24,6 +31,11 @@ pub(crate) fn layout(rules: &RuleSet, scored: &[u32]) -> u64 {
         codes.push('\n');
     }
     base ^ vigil_rules::decode::fnv1a(&codes).rotate_left(1)
+}
+
+/// The layout fingerprint of a pipeline of `scope` (see [`crate::Pipeline::scoped`]).
+pub(crate) fn layout_of(rules: &RuleSet, scope: Option<&[bool]>) -> u64 {
+    layout(rules, &scored_in(rules, scope))
 }
 
 /// The state of the slots `from` names, in that order (`None`: a slot the state did not hold,

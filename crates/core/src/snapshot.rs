@@ -82,7 +82,7 @@ impl Pipeline {
         // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
         let fits = scope.is_none()
             || env.state.layout == rules.layout_fingerprint()
-            || env.state.layout == crate::pipeline::layout_of(&rules, scope);
+            || env.state.layout == crate::scope::layout_of(&rules, scope);
         if env.state.rules_version == rules.version && fits {
             return Ok((resume(rules, options, scope, env.state)?, None));
         }

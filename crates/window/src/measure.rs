@@ -42,6 +42,9 @@ pub struct Layout {
     pub or_merge: bool,
     /// Encoded-integer to real factor of the attribute a sum or mean reads.
     pub value_scale: f64,
+    /// The largest attribute sum one bin may hold, either side of zero: `i64::MAX` over the
+    /// ring's bins, so that no window of them overflows (see [`would_overflow`]).
+    pub sum_bound: u64,
     quantile: Option<QuantileScale>,
 }
 
@@ -133,7 +136,20 @@ impl Layout {
         let lag_bins = ind.lag.0 / bin;
         let slack = (lateness + bin - 1) / bin + (AHEAD_HOURS * HOUR + bin - 1) / bin + 1;
         let ring = (window_bins + lag_bins + lookback_bins + slack) as usize;
-        Layout { lanes, ring, bin, window_bins, lag_bins, lookback_bins, keys, or_merge, value_scale, quantile }
+        let sum_bound = (i64::MAX / ring.max(1) as i64).unsigned_abs();
+        Layout {
+            lanes,
+            ring,
+            bin,
+            window_bins,
+            lag_bins,
+            lookback_bins,
+            keys,
+            or_merge,
+            value_scale,
+            sum_bound,
+            quantile,
+        }
     }
 
     pub fn new_bins(&self, regions: usize) -> Bins {
@@ -163,8 +179,8 @@ impl Layout {
 /// an event touches before applying it to any, so an event is counted everywhere or nowhere.
 #[inline]
 pub fn would_overflow(ind: &Indicator, layout: &Layout, lanes: Option<&[i64]>, cx: &EvalCtx<'_>) -> bool {
-    let bound = (i64::MAX / layout.ring.max(1) as i64).unsigned_abs();
-    let past = |i: usize, v: i64| lanes.map_or(0, |l| l[i]).checked_add(v).is_none_or(|s| s.unsigned_abs() > bound);
+    let past =
+        |i: usize, v: i64| lanes.map_or(0, |l| l[i]).checked_add(v).is_none_or(|s| s.unsigned_abs() > layout.sum_bound);
     match &ind.measure {
         Measure::Sum { attr } | Measure::Mean { attr } => cx.event.get(*attr).is_some_and(|v| past(1, v)),
         Measure::WeightedShare { attr, num } => {
