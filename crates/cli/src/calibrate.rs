@@ -183,10 +183,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     let warmup = alarm
         .cuts
         .iter()
-        .map(|c| {
-            let w = rules.indicators[c.indicator].window.0;
-            ((c.windows + c.baseline) as i64 * w).div_euclid(vigil_model::time::DAY) as usize + 1
-        })
+        .map(|c| ((c.windows + c.baseline) as i64 * c.unit).div_euclid(vigil_model::time::DAY) as usize + 1)
         .max()
         .unwrap_or(0);
     let mut passes = 0;

@@ -8,11 +8,12 @@
 use vigil_model::Level;
 use vigil_model::record::{AlertRecord, Evidence};
 use vigil_model::time::{DAY, format_utc};
-use vigil_rules::{Alarm, AlarmCut, RuleSet};
+use vigil_rules::{AlarmCut, RuleSet};
 use vigil_scan::{Cut, Params};
 use vigil_score::history::History;
 
 use crate::explain::{Period, round};
+use crate::pipeline::UnitCount;
 
 /// One region's evidence at one evaluation, as drivers see it ([`crate::Output::evidence`]):
 /// every scanned region (active, of a level that raises alerts).
@@ -41,31 +42,35 @@ pub(crate) struct Scratch {
     city_of: Option<(usize, i64)>,
     weekdays: Vec<u8>,
     pub samples: Vec<RegionEvidence>,
+    /// Per alarm cut: the float of its indicator's history entries that holds its unit counts
+    /// (0, the window value itself, when the unit is the window).
+    at: Vec<usize>,
 }
 
 impl Scratch {
-    pub fn new(alarm: Option<&Alarm>) -> Scratch {
-        let n = alarm.map_or(0, |a| a.cuts.len());
-        Scratch { factors: vec![[1.0; 7]; n], ..Scratch::default() }
+    pub fn new(rules: &RuleSet, units: &[Option<UnitCount>]) -> Scratch {
+        let cuts: &[AlarmCut] = rules.alarm.as_ref().map_or(&[], |a| &a.cuts);
+        let at = cuts.iter().map(|c| units[c.indicator].map_or(0, |u| u.at)).collect();
+        Scratch { factors: vec![[1.0; 7]; cuts.len()], at, ..Scratch::default() }
     }
 }
 
-/// Windows of history in ring entries, read once the ring has advanced past the evaluation:
-/// block `j` (0 = the window just closed) sits `j · k + 1` entries back, `k` the indicator's
-/// hops per window.
-fn block(hist: &History, slot: usize, j: usize, k: usize) -> f64 {
+/// Units of history in ring entries, read once the ring has advanced past the evaluation:
+/// block `j` (0 = the unit just closed) sits `j · k + 1` entries back, `k` the indicator's
+/// hops per unit, in float `at` of the entry.
+fn block(hist: &History, slot: usize, j: usize, k: usize, at: usize) -> f64 {
     let evals = hist.evals.saturating_sub(1) as usize;
     let lag = j * k;
-    // A window that began before the stream did undercounts: unknown, as for every baseline.
+    // A unit that began before the stream did undercounts: unknown, as for every baseline.
     if evals + 1 < lag + k {
         return f64::NAN;
     }
-    hist.value(slot, lag + 1).unwrap_or(f64::NAN)
+    hist.value_at(slot, lag + 1, at).unwrap_or(f64::NAN)
 }
 
-/// The local weekday (Monday 0) of the window that ends `j` windows before boundary `b`.
-fn weekday(b: i64, window: i64, j: usize) -> u8 {
-    let start = b - (j as i64 + 1) * window;
+/// The local weekday (Monday 0) of the unit that ends `j` units before boundary `b`.
+fn weekday(b: i64, unit: i64, j: usize) -> u8 {
+    let start = b - (j as i64 + 1) * unit;
     (start.div_euclid(DAY) + 3).rem_euclid(7) as u8
 }
 
@@ -73,14 +78,21 @@ pub(crate) fn params(cut: &AlarmCut, counted: bool) -> Params {
     Params { windows: cut.windows, baseline: cut.baseline, counted }
 }
 
-/// Where a cut's windows lie in its history ring: the boundary its newest window ends on, the
-/// window length and hops per window (`k`). Every read comes after the ring has advanced past
-/// that boundary.
+/// Where a cut's units lie in its history ring: the boundary its newest unit ends on, the unit
+/// ([`AlarmCut::unit`]) and hops per unit (`k`). Every read comes after the ring has advanced
+/// past that boundary.
 #[derive(Clone, Copy)]
 struct Geo {
     b: i64,
-    window: i64,
+    unit: i64,
     k: usize,
+}
+
+impl Geo {
+    fn of(rules: &RuleSet, cut: &AlarmCut, b: i64) -> Geo {
+        let hop = rules.indicators[cut.indicator].hop.0;
+        Geo { b, unit: cut.unit, k: cut.hops_per_unit(hop) }
+    }
 }
 
 /// A region takes its share of the rest of the city only while it is at most a quarter of the
@@ -102,12 +114,14 @@ fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, top
         // summed once per cut and boundary.
         if sc.city_of != Some((c, g.b)) {
             sc.city.clear();
-            sc.city.extend((0..span).map(|j| tops.iter().map(|&t| block(hists[r], t as usize, j, g.k)).sum::<f64>()));
+            let at = sc.at[r];
+            sc.city
+                .extend((0..span).map(|j| tops.iter().map(|&t| block(hists[r], t as usize, j, g.k, at)).sum::<f64>()));
             sc.city_of = Some((c, g.b));
         }
         for j in 0..span {
             let city = sc.city[j];
-            let mine = block(hists[r], slot, j, g.k);
+            let mine = block(hists[r], slot, j, g.k, sc.at[r]);
             if (city - mine).is_finite() {
                 own += mine;
                 rest += city - mine;
@@ -118,12 +132,13 @@ fn gather(hists: &[&History], slot: usize, c: usize, cut: &AlarmCut, g: Geo, top
     let share = !sc.fs.is_empty() && own <= SHARE_AT_MOST * rest;
     if !share {
         sc.fs.clear();
-        sc.fs.extend((0..span).map(|j| match g.window {
-            DAY => sc.factors[c][weekday(g.b, g.window, j) as usize],
+        sc.fs.extend((0..span).map(|j| match g.unit {
+            DAY => sc.factors[c][weekday(g.b, g.unit, j) as usize],
             _ => 1.0,
         }));
     }
-    sc.xs.extend((0..span).map(|j| block(hists[c], slot, j, g.k)));
+    let at = sc.at[c];
+    sc.xs.extend((0..span).map(|j| block(hists[c], slot, j, g.k, at)));
     share
 }
 
@@ -145,22 +160,21 @@ pub(crate) fn scan_cut(
 ) {
     let Some(alarm) = &rules.alarm else { return };
     let cut = &alarm.cuts[c];
-    let ind = &rules.indicators[cut.indicator];
-    let k = (ind.window.0 / ind.hop.0).max(1) as usize;
+    let g = Geo::of(rules, cut, b);
+    let (k, at) = (g.k, sc.at[c]);
     let span = params(cut, false).span();
     let hist = hists[c];
     sc.factors[c] = [1.0; 7];
-    if ind.window.0 == DAY {
+    if cut.unit == DAY {
         sc.refs.clear();
         sc.weekdays.clear();
         for j in 1..=span {
-            let v: f64 = tops.iter().map(|&t| block(hist, t as usize, j, k)).sum();
+            let v: f64 = tops.iter().map(|&t| block(hist, t as usize, j, k, at)).sum();
             sc.refs.push(v);
-            sc.weekdays.push(weekday(b, ind.window.0, j));
+            sc.weekdays.push(weekday(b, cut.unit, j));
         }
         sc.factors[c] = vigil_scan::weekday_factors(&sc.refs, &sc.weekdays);
     }
-    let g = Geo { b, window: ind.window.0, k };
     for (slot, o) in out.iter_mut().enumerate() {
         if !scanned[slot] {
             *o = Cut::default();
@@ -168,19 +182,19 @@ pub(crate) fn scan_cut(
         }
         // An empty newest window is never in excess (every expectation is above zero): most cuts
         // of a fine region, most of the time, cost one ring read.
-        let newest = block(hist, slot, 0, k);
+        let newest = block(hist, slot, 0, k, at);
         if newest.is_nan() || newest <= 0.0 {
             *o = Cut::default();
             continue;
         }
-        // A window of several hops holds a burst for a whole window after its last event (a
-        // 7-day count, a week), each hop alarming again on the same events. Such a cut is
-        // scanned only where its newest hop brought in more events than left the window: while
-        // the excess grows, not at every hop that reads it again. (Stricter, the newest window
-        // the highest of the window's hops, cost incidents of several days on the synthetic
-        // city: docs/methodology.md §16.5.) With one hop per window this is the newest-window
-        // rule of the scan itself.
-        if k > 1 && hist.value(slot, 2).is_some_and(|before| newest <= before) {
+        // A unit of several hops holds a burst for a whole unit after its last event (a 24-hour
+        // count, a day), each hop alarming again on the same events. Such a cut is scanned only
+        // where its newest hop brought in more events than left the unit: while the excess
+        // grows, not at every hop that reads it again. (Stricter, the newest unit the highest
+        // of the unit's hops, cost incidents of several days on the synthetic city:
+        // docs/methodology.md §16.5.) With one hop per unit this is the newest-window rule of
+        // the scan itself.
+        if k > 1 && hist.value_at(slot, 2, at).is_some_and(|before| newest <= before) {
             *o = Cut::default();
             continue;
         }
@@ -231,14 +245,13 @@ pub(crate) fn verdict(
             stats.push(own.stat);
             continue;
         }
-        let ind = &rules.indicators[cut.indicator];
-        let k = (ind.window.0 / ind.hop.0).max(1) as usize;
+        let hop = rules.indicators[cut.indicator].hop.0;
         let w = own.windows as usize;
         // The boundary of the cut's last evaluation (its ring has advanced past it).
-        let last = b - b.rem_euclid(ind.hop.0);
+        let g = Geo::of(rules, cut, b - b.rem_euclid(hop));
         let mut excess = 0.0;
         for &ch in alarmed {
-            gather(hists, ch as usize, c, cut, Geo { b: last, window: ind.window.0, k }, tops, sc);
+            gather(hists, ch as usize, c, cut, g, tops, sc);
             if let Some((obs, exp)) = vigil_scan::window_sums(&sc.xs, &sc.fs, w, cut.baseline)
                 && obs > exp
             {
@@ -329,15 +342,16 @@ pub(crate) fn record(
     let alarm = rules.alarm.as_ref().expect("record without alarm rules");
     let evidence = v.cut.map(|c| {
         let cut = cuts[c][slot];
+        let unit = alarm.cuts[c].unit;
         let ind = &rules.indicators[alarm.cuts[c].indicator];
         let recurrence = vigil_scan::recurrence::interpolate(&alarm.recurrence_points(), v.named_stat);
         // The cut's scan ends at its own last evaluation (a daily cut read at a later hour).
         let last = b - b.rem_euclid(ind.hop.0);
-        let since = rules.zone.utc(last - cut.windows as i64 * ind.window.0);
+        let since = rules.zone.utc(last - cut.windows as i64 * unit);
         let p_value = 10f64.powf(-v.named_stat);
         let linked: Vec<String> =
             v.linked.iter().map(|&s| rules.regions.codes[slot_regions[s as usize] as usize].clone()).collect();
-        let span = span_words(cut.windows as i64 * ind.window.0);
+        let span = span_words(cut.windows as i64 * unit);
         let mut summary = format!(
             "{} in {}: {} in {} against {:.1} expected; an excess like this happens by chance {} {}",
             ind.name.en,
@@ -372,7 +386,7 @@ pub(crate) fn record(
             indicator_name: ind.name.en.clone(),
             category: rules.categories[ind.category].id.clone(),
             windows: cut.windows as u32,
-            window: ind.window.to_string(),
+            window: vigil_model::Duration(unit).to_string(),
             since: format_utc(since),
             observed: cut.observed,
             expected: round(cut.expected, 2),

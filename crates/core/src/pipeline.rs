@@ -385,6 +385,9 @@ pub struct Pipeline {
     /// parent), so its cuts would be read by nothing; scoring grid cells costs no scans.
     scanned: Vec<bool>,
     alarm: alarm::Scratch,
+    /// Per indicator: where its unit counts go, when the alarm scans it in units shorter than
+    /// its window (a 7-day count read as daily counts).
+    units: Vec<Option<UnitCount>>,
 }
 
 impl Pipeline {
@@ -478,7 +481,8 @@ impl Pipeline {
                 None => tops.push(d as u32),
             }
         }
-        let mut alarm = alarm::Scratch::new(rules.alarm.as_ref());
+        let units = unit_counts(&rules, &layouts);
+        let mut alarm = alarm::Scratch::new(&rules, &units);
         if alarm.factors.len() == state.factors.len() {
             alarm.factors.clone_from(&state.factors);
         }
@@ -509,6 +513,7 @@ impl Pipeline {
             slept: 0,
             scanned,
             alarm,
+            units,
         }
     }
 
@@ -581,10 +586,17 @@ impl Pipeline {
             match by_id.remove(&ind.id) {
                 Some((fp, mut st)) if same_layout && fp == p.state.fingerprints[i].1 => {
                     // An alarm that scans the indicator for longer (or no longer) needs another
-                    // ring length: the newest entries carry over.
+                    // ring length, and one that reads it in units shorter than its window (or no
+                    // longer) another width: the newest entries carry over with their window
+                    // values, and unit counts the ring did not keep are worked out from them.
                     let want = &p.state.indicators[i].hist;
-                    if st.hist.len != want.len && st.hist.width == want.width {
-                        st.hist = st.hist.resized(want.len);
+                    if st.hist.len != want.len || st.hist.width != want.width {
+                        let added = want.width > st.hist.width;
+                        st.hist = st.hist.reshaped(want.len, want.width);
+                        if let (true, Some(u), Some(last)) = (added, p.units[i], old.last_eval) {
+                            st.bins.index();
+                            backfill_units(&mut st.hist, &st.bins, &p.layouts[i], u, ind.hop.0, last);
+                        }
                     }
                     if st.hist.same_shape(want) {
                         p.state.indicators[i] = st;
@@ -818,6 +830,7 @@ impl Pipeline {
             let mut run = self.runs[i].as_mut();
             let (first, last) = layout.window_of(b);
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
+            let unit = self.units[i];
             for r in 0..regions {
                 if self.quiet[i].as_ref().is_some_and(|q| q.is_dormant(r)) {
                     self.kept += 1;
@@ -832,6 +845,12 @@ impl Pipeline {
                     None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
                 };
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
+                if let Some(u) = unit {
+                    // The alarm reads this count in its own units: the newest unit's count.
+                    let mut n = 0i64;
+                    st.bins.each_in(r, last - u.bins + 1, last, |s| n = n.saturating_add(s[0]));
+                    st.hist.set_at(r, u.at, n as f32);
+                }
                 if let Some(q) = &mut self.quiet[i]
                     && q.unchanged(r, wv.value, wv.support, st.hist.evals)
                 {
@@ -1175,15 +1194,84 @@ fn cut_ids(rules: &RuleSet) -> Vec<(String, usize, usize)> {
 }
 
 /// The history ring an indicator needs: its normalisation's, or where it is scanned for alarms
-/// the scan's and baseline's windows, whichever is longer.
+/// the scan's and baseline's units, whichever is longer; a cut scanned in units shorter than
+/// the window keeps each hop's unit count in one more float of every entry.
 fn history_needs(rules: &RuleSet, ind: &vigil_rules::Indicator) -> normalise::HistoryNeeds {
     let mut h = normalise::history_needs(ind);
     let cut = rules.alarm.as_ref().and_then(|a| a.cuts.iter().find(|c| rules.indicators[c.indicator].id == ind.id));
     if let Some(c) = cut {
-        let k = (ind.window.0 / ind.hop.0).max(1) as usize;
-        h.len = h.len.max((c.windows + c.baseline + 1) * k + 1);
+        h.len = h.len.max((c.windows + c.baseline + 1) * c.hops_per_unit(ind.hop.0) + 1);
+        if c.unit != ind.window.0 {
+            h.width += 1;
+        }
     }
     h
+}
+
+/// Where an indicator's unit counts are kept and read from (see [`history_needs`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UnitCount {
+    /// The float of each history entry that holds the count.
+    pub at: usize,
+    /// The unit, in bins of the indicator.
+    pub bins: i64,
+}
+
+/// Per indicator: whether the alarm scans it in units shorter than its window, and where.
+fn unit_counts(rules: &RuleSet, layouts: &[Layout]) -> Vec<Option<UnitCount>> {
+    rules
+        .indicators
+        .iter()
+        .zip(layouts)
+        .map(|(ind, layout)| {
+            let a = rules.alarm.as_ref()?;
+            let c = a.cuts.iter().find(|c| rules.indicators[c.indicator].id == ind.id && c.unit != ind.window.0)?;
+            Some(UnitCount { at: normalise::history_needs(ind).width, bins: c.unit / layout.bin })
+        })
+        .collect()
+}
+
+/// Unit counts for a history ring that kept none (an alarm now reads the indicator in units
+/// shorter than its window, after a reload or an upgrade), so that its cut need not wait half a
+/// baseline for them. Only where the hop is the unit (a 7-day count evaluated daily): the units
+/// of the last window are read from the bins, and each earlier one from the window values, as a
+/// window less the one a unit later gives the unit that left it: d(B − window) = d(B) − v(B) +
+/// v(B − unit). `last` is the last boundary evaluated (local). A count that comes out negative
+/// (events counted after an evaluation, or a value the ring lost) stays unknown, as does every
+/// unit of a region whose bins no longer hold it.
+fn backfill_units(hist: &mut History, bins: &vigil_window::Bins, layout: &Layout, u: UnitCount, hop: i64, last: i64) {
+    let unit = u.bins * layout.bin;
+    if hop != unit || u.bins <= 0 || layout.window_bins % u.bins != 0 {
+        return;
+    }
+    let k = (layout.window_bins / u.bins) as usize;
+    let newest = last - last.rem_euclid(hop);
+    let filled = hist.filled();
+    let regions = hist.regions();
+    for r in 0..regions {
+        for lag in 1..=filled {
+            let d = if lag <= k {
+                let (_, end) = layout.window_of(newest - (lag as i64 - 1) * unit);
+                let first = end - u.bins + 1;
+                if first <= bins.newest(r).saturating_sub(bins.ring as i64) {
+                    continue;
+                }
+                let mut n = 0i64;
+                bins.each_in(r, first, end, |s| n = n.saturating_add(s[0]));
+                n as f64
+            } else {
+                let (Some(d), Some(v), Some(later)) =
+                    (hist.value_at(r, lag - k, u.at), hist.value(r, lag - k), hist.value(r, lag - k + 1))
+                else {
+                    continue;
+                };
+                d - v + later
+            };
+            if d >= 0.0 {
+                hist.put_at(r, lag, u.at, d as f32);
+            }
+        }
+    }
 }
 
 /// Fresh quiet-series tracking for every indicator (see `Pipeline::quiet`).

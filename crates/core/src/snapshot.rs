@@ -83,7 +83,13 @@ impl Pipeline {
         let fits = scope.is_none()
             || env.state.layout == rules.layout_fingerprint()
             || env.state.layout == crate::scope::layout_of(&rules, scope);
-        if env.state.rules_version == rules.version && fits {
+        // A state of these rules and regions that another build laid out otherwise (an alarm
+        // that now reads a long window's unit counts keeps one more float per history entry)
+        // is adopted too; one of other regions is still refused.
+        let own_regions = env.state.layout == rules.layout_fingerprint()
+            || env.state.layout == crate::scope::layout_of(&rules, scope);
+        let reshaped = own_regions && !resumable(&rules, options, scope, &env.state);
+        if env.state.rules_version == rules.version && fits && !reshaped {
             return Ok((resume(rules, options, scope, env.state)?, None));
         }
         // A snapshot of every region under other rules is adopted whole, then narrowed.
@@ -114,6 +120,14 @@ fn resume(
     }
     check_shape(&rules, options, scope, &state)?;
     Ok(Pipeline::from_state(rules, options, scope, state))
+}
+
+/// Whether [`resume`] would take `state` (its shape fits the rules).
+fn resumable(rules: &Arc<RuleSet>, options: Options, scope: Option<&[bool]>, state: &State) -> bool {
+    match scope {
+        Some(_) if state.layout == rules.layout_fingerprint() => check_shape(rules, options, None, state).is_ok(),
+        _ => check_shape(rules, options, scope, state).is_ok(),
+    }
 }
 
 /// Checks that a state read back has every dimension the rules give it: as many indicators

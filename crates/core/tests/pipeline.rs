@@ -827,6 +827,114 @@ fn a_burst_in_a_window_of_many_hops_is_scanned_while_it_grows() {
     assert!((1..=10).contains(&scanned), "{scanned} of the 18 hours after the burst have evidence: {after:?}");
 }
 
+/// The mini indicators with a daily count and a 7-day count of all calls, both evaluated daily,
+/// and an alarm scanning `scanned` of them over 1..3 days against the 14 before.
+fn weekly_rules(scanned: Option<&str>) -> Arc<RuleSet> {
+    let weekly = r#"
+[[indicator]]
+id = "calls_count_7d"
+name = "Calls, seven days"
+category = "volume"
+source = "police"
+measure = "count"
+window = "7d"
+hop = "1d"
+direction = "up"
+weight = 0.1
+normalise = { method = "robust_z", windows = 20 }
+"#;
+    let indicators = format!("{}{weekly}", with_daily_calls().replace("weight = 0.2", "weight = 0.1"));
+    let mut files = vec![("indicators/police.toml", indicators)];
+    if let Some(id) = scanned {
+        let alarm = format!(
+            "[alarm]\nscan = \"3d\"\nbaseline = \"14d\"\nindicators = [\"{id}\"]\nrecurrence = {{ yellow = \"2d\", orange = \"14d\" }}\n"
+        );
+        files.push(("alarm.toml", alarm));
+    }
+    let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    Arc::new(compile(&mini::files_with(&files)).unwrap_or_else(|d| panic!("{d}")))
+}
+
+/// A 7-day count evaluated daily is scanned in daily counts (docs/methodology.md §16.1): at
+/// every evaluation exactly the evidence of a 1-day count of the same events, so a burst is
+/// seen on its day, not diluted in its week. Its alarm says so, its state survives a restart,
+/// and a reload that starts scanning it keeps the indicator's history.
+#[test]
+fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
+    struct Samples(Vec<(i64, u32, u64)>);
+    impl vigil_core::Output for Samples {
+        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
+        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
+        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
+            self.0.extend(regions.iter().map(|r| (period.end, r.region, r.stat.to_bits())));
+        }
+    }
+    let (daily, weekly) = (weekly_rules(Some("calls_count_1d")), weekly_rules(Some("calls_count_7d")));
+    let cut = &weekly.alarm.as_ref().unwrap().cuts[0];
+    assert_eq!((cut.unit, cut.windows, cut.baseline), (DAY, 3, 14));
+    let events = scenario(&weekly);
+    let evidence = |rules: &Arc<RuleSet>| {
+        let mut p = Pipeline::new(Arc::clone(rules), opts());
+        let mut out = Samples(Vec::new());
+        for ev in &events {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        out.0
+    };
+    let (d, w) = (evidence(&daily), evidence(&weekly));
+    assert!(d.len() > 40 && d.iter().any(|s| f64::from_bits(s.2) > 3.0), "{d:?}");
+    assert_eq!(d, w, "the weekly count scanned in days differs from the daily count");
+
+    let (alerts, _) = run(&weekly, &events, None);
+    let parsed: Vec<vigil_model::record::AlertRecord> =
+        alerts.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    let opened = parsed
+        .iter()
+        .find(|a| a.scope == "evidence" && a.region == "D1" && a.event == AlertEvent::Opened)
+        .unwrap_or_else(|| panic!("no evidence alarm on D1: {parsed:#?}"));
+    let e = opened.evidence.as_ref().unwrap();
+    assert_eq!((e.indicator.as_str(), e.window.as_str(), e.windows), ("calls_count_7d", "1d", 1), "{e:?}");
+    // The burst day, 03-21 local (+08:00), closed.
+    assert_eq!(opened.window_end, "2026-03-21T16:00:00Z");
+    assert!(e.summary.contains("in the last day against"), "{}", e.summary);
+    for split in [events.len() / 3, events.len() * 5 / 6] {
+        assert_eq!(alerts, run(&weekly, &events, Some(split)).0, "alerts differ after a restart at event {split}");
+    }
+
+    // Rules without the alarm, reloaded (or restored from a snapshot) to scan the weekly count:
+    // its window values carry over into the wider history and its daily counts are worked out
+    // from them, so from the next evaluation on the evidence is what it would have been had the
+    // alarm scanned it from the start.
+    let plain = weekly_rules(None);
+    let half = events.len() / 2;
+    for via_snapshot in [false, true] {
+        let mut p = Pipeline::new(Arc::clone(&plain), opts());
+        let mut out = Samples(Vec::new());
+        for ev in &events[..half] {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        let carried = if via_snapshot {
+            let (q, carried) =
+                Pipeline::restore_adopting(Arc::clone(&weekly), opts(), None, &p.snapshot().unwrap()).unwrap();
+            p = q;
+            carried.unwrap()
+        } else {
+            p.reload(Arc::clone(&weekly))
+        };
+        assert!(carried.fresh.is_empty() && carried.kept.contains(&"calls_count_7d".to_string()), "{carried:?}");
+        for ev in &events[half..] {
+            p.ingest(ev);
+            p.advance(ev.ts - 5 * MINUTE, &mut out);
+        }
+        let after: Vec<_> = out.0.iter().filter(|s| s.0 > events[half].ts + DAY).cloned().collect();
+        let from_start: Vec<_> = w.iter().filter(|s| s.0 > events[half].ts + DAY).cloned().collect();
+        assert!(after.len() > 20, "{after:?}");
+        assert_eq!(after, from_start, "via snapshot: {via_snapshot}");
+    }
+}
+
 /// Two days of 4 extra calls every 6 hours in G1: an excess in D1 that hovers about its
 /// thresholds.
 fn flapping_scenario(rules: &RuleSet) -> Vec<Event> {

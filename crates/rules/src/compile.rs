@@ -401,15 +401,21 @@ impl<'a, 's> Compiler<'a, 's> {
         let mut cuts = Vec::new();
         for &k in &chosen {
             let ind = &indicators[k];
-            let w = ind.window.0;
+            // A window longer than a day and its hop is scanned in days (or hops): see `scan_unit`.
+            let w = scan_unit(ind.window.0, ind.hop.0, ind.bin.0);
+            let unit = if w == ind.window.0 {
+                format!("window {}", ind.window)
+            } else {
+                format!("window {}, scanned in {} counts", ind.window, Duration(w))
+            };
             let fits = |d: Duration| d.0 > 0 && d.0 % w == 0;
             if !fits(scan) || scan.0 / w > MAX_SCAN_WINDOWS as i64 {
                 self.sink.at(
                     &src,
                     span_of(&raw.scan),
                     format!(
-                        "scan `{scan}` must be 1 to {} windows of indicator `{}` (window {})",
-                        MAX_SCAN_WINDOWS, ind.id, ind.window
+                        "scan `{scan}` must be 1 to {} windows of indicator `{}` ({unit})",
+                        MAX_SCAN_WINDOWS, ind.id
                     ),
                 );
                 continue;
@@ -418,12 +424,13 @@ impl<'a, 's> Compiler<'a, 's> {
                 self.sink.at(
                     &src,
                     span_of(&raw.baseline),
-                    format!("baseline `{baseline}` must be at least 7 windows of indicator `{}` (window {}), a whole number of them, and at most 400d", ind.id, ind.window),
+                    format!("baseline `{baseline}` must be at least 7 windows of indicator `{}` ({unit}), a whole number of them, and at most 400d", ind.id),
                 );
                 continue;
             }
             cuts.push(AlarmCut {
                 indicator: k,
+                unit: w,
                 windows: (scan.0 / w) as usize,
                 baseline: (baseline.0 / w) as usize,
                 parent: None,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use vigil_model::time::DAY;
 use vigil_model::{Duration, Level, SourceIdx, Zone};
 
 use crate::filter::Pred;
@@ -482,9 +483,14 @@ pub struct Alarm {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlarmCut {
     pub indicator: usize,
-    /// The longest scan, in windows of the indicator.
+    /// The length of the windows the scan reads, in ms: the indicator's window, except that a
+    /// window of more than a day evaluated at a shorter hop is read in days (or hops, if longer):
+    /// a 7-day count evaluated daily is scanned as daily counts over 1..W days, so a burst is
+    /// not diluted in its week. See [`scan_unit`].
+    pub unit: i64,
+    /// The longest scan, in units.
     pub windows: usize,
-    /// The baseline, in windows.
+    /// The baseline, in units.
     pub baseline: usize,
     /// The scanned indicator that counts all events of the same source and window (no
     /// filter), when this one has a filter: its parent category.
@@ -502,6 +508,24 @@ pub struct AlarmLevel {
     pub recurrence_days: f64,
     /// On the evidence statistic (−log10 of the smallest tail).
     pub threshold: f64,
+}
+
+/// The unit a count indicator is scanned in ([`AlarmCut::unit`]): its window, unless the
+/// window is longer than a day and than its hop; then a day (or the hop, when longer), provided
+/// it divides the window, the hop divides it, and it is whole bins (it is counted from them).
+pub fn scan_unit(window: i64, hop: i64, bin: i64) -> i64 {
+    if window <= DAY || hop >= window {
+        return window;
+    }
+    let unit = hop.max(DAY);
+    if window % unit == 0 && unit % hop == 0 && unit % bin == 0 { unit } else { window }
+}
+
+impl AlarmCut {
+    /// Hops of the indicator per unit: how many ring entries one unit spans.
+    pub fn hops_per_unit(&self, hop: i64) -> usize {
+        (self.unit / hop).max(1) as usize
+    }
 }
 
 impl Alarm {

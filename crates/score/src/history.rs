@@ -43,7 +43,7 @@ impl History {
     }
 
     /// Writes the current evaluation's entry for `region` (call for every region, then
-    /// [`History::advance`]).
+    /// [`History::advance`]); `entry` holds at least the first float.
     #[inline]
     pub fn set(&mut self, region: usize, entry: &[f32]) {
         let slot = (self.evals % self.len as u64) as usize;
@@ -51,12 +51,36 @@ impl History {
         // Most entries are one float: a store, not a call to memcpy (every region, every hop).
         match self.width {
             1 => self.data[at] = entry[0],
-            2 => {
+            2 if entry.len() >= 2 => {
                 self.data[at] = entry[0];
                 self.data[at + 1] = entry[1];
             }
-            w => self.data[at..at + w].copy_from_slice(&entry[..w]),
+            // Floats beyond the entry (an alarm's unit count) are written by `set_at`.
+            w => {
+                let n = w.min(entry.len());
+                self.data[at..at + n].copy_from_slice(&entry[..n]);
+            }
         }
+    }
+
+    /// Writes float `at` of the current evaluation's entry for `region` (one float beside what
+    /// [`History::set`] wrote: the alarm's unit count of a long window).
+    #[inline]
+    pub fn set_at(&mut self, region: usize, at: usize, v: f32) {
+        let slot = (self.evals % self.len as u64) as usize;
+        let i = self.at(region, slot) + at;
+        self.data[i] = v;
+    }
+
+    /// Writes float `at` of the entry `lag` evaluations back (1 = the last one written), if the
+    /// ring still holds it: filling in a float a past evaluation did not keep.
+    pub fn put_at(&mut self, region: usize, lag: usize, at: usize, v: f32) {
+        if lag == 0 || lag >= self.len || lag as u64 > self.evals {
+            return;
+        }
+        let slot = ((self.evals - lag as u64) % self.len as u64) as usize;
+        let i = self.at(region, slot) + at;
+        self.data[i] = v;
     }
 
     pub fn advance(&mut self) {
@@ -82,18 +106,30 @@ impl History {
         self.get(region, lag).map(|e| e[0] as f64).filter(|v| v.is_finite())
     }
 
+    /// Float `at` of the entry `lag` evaluations back, if defined.
+    #[inline]
+    pub fn value_at(&self, region: usize, lag: usize, at: usize) -> Option<f64> {
+        self.get(region, lag).and_then(|e| e.get(at)).map(|&v| v as f64).filter(|v| v.is_finite())
+    }
+
+    pub fn regions(&self) -> usize {
+        self.regions
+    }
+
     /// How many past evaluations (not counting the current one) exist.
     pub fn filled(&self) -> usize {
         (self.evals as usize).min(self.len - 1)
     }
 
-    /// The same history in a ring of `len` entries (at least 1): the newest entries that fit are
-    /// kept, in place, so a longer or shorter ring continues where this one was.
-    pub fn resized(&self, len: usize) -> History {
+    /// The same history in a ring of `len` entries (at least 1) of `width` floats: the newest
+    /// entries that fit are kept, in place, so a longer or shorter ring continues where this one
+    /// was; of each entry, the first floats that fit (a float added is unknown, NaN).
+    pub fn reshaped(&self, len: usize, width: usize) -> History {
         let len = len.max(1);
         let regions = self.regions;
-        let mut out = History::new(regions, len, self.width);
+        let mut out = History::new(regions, len, width);
         out.evals = self.evals;
+        let floats = width.min(self.width);
         // Entry k (0 ..= evals) sits at slot k % len; copy the newest min(len, self.len) of them.
         let keep = len.min(self.len) as u64;
         let first = (self.evals + 1).saturating_sub(keep);
@@ -101,7 +137,7 @@ impl History {
             let (from, to) = ((k % self.len as u64) as usize, (k % len as u64) as usize);
             for r in 0..regions {
                 let (a, b) = (self.at(r, from), out.at(r, to));
-                out.data[b..b + self.width].copy_from_slice(&self.data[a..a + self.width]);
+                out.data[b..b + floats].copy_from_slice(&self.data[a..a + floats]);
             }
         }
         out
@@ -141,7 +177,7 @@ mod tests {
             h.advance();
         }
         for len in [3, 5, 9] {
-            let r = h.resized(len);
+            let r = h.reshaped(len, 1);
             assert_eq!(r.evals, h.evals);
             for lag in 1..len.min(5) {
                 assert_eq!(r.value(0, lag), h.value(0, lag), "len {len} lag {lag}");
@@ -152,6 +188,28 @@ mod tests {
                 assert_eq!(r.value(0, 6), None);
             }
         }
+    }
+
+    #[test]
+    fn a_widened_ring_keeps_each_entrys_floats_and_adds_unknowns() {
+        let mut h = History::new(2, 4, 1);
+        for i in 0..6 {
+            h.set(0, &[i as f32]);
+            h.set(1, &[10.0 + i as f32]);
+            h.advance();
+        }
+        let mut w = h.reshaped(6, 2);
+        for lag in 1..4 {
+            assert_eq!(w.value(1, lag), h.value(1, lag), "lag {lag}");
+            assert_eq!(w.value_at(1, lag, 1), None, "lag {lag}");
+        }
+        w.set(0, &[7.0]);
+        w.set_at(0, 1, 3.0);
+        w.advance();
+        assert_eq!((w.value(0, 1), w.value_at(0, 1, 1)), (Some(7.0), Some(3.0)));
+        // And back: the added float is dropped, the rest kept.
+        let n = w.reshaped(6, 1);
+        assert_eq!((n.width, n.value(0, 1), n.value(0, 2)), (1, Some(7.0), Some(5.0)));
     }
 
     #[test]

@@ -386,23 +386,27 @@ pub fn value_of(
             let mut at = first.rem_euclid(ring);
             for b in first..=last {
                 let now = bins.slot_at(region, b, at as usize).map_or([0, 0], |s| [s[0], s[1]]);
-                let mut mean = [0f64; 2];
-                for (k, &off) in back.iter().enumerate().skip(1) {
-                    let slot = if at >= off { at - off } else { at - off + ring };
-                    if let Some(s) = bins.slot_at(region, b - k as i64 * 24, slot as usize) {
-                        mean[0] += s[0] as f64;
-                        mean[1] += s[1] as f64;
+                // Elevated needs a count above a mean of at least zero: an hour without events
+                // on both legs is settled without reading its 7 days before (most hours of a
+                // fine region). A count at or below the mean is never elevated either, so most
+                // other hours are settled without computing the Poisson limit; the second leg
+                // is only checked when the first is elevated.
+                if now[0] > 0 && now[1] > 0 {
+                    let mut mean = [0f64; 2];
+                    for (k, &off) in back.iter().enumerate().skip(1) {
+                        let slot = if at >= off { at - off } else { at - off + ring };
+                        if let Some(s) = bins.slot_at(region, b - k as i64 * 24, slot as usize) {
+                            mean[0] += s[0] as f64;
+                            mean[1] += s[1] as f64;
+                        }
                     }
-                }
-                // A count at or below the mean is never elevated, so most hours are settled
-                // without computing the Poisson limit; the second leg is only checked when the
-                // first is elevated.
-                let elevated = |i: usize| {
-                    let m = mean[i] / 7.0;
-                    now[i] as f64 > m && now[i] as f64 > poisson_upper(m, *alpha)
-                };
-                if elevated(0) && elevated(1) {
-                    hours += 1;
+                    let elevated = |i: usize| {
+                        let m = mean[i] / 7.0;
+                        now[i] as f64 > m && now[i] as f64 > poisson_upper(m, *alpha)
+                    };
+                    if elevated(0) && elevated(1) {
+                        hours += 1;
+                    }
                 }
                 at += 1;
                 if at == ring {

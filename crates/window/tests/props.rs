@@ -1,5 +1,6 @@
 //! Property tests of window assignment and watermarks: bins summed over a window equal a
-//! brute-force count of the events in it, whatever the order the events arrive in, and the
+//! brute-force count of the events in it, whatever the order the events arrive in; co-elevation
+//! equals its definition (docs/methodology.md §3.7) computed from the events themselves; and the
 //! global watermark never decreases and never passes an active input.
 
 use proptest::prelude::*;
@@ -60,6 +61,64 @@ proptest! {
             let got = measure::extract(ind, &layout, &fresh, g1, zone.local(end), &mut scratch).value.unwrap();
             let want = events.iter().filter(|ev| ev.ts >= end - DAY && ev.ts < end && ev.attrs[0] <= 1).count() as f64;
             prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn coelevation_equals_its_definition_from_the_events(
+        offsets in prop::collection::vec(0i64..(10 * DAY), 1..400),
+        urgent in prop::collection::vec(any::<bool>(), 400),
+        hot in prop::collection::vec(0i64..(10 * 24), 0..6),
+        ends in prop::collection::vec(8i64 * 24..(10 * 24), 1..6),
+    ) {
+        let indicator = "[[indicator]]\nid = \"co\"\nname = \"Co\"\ncategory = \"volume\"\nsource = \"police\"\n\
+            measure = \"coelevation(0.05)\"\ncompare = { source = \"police\", filter = \"urgent = TRUE\" }\n\
+            window = \"24h\"\nhop = \"1h\"\ndirection = \"up\"\nmin_support = 0\nweight = 1.0\n\
+            normalise = { method = \"robust_z\", windows = 12 }\n";
+        let rules = compile(&mini::files_with(&[("indicators/police.toml", indicator)])).unwrap_or_else(|d| panic!("{d}"));
+        let ind = &rules.indicators[0];
+        let compare = ind.compare.as_ref().unwrap();
+        let layout = Layout::for_indicator(&rules, ind);
+        let zone = &rules.zone;
+        let g1 = rules.regions.lookup("G1").unwrap() as usize;
+        // Scattered calls, and a few hours with ten more (elevated on both legs when urgent).
+        let mut ts: Vec<i64> = offsets.iter().map(|&o| base() + o).collect();
+        for &h in &hot {
+            ts.extend((0..10).map(|k| base() + h * HOUR + k * 60_000));
+        }
+        let events: Vec<Event> = ts.iter().enumerate().map(|(k, &t)| {
+            let mut e = Event { region: g1 as u32, ts: t, ..Event::default() };
+            e.set(3, i64::from(urgent[k % urgent.len()] || k >= offsets.len()));
+            e
+        }).collect();
+        for &e in &ends {
+            let end = base() + e * HOUR;
+            let mut bins = layout.new_bins(rules.regions.len());
+            let reach = (layout.ring as i64 - 2) * layout.bin;
+            for ev in events.iter().filter(|ev| ev.ts < end && ev.ts >= end - reach) {
+                let cx = EvalCtx::new(ev, zone);
+                let lanes = bins.slot_mut(g1, layout.bin_of(zone.local(ev.ts))).unwrap();
+                if ind.filter.matches(&cx) {
+                    measure::update(ind, &layout, Leg::Primary, &cx, lanes);
+                }
+                if compare.filter.matches(&cx) {
+                    measure::update(ind, &layout, Leg::Compare, &cx, lanes);
+                }
+            }
+            let mut scratch = [0i64; measure::MAX_LANES];
+            let got = measure::extract(ind, &layout, &bins, g1, zone.local(end), &mut scratch).value.unwrap();
+            // The definition: hours of the last day in which both legs counted more than their
+            // mean over the same hour of the 7 days before and than its Poisson upper limit.
+            let count = |from: i64, leg: bool| {
+                events.iter().filter(|ev| ev.ts >= from && ev.ts < from + HOUR && (!leg || ev.attrs[3] == 1)).count() as f64
+            };
+            let elevated = |h: i64, leg: bool| {
+                let c = count(h, leg);
+                let m = (1..=7).map(|d| count(h - d * DAY, leg)).sum::<f64>() / 7.0;
+                c > m && c > measure::poisson_upper(m, 0.05)
+            };
+            let want = (1..=24).filter(|&k| elevated(end - k * HOUR, false) && elevated(end - k * HOUR, true)).count();
+            prop_assert_eq!(got, want as f64, "window ending at hour {}", e);
         }
     }
 
