@@ -159,6 +159,17 @@ impl GradeState {
         if self.down >= hold.max(1) { self.set(at, target) } else { None }
     }
 
+    /// Evidence alarms held to the end of the day: a higher `target` is taken at once, a lower
+    /// one only at a day's end (`day_end`: the day's last evaluation), where the level becomes
+    /// that evaluation's. Through a day the level shown is the day's highest, the quantity the
+    /// recurrence intervals are calibrated on.
+    pub fn hold_to_day_end(&mut self, at: Ts, target: Option<Level>, day_end: bool) -> Option<Transition> {
+        if target > self.level || day_end {
+            return self.set(at, target);
+        }
+        None
+    }
+
     /// Moves straight to `target`, with no persistence or hysteresis: evidence alarms, whose
     /// level is the recurrence interval of today's excess and whose calibration counts the days
     /// each threshold is reached, follow the evidence day by day.
@@ -345,5 +356,42 @@ mod tests {
         for (t, &target) in targets.iter().enumerate() {
             assert_eq!(a.hold(t as Ts, target, 1), b.set(t as Ts, target), "at {t}");
         }
+    }
+
+    #[test]
+    fn evidence_held_to_the_day_end_falls_only_at_midnight() {
+        use Level::*;
+        // Four evaluations a day; the last of each (t % 4 == 3) ends it.
+        let targets = [
+            None,
+            Some(Yellow),
+            None,
+            Some(Orange), // day 0: yellow, then orange at its end
+            None,
+            Some(Yellow),
+            None,
+            None, // day 1: below orange all day; at its end nothing
+            Some(Red),
+            None,
+            None,
+            Some(Yellow), // day 2: red at once, yellow at its end
+        ];
+        let mut s = GradeState::default();
+        let mut seen = Vec::new();
+        for (t, &target) in targets.iter().enumerate() {
+            if let Some(tr) = s.hold_to_day_end(t as Ts, target, t % 4 == 3) {
+                seen.push((t, tr.event, tr.level));
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (1, AlertEvent::Opened, Some(Yellow)),
+                (3, AlertEvent::Escalated, Some(Orange)),
+                (7, AlertEvent::Resolved, None),
+                (8, AlertEvent::Opened, Some(Red)),
+                (11, AlertEvent::Deescalated, Some(Yellow)),
+            ]
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vigil_alert::GradeState;
 use vigil_model::record::{AlertRecord, Floor, ScoreRecord};
-use vigil_model::time::HOUR;
+use vigil_model::time::{DAY, HOUR};
 use vigil_model::{Event, Level, Ts};
 use vigil_rules::filter::EvalCtx;
 use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
@@ -934,7 +934,12 @@ impl Pipeline {
                 stat: v.stat,
                 indicator: v.cut.map(|c| a.cuts[c].indicator),
             });
-            if let Some(tr) = self.state.evidence[d].hold(p.end, v.level, a.hold_evaluations) {
+            let g = &mut self.state.evidence[d];
+            let tr = match a.hold {
+                vigil_rules::Hold::Day => g.hold_to_day_end(p.end, v.level, b.rem_euclid(DAY) == 0),
+                vigil_rules::Hold::Evaluations(n) => g.hold(p.end, v.level, n),
+            };
+            if let Some(tr) = tr {
                 self.state.counters.alerts += 1;
                 out.alert(alarm::record(rules, (r, d), b, p, &v, tr, &self.state.cuts, &self.scored));
             }

@@ -956,7 +956,8 @@ fn the_hold_keeps_an_evidence_episode_from_flapping() {
             .collect()
     };
     let follow = evidence(&alarm_rules_with("hold = \"1h\"\n"));
-    let held = evidence(&alarm_rules());
+    let held = evidence(&alarm_rules_with("hold = \"3h\"\n"));
+    let day = evidence(&alarm_rules());
     let d1 = |v: &[vigil_model::record::AlertRecord]| -> Vec<(String, AlertEvent, Option<vigil_model::Level>)> {
         v.iter().filter(|a| a.region == "D1").map(|a| (a.window_end.clone(), a.event, a.level)).collect()
     };
@@ -976,6 +977,14 @@ fn the_hold_keeps_an_evidence_episode_from_flapping() {
     };
     assert!(quick_drops(&f) > 0, "{f:?}");
     assert_eq!(quick_drops(&h), 0, "{h:?}");
+    // The default: a level is kept to the end of its day, so every fall is at local midnight
+    // (16:00 UTC), there are no more records than with the 3-hour hold, and the first alarm is
+    // the same.
+    let d = d1(&day);
+    assert_eq!(d[0], f[0]);
+    assert!(d.len() <= h.len(), "day {d:?}\nheld {h:?}");
+    let falls: Vec<_> = d.iter().filter(|a| matches!(a.1, AlertEvent::Deescalated | AlertEvent::Resolved)).collect();
+    assert!(!falls.is_empty() && falls.iter().all(|a| a.0.ends_with("T16:00:00Z")), "{d:?}");
 }
 
 /// A reload to rules without an alarm ends the open evidence episodes, which get no `resolved`

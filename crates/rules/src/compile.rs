@@ -568,20 +568,22 @@ impl<'a, 's> Compiler<'a, 's> {
                 "give at least one level a recurrence interval, e.g. recurrence = { orange = \"14d\", red = \"100d\" }",
             );
         }
-        let hold = match &raw.hold {
-            None => Duration(3 * HOUR),
-            Some(h) => match self.duration(&src, h) {
-                Some(d) if d.0 <= 7 * DAY => d,
-                Some(_) => {
-                    self.sink.at(&src, span_of(h), "hold is at most \"7d\"");
-                    Duration(0)
-                }
-                None => Duration(0),
-            },
-        };
         // The alarm is evaluated at every boundary of its shortest hop.
         let cadence = cuts.iter().map(|c| indicators[c.indicator].hop.0).min().unwrap_or(HOUR).max(1);
-        let hold_evaluations = ((hold.0 + cadence - 1) / cadence).clamp(1, u32::MAX as i64) as u32;
+        let hold = match &raw.hold {
+            None => Hold::Day,
+            Some(h) if h.get_ref() == "day" => Hold::Day,
+            Some(h) => match self.duration(&src, h) {
+                Some(d) if d.0 <= 7 * DAY => {
+                    Hold::Evaluations(((d.0 + cadence - 1) / cadence).clamp(1, u32::MAX as i64) as u32)
+                }
+                Some(_) => {
+                    self.sink.at(&src, span_of(h), "hold is \"day\" or a duration of at most \"7d\"");
+                    Hold::Day
+                }
+                None => Hold::Day,
+            },
+        };
         Some(Alarm {
             cuts,
             levels,
@@ -589,7 +591,6 @@ impl<'a, 's> Compiler<'a, 's> {
             calibrated: thresholds.is_some(),
             calibrated_on: raw.calibrated_on,
             hold,
-            hold_evaluations,
         })
     }
 

@@ -472,11 +472,22 @@ pub struct Alarm {
     /// Whether the thresholds come from `vigil calibrate` (else from the Bonferroni bound).
     pub calibrated: bool,
     pub calibrated_on: Option<String>,
-    /// How long the evidence must stay below a level before it is lowered (`hold`).
-    pub hold: Duration,
-    /// `hold` in evaluations of the alarm (every boundary of its shortest hop), rounded up, at
-    /// least 1: an episode is lowered at the `hold_evaluations`-th evaluation in a row below.
-    pub hold_evaluations: u32,
+    /// When a level, once raised, may be lowered (`hold`).
+    pub hold: Hold,
+}
+
+/// When an evidence level may fall ([`Alarm::hold`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// `hold = "day"` (the default): a level reached is kept to the end of its local day, and
+    /// falls at the day's last evaluation (local midnight) to that evaluation's level. The day
+    /// is what the recurrence intervals count (the calibration's daily maximum), so the level
+    /// shown all day is the day's highest, and an excess hovering about a threshold hour by
+    /// hour opens one episode a day, not one an hour.
+    Day,
+    /// `hold = "3h"` and the like: lowered at the n-th evaluation in a row below it (every
+    /// boundary of the alarm's shortest hop; at least 1).
+    Evaluations(u32),
 }
 
 /// One scanned count indicator.

@@ -216,8 +216,8 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     // A filtered count with no unfiltered count of its window has no rest of the city to
     // take a share of: its own history.
     assert_eq!(a.cuts[0].share, None);
-    // The default hold of 3 hours is 3 evaluations of the hourly count.
-    assert_eq!(a.hold_evaluations, 3);
+    // By default a level is held to the end of its day.
+    assert_eq!(a.hold, vigil_rules::Hold::Day);
     assert!(!a.calibrated && !a.per_region);
     assert!(a.levels[0].is_none() && a.levels[1].is_none());
     // 4 scored regions x 1 cut x 3 windows x 14 days.
@@ -233,7 +233,8 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     let rs = compile(&mini::files_with(&[("alarm.toml", &calibrated)])).unwrap_or_else(|d| panic!("{d}"));
     let a = rs.alarm.unwrap();
     assert!(a.calibrated && a.per_region);
-    assert_eq!(a.hold_evaluations, 48);
+    // A duration is counted in evaluations of the hourly count.
+    assert_eq!(a.hold, vigil_rules::Hold::Evaluations(48));
     assert_eq!(a.levels[3].unwrap().threshold, 6.25);
 
     // With the unfiltered count of the same window and hop, the filtered one takes its share
@@ -283,7 +284,7 @@ hold = "8d"
         "alarm.toml:4:32: unknown indicator `nope`",
         "alarm.toml:5:7: per = \"district\"",
         "alarm.toml:6:15: expectation = \"median\": expected \"share\" or \"history\"",
-        "alarm.toml:9:8: hold is at most \"7d\"",
+        "alarm.toml:9:8: hold is \"day\" or a duration of at most \"7d\"",
         "unknown level `purple`",
         "level `red` has a recurrence but no threshold",
     ] {
