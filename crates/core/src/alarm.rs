@@ -221,7 +221,8 @@ pub(crate) struct Verdict {
 }
 
 /// The region's evidence after linking: every cut's statistic recomputed without the excess of
-/// the `alarmed` child slots (their own evidence reaches the lowest level), then the strongest
+/// the `children` (slot, whether it alarms) that alarm, and, where the cut reaches the lowest
+/// threshold, of those whose own excess over the same scan would reach it; then the strongest
 /// cut, or the joint evidence of the sources that agree where stronger; the cut named is the
 /// strongest or one of its category children within half a decade of it or carrying at least
 /// half of its excess.
@@ -229,7 +230,7 @@ pub(crate) struct Verdict {
 pub(crate) fn verdict(
     rules: &RuleSet,
     slot: usize,
-    alarmed: &[u32],
+    children: &[(u32, bool)],
     hists: &[&History],
     cuts: &[Vec<Cut>],
     b: i64,
@@ -237,11 +238,14 @@ pub(crate) fn verdict(
     sc: &mut Scratch,
 ) -> Verdict {
     let alarm = rules.alarm.as_ref().expect("verdict without alarm rules");
+    let lowest = alarm.lowest_threshold();
     let mut stats: Vec<f64> = Vec::with_capacity(alarm.cuts.len());
     let mut linked = Vec::new();
     for (c, cut) in alarm.cuts.iter().enumerate() {
         let own = cuts[c][slot];
-        if alarmed.is_empty() || own.windows == 0 {
+        // Children that do not alarm are looked at only where the cut could raise a level.
+        let all = own.stat >= lowest;
+        if children.is_empty() || own.windows == 0 || (!all && !children.iter().any(|c| c.1)) {
             stats.push(own.stat);
             continue;
         }
@@ -250,10 +254,17 @@ pub(crate) fn verdict(
         // The boundary of the cut's last evaluation (its ring has advanced past it).
         let g = Geo::of(rules, cut, b - b.rem_euclid(hop));
         let mut excess = 0.0;
-        for &ch in alarmed {
-            gather(hists, ch as usize, c, cut, g, tops, sc);
-            if let Some((obs, exp)) = vigil_scan::window_sums(&sc.xs, &sc.fs, w, cut.baseline)
+        for &(ch, alarms) in children {
+            if !alarms && !all {
+                continue;
+            }
+            let counted = gather(hists, ch as usize, c, cut, g, tops, sc);
+            // A child's excess over the same scan is taken out when the child alarms, or when
+            // that excess would itself reach the lowest level: a burst in a child that has
+            // ended still explains its parent's excess over a scan that holds it.
+            if let Some((obs, exp, stat)) = vigil_scan::tail_at(&sc.xs, &sc.fs, w, &params(cut, counted))
                 && obs > exp
+                && (alarms || stat >= lowest)
             {
                 excess += obs - exp;
                 if !linked.contains(&ch) {

@@ -919,13 +919,12 @@ impl Pipeline {
                 continue;
             }
             alarmed.clear();
-            // Only children that alarm themselves take their excess with them: a level that does
-            // not alert (never scanned) would leave the surge with no alarm anywhere.
-            alarmed.extend(self.children[d].iter().copied().filter(|&c| {
-                // A child in an open episode (its level held while the evidence dips)
-                // still takes its excess with it.
+            // Only scanned children can take their excess with them: a level that does not
+            // alert (never scanned) would leave the surge with no alarm anywhere. One that
+            // alarms (or whose episode is open, its level held while the evidence dips) does.
+            alarmed.extend(self.children[d].iter().copied().filter(|&c| scanned(c as usize)).map(|c| {
                 let open = self.state.evidence[c as usize].level.is_some();
-                (raw[c as usize] >= lowest || open) && scanned(c as usize)
+                (c, raw[c as usize] >= lowest || open)
             }));
             let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &self.tops, &mut self.alarm);
             let r = self.scored[d] as usize;

@@ -935,6 +935,50 @@ fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
     }
 }
 
+/// After D1's burst of 03-21 ends, the city's 3-day scan still holds it, and D2's calls run a
+/// little above their usual rate on the two days after: a city excess that is D1's burst read
+/// again. D1, silent by then (its newest days are not in excess), is still linked, so the city
+/// raises nothing for it (docs/methodology.md §16.2).
+#[test]
+fn a_child_whose_burst_has_ended_still_explains_its_parents_excess() {
+    struct Stats(Vec<(i64, u32, f64)>);
+    impl vigil_core::Output for Stats {
+        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
+        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
+        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
+            self.0.extend(regions.iter().map(|r| (period.end, r.region, r.stat)));
+        }
+    }
+    let rules = alarm_rules_with("indicators = [\"calls_count_1d\"]\n");
+    let d2 = rules.regions.lookup("D2").unwrap();
+    let mut events = scenario(&rules);
+    let start = vigil_model::time::parse_rfc3339("2026-03-22T00:00:00+08:00").unwrap();
+    for h in 0..48 {
+        for k in 0..2 {
+            let mut e = Event { region: d2, ts: start + h * HOUR + (10 + 20 * k) * MINUTE, ..Event::default() };
+            e.set(0, 3);
+            events.push(e);
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut out = Stats(Vec::new());
+    for ev in &events {
+        p.ingest(ev);
+        p.advance(ev.ts - 5 * MINUTE, &mut out);
+    }
+    let lowest = rules.alarm.as_ref().unwrap().lowest_threshold();
+    let city = rules.regions.lookup("C").unwrap();
+    let after: Vec<f64> =
+        out.0.iter().filter(|s| s.1 == city && s.0 > start && s.0 <= start + 3 * DAY).map(|s| s.2).collect();
+    let d1_burst = out.0.iter().filter(|s| s.1 == rules.regions.lookup("D1").unwrap()).map(|s| s.2).fold(0.0, f64::max);
+    assert!(d1_burst >= lowest, "D1's burst alarms: {d1_burst}");
+    // The two days after the burst (the second the one the city's 3-day scan would raise
+    // without the link: 3.26 against the lowest threshold 1.38).
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|&s| s < lowest), "the city raises D1's ended burst: {after:?}");
+}
+
 /// Two days of 4 extra calls every 6 hours in G1: an excess in D1 that hovers about its
 /// thresholds.
 fn flapping_scenario(rules: &RuleSet) -> Vec<Event> {

@@ -106,13 +106,7 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
         if c <= b {
             continue;
         }
-        let predictive = |b: f64, e: f64| {
-            let mut phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
-            if params.counted {
-                phi_eff += b / (e + PRIOR);
-            }
-            phi_eff
-        };
+        let predictive = |b: f64, e: f64| predictive(&base, b, e, params.counted);
         let phi_eff = predictive(b, e);
         let stat = tail_stat(c, b, phi_eff);
         if stat <= best.stat {
@@ -145,6 +139,30 @@ pub fn window_sums(x: &[f64], f: &[f64], w: usize, n: usize) -> Option<(f64, f64
     let c: f64 = x[..w].iter().sum();
     let e: f64 = f[..w].iter().sum();
     Some((c, base.rate * e))
+}
+
+/// [`window_sums`] with the tail of the observed count under the predictive [`scan`] uses at
+/// that length: `(observed, expected, −log10 P(X ≥ observed))`.
+pub fn tail_at(x: &[f64], f: &[f64], w: usize, params: &Params) -> Option<(f64, f64, f64)> {
+    if w == 0 || x.len() < w || f.len() < w || x[..w].iter().chain(&f[..w]).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let base = baseline(x, f, w, params.baseline)?;
+    let c: f64 = x[..w].iter().sum();
+    let e: f64 = f[..w].iter().sum();
+    let b = base.rate * e;
+    Some((c, b, tail_stat(c, b, predictive(&base, b, e, params.counted))))
+}
+
+/// The predictive's variance over its mean at expected count `b` over exposure `e`: Poisson, the
+/// uncertainty of the rate, the baseline's over-dispersion, and with counted exposures the
+/// noise of the rest of the city's count.
+fn predictive(base: &Baseline, b: f64, e: f64, counted: bool) -> f64 {
+    let mut phi_eff = 1.0 + b / (base.count + PRIOR) + (base.phi - 1.0);
+    if counted {
+        phi_eff += b / (e + PRIOR);
+    }
+    phi_eff
 }
 
 struct Baseline {
@@ -250,6 +268,24 @@ mod tests {
         assert_eq!(cut.windows, 1);
         assert!(cut.stat > 4.0, "{cut:?}");
         assert!((cut.expected - 2.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn the_tail_at_a_length_is_the_scans_at_its_best_length() {
+        // A slow rise with counted exposures (the rest of the city's, with its noise).
+        let mut x: Vec<f64> = (0..60).map(|j| 2.0 + (j % 3) as f64).collect();
+        for v in x.iter_mut().take(5) {
+            *v += 3.0;
+        }
+        let f: Vec<f64> = (0..60).map(|j| 40.0 + (j % 5) as f64).collect();
+        for counted in [false, true] {
+            let p = Params { counted, ..params(7) };
+            let cut = scan(&x, &f, &p);
+            assert!(cut.windows >= 2 && cut.stat > 1.0, "{cut:?}");
+            let (obs, exp, stat) = tail_at(&x, &f, cut.windows as usize, &p).unwrap();
+            assert_eq!((obs, exp, stat), (cut.observed, cut.expected, cut.stat), "counted {counted}");
+        }
+        assert_eq!(tail_at(&x, &f, 0, &params(7)), None);
     }
 
     #[test]

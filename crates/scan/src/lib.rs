@@ -8,5 +8,5 @@
 pub mod evidence;
 pub mod recurrence;
 
-pub use evidence::{Cut, Params, scan, tail_stat, weekday_factors, window_sums};
+pub use evidence::{Cut, Params, scan, tail_at, tail_stat, weekday_factors, window_sums};
 pub use recurrence::{Calibration, LevelRates};
