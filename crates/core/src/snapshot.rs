@@ -80,14 +80,12 @@ impl Pipeline {
         // A task's checkpoint of other regions (the partitions changed) falls through to
         // adoption, which finds the layout changed: rebuilt from the topics, not refused. Without
         // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
-        let fits = scope.is_none()
-            || env.state.layout == rules.layout_fingerprint()
+        let own_regions = env.state.layout == rules.layout_fingerprint()
             || env.state.layout == crate::scope::layout_of(&rules, scope);
+        let fits = scope.is_none() || own_regions;
         // A state of these rules and regions that another build laid out otherwise (an alarm
         // that now reads a long window's unit counts keeps one more float per history entry)
         // is adopted too; one of other regions is still refused.
-        let own_regions = env.state.layout == rules.layout_fingerprint()
-            || env.state.layout == crate::scope::layout_of(&rules, scope);
         let reshaped = own_regions && !resumable(&rules, options, scope, &env.state);
         if env.state.rules_version == rules.version && fits && !reshaped {
             return Ok((resume(rules, options, scope, env.state)?, None));
