@@ -241,11 +241,12 @@ pub(crate) fn verdict(
     let lowest = alarm.lowest_threshold();
     let mut stats: Vec<f64> = Vec::with_capacity(alarm.cuts.len());
     let mut linked = Vec::new();
+    let any_alarms = children.iter().any(|c| c.1);
     for (c, cut) in alarm.cuts.iter().enumerate() {
         let own = cuts[c][slot];
         // Children that do not alarm are looked at only where the cut could raise a level.
         let all = own.stat >= lowest;
-        if children.is_empty() || own.windows == 0 || (!all && !children.iter().any(|c| c.1)) {
+        if children.is_empty() || own.windows == 0 || (!all && !any_alarms) {
             stats.push(own.stat);
             continue;
         }

@@ -792,36 +792,39 @@ fn a_city_wide_day_raises_no_district_under_the_share_expectation() {
 /// next day) D1's cut is scanned only in hours whose newest hour brought more calls than left
 /// the window (about one hour in three with this background), not in every hour of the day its
 /// window still holds the burst.
+/// Every alarm region's evidence at every evaluation: (period end, region, statistic).
+struct EvidenceStats(Vec<(i64, u32, f64)>);
+
+impl vigil_core::Output for EvidenceStats {
+    fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
+    fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
+    fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
+        self.0.extend(regions.iter().map(|r| (period.end, r.region, r.stat)));
+    }
+}
+
 #[test]
 fn a_burst_in_a_window_of_many_hops_is_scanned_while_it_grows() {
-    struct Samples(Vec<(i64, f64)>, u32);
-    impl vigil_core::Output for Samples {
-        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
-        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
-        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
-            if let Some(r) = regions.iter().find(|r| r.region == self.1) {
-                self.0.push((period.end, r.stat));
-            }
-        }
-    }
     let rules = alarm_rules_with("indicators = [\"crime_count_24h\"]\n");
     let events = scenario(&rules);
     let mut p = Pipeline::new(Arc::clone(&rules), opts());
-    let mut out = Samples(Vec::new(), rules.regions.lookup("D1").unwrap());
+    let mut all = EvidenceStats(Vec::new());
     for ev in &events {
         p.ingest(ev);
-        p.advance(ev.ts - 5 * MINUTE, &mut out);
+        p.advance(ev.ts - 5 * MINUTE, &mut all);
     }
+    let d1 = rules.regions.lookup("D1").unwrap();
+    let samples: Vec<(i64, f64)> = all.0.iter().filter(|s| s.1 == d1).map(|s| (s.0, s.2)).collect();
     let burst_end = vigil_model::time::parse_rfc3339("2026-03-21T16:00:00+08:00").unwrap();
     let during: Vec<f64> =
-        out.0.iter().filter(|(t, _)| (burst_end - 5 * HOUR..=burst_end).contains(t)).map(|s| s.1).collect();
+        samples.iter().filter(|(t, _)| (burst_end - 5 * HOUR..=burst_end).contains(t)).map(|s| s.1).collect();
     assert_eq!(during.len(), 6);
     assert!(
         during.windows(2).all(|w| w[1] > w[0]) && during[0] > 0.0 && during[5] > 5.0,
         "the burst is scanned in every hour of it, ever stronger: {during:?}"
     );
     let after: Vec<f64> =
-        out.0.iter().filter(|(t, _)| (burst_end + HOUR..burst_end + 19 * HOUR).contains(t)).map(|s| s.1).collect();
+        samples.iter().filter(|(t, _)| (burst_end + HOUR..burst_end + 19 * HOUR).contains(t)).map(|s| s.1).collect();
     assert_eq!(after.len(), 18);
     let scanned = after.iter().filter(|&&s| s > 0.0).count();
     assert!((1..=10).contains(&scanned), "{scanned} of the 18 hours after the burst have evidence: {after:?}");
@@ -861,26 +864,20 @@ normalise = { method = "robust_z", windows = 20 }
 /// and a reload that starts scanning it keeps the indicator's history.
 #[test]
 fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
-    struct Samples(Vec<(i64, u32, u64)>);
-    impl vigil_core::Output for Samples {
-        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
-        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
-        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
-            self.0.extend(regions.iter().map(|r| (period.end, r.region, r.stat.to_bits())));
-        }
-    }
+    // Compared bit for bit.
+    let bits = |v: Vec<(i64, u32, f64)>| v.into_iter().map(|s| (s.0, s.1, s.2.to_bits())).collect::<Vec<_>>();
     let (daily, weekly) = (weekly_rules(Some("calls_count_1d")), weekly_rules(Some("calls_count_7d")));
     let cut = &weekly.alarm.as_ref().unwrap().cuts[0];
     assert_eq!((cut.unit, cut.windows, cut.baseline), (DAY, 3, 14));
     let events = scenario(&weekly);
     let evidence = |rules: &Arc<RuleSet>| {
         let mut p = Pipeline::new(Arc::clone(rules), opts());
-        let mut out = Samples(Vec::new());
+        let mut out = EvidenceStats(Vec::new());
         for ev in &events {
             p.ingest(ev);
             p.advance(ev.ts - 5 * MINUTE, &mut out);
         }
-        out.0
+        bits(out.0)
     };
     let (d, w) = (evidence(&daily), evidence(&weekly));
     assert!(d.len() > 40 && d.iter().any(|s| f64::from_bits(s.2) > 3.0), "{d:?}");
@@ -910,7 +907,7 @@ fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
     let half = events.len() / 2;
     for via_snapshot in [false, true] {
         let mut p = Pipeline::new(Arc::clone(&plain), opts());
-        let mut out = Samples(Vec::new());
+        let mut out = EvidenceStats(Vec::new());
         for ev in &events[..half] {
             p.ingest(ev);
             p.advance(ev.ts - 5 * MINUTE, &mut out);
@@ -928,7 +925,7 @@ fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
             p.ingest(ev);
             p.advance(ev.ts - 5 * MINUTE, &mut out);
         }
-        let after: Vec<_> = out.0.iter().filter(|s| s.0 > events[half].ts + DAY).cloned().collect();
+        let after: Vec<_> = bits(out.0).into_iter().filter(|s| s.0 > events[half].ts + DAY).collect();
         let from_start: Vec<_> = w.iter().filter(|s| s.0 > events[half].ts + DAY).cloned().collect();
         assert!(after.len() > 20, "{after:?}");
         assert_eq!(after, from_start, "via snapshot: {via_snapshot}");
@@ -941,14 +938,6 @@ fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
 /// raises nothing for it (docs/methodology.md §16.2).
 #[test]
 fn a_child_whose_burst_has_ended_still_explains_its_parents_excess() {
-    struct Stats(Vec<(i64, u32, f64)>);
-    impl vigil_core::Output for Stats {
-        fn score(&mut self, _: vigil_model::record::ScoreRecord) {}
-        fn alert(&mut self, _: vigil_model::record::AlertRecord) {}
-        fn evidence(&mut self, period: &vigil_core::Period, regions: &[vigil_core::RegionEvidence]) {
-            self.0.extend(regions.iter().map(|r| (period.end, r.region, r.stat)));
-        }
-    }
     let rules = alarm_rules_with("indicators = [\"calls_count_1d\"]\n");
     let d2 = rules.regions.lookup("D2").unwrap();
     let mut events = scenario(&rules);
@@ -962,7 +951,7 @@ fn a_child_whose_burst_has_ended_still_explains_its_parents_excess() {
     }
     events.sort_by_key(|e| e.ts);
     let mut p = Pipeline::new(Arc::clone(&rules), opts());
-    let mut out = Stats(Vec::new());
+    let mut out = EvidenceStats(Vec::new());
     for ev in &events {
         p.ingest(ev);
         p.advance(ev.ts - 5 * MINUTE, &mut out);
