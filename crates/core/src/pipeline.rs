@@ -12,7 +12,7 @@ use vigil_rules::filter::EvalCtx;
 use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
 use vigil_score::history::History;
 use vigil_score::normalise::{self, DetectorState, Scored};
-use vigil_score::quiet::Quiet;
+use vigil_score::quiet::{Quiet, Stands};
 use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 use vigil_window::running::Mode;
@@ -851,16 +851,18 @@ impl Pipeline {
                     st.bins.each_in(r, last - u.bins + 1, last, |s| n = n.saturating_add(s[0]));
                     st.hist.set_at(r, u.at, n as f32);
                 }
-                if let Some(q) = &mut self.quiet[i]
-                    && q.unchanged(r, wv.value, wv.support, st.hist.evals)
-                {
-                    self.kept += 1;
-                    // No bin of any window of this series holds an event: nothing changes until
-                    // one is counted (which wakes it), so it is not even looked at till then.
-                    if st.bins.newest(r) <= last - st.bins.ring as i64 {
-                        q.sleep(r);
+                if let Some(q) = &mut self.quiet[i] {
+                    let stands = q.unchanged(r, wv.value, wv.support, st.hist.evals);
+                    if stands != Stands::No {
+                        self.kept += 1;
+                        // The ring is constant and no bin of any window of this series holds an
+                        // event: nothing changes until one is counted (which wakes it), so it is
+                        // not even looked at till then.
+                        if stands == Stands::Constant && st.bins.newest(r) <= last - st.bins.ring as i64 {
+                            q.sleep(r);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };

@@ -1,7 +1,9 @@
-//! Running window sums against full evaluation: over random rule sets (measures, windows, hops,
-//! filters, an evidence alarm) and random streams (quiet gaps, out-of-order and late events,
-//! events far ahead, a snapshot and restore, a restriction to some regions), a pipeline that
-//! slides its windows must publish exactly what one that adds up every window bin by bin does.
+//! Running window sums and kept results against full evaluation: over random rule sets
+//! (measures, scoring methods, windows, hops, filters, an evidence alarm) and random streams
+//! (quiet gaps, out-of-order and late events, events far ahead, a snapshot and restore, a
+//! restriction to some regions), a pipeline that slides its windows and keeps the results of
+//! series whose inputs did not change must publish exactly what one that adds up every window
+//! bin by bin and scores every series at every evaluation does.
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ struct Ind {
     measure: usize,
     filter: usize,
     shape: usize,
+    /// Which of the scoring methods that fit the measure and hop (see `indicator_file`).
+    method: usize,
 }
 
 fn indicator_file(inds: &[Ind]) -> String {
@@ -58,12 +62,30 @@ fn indicator_file(inds: &[Ind]) -> String {
             false => "",
         };
         // EARS reads daily series; hourly ones are scored against the same hour of past days.
+        // Each method reads its own lags of the history (what a kept result depends on).
+        let daily = [
+            "{ method = \"ears\", variant = \"c2\" }",
+            "{ method = \"baseline_pvalue\", baseline = \"7d\", guard = \"1d\", seasonality = \"none\", dist = \"negbin\" }",
+            "{ method = \"percentile\", history = \"5d\", min_history = \"2d\" }",
+        ];
+        let counts = [
+            "{ method = \"baseline_pvalue\", baseline = \"3d\", guard = \"0d\", seasonality = \"none\", dist = \"poisson\" }",
+            "{ method = \"baseline_pvalue\", baseline = \"7d\", guard = \"0d\", seasonality = \"day_of_week\", dist = \"negbin\" }",
+            "{ method = \"baseline_pvalue\", baseline = \"7d\", guard = \"0d\", seasonality = \"hour_of_week\", dist = \"negbin\" }",
+            "{ method = \"robust_z\", windows = 5, transform = \"log1p\" }",
+        ];
+        let others = [
+            "{ method = \"robust_z\", windows = 12 }",
+            "{ method = \"percentile\", history = \"2d\", min_history = \"1d\" }",
+        ];
+        let share = measure.starts_with("share");
         let normalise = match (hop, measure) {
-            ("1d", _) => "{ method = \"ears\", variant = \"c2\" }",
-            (_, "count") => {
-                "{ method = \"baseline_pvalue\", baseline = \"3d\", guard = \"0d\", seasonality = \"none\", dist = \"poisson\" }"
-            }
-            _ => "{ method = \"robust_z\", windows = 12 }",
+            // baseline_pvalue models counts only.
+            ("1d", "count") => daily[ind.method % daily.len()],
+            ("1d", _) => [daily[0], daily[2]][ind.method % 2],
+            (_, "count") => counts[ind.method % counts.len()],
+            _ if share && ind.method % 3 == 2 => "{ method = \"binomial\", windows = 3 }",
+            _ => others[ind.method % others.len()],
         };
         let filter = match FILTERS[ind.filter] {
             "" => String::new(),
@@ -190,8 +212,9 @@ fn run_counting(
 #[test]
 fn quiet_series_keep_their_results_and_publish_the_same() {
     // i0, the scanned count, over 24 hours.
-    let inds: Vec<Ind> =
-        (0..SHAPES.len()).map(|k| Ind { measure: k % 4, filter: k % 2, shape: (k + 2) % SHAPES.len() }).collect();
+    let inds: Vec<Ind> = (0..SHAPES.len())
+        .map(|k| Ind { measure: k % 4, filter: k % 2, shape: (k + 2) % SHAPES.len(), method: 0 })
+        .collect();
     let rules = rules_for(&inds, true);
     let mut steps = vec![(1u8, 3u8, 5u8); 7 * 24];
     steps.push((250, 1, 5));
@@ -209,11 +232,8 @@ fn quiet_series_keep_their_results_and_publish_the_same() {
 }
 
 fn ind() -> impl Strategy<Value = Ind> {
-    (0..MEASURES.len(), 0..FILTERS.len(), 0..SHAPES.len()).prop_map(|(measure, filter, shape)| Ind {
-        measure,
-        filter,
-        shape,
-    })
+    (0..MEASURES.len(), 0..FILTERS.len(), 0..SHAPES.len(), 0..12usize)
+        .prop_map(|(measure, filter, shape, method)| Ind { measure, filter, shape, method })
 }
 
 proptest! {

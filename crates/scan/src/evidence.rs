@@ -382,13 +382,7 @@ mod tests {
 
     #[test]
     fn the_early_stop_fits_the_same_baseline_bit_for_bit() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = vigil_score::testing::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for case in 0..5000 {
             let len = 10 + (next() % 40) as usize;
             let base = (next() % 50) as f64 / 4.0;

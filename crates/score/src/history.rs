@@ -100,6 +100,39 @@ impl History {
         Some(&self.data[at..at + self.width])
     }
 
+    /// Calls `f` with every defined value (first float) at lags `first`, `first + stride`, …
+    /// (`count` of them), nearest first, skipping the ones [`History::value`] gives `None` for
+    /// and stopping at `max_lag`: what `value` gives lag by lag, with one division for the whole
+    /// run instead of one per lag (robust baselines read 28 days of one hour, every region,
+    /// every hour).
+    #[inline]
+    pub fn each_value(
+        &self,
+        region: usize,
+        first: usize,
+        stride: usize,
+        count: usize,
+        max_lag: usize,
+        mut f: impl FnMut(f64),
+    ) {
+        let top = max_lag.min(self.len - 1).min(self.evals.min(usize::MAX as u64) as usize);
+        if count == 0 || first > top {
+            return;
+        }
+        let stride = stride.max(1);
+        let n = ((top - first) / stride + 1).min(count);
+        let len = self.len;
+        let mut slot = ((self.evals - first as u64) % len as u64) as usize;
+        let step = stride % len;
+        for _ in 0..n {
+            let v = self.data[self.at(region, slot)];
+            if v.is_finite() {
+                f(v as f64);
+            }
+            slot = if slot >= step { slot - step } else { slot + len - step };
+        }
+    }
+
     /// The value (first float) `lag` evaluations back, if defined.
     #[inline]
     pub fn value(&self, region: usize, lag: usize) -> Option<f64> {
@@ -167,6 +200,43 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A strided run of lags reads what `value` reads lag by lag, in the same order, however
+    /// far the ring has filled and wrapped.
+    #[test]
+    fn a_strided_read_gives_the_values_lag_by_lag() {
+        for len in [1usize, 2, 5, 24, 29] {
+            let mut h = History::new(3, len, 2);
+            for e in 0..(3 * len + 4) as u64 {
+                for r in 0..3 {
+                    let v = if (e + r as u64).is_multiple_of(4) { f32::NAN } else { (e * 10 + r as u64) as f32 };
+                    h.set(r, &[v, 1.0]);
+                }
+                for r in 0..3 {
+                    for first in 0..len + 2 {
+                        for stride in 1..len + 3 {
+                            for count in 0..5 {
+                                for max_lag in [0, 3, len, usize::MAX] {
+                                    let mut got = Vec::new();
+                                    h.each_value(r, first, stride, count, max_lag, |v| got.push(v));
+                                    let want: Vec<f64> = (0..count)
+                                        .map(|k| first + k * stride)
+                                        .filter(|&lag| lag <= max_lag)
+                                        .filter_map(|lag| h.value(r, lag))
+                                        .collect();
+                                    assert_eq!(
+                                        got, want,
+                                        "len {len} eval {e} region {r} {first}+{stride}k x{count} <= {max_lag}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                h.advance();
+            }
+        }
+    }
 
     #[test]
     fn a_resized_ring_keeps_the_newest_entries_at_the_same_lags() {

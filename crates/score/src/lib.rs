@@ -9,3 +9,5 @@ pub mod normalise;
 pub mod quiet;
 pub mod rollup;
 pub mod stats;
+#[doc(hidden)]
+pub mod testing;

@@ -88,6 +88,46 @@ pub fn history_needs(ind: &Indicator) -> HistoryNeeds {
     HistoryNeeds { len: len + 1, width }
 }
 
+/// The lags of the history ring one evaluation's score reads besides its own entry, as runs
+/// `(first, stride, count)`: lags `first + k·stride` for `k < count`. `None` for the recursive
+/// detectors (EWMA, CUSUM), whose state moves at every evaluation. [`score`] reads nothing
+/// else of the ring (a test perturbs every other entry and finds the same score), which is
+/// what lets [`crate::quiet::Quiet`] keep a result whose inputs have not changed.
+pub fn reads(ind: &Indicator) -> Option<Vec<(usize, usize, usize)>> {
+    let w = hops(ind, ind.window.0).max(1);
+    let per_day = hops(ind, DAY).max(1);
+    let mut runs = Vec::new();
+    if let Measure::Growth { step, n } = &ind.measure {
+        let s = hops(ind, step.0);
+        runs.push((s, s.max(1), *n as usize));
+        runs.push((w, 1, 1));
+    }
+    match &ind.normalise {
+        Normalise::BaselinePvalue { baseline, guard, seasonality, .. } => match seasonality {
+            Seasonality::None => runs.push((w + hops(ind, guard.0), 1, hops(ind, baseline.0))),
+            _ => {
+                let week = hops(ind, 7 * DAY);
+                runs.push((week, week.max(1), (baseline.0 / (7 * DAY)) as usize));
+            }
+        },
+        Normalise::Binomial { windows } => runs.push((w, w, *windows as usize)),
+        Normalise::RobustZ { windows, .. } => runs.push((w, per_day, *windows as usize)),
+        Normalise::Goalposts { .. } => {}
+        Normalise::Percentile { history, .. } => runs.push((1, 1, hops(ind, history.0))),
+        Normalise::Ears { .. } => runs.push((1, 1, 12)),
+        Normalise::Ewma | Normalise::Cusum { .. } => return None,
+    }
+    Some(runs)
+}
+
+/// Evaluations after which nothing [`score`] decides on how far the ring has filled changes
+/// any more, except through the lags it reads coming into view one by one: the window is whole
+/// (`span`), and a binomial baseline has its two windows of history.
+pub fn fill_settled(ind: &Indicator) -> usize {
+    let w = hops(ind, ind.window.0).max(1);
+    span(ind) + if matches!(ind.normalise, Normalise::Binomial { .. }) { 2 * w } else { 0 }
+}
+
 /// Evaluations one window value spans: its window and lag, and for co-elevation the 7 days
 /// before its window (its baseline). Baselines read only entries whose window was fully observed.
 pub fn span(ind: &Indicator) -> usize {
@@ -123,6 +163,15 @@ impl View<'_> {
             return None;
         }
         self.hist.get(self.region, lag)
+    }
+
+    /// [`View::value`] at lags `first`, `first + stride`, … (`count` of them), the defined ones,
+    /// nearest first.
+    #[inline]
+    fn each_value(&self, first: usize, stride: usize, count: usize, f: impl FnMut(f64)) {
+        // A lag is seen when its window was fully observed: `evals + 1 >= lag + span`.
+        let Some(max_lag) = (self.hist.evals as usize + 1).checked_sub(self.span) else { return };
+        self.hist.each_value(self.region, first, stride, count, max_lag, f);
     }
 
     /// Past evaluations with a full window.
@@ -191,19 +240,11 @@ pub fn score(
             match seasonality {
                 Seasonality::None => {
                     let first = w + hops(ind, guard.0);
-                    for lag in first..first + hops(ind, baseline.0) {
-                        if let Some(v) = view.value(lag) {
-                            add(v);
-                        }
-                    }
+                    view.each_value(first, 1, hops(ind, baseline.0), &mut add);
                 }
                 _ => {
                     let week = hops(ind, 7 * DAY);
-                    for k in 1..=(baseline.0 / (7 * DAY)) as usize {
-                        if let Some(v) = view.value(k * week) {
-                            add(v);
-                        }
-                    }
+                    view.each_value(week, week, (baseline.0 / (7 * DAY)) as usize, &mut add);
                 }
             }
             let needed = match seasonality {
@@ -267,7 +308,7 @@ pub fn score(
                 if *transform == Transform::Log1p { v.max(0.0).ln_1p() } else { v }
             };
             scratch.clear();
-            scratch.extend((0..*windows as usize).filter_map(|k| view.value(w + k * per_day)).map(t));
+            view.each_value(w, per_day, *windows as usize, |v| scratch.push(t(v)));
             let n = scratch.len();
             if n < (*windows as usize / 2).max(5) {
                 (None, None)
@@ -388,4 +429,120 @@ fn growth(ind: &Indicator, view: &View<'_>, step: vigil_model::Duration, n: u32)
         return Some(sum / k_found as f64);
     }
     view.value(hops(ind, ind.window.0).max(1))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use vigil_rules::testing as mini;
+
+    /// One indicator of every scoring method (and a growth measure), hourly and daily.
+    pub(crate) fn every_method() -> vigil_rules::RuleSet {
+        let methods: &[(&str, &str, &str, &str)] = &[
+            (
+                "count",
+                "24h",
+                "1h",
+                r#"{ method = "baseline_pvalue", baseline = "3d", guard = "2h", seasonality = "none", dist = "negbin" }"#,
+            ),
+            (
+                "count",
+                "24h",
+                "1h",
+                r#"{ method = "baseline_pvalue", baseline = "14d", guard = "0d", seasonality = "day_of_week", dist = "negbin" }"#,
+            ),
+            (
+                "count",
+                "24h",
+                "1h",
+                r#"{ method = "baseline_pvalue", baseline = "14d", guard = "0d", seasonality = "hour_of_week", dist = "poisson" }"#,
+            ),
+            (
+                "count",
+                "7d",
+                "1d",
+                r#"{ method = "baseline_pvalue", baseline = "28d", guard = "2d", seasonality = "none", dist = "negbin" }"#,
+            ),
+            ("share(urgent = TRUE)", "24h", "1h", r#"{ method = "binomial", windows = 4 }"#),
+            ("mean(response_minutes)", "24h", "1h", r#"{ method = "robust_z", windows = 6, sigma_min = 0.5 }"#),
+            ("count", "3h", "1h", r#"{ method = "percentile", history = "2d", min_history = "1d" }"#),
+            ("count", "1d", "1d", r#"{ method = "ears", variant = "c3" }"#),
+            ("growth(1d, 3)", "24h", "1h", r#"{ method = "goalposts", low = 1.0, high = 3.0 }"#),
+            ("count", "1d", "1d", r#"{ method = "ewma" }"#),
+            ("count", "1d", "1d", r#"{ method = "cusum", k = 0.5, h = 4.0, baseline = "14d" }"#),
+        ];
+        let weight = 1.0 / methods.len() as f64;
+        let mut text = String::new();
+        for (k, (measure, window, hop, normalise)) in methods.iter().enumerate() {
+            text.push_str(&format!(
+                "[[indicator]]\nid = \"m{k}\"\nname = \"M{k}\"\ncategory = \"volume\"\nsource = \"police\"\n\
+                 measure = \"{measure}\"\nwindow = \"{window}\"\nhop = \"{hop}\"\ndirection = \"up\"\nmin_support = 0\n\
+                 weight = {weight}\nnormalise = {normalise}\n\n"
+            ));
+        }
+        vigil_rules::compile(&mini::files_with(&[("indicators/police.toml", text.as_str())]))
+            .unwrap_or_else(|d| panic!("{d}\n{text}"))
+    }
+
+    /// `reads` names every lag `score` reads: with every other entry of the ring changed, each
+    /// method scores what it scored before, bit for bit (and changing a lag it names does change
+    /// some score, so the list is not padded with lags nothing reads).
+    #[test]
+    fn the_score_reads_only_the_lags_reads_names() {
+        let rules = every_method();
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1du64);
+        for ind in &rules.indicators {
+            let Some(runs) = reads(ind) else {
+                assert!(matches!(ind.normalise, Normalise::Ewma | Normalise::Cusum { .. }), "{}", ind.id);
+                continue;
+            };
+            let needs = history_needs(ind);
+            let read: Vec<usize> = runs
+                .iter()
+                .flat_map(|&(first, stride, count)| (0..count).map(move |k| first + k * stride))
+                .filter(|&lag| lag > 0 && lag < needs.len)
+                .collect();
+            let mut moved = false;
+            for trial in 0..40 {
+                let mut hist = History::new(1, needs.len, needs.width);
+                let entry = |next: &mut dyn FnMut() -> u64| {
+                    let support = next() % 12;
+                    let value = match ind.measure {
+                        Measure::Share { .. } => (next() % (support + 1)) as f64 / support.max(1) as f64,
+                        _ => (next() % 9) as f64,
+                    };
+                    history_entry(Some(value), support)
+                };
+                // Fill past the ring, so that every lag is in reach.
+                for _ in 0..needs.len + span(ind) + trial {
+                    hist.set(0, &entry(&mut next));
+                    hist.advance();
+                }
+                let x = entry(&mut next);
+                hist.set(0, &x);
+                let (value, support) = (Some(x[0] as f64), x[1] as u64);
+                let mut scratch = Vec::new();
+                let base = score(ind, &hist, 0, value, support, &mut DetectorState::None, &mut scratch);
+                for lag in (1..needs.len).filter(|l| !read.contains(l)) {
+                    let mut other = hist.clone();
+                    let e = entry(&mut next);
+                    for (at, v) in e.iter().enumerate().take(needs.width) {
+                        other.put_at(0, lag, at, *v + 1.0);
+                    }
+                    let s = score(ind, &other, 0, value, support, &mut DetectorState::None, &mut scratch);
+                    assert_eq!(format!("{s:?}"), format!("{base:?}"), "{}: lag {lag} is read", ind.id);
+                }
+                let mut other = hist.clone();
+                for &lag in &read {
+                    let e = entry(&mut next);
+                    for (at, v) in e.iter().enumerate().take(needs.width) {
+                        other.put_at(0, lag, at, *v + 3.0);
+                    }
+                }
+                let s = score(ind, &other, 0, value, support, &mut DetectorState::None, &mut scratch);
+                moved |= format!("{s:?}") != format!("{base:?}");
+            }
+            assert!(read.is_empty() || moved, "{}: changing the lags read never changed the score", ind.id);
+        }
+    }
 }

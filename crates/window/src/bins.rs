@@ -126,6 +126,10 @@ impl Bins {
     #[inline]
     pub fn each_in_from(&self, region: usize, first: i64, last: i64, first_slot: usize, mut f: impl FnMut(&[i64])) {
         debug_assert!(last < first || first_slot == self.slot_of(first));
+        // No bin after the region's newest holds an event (only an event claims a bin): a
+        // quiet cell's window, or the hour just entering it, is passed over without reading
+        // its tags, which lie a cache line apart for every region.
+        let last = last.min(self.newest(region));
         let base = region * self.ring;
         let mut slot = first_slot;
         for bin in first..=last {
