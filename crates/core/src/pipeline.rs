@@ -12,7 +12,7 @@ use vigil_rules::filter::EvalCtx;
 use vigil_rules::{OverrideTarget, OverrideWhen, RuleSet};
 use vigil_score::history::History;
 use vigil_score::normalise::{self, DetectorState, Scored};
-use vigil_score::quiet::{Quiet, Stands};
+use vigil_score::quiet::Quiet;
 use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
 use vigil_window::running::Mode;
@@ -378,7 +378,7 @@ pub struct Pipeline {
     quiet: Vec<Option<Quiet>>,
     /// Evaluations that kept their series' last result (see `quiet`); not part of the state.
     kept: u64,
-    /// Of those, the ones of dormant series, skipped without a look (`Quiet::sleep`).
+    /// Of those, the ones of sleeping series, skipped without a look (`Quiet::sleep`).
     slept: u64,
     /// Per scored slot, whether the alarm scans it: active, and of a level that raises alerts.
     /// A region that cannot alert is never linked either (§16.2: its excess stays in its
@@ -551,8 +551,8 @@ impl Pipeline {
         self.kept
     }
 
-    /// Of [`Pipeline::kept_evaluations`], those of dormant series: no event in any bin their
-    /// windows read, so not even looked at.
+    /// Of [`Pipeline::kept_evaluations`], those of sleeping series: no event in any bin their
+    /// values read and no change their scores read, so not even looked at.
     pub fn dormant_evaluations(&self) -> u64 {
         self.slept
     }
@@ -734,12 +734,13 @@ impl Pipeline {
             }
             let layout = &self.layouts[i];
             let bin = layout.bin_of(local);
+            let evals = self.state.indicators[i].hist.evals;
             let bins = &mut self.state.indicators[i].bins;
             for &r in chain {
                 if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
                     measure::update(ind, layout, tap.leg, &cx, lanes);
                     if let Some(q) = &mut self.quiet[i] {
-                        q.wake(r as usize);
+                        q.wake(r as usize, evals);
                     }
                     if let Some(run) = &mut self.runs[i] {
                         run.apply(ind, layout, tap.leg, &cx, r as usize, bin);
@@ -832,7 +833,15 @@ impl Pipeline {
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
             let unit = self.units[i];
             for r in 0..regions {
-                if self.quiet[i].as_ref().is_some_and(|q| q.is_dormant(r)) {
+                if let Some(q) = &mut self.quiet[i]
+                    && q.asleep(r, st.hist.evals)
+                {
+                    // Its window holds no event and its inputs are as they were: only its
+                    // (unchanged) entry is written, and a unit count of an empty window.
+                    st.hist.set(r, &q.entry(r));
+                    if let Some(u) = unit {
+                        st.hist.set_at(r, u.at, 0.0);
+                    }
                     self.kept += 1;
                     self.slept += 1;
                     continue;
@@ -851,18 +860,17 @@ impl Pipeline {
                     st.bins.each_in(r, last - u.bins + 1, last, |s| n = n.saturating_add(s[0]));
                     st.hist.set_at(r, u.at, n as f32);
                 }
-                if let Some(q) = &mut self.quiet[i] {
-                    let stands = q.unchanged(r, wv.value, wv.support, st.hist.evals);
-                    if stands != Stands::No {
-                        self.kept += 1;
-                        // The ring is constant and no bin of any window of this series holds an
-                        // event: nothing changes until one is counted (which wakes it), so it is
-                        // not even looked at till then.
-                        if stands == Stands::Constant && st.bins.newest(r) <= last - st.bins.ring as i64 {
-                            q.sleep(r);
-                        }
-                        continue;
+                if let Some(q) = &mut self.quiet[i]
+                    && q.unchanged(r, wv.value, wv.support, st.hist.evals)
+                {
+                    self.kept += 1;
+                    // No bin its value reads holds an event: nothing changes until one is counted
+                    // (which wakes it) or a changed entry reaches a lag its score reads, so it
+                    // is not even looked at till then.
+                    if st.bins.newest(r) < first - layout.lookback_bins {
+                        q.sleep(r, st.hist.evals);
                     }
+                    continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };

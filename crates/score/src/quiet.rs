@@ -1,7 +1,6 @@
 //! Quiet series: telling when scoring a series again cannot change its result, so that the
-//! evaluation can keep the previous one. A grid cell whose rare-event count has not moved for
-//! the lags its baseline reads is the common case: scored again, it would give what it gave an
-//! hour ago.
+//! evaluation can keep the previous one, and when a series need not even be looked at until a
+//! known evaluation or its next event.
 //!
 //! The score of a series is a pure function of the indicator, the window value and its support,
 //! the entries of the history ring at the lags its method reads ([`normalise::reads`]), how far
@@ -9,39 +8,34 @@
 //! notes whether its entry differs from the one before (one bit per ring slot); the inputs of
 //! an evaluation equal those of the one before when its own value and support are unchanged and
 //! none of the entries it reads is a change from its predecessor (entry `e − l` equals entry
-//! `e − 1 − l` for every lag `l` read). Once the ring has filled past the window's span, the
-//! fill no longer changes what any view of it returns. Recursive detectors (EWMA, CUSUM) move
-//! their state even on a constant series, so they are always scored.
+//! `e − 1 − l` for every lag `l` read), and the lag that has just come into view (while the ring
+//! fills) is not one it reads. Recursive detectors (EWMA, CUSUM) move their state even on a
+//! constant series, so they are always scored.
+//!
+//! A kept series whose window holds no event **sleeps**: its value cannot change before an event
+//! is counted for it, and the evaluation at which a changed entry (or a lag coming into view)
+//! next reaches a lag it reads is known from the bits. Until then, or until an event wakes it,
+//! each evaluation only writes its (unchanged) history entry: what makes the cost of a city of
+//! mostly empty grid cells follow its events rather than its cells × hours.
 
 use vigil_rules::Indicator;
 
 use crate::normalise;
 
-/// Whether an evaluation's score stands ([`Quiet::unchanged`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stands {
-    /// Something the score reads changed: score it.
-    No,
-    /// The previous evaluation's score stands.
-    Yes,
-    /// It stands, and the value and support have not changed for a whole ring: every entry of
-    /// the ring is the same (what [`Quiet::sleep`] needs).
-    Constant,
-}
+/// Most changed entries in a ring for which a series is put to sleep (see [`Quiet::sleep`]).
+const MAX_CHANGES_TO_SLEEP: u32 = 32;
 
-/// Per region of one indicator: the last window value and support, for how many evaluations
-/// in a row they have not changed, and which of the ring's entries changed from the one before.
+/// Per region of one indicator: the last window value and support, which of the ring's entries
+/// changed from the one before, and whether (and till when) the series sleeps.
 #[derive(Clone, Debug)]
 pub struct Quiet {
     last: Vec<Option<(Option<u64>, u64)>>,
-    run: Vec<u32>,
-    /// The length of the history ring: evaluations in a row the value must repeat for the whole
-    /// ring to hold it.
-    need: u32,
+    /// The length of the history ring.
+    len: usize,
     /// Evaluations of history from which its fill no longer changes any view of it.
     settled: u64,
     /// Evaluations of history from which the fill changes the score only by bringing the lags
-    /// it reads into view, one a evaluation ([`normalise::fill_settled`]).
+    /// it reads into view, one an evaluation ([`normalise::fill_settled`]).
     fill: u64,
     /// The window's span in evaluations: lag `l` is in view once `evals + 1 ≥ l + span`.
     span: u64,
@@ -52,8 +46,14 @@ pub struct Quiet {
     /// first: the ring may hold entries from before a restore or a reload).
     changed: Vec<u64>,
     words: usize,
-    /// Per region: dormant, kept without being looked at (see [`Quiet::sleep`]).
-    dormant: Vec<bool>,
+    /// Per region: the evaluation it fell asleep at (`u64::MAX`: awake) and the one it wakes at.
+    since: Vec<u64>,
+    wake_at: Vec<u64>,
+    /// The first evaluation this tracking saw (`u64::MAX` before it): the bits of every entry
+    /// before it are unknown, so no series sleeps while a lag it reads can reach one.
+    known_from: u64,
+    /// The longest lag read (inside the ring).
+    reach: u64,
 }
 
 impl Quiet {
@@ -61,42 +61,39 @@ impl Quiet {
     /// for the recursive detectors, which are scored at every evaluation.
     pub fn new(ind: &Indicator, ring_len: usize, regions: usize) -> Option<Quiet> {
         let reads = normalise::reads(ind)?;
-        let ring_len = ring_len.clamp(1, u32::MAX as usize);
-        let words = ring_len.div_ceil(64);
+        let len = ring_len.max(1);
+        let words = len.div_ceil(64);
+        let reach = reads
+            .iter()
+            .filter(|r| r.2 > 0)
+            .map(|&(first, stride, count)| (first + (count - 1) * stride.max(1)).min(len - 1))
+            .max()
+            .unwrap_or(0) as u64;
         Some(Quiet {
             last: vec![None; regions],
-            run: vec![0; regions],
-            need: ring_len as u32,
-            settled: (ring_len + normalise::span(ind)) as u64,
+            len,
+            settled: (len + normalise::span(ind)) as u64,
             fill: normalise::fill_settled(ind) as u64,
             span: normalise::span(ind) as u64,
             reads,
-            changed: vec![u64::MAX; regions * words],
+            changed: (0..regions * words)
+                .map(|i| match (i % words + 1) * 64 {
+                    // The last word's bits past the ring's end stay clear.
+                    end if end > len => u64::MAX >> (end - len),
+                    _ => u64::MAX,
+                })
+                .collect(),
             words,
-            dormant: vec![false; regions],
+            since: vec![u64::MAX; regions],
+            wake_at: vec![0; regions],
+            known_from: u64::MAX,
+            reach,
         })
     }
 
-    /// Marks `region` dormant. Only for a series whose last [`Quiet::unchanged`] was
-    /// [`Stands::Constant`] and none of whose window's bins can hold an event: its value then
-    /// cannot change before an event is counted for it, and its history ring already holds that
-    /// value's entry in every slot. A dormant series is skipped outright (no window read, no
-    /// history write, no score) until [`Quiet::wake`]: what makes the cost of a city of mostly
-    /// empty grid cells follow its events rather than its cells.
     #[inline]
-    pub fn sleep(&mut self, region: usize) {
-        self.dormant[region] = true;
-    }
-
-    /// An event was counted for `region`'s series: it is evaluated again.
-    #[inline]
-    pub fn wake(&mut self, region: usize) {
-        self.dormant[region] = false;
-    }
-
-    #[inline]
-    pub fn is_dormant(&self, region: usize) -> bool {
-        self.dormant[region]
+    fn slot(&self, evals: u64) -> usize {
+        (evals % self.len as u64) as usize
     }
 
     #[inline]
@@ -104,46 +101,57 @@ impl Quiet {
         self.changed[region * self.words + slot / 64] >> (slot % 64) & 1 == 1
     }
 
+    #[inline]
+    fn set_bit(&mut self, region: usize, slot: usize, on: bool) {
+        let word = &mut self.changed[region * self.words + slot / 64];
+        if on {
+            *word |= 1u64 << (slot % 64);
+        } else {
+            *word &= !(1u64 << (slot % 64));
+        }
+    }
+
+    /// The smallest lag read that is at least `from` (and inside the ring).
+    fn next_read(&self, from: u64) -> Option<u64> {
+        let mut best: Option<u64> = None;
+        for &(first, stride, count) in &self.reads {
+            let (first, stride) = (first as u64, stride.max(1) as u64);
+            let k = from.saturating_sub(first).div_ceil(stride);
+            if k < count as u64 {
+                let l = first + k * stride;
+                if l < self.len as u64 {
+                    best = Some(best.map_or(l, |b| b.min(l)));
+                }
+            }
+        }
+        best
+    }
+
     /// Notes the value and support of `region` at the evaluation whose history count (before it
     /// advances) is `evals`, and says whether the previous evaluation's score stands: the
-    /// value, the support and every ring entry the score reads are what they were then, and the
-    /// ring had already settled. A dormant series' skipped evaluations are constant ones: its
-    /// ring and bits are as they were when it fell asleep.
+    /// value, the support and every ring entry the score reads are what they were then, and no
+    /// lag it reads has just come into view.
     #[inline]
-    pub fn unchanged(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> Stands {
+    pub fn unchanged(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> bool {
         let key = Some((value.map(f64::to_bits), support));
         let same = self.last[region] == key;
-        let run = if same { self.run[region].saturating_add(1) } else { 0 };
         self.last[region] = key;
-        self.run[region] = run;
-        let len = self.need as usize;
-        let slot = (evals % len as u64) as usize;
-        let word = &mut self.changed[region * self.words + slot / 64];
-        if same {
-            *word &= !(1u64 << (slot % 64));
-        } else {
-            *word |= 1u64 << (slot % 64);
-        }
+        self.known_from = self.known_from.min(evals);
+        let len = self.len;
+        self.set_bit(region, self.slot(evals), !same);
         if !same || evals < self.fill {
-            return Stands::No;
-        }
-        let full = evals >= self.settled;
-        if run >= self.need && full {
-            return Stands::Constant;
+            return false;
         }
         // The lags in view now: up to `evals + 1 − span` (≥ 1 here) and the ring's end. While
         // the ring fills, the lag just come into view changes the score if it is read; the
         // others in view are the same entries as an evaluation ago unless they changed.
         let newest_in_view = evals + 1 - self.span;
         let mut top = len - 1;
-        if !full && newest_in_view < len as u64 {
-            let m = newest_in_view as usize;
-            if self.reads.iter().any(|&(first, stride, count)| {
-                m >= first && (m - first).is_multiple_of(stride.max(1)) && (m - first) / stride.max(1) < count
-            }) {
-                return Stands::No;
+        if evals < self.settled && newest_in_view < len as u64 {
+            if self.next_read(newest_in_view) == Some(newest_in_view) {
+                return false;
             }
-            top = m - 1;
+            top = newest_in_view as usize - 1;
         }
         for &(first, stride, count) in &self.reads {
             if first > top || count == 0 {
@@ -154,12 +162,93 @@ impl Quiet {
             let mut s = ((evals - first as u64) % len as u64) as usize;
             for _ in 0..n {
                 if self.bit(region, s) {
-                    return Stands::No;
+                    return false;
                 }
                 s = if s >= step { s - step } else { s + len - step };
             }
         }
-        Stands::Yes
+        true
+    }
+
+    /// Puts `region` to sleep after an evaluation (history count `evals`) whose result stood and
+    /// whose window holds no event: its value cannot change before an event wakes it
+    /// ([`Quiet::wake`]), and its inputs not before the first evaluation at which a changed
+    /// entry, or a lag coming into view, reaches a lag its score reads.
+    pub fn sleep(&mut self, region: usize, evals: u64) {
+        // A lag the next evaluation reads still reaches an entry of unknown change: it would
+        // wake at once.
+        if evals < self.known_from.saturating_add(self.reach) {
+            return;
+        }
+        let len = self.len as u64;
+        let now = self.slot(evals) as u64;
+        let words = &self.changed[region * self.words..(region + 1) * self.words];
+        // A series with many recent changes would soon be woken by one of them: finding out
+        // when costs more than sleeping saves.
+        if words.iter().map(|w| w.count_ones()).sum::<u32>() > MAX_CHANGES_TO_SLEEP {
+            return;
+        }
+        let mut wake = u64::MAX;
+        for w in 0..self.words {
+            let mut bits = self.changed[region * self.words + w];
+            while bits != 0 {
+                let s = (w * 64) as u64 + bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                if s >= len {
+                    break;
+                }
+                // The entry of evaluation `evals − d` changed; evaluation `evals − d + l` reads
+                // it at lag `l`.
+                let d = (now + len - s) % len;
+                if let Some(l) = self.next_read(d + 1) {
+                    wake = wake.min(evals + l - d);
+                }
+            }
+        }
+        if evals < self.settled {
+            // Lag `l` comes into view at evaluation `l + span − 1`.
+            if let Some(l) = self.next_read(evals + 2 - self.span) {
+                wake = wake.min(l + self.span - 1);
+            }
+        }
+        self.since[region] = evals;
+        self.wake_at[region] = wake;
+    }
+
+    /// Whether `region` sleeps through the evaluation whose history count is `evals`; when its
+    /// time has come, it wakes (see [`Quiet::wake`]) and is evaluated.
+    #[inline]
+    pub fn asleep(&mut self, region: usize, evals: u64) -> bool {
+        if self.since[region] == u64::MAX {
+            return false;
+        }
+        if evals < self.wake_at[region] {
+            return true;
+        }
+        self.wake(region, evals);
+        false
+    }
+
+    /// Wakes `region` before the evaluation whose history count is `evals` (an event was
+    /// counted for it): the entries written while it slept repeat the one it fell asleep on,
+    /// so their bits say "unchanged".
+    #[inline]
+    pub fn wake(&mut self, region: usize, evals: u64) {
+        let since = self.since[region];
+        if since == u64::MAX {
+            return;
+        }
+        self.since[region] = u64::MAX;
+        for e in since + 1..evals.min(since + 1 + self.len as u64) {
+            self.set_bit(region, self.slot(e), false);
+        }
+    }
+
+    /// The history entry of `region`'s last value and support (what it writes while asleep).
+    #[inline]
+    pub fn entry(&self, region: usize) -> [f32; 2] {
+        let (value, support) = self.last[region].unwrap_or((None, 0));
+        normalise::history_entry(value.map(f64::from_bits), support)
     }
 }
 
@@ -170,9 +259,11 @@ mod tests {
     use crate::normalise::{DetectorState, history_entry, history_needs, score};
     use vigil_rules::testing as mini;
 
-    /// Along series that fall quiet for long stretches, or see an event now and then, whenever
-    /// [`Quiet`] says the previous score stands, scoring again gives exactly the previous result;
-    /// for every method some evaluations are kept, most of them without a constant ring.
+    /// Along series that fall quiet for long stretches, or move now and then, whenever [`Quiet`]
+    /// says the previous score stands, and at every evaluation a series sleeps through, scoring
+    /// it gives exactly the previous result; for every method some evaluations are kept, and
+    /// sparse series sleep. A series whose value is 0 sleeps (its window is empty); a change of
+    /// value is an event, which wakes it first.
     #[test]
     fn a_quiet_series_scores_what_it_scored_before() {
         let mini = vigil_rules::compile(&mini::files_with(&[])).unwrap();
@@ -185,13 +276,14 @@ mod tests {
                 let Some(mut quiet) = Quiet::new(ind, needs.len, 1) else { continue };
                 let (mut det, mut scratch) = (DetectorState::None, Vec::new());
                 let mut prev = None;
-                let (mut kept, mut inputs_kept, mut held) = (0, 0, 0.0);
+                let (mut kept, mut slept, mut held, mut last) = (0, 0, 0.0, None);
+                let share = matches!(ind.measure, vigil_rules::Measure::Share { .. });
                 for t in 0..4000u64 {
                     // Quiet from the start (while the ring fills) for 700 evaluations, then busy
                     // for 300, over and over; or a window value that moves one evaluation in 200.
                     let value = if sparse {
                         if t == 0 || next().is_multiple_of(200) {
-                            held = (next() % 3) as f64;
+                            held = [0.0, 0.0, 1.0, 2.0][(next() % 4) as usize];
                         }
                         held
                     } else if t % 1000 >= 700 {
@@ -199,24 +291,35 @@ mod tests {
                     } else {
                         0.0
                     };
-                    let value =
-                        if matches!(ind.measure, vigil_rules::Measure::Share { .. }) { value / 2.0 } else { value };
-                    let support =
-                        if matches!(ind.measure, vigil_rules::Measure::Share { .. }) { 2 } else { value as u64 };
+                    let (value, support) = if share { (value / 2.0, 2) } else { (value, value as u64) };
+                    if last.is_some_and(|l| l != value) {
+                        quiet.wake(0, hist.evals);
+                    }
+                    last = Some(value);
+                    if quiet.asleep(0, hist.evals) {
+                        hist.set(0, &quiet.entry(0));
+                        let s = score(ind, &hist, 0, Some(value), support, &mut det, &mut scratch);
+                        assert_eq!(Some(s), prev, "{} asleep at {t}", ind.id);
+                        slept += 1;
+                        hist.advance();
+                        continue;
+                    }
                     hist.set(0, &history_entry(Some(value), support));
                     let stands = quiet.unchanged(0, Some(value), support, hist.evals);
                     let s = score(ind, &hist, 0, Some(value), support, &mut det, &mut scratch);
-                    if stands != Stands::No {
-                        assert_eq!(Some(s), prev, "{} at {t} ({stands:?})", ind.id);
+                    if stands {
+                        assert_eq!(Some(s), prev, "{} at {t}", ind.id);
                         kept += 1;
-                        inputs_kept += (stands == Stands::Yes) as u32;
+                        if value == 0.0 {
+                            quiet.sleep(0, hist.evals);
+                        }
                     }
                     prev = Some(s);
                     hist.advance();
                 }
-                assert!(kept > 0, "{}: never quiet", ind.id);
-                if sparse && ind.window.0 < vigil_model::time::DAY * 7 {
-                    assert!(inputs_kept > 0, "{}: kept only with a constant ring", ind.id);
+                assert!(kept + slept > 0, "{}: never quiet", ind.id);
+                if sparse {
+                    assert!(slept > 0, "{}: never asleep ({kept} kept awake)", ind.id);
                 }
             }
         }
