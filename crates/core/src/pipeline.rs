@@ -553,7 +553,7 @@ impl Pipeline {
 
     /// Of [`Pipeline::kept_evaluations`], those of sleeping series: no event in any bin their
     /// values read and no change their scores read, so not even looked at.
-    pub fn dormant_evaluations(&self) -> u64 {
+    pub fn asleep_evaluations(&self) -> u64 {
         self.slept
     }
 
@@ -647,6 +647,9 @@ impl Pipeline {
         p.state.last_eval = old.last_eval;
         p.state.first_ts = old.first_ts;
         p.state.counters = old.counters;
+        // The quiet tracking was built for empty rings; the rings carried over hold entries
+        // whose changes it does not know.
+        p.quiet = quiet_series(&rules, &p.state, p.scored.len());
         carried
     }
 
@@ -1290,7 +1293,12 @@ fn backfill_units(hist: &mut History, bins: &vigil_window::Bins, layout: &Layout
 
 /// Fresh quiet-series tracking for every indicator (see `Pipeline::quiet`).
 fn quiet_series(rules: &RuleSet, state: &State, regions: usize) -> Vec<Option<Quiet>> {
-    rules.indicators.iter().zip(&state.indicators).map(|(ind, st)| Quiet::new(ind, st.hist.len, regions)).collect()
+    rules
+        .indicators
+        .iter()
+        .zip(&state.indicators)
+        .map(|(ind, st)| Quiet::new(ind, st.hist.len, regions, st.hist.evals))
+        .collect()
 }
 
 /// Per scored slot, whether the alarm scans it (see `Pipeline::scanned`).

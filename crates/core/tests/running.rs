@@ -165,7 +165,7 @@ fn run(
 }
 
 /// [`run`], and how many evaluations kept a quiet series' result after the last restart (and, of
-/// those, how many were of dormant series).
+/// those, how many were of sleeping series).
 fn run_counting(
     rules: &Arc<RuleSet>,
     events: &[Event],
@@ -204,7 +204,7 @@ fn run_counting(
     p.advance(newest + 3 * HOUR, &mut out);
     let mut lines: Vec<String> = out.scores.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
     lines.extend(out.alerts.iter().map(|a| serde_json::to_string(a).unwrap()));
-    (lines, (p.kept_evaluations(), p.dormant_evaluations()))
+    (lines, (p.kept_evaluations(), p.asleep_evaluations()))
 }
 
 /// A stream with a busy week, three quiet weeks and another busy week: the quiet series keep
@@ -222,12 +222,12 @@ fn quiet_series_keep_their_results_and_publish_the_same() {
     steps.extend(vec![(1u8, 3u8, 5u8); 7 * 24]);
     let events = stream(&rules, &steps, 7);
     let (full, none) = run_counting(&rules, &events, true, None, None);
-    let (sliding, (kept, dormant)) = run_counting(&rules, &events, false, None, None);
+    let (sliding, (kept, asleep)) = run_counting(&rules, &events, false, None, None);
     assert_eq!(none, (0, 0));
     assert!(kept > 100, "only {kept} evaluations kept their result");
-    // Three quiet weeks outlast the rings of the shorter windows: those series go dormant
+    // Three quiet weeks outlast the rings of the shorter windows: those series sleep
     // (not even looked at) until the busy week wakes them, and still publish the same.
-    assert!(dormant > 100, "only {dormant} evaluations of dormant series");
+    assert!(asleep > 100, "only {asleep} evaluations of sleeping series");
     assert_eq!(full, sliding);
 }
 

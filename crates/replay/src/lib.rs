@@ -126,6 +126,12 @@ pub struct Summary {
     pub dropped_fields: u64,
     pub scores: u64,
     pub alerts: u64,
+    /// Series evaluations (indicator × scored region × evaluation of its hop), of which `kept`
+    /// kept the previous result (nothing their score reads had changed) and `asleep` were not
+    /// even looked at (an empty window, docs/methodology.md §2.2).
+    pub evaluations: u64,
+    pub kept: u64,
+    pub asleep: u64,
     pub first_event: Option<String>,
     pub last_event: Option<String>,
 }
@@ -228,6 +234,9 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     }
     summary.scores = out.scores;
     summary.alerts = out.alerts;
+    summary.evaluations = pipeline.counters().evaluations;
+    summary.kept = pipeline.kept_evaluations();
+    summary.asleep = pipeline.asleep_evaluations();
     summary.first_event = first.map(format_utc);
     summary.last_event = last.map(format_utc);
     Ok(summary)

@@ -49,17 +49,18 @@ pub struct Quiet {
     /// Per region: the evaluation it fell asleep at (`u64::MAX`: awake) and the one it wakes at.
     since: Vec<u64>,
     wake_at: Vec<u64>,
-    /// The first evaluation this tracking saw (`u64::MAX` before it): the bits of every entry
-    /// before it are unknown, so no series sleeps while a lag it reads can reach one.
-    known_from: u64,
-    /// The longest lag read (inside the ring).
-    reach: u64,
+    /// No series sleeps before this evaluation: till then a lag it reads can reach an entry
+    /// from before a restore or a reload, whose change is unknown.
+    known_after: u64,
 }
 
 impl Quiet {
-    /// Tracking for `regions` series of `ind` with a history ring of `ring_len` entries; `None`
-    /// for the recursive detectors, which are scored at every evaluation.
-    pub fn new(ind: &Indicator, ring_len: usize, regions: usize) -> Option<Quiet> {
+    /// Tracking for `regions` series of `ind` with a history ring of `ring_len` entries that
+    /// has seen `evals` evaluations; `None` for the recursive detectors, which are scored at
+    /// every evaluation. A ring that has seen none holds no entry yet: nothing before the first
+    /// evaluation can change (lags before it are never in view), so its bits start clear;
+    /// otherwise (a restore, a reload) every entry is of unknown change.
+    pub fn new(ind: &Indicator, ring_len: usize, regions: usize, evals: u64) -> Option<Quiet> {
         let reads = normalise::reads(ind)?;
         let len = ring_len.max(1);
         let words = len.div_ceil(64);
@@ -78,6 +79,7 @@ impl Quiet {
             reads,
             changed: (0..regions * words)
                 .map(|i| match (i % words + 1) * 64 {
+                    _ if evals == 0 => 0,
                     // The last word's bits past the ring's end stay clear.
                     end if end > len => u64::MAX >> (end - len),
                     _ => u64::MAX,
@@ -86,8 +88,7 @@ impl Quiet {
             words,
             since: vec![u64::MAX; regions],
             wake_at: vec![0; regions],
-            known_from: u64::MAX,
-            reach,
+            known_after: if evals == 0 { 0 } else { evals + reach },
         })
     }
 
@@ -136,7 +137,6 @@ impl Quiet {
         let key = Some((value.map(f64::to_bits), support));
         let same = self.last[region] == key;
         self.last[region] = key;
-        self.known_from = self.known_from.min(evals);
         let len = self.len;
         self.set_bit(region, self.slot(evals), !same);
         if !same || evals < self.fill {
@@ -177,7 +177,7 @@ impl Quiet {
     pub fn sleep(&mut self, region: usize, evals: u64) {
         // A lag the next evaluation reads still reaches an entry of unknown change: it would
         // wake at once.
-        if evals < self.known_from.saturating_add(self.reach) {
+        if evals < self.known_after {
             return;
         }
         let len = self.len as u64;
@@ -239,8 +239,24 @@ impl Quiet {
             return;
         }
         self.since[region] = u64::MAX;
-        for e in since + 1..evals.min(since + 1 + self.len as u64) {
-            self.set_bit(region, self.slot(e), false);
+        let n = (evals.saturating_sub(since + 1)).min(self.len as u64) as usize;
+        self.clear_slots(region, self.slot(since + 1), n);
+    }
+
+    /// Clears the bits of `n` ring slots from `start` on (wrapping), a word at a time.
+    fn clear_slots(&mut self, region: usize, start: usize, n: usize) {
+        let (len, base) = (self.len, region * self.words);
+        let (mut slot, mut left) = (start, n);
+        while left > 0 {
+            // The run up to the ring's end, or the word's end, whichever comes first.
+            let run = left.min(len - slot).min(64 - slot % 64);
+            let mask = if run == 64 { u64::MAX } else { ((1u64 << run) - 1) << (slot % 64) };
+            self.changed[base + slot / 64] &= !mask;
+            left -= run;
+            slot += run;
+            if slot == len {
+                slot = 0;
+            }
         }
     }
 
@@ -259,6 +275,29 @@ mod tests {
     use crate::normalise::{DetectorState, history_entry, history_needs, score};
     use vigil_rules::testing as mini;
 
+    /// Clearing a run of slots a word at a time clears exactly those slots, wrapping at the
+    /// ring's end, whatever the ring's length.
+    #[test]
+    fn a_run_of_slots_is_cleared_and_nothing_else() {
+        let every = crate::normalise::tests::every_method();
+        let ind = &every.indicators[0];
+        for len in [1usize, 5, 63, 64, 65, 130, 193] {
+            for start in 0..len {
+                for n in [0, 1, 2, 63, 64, 65, len.saturating_sub(1), len] {
+                    let n = n.min(len);
+                    let mut q = Quiet::new(ind, len, 2, 1).unwrap();
+                    q.clear_slots(1, start, n);
+                    for r in 0..2 {
+                        for slot in 0..len {
+                            let cleared = r == 1 && (slot + len - start) % len < n;
+                            assert_eq!(q.bit(r, slot), !cleared, "len {len} start {start} n {n} slot {slot}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Along series that fall quiet for long stretches, or move now and then, whenever [`Quiet`]
     /// says the previous score stands, and at every evaluation a series sleeps through, scoring
     /// it gives exactly the previous result; for every method some evaluations are kept, and
@@ -273,7 +312,7 @@ mod tests {
             for sparse in [false, true] {
                 let needs = history_needs(ind);
                 let mut hist = History::new(1, needs.len, needs.width);
-                let Some(mut quiet) = Quiet::new(ind, needs.len, 1) else { continue };
+                let Some(mut quiet) = Quiet::new(ind, needs.len, 1, 0) else { continue };
                 let (mut det, mut scratch) = (DetectorState::None, Vec::new());
                 let mut prev = None;
                 let (mut kept, mut slept, mut held, mut last) = (0, 0, 0.0, None);
