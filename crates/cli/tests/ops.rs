@@ -238,6 +238,8 @@ fn a_running_engine_serves_health_api_and_metrics() {
         "vigil_consumer_lag_messages{",
         "vigil_watermark_delay_seconds{",
         "vigil_evaluation_duration_seconds_count ",
+        "vigil_indicator_evaluations_kept_total ",
+        "vigil_indicator_evaluations_asleep_total ",
     ] {
         assert!(scrape.contains(line), "missing {line}");
     }

@@ -1005,6 +1005,7 @@ fn advance_timed(
     summary: &mut RunSummary,
 ) {
     let before = pipeline.counters().evaluations;
+    let (kept, asleep) = (pipeline.kept_evaluations(), pipeline.asleep_evaluations());
     let alerts_before = pipeline.counters().alerts;
     while let Some(t) = pipeline.next_evaluation(wm) {
         let started = Instant::now();
@@ -1013,6 +1014,8 @@ fn advance_timed(
     }
     pipeline.advance(wm, out);
     metrics.evaluations.inc_by(pipeline.counters().evaluations - before);
+    metrics.evaluations_kept.inc_by(pipeline.kept_evaluations() - kept);
+    metrics.evaluations_asleep.inc_by(pipeline.asleep_evaluations() - asleep);
     summary.alerts += pipeline.counters().alerts - alerts_before;
 }
 

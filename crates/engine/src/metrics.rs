@@ -83,6 +83,10 @@ pub struct Metrics {
     /// Wall time of one evaluation (one hour boundary: every indicator, region and alert).
     pub evaluation_duration: Histogram,
     pub evaluations: Counter,
+    /// Of those, the ones that kept the previous result, and of those the ones of sleeping
+    /// series (docs/methodology.md §2.2).
+    pub evaluations_kept: Counter,
+    pub evaluations_asleep: Counter,
     pub alerts: Family<AlertLabels, Counter>,
     pub alerts_active: Family<LevelLabel, Gauge>,
     pub alerts_overdue: Family<LevelLabel, Gauge>,
@@ -121,6 +125,8 @@ impl Default for Metrics {
             watermark_delay: Family::default(),
             evaluation_duration: Histogram::new(DURATION_BUCKETS),
             evaluations: Counter::default(),
+            evaluations_kept: Counter::default(),
+            evaluations_asleep: Counter::default(),
             alerts: Family::default(),
             alerts_active: Family::default(),
             alerts_overdue: Family::default(),
@@ -209,6 +215,16 @@ impl Metrics {
             "vigil_indicator_evaluations",
             "Indicator evaluations (one per region and indicator at each hop)",
             self.evaluations.clone(),
+        );
+        r.register(
+            "vigil_indicator_evaluations_kept",
+            "Of the indicator evaluations, those that kept the previous result: nothing the score reads had changed",
+            self.evaluations_kept.clone(),
+        );
+        r.register(
+            "vigil_indicator_evaluations_asleep",
+            "Of the kept evaluations, those of sleeping series (no event in their window), not even looked at",
+            self.evaluations_asleep.clone(),
         );
         r.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());
         r.register("vigil_alerts_active", "Open alert episodes, by current level", self.alerts_active.clone());
