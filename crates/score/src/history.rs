@@ -10,6 +10,30 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The ring slots (of a ring of `len` holding evaluations `0..=evals`, evaluation `k` at slot
+/// `k % len`) of lags `first`, `first + stride`, … (`count` of them), nearest first, up to lag
+/// `top` and the ring's end: one division for the whole run, then steps back by `stride`.
+#[inline]
+pub fn lag_slots(
+    evals: u64,
+    len: usize,
+    first: usize,
+    stride: usize,
+    count: usize,
+    top: usize,
+) -> impl Iterator<Item = usize> {
+    let top = top.min(len - 1);
+    let stride = stride.max(1);
+    let n = if count == 0 || first > top { 0 } else { ((top - first) / stride + 1).min(count) };
+    let step = stride % len;
+    let mut slot = if n == 0 { 0 } else { ((evals - first as u64) % len as u64) as usize };
+    (0..n).map(move |_| {
+        let s = slot;
+        slot = if slot >= step { slot - step } else { slot + len - step };
+        s
+    })
+}
+
 /// A ring of the last `len` evaluations per region, `width` floats each (value, and for shares
 /// the support behind it). Undefined values are stored as NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,21 +139,12 @@ impl History {
         max_lag: usize,
         mut f: impl FnMut(f64),
     ) {
-        let top = max_lag.min(self.len - 1).min(self.evals.min(usize::MAX as u64) as usize);
-        if count == 0 || first > top {
-            return;
-        }
-        let stride = stride.max(1);
-        let n = ((top - first) / stride + 1).min(count);
-        let len = self.len;
-        let mut slot = ((self.evals - first as u64) % len as u64) as usize;
-        let step = stride % len;
-        for _ in 0..n {
+        let top = max_lag.min(self.evals as usize);
+        for slot in lag_slots(self.evals, self.len, first, stride, count, top) {
             let v = self.data[self.at(region, slot)];
             if v.is_finite() {
                 f(v as f64);
             }
-            slot = if slot >= step { slot - step } else { slot + len - step };
         }
     }
 

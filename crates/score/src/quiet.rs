@@ -20,6 +20,7 @@
 
 use vigil_rules::Indicator;
 
+use crate::history::lag_slots;
 use crate::normalise;
 
 /// Most changed entries in a ring for which a series is put to sleep (see [`Quiet::sleep`]).
@@ -153,21 +154,9 @@ impl Quiet {
             }
             top = newest_in_view as usize - 1;
         }
-        for &(first, stride, count) in &self.reads {
-            if first > top || count == 0 {
-                continue;
-            }
-            let n = ((top - first) / stride.max(1) + 1).min(count);
-            let step = stride % len;
-            let mut s = ((evals - first as u64) % len as u64) as usize;
-            for _ in 0..n {
-                if self.bit(region, s) {
-                    return false;
-                }
-                s = if s >= step { s - step } else { s + len - step };
-            }
-        }
-        true
+        !self.reads.iter().any(|&(first, stride, count)| {
+            lag_slots(evals, len, first, stride, count, top).any(|s| self.bit(region, s))
+        })
     }
 
     /// Puts `region` to sleep after an evaluation (history count `evals`) whose result stood and
