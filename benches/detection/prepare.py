@@ -469,12 +469,12 @@ def write_rules(d, name, cfg, regions, region_names, values, main, labels):
 # intervals per region so the levels' budgets read directly as false alerts per 100
 # region-days (yellow 5, orange 1, red 0.1); `vigil calibrate` fills in the thresholds.
 ALARM = """# Evidence alarms (docs/methodology.md §16): every count indicator is scanned per region over
-# the last 1..7 days against the 56 days before each scan. A level is raised when an excess
+# the last 1..7 days against the 84 days before each scan. A level is raised when an excess
 # that large happens by chance in a region no more often than its recurrence interval:
 # yellow once in 20 region-days, orange once in 100, red once in 1000.
 [alarm]
 scan = "7d"
-baseline = "56d"
+baseline = "84d"
 per = "region"
 recurrence = { yellow = "20d", orange = "100d", red = "1000d" }
 """

@@ -263,7 +263,7 @@ def write_results(a, out, rows, secs):
         f"![trade-off curves]({chart.name})",
         "",
         "`vigil-evidence` is vigil's alarm statistic (docs/methodology.md §16: an expectation-based",
-        "negative-binomial scan over the last 1..7 days against the 56 before, per region and count",
+        "negative-binomial scan over the last 1..7 days against the 84 before, per region and count",
         "indicator, the excess of alarming child regions taken out), written per region-day by",
         "`vigil calibrate --signals` and swept like the baselines; the evidence alarm tables are its",
         "alerts at the levels `vigil calibrate` fitted on the first half of each stream.",
