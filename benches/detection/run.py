@@ -5,10 +5,11 @@ exactly the same daily series, every detector through `vigil scorecard`, and the
 benches/results/detection.md with a trade-off chart (plot.R).
 
 Usage: python3 benches/detection/run.py --data DATA_DIR [--out DIR] [--vigil PATH]
-       [--streams chicago,vancouver,boston,philadelphia] [--sample N] [--quick]
+       [--streams chicago,vancouver,boston,philadelphia,synthetic] [--methods ears,...] [--sample N]
+       [--seed 1] [--also-seeds 2,3] [--reuse-baselines] [--report-only] [--results FILE]
 
-DATA_DIR holds the public data sets (see benches/detection/README.md). --quick runs one stream,
-EARS only, for a smoke test.
+DATA_DIR holds the public data sets (see benches/detection/README.md). A smoke test: one stream
+and EARS only (`--streams chicago --methods ears`).
 """
 import argparse, csv, json, os, platform, subprocess, sys, time
 from datetime import date, datetime, timedelta, timezone
@@ -38,6 +39,9 @@ def main():
     ap.add_argument("--methods", default="ears,farrington,glrnb,glrpois,glm")
     ap.add_argument("--sample", type=int, default=0, help="baselines on a deterministic sample of N series per stream")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--also-seeds", default="",
+                    help="further draws of the surges (comma-separated seeds), each run the same way into OUT/seed-N; "
+                         "the summary adds vigil-evidence against the best baseline pooled over every draw")
     ap.add_argument("--results", default=str(ROOT / "benches" / "results" / "detection.md"))
     ap.add_argument("--report-only", action="store_true", help="rewrite the results from an earlier run's --out")
     ap.add_argument("--reuse-baselines", action="store_true",
@@ -47,6 +51,17 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     streams = a.streams.split(",")
     started = time.time()
+    draws = [(a.seed, out)] + [(int(x), out / f"seed-{x}") for x in a.also_seeds.split(",") if x]
+    real = [s for s in streams if s != "synthetic"]
+    for seed, d in draws[1:]:
+        # Another draw of the surges on the same real streams, run by this script into its own
+        # directory (its R baselines reused when asked and present): only its sweep curves are
+        # read back, for the pooled summary.
+        if not a.report_only and real:
+            sh([sys.executable, __file__, "--data", a.data, "--out", d, "--vigil", a.vigil, "--streams", ",".join(real),
+                "--methods", a.methods, "--seed", seed, "--results", d / "detection.md"]
+               + (["--sample", a.sample] if a.sample else []) + (["--reuse-baselines"] if a.reuse_baselines else []))
+    a.draws = draws
     if a.report_only:
         rows = []
         for s in streams:
@@ -163,6 +178,33 @@ def levels_of(rules):
     return ["city", "district", "street"]
 
 
+def pooled(a, rows):
+    """The summary table pooled over every draw of the surges: each detector's own-region
+    detections summed over the draws at each matched rate, vigil-evidence against the best other."""
+    seeds = ", ".join(str(seed) for seed, _ in a.draws)
+    lines = ["", f"Pooled over {len(a.draws)} draws of the surges (`--seed` {seeds}; the first is the one detailed below, "
+             "the others were run by `--also-seeds` into OUT/seed-N): the same comparison on every draw's surges together, "
+             "the best other detector chosen on the pooled counts.", "",
+             "| stream | surges | " + " | ".join(f"≤ {t}" for t in TARGETS) + " |", "|---|---|" + "---|" * len(TARGETS)]
+    for s, _, methods, _ in rows:
+        if "vigil-evidence" not in methods:
+            continue
+        n, own = 0, {}
+        for _, d in a.draws:
+            n += len(json.load(open(d / s / "truth.json"))["surges"])
+            for m in methods:
+                c = json.load(open(d / s / f"curve-{m}.json"))
+                for t in TARGETS:
+                    own[(m, t)] = own.get((m, t), 0) + (best(c, t) or {"detected_own": 0})["detected_own"]
+        cells = []
+        for t in TARGETS:
+            e = own[("vigil-evidence", t)]
+            b, bm = max((own[(m, t)], m) for m in methods if m != "vigil-evidence")
+            cells.append(f"{100*e/n:.0f} % vs {100*b/n:.0f} % {bm} ({100*(e-b)/n:+.0f})")
+        lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def best(curve, rate):
     pts = [p for p in curve["points"] if p["false_per_100_region_days"] <= rate + 1e-12]
     return max(pts, key=lambda p: (p["detected_own"], -p["false_alerts"])) if pts else None
@@ -247,6 +289,8 @@ def write_results(a, out, rows, secs):
             b, bm = max((own(m), m) for m in methods if m != "vigil-evidence")
             cells.append(f"{100*e/n:.0f} % vs {100*b/n:.0f} % {bm} ({100*(e-b)/n:+.0f})")
         summary.append(f"| {s} | " + " | ".join(cells) + " |")
+    if len(a.draws) > 1:
+        summary += pooled(a, rows)
     lines = summary + [""] + lines
     chart = Path(a.results).with_suffix(".png")
     sh(["Rscript", HERE / "plot.R", out / "curves.csv", chart])
@@ -256,6 +300,7 @@ def write_results(a, out, rows, secs):
         f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d')} on {platform.node()} "
         f"({os.cpu_count()} cores, {platform.machine()})" + ("" if secs is None else f", in {secs/60:.1f} min") + ", by",
         "`python3 benches/detection/run.py --data DATA_DIR" + (f" --sample {a.sample}" if a.sample else "")
+        + (f" --also-seeds {a.also_seeds}" if a.also_seeds else "")
         + (" --reuse-baselines" if a.reuse_baselines else "") + "`"
         + (" (the R baselines' statistics reused from a full run on the same streams)" if a.reuse_baselines else "") + ".",
         "Definitions: docs/methodology.md §14. Streams and surges: benches/detection/README.md.",
