@@ -302,7 +302,7 @@ def write_results(a, out, rows, secs):
         "`python3 benches/detection/run.py --data DATA_DIR" + (f" --sample {a.sample}" if a.sample else "")
         + (f" --also-seeds {a.also_seeds}" if a.also_seeds else "")
         + (" --reuse-baselines" if a.reuse_baselines else "") + "`"
-        + (" (the R baselines' statistics reused from a full run on the same streams)" if a.reuse_baselines else "") + ".",
+        + (" (the R baselines' statistics reused where an earlier full run on the same streams left them)" if a.reuse_baselines else "") + ".",
         "Definitions: docs/methodology.md §14. Streams and surges: benches/detection/README.md.",
         "",
         f"![trade-off curves]({chart.name})",
