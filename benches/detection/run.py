@@ -187,22 +187,28 @@ def pooled(a, rows):
              "the best other detector chosen on the pooled counts.", "",
              "| stream | surges | " + " | ".join(f"≤ {t}" for t in TARGETS) + " |", "|---|---|" + "---|" * len(TARGETS)]
     for s, _, methods, _ in rows:
-        if "vigil-evidence" not in methods:
-            continue
-        n, own = 0, {}
-        for _, d in a.draws:
-            n += len(json.load(open(d / s / "truth.json"))["surges"])
-            for m in methods:
-                c = json.load(open(d / s / f"curve-{m}.json"))
-                for t in TARGETS:
-                    own[(m, t)] = own.get((m, t), 0) + (best(c, t) or {"detected_own": 0})["detected_own"]
-        cells = []
-        for t in TARGETS:
-            e = own[("vigil-evidence", t)]
-            b, bm = max((own[(m, t)], m) for m in methods if m != "vigil-evidence")
-            cells.append(f"{100*e/n:.0f} % vs {100*b/n:.0f} % {bm} ({100*(e-b)/n:+.0f})")
-        lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+        if "vigil-evidence" in methods:
+            n, cells = against_best([d for _, d in a.draws], s, methods)
+            lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
     return lines
+
+
+def against_best(dirs, s, methods):
+    """Stream `s`'s surges over the draws in `dirs` and, at each matched rate, vigil-evidence's
+    own-region detections against the best other detector's, both summed over the draws."""
+    n, own = 0, {}
+    for d in dirs:
+        n += len(json.load(open(d / s / "truth.json"))["surges"])
+        for m in methods:
+            c = json.load(open(d / s / f"curve-{m}.json"))
+            for t in TARGETS:
+                own[(m, t)] = own.get((m, t), 0) + (best(c, t) or {"detected_own": 0})["detected_own"]
+    cells = []
+    for t in TARGETS:
+        e = own[("vigil-evidence", t)]
+        b, bm = max((own[(m, t)], m) for m in methods if m != "vigil-evidence")
+        cells.append(f"{100*e/n:.0f} % vs {100*b/n:.0f} % {bm} ({100*(e-b)/n:+.0f})")
+    return n, cells
 
 
 def best(curve, rate):
@@ -277,18 +283,8 @@ def write_results(a, out, rows, secs):
                "indicator scores), and the difference in points.", "",
                "| stream | " + " | ".join(f"≤ {t}" for t in TARGETS) + " |", "|---|" + "---|" * len(TARGETS)]
     for s, _, methods, _ in rows:
-        if "vigil-evidence" not in methods:
-            continue
-        d = out / s
-        n = len(json.load(open(d / "truth.json"))["surges"])
-        curves = {m: json.load(open(d / f"curve-{m}.json")) for m in methods}
-        cells = []
-        for t in TARGETS:
-            own = lambda m: (best(curves[m], t) or {"detected_own": 0})["detected_own"]
-            e = own("vigil-evidence")
-            b, bm = max((own(m), m) for m in methods if m != "vigil-evidence")
-            cells.append(f"{100*e/n:.0f} % vs {100*b/n:.0f} % {bm} ({100*(e-b)/n:+.0f})")
-        summary.append(f"| {s} | " + " | ".join(cells) + " |")
+        if "vigil-evidence" in methods:
+            summary.append(f"| {s} | " + " | ".join(against_best([out], s, methods)[1]) + " |")
     if len(a.draws) > 1:
         summary += pooled(a, rows)
     lines = summary + [""] + lines
