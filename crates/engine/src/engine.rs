@@ -748,6 +748,8 @@ impl Engine {
             let mut stopping = stop.load(Ordering::Relaxed);
             let polled = self.consumer.poll(Duration::from_millis(20));
             let idle_poll = polled.is_none();
+            // One clock read per message: it is the loop's own cost per event on a busy stream.
+            let now = Instant::now();
             match polled {
                 Some(Ok(m)) => {
                     let (topic, partition) = (m.topic(), m.partition());
@@ -767,7 +769,6 @@ impl Engine {
                         // fresh broker offsets show whether it has messages waiting. Otherwise the
                         // first partition to wake would move time past events its siblings are
                         // about to deliver, and they would count as late.
-                        let now = Instant::now();
                         for (j, seen) in self.last_seen.iter_mut().enumerate() {
                             if st.watermarks.is_idle(j) {
                                 st.watermarks.set_idle(j, false);
@@ -775,7 +776,7 @@ impl Engine {
                             }
                         }
                     }
-                    self.last_seen[input] = Instant::now();
+                    self.last_seen[input] = now;
                     let source = self.input_source[input];
                     let source_id = &rules.sources[source as usize].id;
                     self.consumed[source as usize].inc();
@@ -837,8 +838,12 @@ impl Engine {
                 Some(Err(e)) => eprintln!("vigil: consumer error: {e}"),
                 None => {}
             }
-            if idle_poll || last_check.elapsed() >= Duration::from_millis(50) {
-                last_check = Instant::now();
+            if idle_poll || now.duration_since(last_check) >= Duration::from_millis(50) {
+                last_check = now;
+                // Delivery reports are served here, not per message: the output producer's
+                // context drops them (outputs are re-sent after a restart), and a full local
+                // queue is served by the send that meets it.
+                vigil_kafka::poll(&self.producer);
                 if debug && last_debug.elapsed() >= Duration::from_secs(2) {
                     last_debug = Instant::now();
                     eprintln!(
@@ -960,7 +965,6 @@ impl Engine {
             if let Some(p) = &self.cfg.progress {
                 p.store(summary.processed, Ordering::Relaxed);
             }
-            vigil_kafka::poll(&self.producer);
             if let Some(e) = out.error.take() {
                 return Err(e.into());
             }

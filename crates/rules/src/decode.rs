@@ -1,7 +1,8 @@
 //! The event decoder: wire JSON in, a fixed-size [`Event`] out, under the source's declared
 //! schema. Undeclared fields are skipped without being stored; every rejection carries a
-//! specific, machine-readable reason. Decoding into a reused `Event` allocates nothing on the
-//! success path (strings are borrowed from the input; unknown fields are skipped unread).
+//! specific, machine-readable reason. Decoding into a reused `Event` reads the text once and
+//! allocates nothing on the success path (strings are borrowed from the input unless they hold
+//! escapes; unknown fields are skipped unread).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -40,6 +41,32 @@ struct Envelope<'a> {
     source: Option<Cow<'a, str>>,
 }
 
+/// A string of the message: borrowed from it where it has no escapes, so reading it allocates
+/// nothing (`Cow<str>`'s own `Deserialize` always copies), owned where it has.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Which source an event belongs to, as far as its input knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceHint {
@@ -72,7 +99,7 @@ fn count_unknown_top_level(json: &str) -> u32 {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
             let mut n = 0;
-            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
                 if !matches!(k.as_ref(), "id" | "region" | "ts" | "attrs" | "source") {
                     n += 1;
                 }
@@ -102,7 +129,66 @@ impl<'r> Decoder<'r> {
 
     /// Decodes one message. `hint` is what the input says about the source; an event may also
     /// name its source in a `source` field.
+    ///
+    /// One pass over the text: the envelope's fields are read where they stand, and `attrs`
+    /// under the source's schema as soon as that is known (the input's source, or a `source`
+    /// field before it; otherwise it is kept raw and read once the envelope is done). A message
+    /// that pass refuses, or one it cannot place, is decoded again by [`Decoder::decode_reference`],
+    /// whose answer is the reference: the fast pass changes what it costs to accept an event,
+    /// never the answer (crates/rules/tests/fuzz.rs compares the two on every fuzzed input).
     pub fn decode(&self, hint: SourceHint, bytes: &[u8], out: &mut Event) -> Result<DecodeInfo, Rejection> {
+        let text = self.check_text(bytes)?;
+        out.clear();
+        let code = Cell::new(RejectCode::WrongType);
+        let detail = Cell::new("");
+        let pass = OnePass { rules: self.rules, hint, out, code: &code, detail: &detail };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = de::Deserializer::deserialize_map(&mut de, pass).and_then(|p| de.end().map(|()| p));
+        match parsed {
+            Ok(parsed) => match self.finish(hint, parsed, out) {
+                Err(Finish::Again) => self.decode_reference(hint, bytes, out),
+                Err(Finish::Rejected(r)) => Err(r),
+                Ok(info) => Ok(info),
+            },
+            Err(_) => self.decode_reference(hint, bytes, out),
+        }
+    }
+
+    /// The same answer as [`Decoder::decode`], in three passes over the text: the envelope
+    /// (with `attrs` kept raw), a count of its undeclared fields, then `attrs`. The path of
+    /// every message the one-pass decoder refuses (so that the error reported is this one's),
+    /// and the reference it is tested against.
+    pub fn decode_reference(&self, hint: SourceHint, bytes: &[u8], out: &mut Event) -> Result<DecodeInfo, Rejection> {
+        let text = self.check_text(bytes)?;
+        let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data if text.trim_start().starts_with('{') => {
+                    reject(RejectCode::WrongType, format!("wrong type: {}", scrub(&e)))
+                }
+                Category::Data => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
+                _ => reject(RejectCode::MalformedJson, format!("malformed JSON: {}", scrub(&e))),
+            }
+        })?;
+        out.clear();
+        let parsed = Parsed {
+            id: env.id,
+            region: env.region,
+            ts: env.ts,
+            source: env.source,
+            attrs: env.attrs.map_or(AttrsRead::Absent, AttrsRead::Raw),
+            unknown: count_unknown_top_level(text),
+        };
+        self.finish(hint, parsed, out).map_err(|f| match f {
+            Finish::Rejected(r) => r,
+            // Only a one-pass reading of `attrs` can disagree with the source.
+            Finish::Again => reject(RejectCode::WrongType, "`attrs` could not be read"),
+        })
+    }
+
+    /// The checks on the raw bytes, before any parsing: empty, too large, not UTF-8, not an
+    /// object.
+    fn check_text<'b>(&self, bytes: &'b [u8]) -> Result<&'b str, Rejection> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(reject(RejectCode::Empty, "empty message"));
         }
@@ -122,33 +208,32 @@ impl<'r> Decoder<'r> {
                 Err(e) => reject(RejectCode::MalformedJson, format!("malformed JSON: {}", scrub(&e))),
             });
         }
-        let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data if text.trim_start().starts_with('{') => {
-                    reject(RejectCode::WrongType, format!("wrong type: {}", scrub(&e)))
-                }
-                Category::Data => reject(RejectCode::NotAnObject, "an event must be a JSON object"),
-                _ => reject(RejectCode::MalformedJson, format!("malformed JSON: {}", scrub(&e))),
-            }
-        })?;
+        Ok(text)
+    }
+
+    /// Everything after the envelope is read: the source, region and time checked and set,
+    /// `attrs` read if it was kept raw, the required attributes checked.
+    fn finish(&self, hint: SourceHint, env: Parsed<'_>, out: &mut Event) -> Result<DecodeInfo, Finish> {
         let rules = self.rules;
         let src_idx = match (hint, env.source.as_deref()) {
             (SourceHint::Fixed(s) | SourceHint::Default(s), None) => s,
             (hint, Some(name)) => {
                 let Some(i) = rules.source_index(name) else {
-                    return Err(reject(RejectCode::UnknownSource, "`source` names no source of the rules"));
+                    return Err(reject(RejectCode::UnknownSource, "`source` names no source of the rules").into());
                 };
                 if matches!(hint, SourceHint::Fixed(h) if h != i) {
                     return Err(reject(
                         RejectCode::UnknownSource,
                         "`source` names another source than the input it arrived on",
-                    ));
+                    )
+                    .into());
                 }
                 i
             }
             (SourceHint::None, None) => {
-                return Err(reject(RejectCode::MissingField, "`source` is required when the input does not imply one"));
+                return Err(
+                    reject(RejectCode::MissingField, "`source` is required when the input does not imply one").into()
+                );
             }
         };
         let schema = &rules.sources[src_idx as usize];
@@ -161,44 +246,185 @@ impl<'r> Decoder<'r> {
         })?;
         let ts_raw = env.ts.ok_or_else(|| reject(RejectCode::MissingField, "`ts` is required"))?;
         let ts = parse_ts(ts_raw.get())?;
-        out.clear();
         out.source = src_idx;
         out.region = region_idx;
         out.ts = ts;
         out.id_hash = env.id.as_deref().map_or(0, fnv1a);
-        let mut info = DecodeInfo { dropped_fields: count_unknown_top_level(text) };
-        if let Some(attrs) = env.attrs {
-            let code = Cell::new(RejectCode::WrongType);
-            let detail = Cell::new("");
-            let seed = AttrsSeed { attrs: &schema.attrs, out, code: &code, detail: &detail };
-            let mut de = serde_json::Deserializer::from_str(attrs.get());
-            match seed.deserialize(&mut de) {
-                Ok(dropped) => info.dropped_fields += dropped,
-                Err(e) => {
-                    let mut code = code.get();
-                    if e.to_string().contains("number out of range") {
-                        code = RejectCode::NotFinite;
-                    } else if matches!(
-                        e.classify(),
-                        serde_json::error::Category::Syntax | serde_json::error::Category::Eof
-                    ) {
-                        code = RejectCode::MalformedJson;
+        let mut info = DecodeInfo { dropped_fields: env.unknown };
+        match env.attrs {
+            AttrsRead::Absent => {}
+            // Read under the schema the source resolved to; any other is read again.
+            AttrsRead::Read { source, dropped } if source == src_idx => info.dropped_fields += dropped,
+            AttrsRead::Read { .. } => return Err(Finish::Again),
+            AttrsRead::Raw(attrs) => {
+                let code = Cell::new(RejectCode::WrongType);
+                let detail = Cell::new("");
+                let seed = AttrsSeed { attrs: &schema.attrs, out, code: &code, detail: &detail };
+                let mut de = serde_json::Deserializer::from_str(attrs.get());
+                match seed.deserialize(&mut de) {
+                    Ok(dropped) => info.dropped_fields += dropped,
+                    Err(e) => {
+                        let mut code = code.get();
+                        if e.to_string().contains("number out of range") {
+                            code = RejectCode::NotFinite;
+                        } else if matches!(
+                            e.classify(),
+                            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+                        ) {
+                            code = RejectCode::MalformedJson;
+                        }
+                        let msg = if code == RejectCode::WrongType && detail.get().is_empty() {
+                            format!("`attrs` must be an object of declared attributes: {}", scrub(&e))
+                        } else {
+                            format!("{}{}", detail.get(), scrub(&e))
+                        };
+                        return Err(reject(code, msg).into());
                     }
-                    let msg = if code == RejectCode::WrongType && detail.get().is_empty() {
-                        format!("`attrs` must be an object of declared attributes: {}", scrub(&e))
-                    } else {
-                        format!("{}{}", detail.get(), scrub(&e))
-                    };
-                    return Err(reject(code, msg));
                 }
             }
         }
         let missing = schema.required_mask & !out.present;
         if missing != 0 {
             let i = missing.trailing_zeros() as usize;
-            return Err(reject(RejectCode::MissingField, format!("attribute `{}` is required", schema.attrs[i].name)));
+            return Err(
+                reject(RejectCode::MissingField, format!("attribute `{}` is required", schema.attrs[i].name)).into()
+            );
         }
         Ok(info)
+    }
+}
+
+/// Why [`Decoder::finish`] did not accept an event: a rejection to report, or a one-pass
+/// reading to redo by the reference decoder.
+enum Finish {
+    Rejected(Rejection),
+    Again,
+}
+
+impl From<Rejection> for Finish {
+    fn from(r: Rejection) -> Finish {
+        Finish::Rejected(r)
+    }
+}
+
+/// The envelope as read by either decoder.
+struct Parsed<'a> {
+    id: Option<Cow<'a, str>>,
+    region: Option<Cow<'a, str>>,
+    ts: Option<&'a RawValue>,
+    source: Option<Cow<'a, str>>,
+    attrs: AttrsRead<'a>,
+    /// Top-level fields the envelope does not know.
+    unknown: u32,
+}
+
+/// What became of `attrs` while the envelope was read.
+enum AttrsRead<'a> {
+    /// No `attrs`, or `null`.
+    Absent,
+    /// Kept as text, to be read once the source is known.
+    Raw(&'a RawValue),
+    /// Read into the event under `source`'s schema, `dropped` undeclared attributes skipped.
+    Read { source: SourceIdx, dropped: u32 },
+}
+
+/// The one-pass reading of a message's envelope (see [`Decoder::decode`]). Any error, a
+/// duplicate field included (the envelope refuses them), sends the message to the reference
+/// decoder, which says what is wrong.
+struct OnePass<'r, 'e> {
+    rules: &'r RuleSet,
+    hint: SourceHint,
+    out: &'e mut Event,
+    code: &'e Cell<RejectCode>,
+    detail: &'e Cell<&'static str>,
+}
+
+impl<'de> Visitor<'de> for OnePass<'_, '_> {
+    type Value = Parsed<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
+        let mut p = Parsed { id: None, region: None, ts: None, source: None, attrs: AttrsRead::Absent, unknown: 0 };
+        let (mut id, mut region, mut ts, mut source, mut attrs) = (false, false, false, false, false);
+        let dup = |seen: &mut bool| {
+            if std::mem::replace(seen, true) { Err(de::Error::custom("duplicate field")) } else { Ok(()) }
+        };
+        let text = |t: Option<Text<'de>>| t.map(|Text(t)| t);
+        while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+            match k.as_ref() {
+                "id" => {
+                    dup(&mut id)?;
+                    p.id = text(map.next_value()?);
+                }
+                "region" => {
+                    dup(&mut region)?;
+                    p.region = text(map.next_value()?);
+                }
+                "ts" => {
+                    dup(&mut ts)?;
+                    p.ts = map.next_value()?;
+                }
+                "source" => {
+                    dup(&mut source)?;
+                    p.source = text(map.next_value()?);
+                }
+                "attrs" => {
+                    dup(&mut attrs)?;
+                    // The schema is known when the input fixes the source or a `source` field
+                    // came first (an unknown one is refused later, whatever `attrs` holds).
+                    let known = match (&p.source, self.hint) {
+                        (Some(name), _) => self.rules.source_index(name),
+                        (None, SourceHint::Fixed(s)) => Some(s),
+                        (None, _) => None,
+                    };
+                    p.attrs = match known {
+                        Some(s) => {
+                            let seed = AttrsSeed {
+                                attrs: &self.rules.sources[s as usize].attrs,
+                                out: &mut *self.out,
+                                code: self.code,
+                                detail: self.detail,
+                            };
+                            match map.next_value_seed(OptionalAttrs(seed))? {
+                                Some(dropped) => AttrsRead::Read { source: s, dropped },
+                                None => AttrsRead::Absent,
+                            }
+                        }
+                        None => map.next_value::<Option<&'de RawValue>>()?.map_or(AttrsRead::Absent, AttrsRead::Raw),
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    p.unknown += 1;
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// `attrs` read in place: `null` is no attributes (as the envelope's `Option` reads it), an
+/// object its attributes.
+struct OptionalAttrs<'s, 'e>(AttrsSeed<'s, 'e>);
+
+impl<'de> DeserializeSeed<'de> for OptionalAttrs<'_, '_> {
+    type Value = Option<u32>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionalAttrs<'_, '_> {
+    type Value = Option<u32>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of attributes or null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<u32>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
+        self.0.deserialize(d).map(Some)
     }
 }
 
@@ -282,7 +508,7 @@ impl<'de> Visitor<'de> for AttrsSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
         let mut dropped = 0;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match self.attrs.iter().position(|a| a.name == key.as_ref()) {
                 None => {
                     map.next_value::<IgnoredAny>()?;

@@ -176,11 +176,36 @@ fn fuzz(name: &str, corpus: &[Vec<u8>], mut target: impl FnMut(&[u8])) -> u64 {
 fn fuzz_event_decoder() {
     let rules = compile(&mini::files_with(&[])).unwrap();
     let decoder = Decoder::new(&rules);
-    let corpus: Vec<Vec<u8>> = mini::SLOW_FIXTURE.lines().map(|l| l.as_bytes().to_vec()).collect();
+    let mut corpus: Vec<Vec<u8>> = mini::SLOW_FIXTURE.lines().map(|l| l.as_bytes().to_vec()).collect();
+    // The envelope's other shapes: an id, undeclared fields, the source named before and after
+    // `attrs`, escapes, `attrs` null.
+    corpus.extend(
+        [
+            r#"{"id":"x","source":"police","region":"G1","name":"n","ts":1772416800000,"attrs":{"incident_type":"fight","phone":"1","priority":2}}"#,
+            r#"{"attrs":{"incident_type":"theft","urgent":true},"region":"G\u0031","extra":[1,{"a":null}],"ts":"2026-03-02T10:00:00+08:00","source":"police"}"#,
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":null}"#,
+        ]
+        .map(|l| l.as_bytes().to_vec()),
+    );
     let n = fuzz("decode", &corpus, |input| {
         let mut ev = vigil_model::Event::default();
-        for hint in [SourceHint::Fixed(0), SourceHint::None] {
-            match decoder.decode(hint, input, &mut ev) {
+        let mut reference = vigil_model::Event::default();
+        for hint in [SourceHint::Fixed(0), SourceHint::Default(0), SourceHint::None] {
+            let got = decoder.decode(hint, input, &mut ev);
+            // The one-pass decoder gives the three-pass reference's answer: the same event, or
+            // the same rejection.
+            let want = decoder.decode_reference(hint, input, &mut reference);
+            assert_eq!(got, want, "decode and decode_reference disagree on {:?}", String::from_utf8_lossy(input));
+            if got.is_ok() {
+                let attrs = |e: &vigil_model::Event| (0..32).map(|i| e.get(i)).collect::<Vec<_>>();
+                assert_eq!(
+                    (ev.source, ev.region, ev.ts, ev.id_hash, attrs(&ev)),
+                    (reference.source, reference.region, reference.ts, reference.id_hash, attrs(&reference)),
+                    "decode and decode_reference read {:?} differently",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            match got {
                 Ok(_) => {
                     assert!((ev.region as usize) < rules.regions.len());
                     assert!(
