@@ -8,13 +8,19 @@ use vigil_rules::RuleSet;
 use crate::pipeline::{Carried, Options, Pipeline, State};
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 7;
+pub const SNAPSHOT_VERSION: u32 = 8;
+
+/// The format before: the same state with each indicator's window bins region-major
+/// ([`vigil_window::Bins::from_region_major`]), still read.
+const PREVIOUS_SNAPSHOT_VERSION: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("snapshot is not readable: {0}")]
     Corrupt(String),
-    #[error("snapshot format {found} is not the supported format {SNAPSHOT_VERSION}")]
+    #[error(
+        "snapshot format {found} is not one this version reads ({PREVIOUS_SNAPSHOT_VERSION} or {SNAPSHOT_VERSION})"
+    )]
     Version { found: u32 },
     #[error("snapshot was taken with rules {found}, but rules {expected} are loaded")]
     RulesMismatch { found: String, expected: String },
@@ -28,6 +34,22 @@ pub enum SnapshotError {
 struct Envelope {
     version: u32,
     state: State,
+}
+
+/// Reads a snapshot of this format or of the one before (its bins laid out anew).
+fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
+    let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+    match env.version {
+        SNAPSHOT_VERSION => Ok(env.state),
+        PREVIOUS_SNAPSHOT_VERSION => {
+            let mut state = env.state;
+            for st in &mut state.indicators {
+                st.bins = std::mem::take(&mut st.bins).from_region_major();
+            }
+            Ok(state)
+        }
+        found => Err(SnapshotError::Version { found }),
+    }
 }
 
 impl Pipeline {
@@ -51,17 +73,11 @@ impl Pipeline {
         scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<Pipeline, SnapshotError> {
-        let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-        if env.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version { found: env.version });
+        let state = read(bytes)?;
+        if state.rules_version != rules.version {
+            return Err(SnapshotError::RulesMismatch { found: state.rules_version, expected: rules.version.clone() });
         }
-        if env.state.rules_version != rules.version {
-            return Err(SnapshotError::RulesMismatch {
-                found: env.state.rules_version,
-                expected: rules.version.clone(),
-            });
-        }
-        resume(rules, options, scope, env.state)
+        resume(rules, options, scope, state)
     }
 
     /// Rebuilds a pipeline from a snapshot taken with the same rules or with others; with
@@ -73,10 +89,7 @@ impl Pipeline {
         scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<(Pipeline, Option<Carried>), SnapshotError> {
-        let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-        if env.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version { found: env.version });
-        }
+        let env = Envelope { version: SNAPSHOT_VERSION, state: read(bytes)? };
         // A task's checkpoint of other regions (the partitions changed) falls through to
         // adoption, which finds the layout changed: rebuilt from the topics, not refused. Without
         // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
@@ -187,4 +200,50 @@ fn check_shape(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_model::Event;
+
+    /// A snapshot of the format before, whose bins are region-major, restores to the same
+    /// state: written again, it is byte for byte the snapshot of the current format.
+    #[test]
+    fn a_snapshot_of_the_format_before_restores_to_the_same_state() {
+        let rules = Arc::new(vigil_rules::compile(&vigil_rules::testing::files_with(&[])).unwrap());
+        let mut p = Pipeline::new(Arc::clone(&rules), Options::default());
+        let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+        let hour = 3_600_000;
+        for (i, code) in ["G1", "D2", "G1", "G1", "D2"].iter().cycle().take(200).enumerate() {
+            let mut e = Event {
+                region: rules.regions.lookup(code).unwrap(),
+                ts: start + i as i64 * hour / 3,
+                ..Event::default()
+            };
+            e.set(0, (i % 2) as i64);
+            p.ingest(&e);
+            p.advance(e.ts, &mut crate::VecOutput::default());
+        }
+        let now = p.snapshot().unwrap();
+        let mut env: Envelope = postcard::from_bytes(&now).unwrap();
+        assert!(env.state.indicators.iter().any(|st| st.bins.newest(0) > i64::MIN || st.bins.newest(1) > i64::MIN));
+        for st in &mut env.state.indicators {
+            st.bins = st.bins.to_region_major();
+        }
+        env.version = PREVIOUS_SNAPSHOT_VERSION;
+        let before = postcard::to_allocvec(&env).unwrap();
+        assert_ne!(before, now, "the layouts differ");
+        let restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &before).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), now);
+        let (adopted, carried) =
+            Pipeline::restore_adopting(Arc::clone(&rules), Options::default(), None, &before).unwrap();
+        assert!(carried.is_none());
+        assert_eq!(adopted.snapshot().unwrap(), now);
+        // A format older still is refused, and says which it reads.
+        env.version = PREVIOUS_SNAPSHOT_VERSION - 1;
+        let older = postcard::to_allocvec(&env).unwrap();
+        let err = Pipeline::restore(rules, Options::default(), None, &older).err().unwrap();
+        assert!(matches!(err, SnapshotError::Version { found: 6 }), "{err}");
+    }
 }
