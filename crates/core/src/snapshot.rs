@@ -89,23 +89,23 @@ impl Pipeline {
         scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<(Pipeline, Option<Carried>), SnapshotError> {
-        let env = Envelope { version: SNAPSHOT_VERSION, state: read(bytes)? };
+        let state = read(bytes)?;
         // A task's checkpoint of other regions (the partitions changed) falls through to
         // adoption, which finds the layout changed: rebuilt from the topics, not refused. Without
         // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
-        let own_regions = env.state.layout == rules.layout_fingerprint()
-            || env.state.layout == crate::scope::layout_of(&rules, scope);
+        let own_regions =
+            state.layout == rules.layout_fingerprint() || state.layout == crate::scope::layout_of(&rules, scope);
         let fits = scope.is_none() || own_regions;
         // A state of these rules and regions that another build laid out otherwise (an alarm
         // that now reads a long window's unit counts keeps one more float per history entry)
         // is adopted too; one of other regions is still refused.
-        let reshaped = own_regions && !resumable(&rules, options, scope, &env.state);
-        if env.state.rules_version == rules.version && fits && !reshaped {
-            return Ok((resume(rules, options, scope, env.state)?, None));
+        let reshaped = own_regions && !resumable(&rules, options, scope, &state);
+        if state.rules_version == rules.version && fits && !reshaped {
+            return Ok((resume(rules, options, scope, state)?, None));
         }
         // A snapshot of every region under other rules is adopted whole, then narrowed.
-        let whole = scope.is_some() && env.state.layout == rules.layout_fingerprint();
-        let (mut p, carried) = Pipeline::adopt(rules, options, if whole { None } else { scope }, env.state);
+        let whole = scope.is_some() && state.layout == rules.layout_fingerprint();
+        let (mut p, carried) = Pipeline::adopt(rules, options, if whole { None } else { scope }, state);
         if let (true, Some(s)) = (whole, scope) {
             p.restrict(s);
         }

@@ -98,8 +98,7 @@ impl Bins {
     /// bin.
     #[inline]
     pub fn slot_mut(&mut self, region: usize, bin: i64) -> Result<&mut [i64], BinError> {
-        let slot = bin.rem_euclid(self.ring as i64) as usize;
-        let t = slot * self.regions + region;
+        let t = self.at(region, bin.rem_euclid(self.ring as i64) as usize);
         let tag = self.tags[t];
         let start = t * self.lanes;
         if tag != bin {
@@ -127,7 +126,7 @@ impl Bins {
     #[inline]
     pub fn slot_at(&self, region: usize, bin: i64, slot: usize) -> Option<&[i64]> {
         debug_assert_eq!(slot as i64, bin.rem_euclid(self.ring as i64));
-        let t = slot * self.regions + region;
+        let t = self.at(region, slot);
         if self.tags[t] == bin {
             let start = t * self.lanes;
             Some(&self.data[start..start + self.lanes])
@@ -164,7 +163,7 @@ impl Bins {
         let last = last.min(self.newest(region));
         let mut slot = first_slot;
         for bin in first..=last {
-            let t = slot * self.regions + region;
+            let t = self.at(region, slot);
             if self.tags[t] == bin {
                 let start = t * self.lanes;
                 f(&self.data[start..start + self.lanes]);
@@ -176,19 +175,17 @@ impl Bins {
         }
     }
 
+    /// Where (region, slot) lies in `tags` (and, times `lanes`, in `data`).
+    #[inline]
+    fn at(&self, region: usize, slot: usize) -> usize {
+        slot * self.regions + region
+    }
+
     /// The same bins from a snapshot of the region-major layout (formats before 8: a region's
     /// `ring` slots side by side).
     pub fn from_region_major(self) -> Bins {
-        let regions = self.tags.len() / self.ring.max(1);
-        let mut out = Bins::new(regions, self.ring, self.lanes);
-        let n = self.lanes;
-        for r in 0..regions {
-            for k in 0..self.ring {
-                let (a, b) = (r * self.ring + k, k * regions + r);
-                out.tags[b] = self.tags[a];
-                out.data[b * n..(b + 1) * n].copy_from_slice(&self.data[a * n..(a + 1) * n]);
-            }
-        }
+        let ring = self.ring;
+        let mut out = self.moved(|r, k, _| r * ring + k, |r, k, regions| k * regions + r);
         out.index();
         out
     }
@@ -197,12 +194,19 @@ impl Bins {
     /// tests of reading those snapshots).
     #[doc(hidden)]
     pub fn to_region_major(&self) -> Bins {
+        let ring = self.ring;
+        self.moved(|r, k, regions| k * regions + r, |r, k, _| r * ring + k)
+    }
+
+    /// These bins with the entry of (region `r`, slot `k`) moved from index `from(r, k, regions)`
+    /// to `to(r, k, regions)`.
+    fn moved(&self, from: impl Fn(usize, usize, usize) -> usize, to: impl Fn(usize, usize, usize) -> usize) -> Bins {
         let regions = self.tags.len() / self.ring.max(1);
-        let mut out = self.clone();
+        let mut out = Bins::new(regions, self.ring, self.lanes);
         let n = self.lanes;
         for r in 0..regions {
             for k in 0..self.ring {
-                let (a, b) = (k * regions + r, r * self.ring + k);
+                let (a, b) = (from(r, k, regions), to(r, k, regions));
                 out.tags[b] = self.tags[a];
                 out.data[b * n..(b + 1) * n].copy_from_slice(&self.data[a * n..(a + 1) * n]);
             }
