@@ -240,6 +240,7 @@ fn a_running_engine_serves_health_api_and_metrics() {
         "vigil_evaluation_duration_seconds_count ",
         "vigil_indicator_evaluations_kept_total ",
         "vigil_indicator_evaluations_asleep_total ",
+        "vigil_indicator_scores_unread_skipped_total ",
     ] {
         assert!(scrape.contains(line), "missing {line}");
     }

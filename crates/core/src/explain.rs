@@ -11,7 +11,7 @@ use vigil_model::{Level, Ts};
 use vigil_rules::RuleSet;
 use vigil_score::rollup::Rollup;
 
-use crate::pipeline::IndicatorState;
+use crate::pipeline::{IndicatorState, Latest};
 
 /// The evaluation period a record describes: UTC instants of its start and end, and the local
 /// data day when the cadence is a day.
@@ -78,8 +78,7 @@ fn value(x: Option<f64>) -> Option<f64> {
     x.map(|v| round(v, 3))
 }
 
-fn indicator_score(rules: &RuleSet, i: usize, st: &IndicatorState, r: usize) -> IndicatorScore {
-    let l = st.latest[r];
+fn indicator_score(rules: &RuleSet, i: usize, l: Latest) -> IndicatorScore {
     let ind = &rules.indicators[i];
     // Small cells are never published as values (the statistical-disclosure threshold rule).
     let v = if l.support < ind.min_support as u64 { None } else { l.value };
@@ -96,14 +95,15 @@ fn domains(rules: &RuleSet, roll: &Rollup) -> BTreeMap<String, Option<f64>> {
     rules.domains.iter().zip(&roll.domains).map(|(d, s)| (d.id.clone(), score(*s))).collect()
 }
 
-/// `at` is (region index, state slot of the region).
+/// `r` is the region's index; `full`, for a record that lists every
+/// indicator, gives indicator `i`'s latest result for the region.
 pub(crate) fn score_record(
     rules: &RuleSet,
-    (r, slot): (usize, usize),
+    r: usize,
     p: &Period,
     roll: &Rollup,
     grade: Option<Level>,
-    full: Option<&[IndicatorState]>,
+    full: Option<&dyn Fn(usize) -> Latest>,
 ) -> ScoreRecord {
     ScoreRecord {
         region: rules.regions.codes[r].clone(),
@@ -116,8 +116,8 @@ pub(crate) fn score_record(
         grade,
         domains: domains(rules, roll),
         categories: rules.categories.iter().zip(&roll.categories).map(|(c, s)| (c.id.clone(), score(*s))).collect(),
-        indicators: full.map_or_else(Vec::new, |st| {
-            (0..rules.indicators.len()).map(|i| indicator_score(rules, i, &st[i], slot)).collect()
+        indicators: full.map_or_else(Vec::new, |latest| {
+            (0..rules.indicators.len()).map(|i| indicator_score(rules, i, latest(i))).collect()
         }),
     }
 }
@@ -160,7 +160,7 @@ pub(crate) fn alert_record(
                 let n = &rules.indicators[i].name;
                 IndicatorScore {
                     name: Some(Names { zh: n.zh.clone(), en: n.en.clone() }),
-                    ..indicator_score(rules, i, &st[i], slot)
+                    ..indicator_score(rules, i, st[i].latest[slot])
                 }
             })
             .collect(),

@@ -7,6 +7,7 @@
 mod alarm;
 pub mod cityroll;
 mod dedup;
+mod deferred;
 mod explain;
 mod pipeline;
 pub mod ruletest;

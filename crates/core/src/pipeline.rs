@@ -20,6 +20,7 @@ use vigil_window::{Bins, Running};
 
 use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
+use crate::deferred::Deferred;
 use crate::explain::{self, Period};
 use crate::scope;
 
@@ -372,6 +373,21 @@ pub struct Pipeline {
     /// entered and left it. `None` for the other measures, and for every indicator under
     /// [`Pipeline::evaluate_fully`].
     runs: Vec<Option<Running>>,
+    /// The windows of the measures read whole, every region's at once (see
+    /// [`measure::Swept`]); not used under [`Pipeline::evaluate_fully`], which reads them
+    /// region by region.
+    swept: measure::Swept,
+    /// Set by [`Pipeline::evaluate_fully`].
+    fully: bool,
+    /// Per indicator, the scores deferred until read (see [`crate::deferred`]), for the scored
+    /// slots in `unread`; `None` where scores cannot wait, and under
+    /// [`Pipeline::evaluate_fully`]. Derived, never saved: a snapshot computes them first.
+    deferred: Vec<Option<Deferred>>,
+    /// Per scored slot: neither alerting nor publishing score records, so that nothing but
+    /// the API, a snapshot or a reload reads its indicator scores.
+    unread: Vec<bool>,
+    /// Deferred scores replaced by a newer value before anything read them: never computed.
+    skipped: u64,
     /// Per indicator, which regions' series have stayed the same long enough that scoring them
     /// again would give the last result (derived, never saved); `None` where every evaluation
     /// is scored.
@@ -489,6 +505,23 @@ impl Pipeline {
         let scanned = scanned_slots(&rules, &scored);
         let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Running::new(i, l, scored.len())).collect();
         let quiet = quiet_series(&rules, &state, scored.len());
+        let unread: Vec<bool> = scored
+            .iter()
+            .map(|&r| {
+                let level = rules.regions.levels[r as usize] as usize;
+                !rules.alert_levels[level]
+                    && (options.scores == ScoreDetail::None || !options.score_levels.contains(level))
+            })
+            .collect();
+        let deferred = match unread.iter().any(|&u| u) {
+            true => rules
+                .indicators
+                .iter()
+                .zip(&state.indicators)
+                .map(|(ind, st)| Deferred::new(ind, st.hist.len, scored.len()))
+                .collect(),
+            false => vec![None; n],
+        };
         Pipeline {
             scored,
             slot_of,
@@ -508,6 +541,11 @@ impl Pipeline {
             children,
             tops,
             runs,
+            swept: measure::Swept::default(),
+            fully: false,
+            deferred,
+            unread,
+            skipped: 0,
             quiet,
             kept: 0,
             slept: 0,
@@ -522,6 +560,7 @@ impl Pipeline {
     /// scale-out task resuming a checkpoint of the whole rule set. Regions it did not hold
     /// start empty.
     pub fn restrict(&mut self, regions: &[bool]) {
+        self.settle();
         let want = scope::scored_in(&self.rules, Some(regions));
         if want == self.scored {
             self.scope = Some(regions.to_vec());
@@ -530,7 +569,7 @@ impl Pipeline {
         let from: Vec<Option<usize>> = want.iter().map(|&r| self.slot_of[r as usize].map(|d| d as usize)).collect();
         let state = scope::select(&self.state, &from, scope::layout(&self.rules, &want));
         let layouts = std::mem::take(&mut self.layouts);
-        let evaluate_fully = self.runs.iter().all(Option::is_none) && self.quiet.iter().all(Option::is_none);
+        let evaluate_fully = self.fully;
         *self = Pipeline::with_state(Arc::clone(&self.rules), self.options, layouts, state, Some(regions.to_vec()));
         if evaluate_fully {
             self.evaluate_fully();
@@ -541,8 +580,29 @@ impl Pipeline {
     /// keeping no running sums and no quiet series: the reference those are tested against
     /// (results are identical either way).
     pub fn evaluate_fully(&mut self) {
+        self.settle();
         self.runs.iter_mut().for_each(|r| *r = None);
         self.quiet.iter_mut().for_each(|q| *q = None);
+        self.deferred.iter_mut().for_each(|d| *d = None);
+        self.fully = true;
+    }
+
+    /// Computes every deferred score (see [`crate::deferred`]): before the state is read
+    /// whole (a snapshot, a reload, a restriction).
+    pub(crate) fn settle(&mut self) {
+        for (i, ind) in self.rules.indicators.iter().enumerate() {
+            let Some(d) = &mut self.deferred[i] else { continue };
+            let st = &mut self.state.indicators[i];
+            for r in 0..st.latest.len() {
+                resolve(ind, st, d, r, &mut self.floats);
+            }
+        }
+    }
+
+    /// Deferred scores replaced by a newer value before anything read them, never computed
+    /// (since this pipeline was built).
+    pub fn skipped_scores(&self) -> u64 {
+        self.skipped
     }
 
     /// Evaluations so far (since this pipeline was built) that kept a quiet series' last result
@@ -656,6 +716,7 @@ impl Pipeline {
     /// Swaps in new rules, carrying over what [`Pipeline::adopt`] can.
     /// A scale-out task keeps holding and scoring only its own regions under the new rules.
     pub fn reload(&mut self, rules: Arc<RuleSet>) -> Carried {
+        self.settle();
         let fresh = Pipeline::scoped(rules, self.options, self.scope.as_deref());
         let old = std::mem::replace(self, fresh);
         self.carry(old.state)
@@ -817,8 +878,23 @@ impl Pipeline {
         let Some(d) = self.slot_of.get(region).copied().flatten() else {
             return (Scored { value: None, expected: None, score: None }, 0);
         };
-        let l = self.state.indicators[indicator].latest[d as usize];
+        let l = self.latest_of(indicator, d as usize);
         (Scored { value: l.value, expected: l.expected, score: l.score }, l.support)
+    }
+
+    /// Indicator `i`'s latest result for scored slot `d`, its deferred score computed if it
+    /// has one (see [`crate::deferred`]), without keeping it.
+    fn latest_of(&self, i: usize, d: usize) -> Latest {
+        let st = &self.state.indicators[i];
+        match self.deferred[i].as_ref().and_then(|x| x.peek(d)) {
+            Some((at, value, support)) => {
+                let mut det = st.det[d].clone();
+                let ind = &self.rules.indicators[i];
+                let s = normalise::score_as_of(ind, &st.hist, at, d, value, support, &mut det, &mut Vec::new());
+                Latest { value: s.value, expected: s.expected, score: s.score, support }
+            }
+            None => st.latest[d],
+        }
     }
 
     /// Evaluates local boundary `b`.
@@ -835,6 +911,11 @@ impl Pipeline {
             let (first, last) = layout.window_of(b);
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
             let unit = self.units[i];
+            let swept = run.is_none() && !self.fully;
+            let defer = &mut self.deferred[i];
+            if swept {
+                self.swept.sweep(ind, layout, &st.bins, b);
+            }
             for r in 0..regions {
                 if let Some(q) = &mut self.quiet[i]
                     && q.asleep(r, st.hist.evals)
@@ -847,6 +928,11 @@ impl Pipeline {
                     }
                     self.kept += 1;
                     self.slept += 1;
+                    if let Some(d) = defer
+                        && d.due(r, st.hist.evals)
+                    {
+                        resolve(ind, st, d, r, &mut self.floats);
+                    }
                     continue;
                 }
                 let wv = match run.as_mut() {
@@ -854,6 +940,7 @@ impl Pipeline {
                         let acc = run.read(&st.bins, r, mode, first, last);
                         measure::value_of(ind, layout, &st.bins, r, b, acc, 0, 0)
                     }
+                    None if swept => self.swept.value(ind, layout, &st.bins, r, b),
                     None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
                 };
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
@@ -873,6 +960,18 @@ impl Pipeline {
                     if st.bins.newest(r) < first - layout.lookback_bins {
                         q.sleep(r, st.hist.evals);
                     }
+                    // A deferred score stands for this evaluation too (its inputs are the same).
+                    if let Some(d) = defer
+                        && d.due(r, st.hist.evals)
+                    {
+                        resolve(ind, st, d, r, &mut self.floats);
+                    }
+                    continue;
+                }
+                if self.unread[r]
+                    && let Some(d) = defer
+                {
+                    self.skipped += u64::from(d.defer(r, st.hist.evals, wv.value, wv.support));
                     continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
@@ -991,8 +1090,17 @@ impl Pipeline {
                 return;
             }
             let full = self.options.scores == ScoreDetail::Full;
-            let record =
-                explain::score_record(rules, (r, d), p, &self.roll, grade, full.then_some(&self.state.indicators[..]));
+            // An emitting region's scores are never deferred: its latest results are current.
+            let indicators = &self.state.indicators;
+            let latest = |i: usize| indicators[i].latest[d];
+            let record = explain::score_record(
+                rules,
+                r,
+                p,
+                &self.roll,
+                grade,
+                full.then_some(&latest as &dyn Fn(usize) -> Latest),
+            );
             if self.options.score_filter == ScoreFilter::Changed {
                 let digest = explain::content_digest(&record);
                 if self.state.written[d] == digest {
@@ -1092,12 +1200,13 @@ impl Pipeline {
         let r = rules.regions.lookup(code)? as usize;
         let d = self.slot_of.get(r).copied().flatten()? as usize;
         let b = self.state.last_eval.filter(|_| self.state.counters.evaluations > 0)?;
-        let scores: Vec<Option<f64>> = self.state.indicators.iter().map(|st| st.latest[d].score).collect();
+        let latest: Vec<Latest> = (0..rules.indicators.len()).map(|i| self.latest_of(i, d)).collect();
+        let scores: Vec<Option<f64>> = latest.iter().map(|l| l.score).collect();
         let mut roll = Rollup::default();
         rollup(rules, &scores, &mut roll);
         let grade = self.state.grades[d][0].level;
-        let record =
-            explain::score_record(rules, (r, d), &Period::at(rules, b), &roll, grade, Some(&self.state.indicators[..]));
+        let of = |i: usize| latest[i];
+        let record = explain::score_record(rules, r, &Period::at(rules, b), &roll, grade, Some(&of));
         let evidence = rules.alarm.as_ref().map(|_| ("evidence", &self.state.evidence[d]));
         let grades = std::iter::once("composite")
             .chain(rules.domains.iter().map(|x| x.id.as_str()))
@@ -1208,6 +1317,20 @@ fn cut_ids(rules: &RuleSet) -> Vec<(String, usize, usize)> {
     rules.alarm.as_ref().map_or_else(Vec::new, |a| {
         a.cuts.iter().map(|c| (rules.indicators[c.indicator].id.clone(), c.windows, c.baseline)).collect()
     })
+}
+
+/// Computes `region`'s deferred score of `ind`, if it has one, into its latest result.
+fn resolve(
+    ind: &vigil_rules::Indicator,
+    st: &mut IndicatorState,
+    d: &mut Deferred,
+    region: usize,
+    floats: &mut Vec<f64>,
+) {
+    if let Some((at, value, support)) = d.take(region) {
+        let s = normalise::score_as_of(ind, &st.hist, at, region, value, support, &mut st.det[region], floats);
+        st.latest[region] = Latest { value: s.value, expected: s.expected, score: s.score, support };
+    }
 }
 
 /// The history ring an indicator needs: its normalisation's, or where it is scanned for alarms

@@ -53,8 +53,11 @@ fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
 }
 
 impl Pipeline {
-    /// Serialises the whole scoring state.
-    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+    /// Serialises the whole scoring state, computing the scores deferred until read first
+    /// (`crate::deferred`): a snapshot holds the state as scoring every series on time leaves
+    /// it, so it restores to the same results however its pipeline deferred them.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, SnapshotError> {
+        self.settle();
         #[derive(serde::Serialize)]
         struct Borrowed<'a> {
             version: u32,
@@ -234,9 +237,9 @@ mod tests {
         env.version = PREVIOUS_SNAPSHOT_VERSION;
         let before = postcard::to_allocvec(&env).unwrap();
         assert_ne!(before, now, "the layouts differ");
-        let restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &before).unwrap();
+        let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &before).unwrap();
         assert_eq!(restored.snapshot().unwrap(), now);
-        let (adopted, carried) =
+        let (mut adopted, carried) =
             Pipeline::restore_adopting(Arc::clone(&rules), Options::default(), None, &before).unwrap();
         assert!(carried.is_none());
         assert_eq!(adopted.snapshot().unwrap(), now);

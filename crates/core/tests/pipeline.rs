@@ -137,7 +137,7 @@ fn same_input_gives_byte_identical_output() {
 #[test]
 fn snapshot_refuses_other_rules_and_garbage() {
     let rules = rules();
-    let p = Pipeline::new(Arc::clone(&rules), opts());
+    let mut p = Pipeline::new(Arc::clone(&rules), opts());
     let bytes = p.snapshot().unwrap();
     let other = Arc::new(
         compile(&mini::files_with(&[("taxonomies.toml", &mini::TAXONOMIES.replace("Crime", "Crimes"))])).unwrap(),

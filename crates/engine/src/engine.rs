@@ -926,7 +926,7 @@ impl Engine {
                         st.next_offset,
                         &self.held,
                         st.watermarks,
-                        st.pipeline,
+                        &mut *st.pipeline,
                         self.txn.as_mut().map(|state| Txn { state, consumer: &self.consumer, begin_next: true }),
                     )?;
                     last_checkpoint = Instant::now();
@@ -983,7 +983,7 @@ impl Engine {
                     st.next_offset,
                     &self.held,
                     st.watermarks,
-                    st.pipeline,
+                    &mut *st.pipeline,
                     self.txn.as_mut().map(|state| Txn { state, consumer: &self.consumer, begin_next: !stopping }),
                 )?;
                 // The interval counts from the end of a checkpoint, so that a checkpoint slower
@@ -1010,6 +1010,7 @@ fn advance_timed(
 ) {
     let before = pipeline.counters().evaluations;
     let (kept, asleep) = (pipeline.kept_evaluations(), pipeline.asleep_evaluations());
+    let skipped = pipeline.skipped_scores();
     let alerts_before = pipeline.counters().alerts;
     while let Some(t) = pipeline.next_evaluation(wm) {
         let started = Instant::now();
@@ -1020,6 +1021,7 @@ fn advance_timed(
     metrics.evaluations.inc_by(pipeline.counters().evaluations - before);
     metrics.evaluations_kept.inc_by(pipeline.kept_evaluations() - kept);
     metrics.evaluations_asleep.inc_by(pipeline.asleep_evaluations() - asleep);
+    metrics.unread_scores_skipped.inc_by(pipeline.skipped_scores() - skipped);
     summary.alerts += pipeline.counters().alerts - alerts_before;
 }
 
@@ -1194,7 +1196,7 @@ fn checkpoint(
     next_offset: &[i64],
     held: &[VecDeque<(Event, i64)>],
     watermarks: &Watermarks,
-    pipeline: &Pipeline,
+    pipeline: &mut Pipeline,
     txn: Option<Txn<'_>>,
 ) -> Result<(), EngineError> {
     // Timed from here: writing the archive's files is part of a checkpoint's cost.

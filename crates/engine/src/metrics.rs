@@ -87,6 +87,8 @@ pub struct Metrics {
     /// series (docs/methodology.md §2.2).
     pub evaluations_kept: Counter,
     pub evaluations_asleep: Counter,
+    /// Scores of regions nothing reads, replaced before being read (docs/methodology.md §2.2).
+    pub unread_scores_skipped: Counter,
     pub alerts: Family<AlertLabels, Counter>,
     pub alerts_active: Family<LevelLabel, Gauge>,
     pub alerts_overdue: Family<LevelLabel, Gauge>,
@@ -127,6 +129,7 @@ impl Default for Metrics {
             evaluations: Counter::default(),
             evaluations_kept: Counter::default(),
             evaluations_asleep: Counter::default(),
+            unread_scores_skipped: Counter::default(),
             alerts: Family::default(),
             alerts_active: Family::default(),
             alerts_overdue: Family::default(),
@@ -225,6 +228,11 @@ impl Metrics {
             "vigil_indicator_evaluations_asleep",
             "Of the kept evaluations, those of sleeping series (no event in their window), not even looked at",
             self.evaluations_asleep.clone(),
+        );
+        r.register(
+            "vigil_indicator_scores_unread_skipped",
+            "Indicator scores of regions nothing reads (no alerts, no score records), replaced by a newer value before anything read them: never computed",
+            self.unread_scores_skipped.clone(),
         );
         r.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());
         r.register("vigil_alerts_active", "Open alert episodes, by current level", self.alerts_active.clone());

@@ -132,6 +132,9 @@ pub struct Summary {
     pub evaluations: u64,
     pub kept: u64,
     pub asleep: u64,
+    /// Scores of regions whose scores nothing reads (no alerts, no score records), deferred
+    /// and then replaced by a newer value before being read: never computed (§2.2).
+    pub unread_scores_skipped: u64,
     pub first_event: Option<String>,
     pub last_event: Option<String>,
 }
@@ -237,6 +240,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     summary.evaluations = pipeline.counters().evaluations;
     summary.kept = pipeline.kept_evaluations();
     summary.asleep = pipeline.asleep_evaluations();
+    summary.unread_scores_skipped = pipeline.skipped_scores();
     summary.first_event = first.map(format_utc);
     summary.last_event = last.map(format_utc);
     Ok(summary)

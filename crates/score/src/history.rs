@@ -115,32 +115,52 @@ impl History {
     /// now), or `None` when that far back was never filled or has left the ring.
     #[inline]
     pub fn get(&self, region: usize, lag: usize) -> Option<&[f32]> {
-        if lag >= self.len || lag as u64 > self.evals {
+        self.get_as_of(region, lag, self.evals)
+    }
+
+    /// [`History::get`] as it was when `evals` evaluations had been pushed (`evals` at most
+    /// [`History::evals`]): what a score deferred since then reads. `None` as `get` gave then,
+    /// and for an entry the ring has lost since (the caller defers no further than the ring
+    /// keeps what it reads, see `vigil_score::quiet`).
+    #[inline]
+    pub fn get_as_of(&self, region: usize, lag: usize, evals: u64) -> Option<&[f32]> {
+        if lag >= self.len || lag as u64 > evals {
             return None;
         }
-        let k = self.evals - lag as u64;
+        let k = evals - lag as u64;
+        if self.evals - k >= self.len as u64 {
+            debug_assert!(false, "a deferred score read an entry the ring no longer holds");
+            return None;
+        }
         let slot = (k % self.len as u64) as usize;
         let at = self.at(region, slot);
         Some(&self.data[at..at + self.width])
     }
 
     /// Calls `f` with every defined value (first float) at lags `first`, `first + stride`, …
-    /// (`count` of them), nearest first, skipping the ones [`History::value`] gives `None` for
-    /// and stopping at `max_lag`: what `value` gives lag by lag, with one division for the whole
-    /// run instead of one per lag (robust baselines read 28 days of one hour, every region,
-    /// every hour).
+    /// (`count` of them) of the evaluation at which `evals` evaluations had been pushed
+    /// ([`History::evals`] for the newest; an earlier one for a deferred score, see
+    /// [`History::get_as_of`]), nearest first, skipping the ones [`History::value`] gives `None`
+    /// for and stopping at `max_lag`: what `value` gives lag by lag, with one division for the
+    /// whole run instead of one per lag (robust baselines read 28 days of one hour, every
+    /// region, every hour).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub fn each_value(
+    pub fn each_value_as_of(
         &self,
         region: usize,
         first: usize,
         stride: usize,
         count: usize,
         max_lag: usize,
+        evals: u64,
         mut f: impl FnMut(f64),
     ) {
-        let top = max_lag.min(self.evals as usize);
-        for slot in lag_slots(self.evals, self.len, first, stride, count, top) {
+        // Lags that entries pushed since `evals` have overwritten are never read (the caller
+        // defers no further than the ring keeps what it reads).
+        let kept = (self.len - 1).saturating_sub((self.evals - evals) as usize);
+        let top = max_lag.min(evals as usize).min(kept);
+        for slot in lag_slots(evals, self.len, first, stride, count, top) {
             let v = self.data[self.at(region, slot)];
             if v.is_finite() {
                 f(v as f64);
@@ -166,7 +186,12 @@ impl History {
 
     /// How many past evaluations (not counting the current one) exist.
     pub fn filled(&self) -> usize {
-        (self.evals as usize).min(self.len - 1)
+        self.filled_as_of(self.evals)
+    }
+
+    /// [`History::filled`] as of `evals` evaluations.
+    pub fn filled_as_of(&self, evals: u64) -> usize {
+        (evals as usize).min(self.len - 1)
     }
 
     /// The same history in a ring of `len` entries (at least 1) of `width` floats: the newest
@@ -233,7 +258,7 @@ mod tests {
                             for count in 0..5 {
                                 for max_lag in [0, 3, len, usize::MAX] {
                                     let mut got = Vec::new();
-                                    h.each_value(r, first, stride, count, max_lag, |v| got.push(v));
+                                    h.each_value_as_of(r, first, stride, count, max_lag, h.evals, |v| got.push(v));
                                     let want: Vec<f64> = (0..count)
                                         .map(|k| first + k * stride)
                                         .filter(|&lag| lag <= max_lag)

@@ -142,27 +142,27 @@ pub fn history_entry(value: Option<f64>, support: u64) -> [f32; 2] {
 
 /// A region's history as the baselines see it: only entries whose window was fully observed
 /// (a window that began before the stream did undercounts, and would bias every baseline low).
+/// `evals` is the evaluation the view is of: the ring's newest, or an earlier one whose score
+/// was deferred ([`score_as_of`]).
 struct View<'a> {
     hist: &'a History,
     region: usize,
     span: usize,
+    evals: u64,
 }
 
 impl View<'_> {
     #[inline]
     fn value(&self, lag: usize) -> Option<f64> {
-        if (self.hist.evals as usize) + 1 < lag + self.span {
-            return None;
-        }
-        self.hist.value(self.region, lag)
+        self.get(lag).map(|e| e[0] as f64).filter(|v| v.is_finite())
     }
 
     #[inline]
     fn get(&self, lag: usize) -> Option<&[f32]> {
-        if (self.hist.evals as usize) + 1 < lag + self.span {
+        if (self.evals as usize) + 1 < lag + self.span {
             return None;
         }
-        self.hist.get(self.region, lag)
+        self.hist.get_as_of(self.region, lag, self.evals)
     }
 
     /// [`View::value`] at lags `first`, `first + stride`, … (`count` of them), the defined ones,
@@ -170,13 +170,13 @@ impl View<'_> {
     #[inline]
     fn each_value(&self, first: usize, stride: usize, count: usize, f: impl FnMut(f64)) {
         // A lag is seen when its window was fully observed: `evals + 1 >= lag + span`.
-        let Some(max_lag) = (self.hist.evals as usize + 1).checked_sub(self.span) else { return };
-        self.hist.each_value(self.region, first, stride, count, max_lag, f);
+        let Some(max_lag) = (self.evals as usize + 1).checked_sub(self.span) else { return };
+        self.hist.each_value_as_of(self.region, first, stride, count, max_lag, self.evals, f);
     }
 
     /// Past evaluations with a full window.
     fn filled(&self) -> usize {
-        ((self.hist.evals as usize) + 1).saturating_sub(self.span).min(self.hist.filled())
+        ((self.evals as usize) + 1).saturating_sub(self.span).min(self.hist.filled_as_of(self.evals))
     }
 }
 
@@ -192,8 +192,26 @@ pub fn score(
     det: &mut DetectorState,
     scratch: &mut Vec<f64>,
 ) -> Scored {
+    score_as_of(ind, hist, hist.evals, region, value, support, det, scratch)
+}
+
+/// [`score`] of the evaluation at which `evals` evaluations had been pushed, read from the ring
+/// since advanced: a score deferred until something reads it gives what it would have given
+/// then, as long as the ring still holds the lags it reads ([`reads`]; the entries pushed since
+/// overwrite the oldest).
+#[allow(clippy::too_many_arguments)]
+pub fn score_as_of(
+    ind: &Indicator,
+    hist: &History,
+    evals: u64,
+    region: usize,
+    value: Option<f64>,
+    support: u64,
+    det: &mut DetectorState,
+    scratch: &mut Vec<f64>,
+) -> Scored {
     let span = span(ind);
-    let view = View { hist, region, span };
+    let view = View { hist, region, span, evals };
     // Growth measures turn the count into a ratio against earlier windows first.
     let (value, expected_growth) = match (&ind.measure, value) {
         (Measure::Growth { step, n }, Some(x)) => match growth(ind, &view, *step, *n) {
@@ -213,7 +231,7 @@ pub fn score(
         return Scored { value: None, expected: None, score: None };
     };
     // A window only partly observed since the stream began undercounts: grey until it is full.
-    if (hist.evals as usize) + 1 < span {
+    if (evals as usize) + 1 < span {
         return Scored { value: Some(x), expected: None, score: None };
     }
     // Minimum-support gate (Farrington's limit54 in spirit): too few events never alarm.
@@ -543,6 +561,44 @@ pub(crate) mod tests {
                 moved |= format!("{s:?}") != format!("{base:?}");
             }
             assert!(read.is_empty() || moved, "{}: changing the lags read never changed the score", ind.id);
+        }
+    }
+
+    /// A score deferred while entries are pushed after it ([`score_as_of`]) is the score on
+    /// time, bit for bit, for every stateless method and every delay the ring allows (its
+    /// length less one less the furthest lag read), from the ring's first entry on (the lags
+    /// come into view one by one) to long after it wrapped.
+    #[test]
+    fn a_deferred_score_is_the_score_on_time() {
+        let rules = every_method();
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        for ind in &rules.indicators {
+            let Some(runs) = reads(ind) else { continue };
+            let reach = runs.iter().filter(|r| r.2 > 0).map(|&(f, s, c)| f + (c - 1) * s.max(1)).max().unwrap_or(0);
+            let needs = history_needs(ind);
+            // A ring with room to wait: the pipeline's rings of scanned counts are this long.
+            let len = needs.len + 9;
+            let spare = len - 1 - reach;
+            let mut hist = History::new(1, len, needs.width);
+            let mut on_time = Vec::new();
+            let mut scratch = Vec::new();
+            for e in 0..2 * len + span(ind) {
+                let support = next() % 12;
+                let value = match ind.measure {
+                    Measure::Share { .. } => (next() % (support + 1)) as f64 / support.max(1) as f64,
+                    _ => (next() % 9) as f64,
+                };
+                hist.set(0, &history_entry(Some(value), support));
+                let s = score(ind, &hist, 0, Some(value), support, &mut DetectorState::None, &mut scratch);
+                on_time.push((Some(value), support, format!("{s:?}")));
+                // Every score still within reach, deferred since its own evaluation.
+                for (at, (value, support, want)) in on_time.iter().enumerate().skip((e + 1).saturating_sub(spare + 1)) {
+                    let s =
+                        score_as_of(ind, &hist, at as u64, 0, *value, *support, &mut DetectorState::None, &mut scratch);
+                    assert_eq!(&format!("{s:?}"), want, "{}: evaluation {at} scored at {e}", ind.id);
+                }
+                hist.advance();
+            }
         }
     }
 }

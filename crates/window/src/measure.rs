@@ -379,42 +379,133 @@ pub fn value_of(
             WindowValue { value, support }
         }
         Measure::Coelevation { alpha } => {
-            let mut hours = 0u32;
-            // Ring slots are stepped, not divided for: 8 bins per hour of the window.
-            let ring = bins.ring as i64;
-            let back: [i64; 8] = std::array::from_fn(|k| (k as i64 * 24).rem_euclid(ring));
-            let mut at = first.rem_euclid(ring);
-            for b in first..=last {
-                let now = bins.slot_at(region, b, at as usize).map_or([0, 0], |s| [s[0], s[1]]);
-                // Elevated needs a count above a mean of at least zero: an hour without events
-                // on both legs is settled without reading its 7 days before (most hours of a
-                // fine region). A count at or below the mean is never elevated either, so most
-                // other hours are settled without computing the Poisson limit; the second leg
-                // is only checked when the first is elevated.
-                if now[0] > 0 && now[1] > 0 {
-                    let mut mean = [0f64; 2];
-                    for (k, &off) in back.iter().enumerate().skip(1) {
-                        let slot = if at >= off { at - off } else { at - off + ring };
-                        if let Some(s) = bins.slot_at(region, b - k as i64 * 24, slot as usize) {
-                            mean[0] += s[0] as f64;
-                            mean[1] += s[1] as f64;
-                        }
-                    }
-                    let elevated = |i: usize| {
-                        let m = mean[i] / 7.0;
-                        now[i] as f64 > m && now[i] as f64 > poisson_upper(m, *alpha)
-                    };
-                    if elevated(0) && elevated(1) {
-                        hours += 1;
-                    }
-                }
-                at += 1;
-                if at == ring {
-                    at = 0;
-                }
-            }
+            let hours = coelevated_hours(bins, region, first, last, *alpha);
             WindowValue { value: Some(hours as f64), support: n }
         }
+    }
+}
+
+/// The hours of `first..=last` in which both legs of a coelevation count are elevated: each
+/// leg's count above its mean over the same hour of the 7 days before and above that mean's
+/// Poisson limit at `alpha`.
+fn coelevated_hours(bins: &Bins, region: usize, first: i64, last: i64, alpha: f64) -> u32 {
+    let mut hours = 0u32;
+    let mut at = bins.slot_of(first);
+    for b in first..=last {
+        if let Some(now) = bins.slot_at(region, b, at)
+            && coelevated(bins, region, b, at, [now[0], now[1]], alpha)
+        {
+            hours += 1;
+        }
+        at += 1;
+        if at == bins.ring {
+            at = 0;
+        }
+    }
+    hours
+}
+
+/// Whether hour `b` (at ring slot `at`) of `region`, whose legs counted `now`, is elevated on
+/// both legs (see [`coelevated_hours`]).
+#[inline]
+fn coelevated(bins: &Bins, region: usize, b: i64, at: usize, now: [i64; 2], alpha: f64) -> bool {
+    // Elevated needs a count above a mean of at least zero: an hour without events on both
+    // legs is settled without reading its 7 days before (most hours of a fine region). A count
+    // at or below the mean is never elevated either, so most other hours are settled without
+    // computing the Poisson limit; the second leg is only checked when the first is elevated.
+    if now[0] <= 0 || now[1] <= 0 {
+        return false;
+    }
+    let ring = bins.ring;
+    let mut mean = [0f64; 2];
+    for k in 1..8usize {
+        // Ring slots are stepped, not divided for.
+        let off = (k * 24) % ring;
+        let slot = if at >= off { at - off } else { at + ring - off };
+        if let Some(s) = bins.slot_at(region, b - k as i64 * 24, slot) {
+            mean[0] += s[0] as f64;
+            mean[1] += s[1] as f64;
+        }
+    }
+    let elevated = |i: usize| {
+        let m = mean[i] / 7.0;
+        now[i] as f64 > m && now[i] as f64 > poisson_upper(m, alpha)
+    };
+    elevated(0) && elevated(1)
+}
+
+/// Windows read whole (the measures without running sums: sets, maxima, distinct bins,
+/// coelevation), every region at once: the window's bins are swept slot by slot, each slot's
+/// regions side by side as the bins lie ([`Bins`]), instead of region by region, where every
+/// bin of a region's window lies a slot's width from the next. Row `r` of `rows` (each
+/// [`Swept::width`] integers) then holds region `r`'s summed lanes, largest bin count, bins
+/// with events and (coelevation) elevated hours: exactly what [`extract`] reads region by
+/// region, in the same order, so the values are the same.
+#[derive(Clone, Debug, Default)]
+pub struct Swept {
+    rows: Vec<i64>,
+    width: usize,
+}
+
+impl Swept {
+    /// Sweeps the window ending (exclusive) at local-axis time `end` of every region of `bins`.
+    pub fn sweep(&mut self, ind: &Indicator, layout: &Layout, bins: &Bins, end: i64) {
+        let (first, last) = layout.window_of(end);
+        let lanes = layout.lanes;
+        let width = lanes + 3;
+        let regions = bins.regions();
+        self.width = width;
+        self.rows.clear();
+        self.rows.resize(regions * width, 0);
+        let alpha = match ind.measure {
+            Measure::Coelevation { alpha } => Some(alpha),
+            _ => None,
+        };
+        if last < first {
+            return;
+        }
+        let mut at = bins.slot_of(first);
+        for b in first..=last {
+            bins.each_region_at(b, at, |r, s| {
+                let row = &mut self.rows[r * width..(r + 1) * width];
+                let (acc, rest) = row.split_at_mut(lanes);
+                if layout.or_merge {
+                    acc[0] = acc[0].saturating_add(s[0]);
+                    for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
+                        *a |= v;
+                    }
+                } else {
+                    for (a, v) in acc.iter_mut().zip(s) {
+                        *a = a.saturating_add(*v);
+                    }
+                }
+                rest[0] = rest[0].max(s[0]);
+                if s[0] > 0 {
+                    rest[1] += 1;
+                }
+                if let Some(alpha) = alpha
+                    && coelevated(bins, r, b, at, [s[0], s[1]], alpha)
+                {
+                    rest[2] += 1;
+                }
+            });
+            at += 1;
+            if at == bins.ring {
+                at = 0;
+            }
+        }
+    }
+
+    /// Region `region`'s window value, from the last sweep.
+    #[inline]
+    pub fn value(&self, ind: &Indicator, layout: &Layout, bins: &Bins, region: usize, end: i64) -> WindowValue {
+        let row = &self.rows[region * self.width..(region + 1) * self.width];
+        let lanes = layout.lanes;
+        if matches!(ind.measure, Measure::Coelevation { .. }) {
+            let n = row[0].max(0) as u64;
+            return WindowValue { value: Some(row[lanes + 2] as f64), support: n };
+        }
+        value_of(ind, layout, bins, region, end, &row[..lanes], row[lanes], row[lanes + 1] as u64)
     }
 }
 
