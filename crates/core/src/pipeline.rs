@@ -379,14 +379,14 @@ pub struct Pipeline {
     swept: measure::Swept,
     /// Set by [`Pipeline::evaluate_fully`].
     fully: bool,
-    /// Per indicator, the scores deferred until read (see [`crate::deferred`]), for the scored
-    /// slots in `unread`; `None` where scores cannot wait, and under
-    /// [`Pipeline::evaluate_fully`]. Derived, never saved: a snapshot computes them first.
+    /// Per indicator, which results of the scored slots in `unread` are stale, computed only
+    /// when read (see [`crate::deferred`]); `None` where every evaluation is scored (no quiet
+    /// tracking, or no unread slot). Derived, never saved: a snapshot computes them first.
     deferred: Vec<Option<Deferred>>,
     /// Per scored slot: neither alerting nor publishing score records, so that nothing but
     /// the API, a snapshot or a reload reads its indicator scores.
     unread: Vec<bool>,
-    /// Deferred scores replaced by a newer value before anything read them: never computed.
+    /// Stale results marked stale again before anything read them: scores never computed.
     skipped: u64,
     /// Per indicator, which regions' series have stayed the same long enough that scoring them
     /// again would give the last result (derived, never saved); `None` where every evaluation
@@ -513,15 +513,8 @@ impl Pipeline {
                     && (options.scores == ScoreDetail::None || !options.score_levels.contains(level))
             })
             .collect();
-        let deferred = match unread.iter().any(|&u| u) {
-            true => rules
-                .indicators
-                .iter()
-                .zip(&state.indicators)
-                .map(|(ind, st)| Deferred::new(ind, st.hist.len, scored.len()))
-                .collect(),
-            false => vec![None; n],
-        };
+        let any_unread = unread.iter().any(|&u| u);
+        let deferred = quiet.iter().map(|q| (any_unread && q.is_some()).then(|| Deferred::new(scored.len()))).collect();
         Pipeline {
             scored,
             slot_of,
@@ -587,20 +580,23 @@ impl Pipeline {
         self.fully = true;
     }
 
-    /// Computes every deferred score (see [`crate::deferred`]): before the state is read
-    /// whole (a snapshot, a reload, a restriction).
+    /// Computes every stale result (see [`crate::deferred`]): before the state is read whole
+    /// (a snapshot, a reload, a restriction).
     pub(crate) fn settle(&mut self) {
         for (i, ind) in self.rules.indicators.iter().enumerate() {
-            let Some(d) = &mut self.deferred[i] else { continue };
+            let (Some(d), Some(q)) = (&mut self.deferred[i], &self.quiet[i]) else { continue };
             let st = &mut self.state.indicators[i];
             for r in 0..st.latest.len() {
-                resolve(ind, st, d, r, &mut self.floats);
+                if let Some((value, support)) = d.pending(r, q) {
+                    st.latest[r] = score_latest(ind, &st.hist, &mut st.det[r], r, value, support, &mut self.floats);
+                    d.clear(r);
+                }
             }
         }
     }
 
-    /// Deferred scores replaced by a newer value before anything read them, never computed
-    /// (since this pipeline was built).
+    /// Results marked stale again before anything read them: scores never computed (since
+    /// this pipeline was built).
     pub fn skipped_scores(&self) -> u64 {
         self.skipped
     }
@@ -882,16 +878,18 @@ impl Pipeline {
         (Scored { value: l.value, expected: l.expected, score: l.score }, l.support)
     }
 
-    /// Indicator `i`'s latest result for scored slot `d`, its deferred score computed if it
-    /// has one (see [`crate::deferred`]), without keeping it.
+    /// Indicator `i`'s latest result for scored slot `d`, computed if stale (see
+    /// [`crate::deferred`]), without keeping it.
     fn latest_of(&self, i: usize, d: usize) -> Latest {
         let st = &self.state.indicators[i];
-        match self.deferred[i].as_ref().and_then(|x| x.peek(d)) {
-            Some((at, value, support)) => {
+        let pending = match (&self.deferred[i], &self.quiet[i]) {
+            (Some(x), Some(q)) => x.pending(d, q),
+            _ => None,
+        };
+        match pending {
+            Some((value, support)) => {
                 let mut det = st.det[d].clone();
-                let ind = &self.rules.indicators[i];
-                let s = normalise::score_as_of(ind, &st.hist, at, d, value, support, &mut det, &mut Vec::new());
-                Latest { value: s.value, expected: s.expected, score: s.score, support }
+                score_latest(&self.rules.indicators[i], &st.hist, &mut det, d, value, support, &mut Vec::new())
             }
             None => st.latest[d],
         }
@@ -928,11 +926,6 @@ impl Pipeline {
                     }
                     self.kept += 1;
                     self.slept += 1;
-                    if let Some(d) = defer
-                        && d.due(r, st.hist.evals)
-                    {
-                        resolve(ind, st, d, r, &mut self.floats);
-                    }
                     continue;
                 }
                 let wv = match run.as_mut() {
@@ -960,18 +953,13 @@ impl Pipeline {
                     if st.bins.newest(r) < first - layout.lookback_bins {
                         q.sleep(r, st.hist.evals);
                     }
-                    // A deferred score stands for this evaluation too (its inputs are the same).
-                    if let Some(d) = defer
-                        && d.due(r, st.hist.evals)
-                    {
-                        resolve(ind, st, d, r, &mut self.floats);
-                    }
                     continue;
                 }
                 if self.unread[r]
                     && let Some(d) = defer
                 {
-                    self.skipped += u64::from(d.defer(r, st.hist.evals, wv.value, wv.support));
+                    // Its inputs changed: its result is this evaluation's, computed when read.
+                    self.skipped += u64::from(d.mark(r));
                     continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
@@ -1090,7 +1078,7 @@ impl Pipeline {
                 return;
             }
             let full = self.options.scores == ScoreDetail::Full;
-            // An emitting region's scores are never deferred: its latest results are current.
+            // An emitting region's results are never stale (`crate::deferred`).
             let indicators = &self.state.indicators;
             let latest = |i: usize| indicators[i].latest[d];
             let record = explain::score_record(
@@ -1319,18 +1307,20 @@ fn cut_ids(rules: &RuleSet) -> Vec<(String, usize, usize)> {
     })
 }
 
-/// Computes `region`'s deferred score of `ind`, if it has one, into its latest result.
-fn resolve(
+/// The result of `region`'s latest evaluation of `ind`, which was given `value` and `support`:
+/// the history ring has moved on to the next evaluation's slot since, so it is read as of one
+/// evaluation back (see [`crate::deferred`]).
+fn score_latest(
     ind: &vigil_rules::Indicator,
-    st: &mut IndicatorState,
-    d: &mut Deferred,
+    hist: &History,
+    det: &mut DetectorState,
     region: usize,
+    value: Option<f64>,
+    support: u64,
     floats: &mut Vec<f64>,
-) {
-    if let Some((at, value, support)) = d.take(region) {
-        let s = normalise::score_as_of(ind, &st.hist, at, region, value, support, &mut st.det[region], floats);
-        st.latest[region] = Latest { value: s.value, expected: s.expected, score: s.score, support };
-    }
+) -> Latest {
+    let s = normalise::score_as_of(ind, hist, hist.evals.saturating_sub(1), region, value, support, det, floats);
+    Latest { value: s.value, expected: s.expected, score: s.score, support }
 }
 
 /// The history ring an indicator needs: its normalisation's, or where it is scanned for alarms

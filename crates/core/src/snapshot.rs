@@ -53,9 +53,9 @@ fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
 }
 
 impl Pipeline {
-    /// Serialises the whole scoring state, computing the scores deferred until read first
-    /// (`crate::deferred`): a snapshot holds the state as scoring every series on time leaves
-    /// it, so it restores to the same results however its pipeline deferred them.
+    /// Serialises the whole scoring state, computing the stale results of the regions nothing
+    /// reads first (`crate::deferred`): a snapshot holds the state as scoring every series on
+    /// time leaves it, so it restores to the same results.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, SnapshotError> {
         self.settle();
         #[derive(serde::Serialize)]

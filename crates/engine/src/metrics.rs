@@ -231,7 +231,7 @@ impl Metrics {
         );
         r.register(
             "vigil_indicator_scores_unread_skipped",
-            "Indicator scores of regions nothing reads (no alerts, no score records), replaced by a newer value before anything read them: never computed",
+            "Indicator scores of regions nothing reads (no alerts, no score records), marked stale again before anything read them: never computed",
             self.unread_scores_skipped.clone(),
         );
         r.register("vigil_alerts", "Alert lifecycle events emitted, by level and event", self.alerts.clone());

@@ -132,8 +132,8 @@ pub struct Summary {
     pub evaluations: u64,
     pub kept: u64,
     pub asleep: u64,
-    /// Scores of regions whose scores nothing reads (no alerts, no score records), deferred
-    /// and then replaced by a newer value before being read: never computed (§2.2).
+    /// Scores of regions whose scores nothing reads (no alerts, no score records), marked
+    /// stale again before anything read them: never computed (§2.2).
     pub unread_scores_skipped: u64,
     pub first_event: Option<String>,
     pub last_event: Option<String>,

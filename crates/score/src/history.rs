@@ -118,17 +118,19 @@ impl History {
         self.get_as_of(region, lag, self.evals)
     }
 
-    /// [`History::get`] as it was when `evals` evaluations had been pushed (`evals` at most
-    /// [`History::evals`]): what a score deferred since then reads. `None` as `get` gave then,
-    /// and for an entry the ring has lost since (the caller defers no further than the ring
-    /// keeps what it reads, see `vigil_score::quiet`).
+    /// [`History::get`] as it was at the evaluation whose entry is number `evals` (at most
+    /// [`History::evals`]): what a score computed later reads (`vigil_core`'s scores computed
+    /// when read, one evaluation on). `None` as `get` gave then, and for an entry the ring has
+    /// written over since. An entry stays until its slot is written again: between two
+    /// evaluations ([`History::advance`] done, the next entry not yet written) the ring still
+    /// holds the entry a whole ring back, so the latest evaluation's every lag is there.
     #[inline]
     pub fn get_as_of(&self, region: usize, lag: usize, evals: u64) -> Option<&[f32]> {
         if lag >= self.len || lag as u64 > evals {
             return None;
         }
         let k = evals - lag as u64;
-        if self.evals - k >= self.len as u64 {
+        if self.evals - k > self.len as u64 {
             debug_assert!(false, "a deferred score read an entry the ring no longer holds");
             return None;
         }
@@ -156,9 +158,8 @@ impl History {
         evals: u64,
         mut f: impl FnMut(f64),
     ) {
-        // Lags that entries pushed since `evals` have overwritten are never read (the caller
-        // defers no further than the ring keeps what it reads).
-        let kept = (self.len - 1).saturating_sub((self.evals - evals) as usize);
+        // Lags whose slots have been written over since (see `get_as_of`) are not read.
+        let kept = self.len.saturating_sub((self.evals - evals) as usize);
         let top = max_lag.min(evals as usize).min(kept);
         for slot in lag_slots(evals, self.len, first, stride, count, top) {
             let v = self.data[self.at(region, slot)];

@@ -249,6 +249,13 @@ impl Quiet {
         }
     }
 
+    /// The window value and support `region` was last evaluated with ([`Quiet::unchanged`]
+    /// notes them), `None` before its first evaluation.
+    #[inline]
+    pub fn last(&self, region: usize) -> Option<(Option<f64>, u64)> {
+        self.last[region].map(|(value, support)| (value.map(f64::from_bits), support))
+    }
+
     /// The history entry of `region`'s last value and support (what it writes while asleep).
     #[inline]
     pub fn entry(&self, region: usize) -> [f32; 2] {
