@@ -926,6 +926,13 @@ impl Pipeline {
                     }
                     self.kept += 1;
                     self.slept += 1;
+                    // One nothing reads sleeps through changes its score reads: its result is
+                    // this evaluation's, stale even if computed since it fell asleep.
+                    if self.unread[r]
+                        && let Some(d) = defer.as_mut()
+                    {
+                        d.mark(r);
+                    }
                     continue;
                 }
                 let wv = match run.as_mut() {
@@ -943,6 +950,19 @@ impl Pipeline {
                     st.bins.each_in(r, last - u.bins + 1, last, |s| n = n.saturating_add(s[0]));
                     st.hist.set_at(r, u.at, n as f32);
                 }
+                if self.unread[r]
+                    && let (Some(d), Some(q)) = (defer.as_mut(), &mut self.quiet[i])
+                {
+                    // Nothing reads its score before it is computed as of its latest evaluation
+                    // (`crate::deferred`): its result is stale, whatever changed, and it sleeps
+                    // as soon as its window is empty, until an event wakes it.
+                    q.note(r, wv.value, wv.support, st.hist.evals);
+                    self.skipped += u64::from(d.mark(r));
+                    if st.bins.newest(r) < first - layout.lookback_bins {
+                        q.sleep_until_woken(r, st.hist.evals);
+                    }
+                    continue;
+                }
                 if let Some(q) = &mut self.quiet[i]
                     && q.unchanged(r, wv.value, wv.support, st.hist.evals)
                 {
@@ -953,13 +973,6 @@ impl Pipeline {
                     if st.bins.newest(r) < first - layout.lookback_bins {
                         q.sleep(r, st.hist.evals);
                     }
-                    continue;
-                }
-                if self.unread[r]
-                    && let Some(d) = defer
-                {
-                    // Its inputs changed: its result is this evaluation's, computed when read.
-                    self.skipped += u64::from(d.mark(r));
                     continue;
                 }
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);

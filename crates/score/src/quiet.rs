@@ -135,11 +135,8 @@ impl Quiet {
     /// lag it reads has just come into view.
     #[inline]
     pub fn unchanged(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> bool {
-        let key = Some((value.map(f64::to_bits), support));
-        let same = self.last[region] == key;
-        self.last[region] = key;
+        let same = self.note(region, value, support, evals);
         let len = self.len;
-        self.set_bit(region, self.slot(evals), !same);
         if !same || evals < self.fill {
             return false;
         }
@@ -157,6 +154,30 @@ impl Quiet {
         !self.reads.iter().any(|&(first, stride, count)| {
             lag_slots(evals, len, first, stride, count, top).any(|s| self.bit(region, s))
         })
+    }
+
+    /// Notes the value and support of `region` at the evaluation whose history count is
+    /// `evals` (and whether its entry changed), without asking whether its score's inputs did:
+    /// for a series whose score is computed only when read. True when they are the previous
+    /// evaluation's.
+    #[inline]
+    pub fn note(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> bool {
+        let key = Some((value.map(f64::to_bits), support));
+        let same = self.last[region] == key;
+        self.last[region] = key;
+        self.set_bit(region, self.slot(evals), !same);
+        same
+    }
+
+    /// Puts `region` to sleep after an evaluation (history count `evals`) whose window holds no
+    /// event, until an event wakes it ([`Quiet::wake`]), whatever entries its score reads
+    /// change meanwhile: for a series whose score is computed only when read, as of its latest
+    /// evaluation, so that nothing but its value (which no evaluation can change before an
+    /// event) need be known at each.
+    #[inline]
+    pub fn sleep_until_woken(&mut self, region: usize, evals: u64) {
+        self.since[region] = evals;
+        self.wake_at[region] = u64::MAX;
     }
 
     /// Puts `region` to sleep after an evaluation (history count `evals`) whose result stood and
