@@ -4,17 +4,18 @@
 //! scored for its indicators' history and its API view, under the default `score_levels`)
 //! has its indicator scores read only by the API, by snapshots, by rule reloads and by a
 //! restriction. Scoring it at every evaluation computes one score after another that nothing
-//! reads before the next replaces it. So such a series is only marked *stale* when its score
-//! would change, and scored when read.
+//! reads before the next replaces it. So such a series is only marked *stale* whenever it is
+//! evaluated (and while it sleeps, which it does as soon as its window is empty, until an event
+//! wakes it), and scored when read.
 //!
 //! A stale series' score is its score at its indicator's latest evaluation. That evaluation's
 //! inputs are all still at hand: its window value and support are the last ones its quiet
-//! tracking noted ([`Quiet::last`]), and [`normalise::score_as_of`] reads the history ring as it
-//! was then (one entry back, since the ring has moved on to the next evaluation's slot). So the
-//! score read is the score computed on time, bit for bit, however long the series stayed
-//! stale; the ring always holds what the latest evaluation read. Only the stateless scoring
-//! methods qualify, those with quiet tracking (a recursive detector, EWMA or CUSUM, moves its
-//! state at every evaluation).
+//! tracking noted ([`Quiet::last`]; a sleeping series' value is the one it fell asleep with),
+//! and [`normalise::score_as_of`] reads the history ring as it was then (one entry back, since
+//! the ring has moved on to the next evaluation's slot). So the score read is the score
+//! computed on time, bit for bit, however long the series stayed stale; the ring always holds
+//! what the latest evaluation read. Only the stateless scoring methods qualify, those with
+//! quiet tracking (a recursive detector, EWMA or CUSUM, moves its state at every evaluation).
 
 use vigil_score::quiet::Quiet;
 

@@ -384,7 +384,7 @@ pub struct Pipeline {
     /// tracking, or no unread slot). Derived, never saved: a snapshot computes them first.
     deferred: Vec<Option<Deferred>>,
     /// Per scored slot: neither alerting nor publishing score records, so that nothing but
-    /// the API, a snapshot or a reload reads its indicator scores.
+    /// the API, a snapshot, a reload or a restriction reads its indicator scores.
     unread: Vec<bool>,
     /// Stale results marked stale again before anything read them: scores never computed.
     skipped: u64,
