@@ -19,8 +19,8 @@
 
 use vigil_score::quiet::Quiet;
 
-/// Per region of one indicator: whether its latest result is stale (not computed since its
-/// inputs changed).
+/// Per region of one indicator: whether its latest result is stale (not computed as of its
+/// latest evaluation).
 #[derive(Clone, Debug)]
 pub(crate) struct Deferred {
     stale: Vec<bool>,
