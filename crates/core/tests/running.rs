@@ -252,8 +252,8 @@ fn quiet_series_keep_their_results_and_publish_the_same() {
     // (not even looked at) until the busy week wakes them, and still publish the same.
     assert!(asleep > 100, "only {asleep} evaluations of sleeping series");
     assert_eq!(full, sliding);
-    // With G1's scores read by nothing but its view and the snapshot, they are deferred till
-    // then (most never computed, replaced by the next value), and read the same.
+    // With G1's scores read by nothing but its view and the snapshot, they are computed only
+    // then (most never, marked stale again first), and read the same.
     // A checkpoint every 40 events computes them in place, and the run goes on.
     let (full, _) = run_counting(&rules, &events, true, None, None, true, Some(40));
     let (deferred, (_, _, skipped)) = run_counting(&rules, &events, false, None, None, true, Some(40));
@@ -267,11 +267,7 @@ fn quiet_series_keep_their_results_and_publish_the_same() {
 /// it in between, as full evaluation scores it.
 #[test]
 fn a_sleeping_unread_series_reads_as_its_latest_evaluation() {
-    let inds: Vec<Ind> = (0..SHAPES.len())
-        .map(|k| Ind { measure: k % 4, filter: k % 2, shape: (k + 2) % SHAPES.len(), method: k })
-        .collect();
-    let rules = rules_for(&inds, false);
-    let mut events = stream(&rules, &vec![(1u8, 3u8, 5u8); 7 * 24], 11);
+    let (rules, mut events) = busy_week(11);
     // Then only D2 sees events, every 12 hours for 12 days: a checkpoint two days on (G1
     // asleep), G1 read at the end.
     let d2 = rules.regions.lookup("D2").unwrap();
@@ -282,10 +278,7 @@ fn a_sleeping_unread_series_reads_as_its_latest_evaluation() {
         e.set(0, 1);
         events.push(e);
     }
-    let every = busy + 4;
-    let (full, _) = run_counting(&rules, &events, true, None, None, true, Some(every));
-    let (deferred, _) = run_counting(&rules, &events, false, None, None, true, Some(every));
-    assert_eq!(full, deferred);
+    unread_reads_as_full_evaluation(&rules, &events, busy + 4);
 }
 
 /// A grid cell whose scores nothing reads, awake with the same window value hour after hour
@@ -294,11 +287,7 @@ fn a_sleeping_unread_series_reads_as_its_latest_evaluation() {
 /// checkpoint computed it as well as before.
 #[test]
 fn an_unread_series_with_a_steady_value_reads_as_its_latest_evaluation() {
-    let inds: Vec<Ind> = (0..SHAPES.len())
-        .map(|k| Ind { measure: k % 4, filter: k % 2, shape: (k + 2) % SHAPES.len(), method: k })
-        .collect();
-    let rules = rules_for(&inds, false);
-    let mut events = stream(&rules, &vec![(1u8, 3u8, 5u8); 7 * 24], 13);
+    let (rules, mut events) = busy_week(13);
     let (g1, d2) = (rules.regions.lookup("G1").unwrap(), rules.regions.lookup("D2").unwrap());
     let last = events.iter().map(|e| e.ts).max().unwrap();
     // A call in D2 between two of G1's keeps the watermark moving: an event more than a day
@@ -311,9 +300,25 @@ fn an_unread_series_with_a_steady_value_reads_as_its_latest_evaluation() {
         }
     }
     // A checkpoint two days into the steady stretch, while the busy week is still in reach.
-    let every = events.len() - 36;
-    let (full, _) = run_counting(&rules, &events, true, None, None, true, Some(every));
-    let (deferred, _) = run_counting(&rules, &events, false, None, None, true, Some(every));
+    unread_reads_as_full_evaluation(&rules, &events, events.len() - 36);
+}
+
+/// Rules with every shape and a scoring method each, and a busy week of events in G1, D1 and
+/// D2: the start of the unread-series tests above.
+fn busy_week(seed: u64) -> (Arc<RuleSet>, Vec<Event>) {
+    let inds: Vec<Ind> = (0..SHAPES.len())
+        .map(|k| Ind { measure: k % 4, filter: k % 2, shape: (k + 2) % SHAPES.len(), method: k })
+        .collect();
+    let rules = rules_for(&inds, false);
+    let events = stream(&rules, &vec![(1u8, 3u8, 5u8); 7 * 24], seed);
+    (rules, events)
+}
+
+/// With G1 unread and a checkpoint every `every` events, the sparse run publishes, views and
+/// snapshots exactly what full evaluation does.
+fn unread_reads_as_full_evaluation(rules: &Arc<RuleSet>, events: &[Event], every: usize) {
+    let (full, _) = run_counting(rules, events, true, None, None, true, Some(every));
+    let (deferred, _) = run_counting(rules, events, false, None, None, true, Some(every));
     assert_eq!(full, deferred);
 }
 
