@@ -368,15 +368,10 @@ pub struct Pipeline {
     children: Vec<Vec<u32>>,
     /// Scored slots with no scored ancestor.
     tops: Vec<u32>,
-    /// Per indicator whose measure only counts, each region's window sums as of the last
-    /// evaluation (derived from the bins, never saved): a window is read by the bins that
-    /// entered and left it. `None` for the other measures, and for every indicator under
-    /// [`Pipeline::evaluate_fully`].
+    /// Per indicator, each region's window as of the last evaluation (derived from the bins,
+    /// never saved): a window is read by the bins that entered and left it ([`Running`]).
+    /// `None` under [`Pipeline::evaluate_fully`], which reads every window bin by bin.
     runs: Vec<Option<Running>>,
-    /// The windows of the measures read whole, every region's at once (see
-    /// [`measure::Swept`]); not used under [`Pipeline::evaluate_fully`], which reads them
-    /// region by region.
-    swept: measure::Swept,
     /// Set by [`Pipeline::evaluate_fully`].
     fully: bool,
     /// Per indicator, which results of the scored slots in `unread` are stale, computed only
@@ -503,7 +498,7 @@ impl Pipeline {
             alarm.factors.clone_from(&state.factors);
         }
         let scanned = scanned_slots(&rules, &scored);
-        let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Running::new(i, l, scored.len())).collect();
+        let runs = rules.indicators.iter().zip(&layouts).map(|(i, l)| Some(Running::new(i, l, scored.len()))).collect();
         let quiet = quiet_series(&rules, &state, scored.len());
         let unread: Vec<bool> = scored
             .iter()
@@ -534,7 +529,6 @@ impl Pipeline {
             children,
             tops,
             runs,
-            swept: measure::Swept::default(),
             fully: false,
             deferred,
             unread,
@@ -909,11 +903,7 @@ impl Pipeline {
             let (first, last) = layout.window_of(b);
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
             let unit = self.units[i];
-            let swept = run.is_none() && !self.fully;
             let defer = &mut self.deferred[i];
-            if swept {
-                self.swept.sweep(ind, layout, &st.bins, b);
-            }
             for r in 0..regions {
                 if let Some(q) = &mut self.quiet[i]
                     && q.asleep(r, st.hist.evals)
@@ -937,10 +927,9 @@ impl Pipeline {
                 }
                 let wv = match run.as_mut() {
                     Some(run) => {
-                        let acc = run.read(&st.bins, r, mode, first, last);
-                        measure::value_of(ind, layout, &st.bins, r, b, acc, 0, 0)
+                        run.read(&st.bins, r, mode, first, last);
+                        run.value(ind, layout, &st.bins, r, b)
                     }
-                    None if swept => self.swept.value(ind, layout, &st.bins, r, b),
                     None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
                 };
                 st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
@@ -956,7 +945,7 @@ impl Pipeline {
                     // Nothing reads its score before it is computed as of its latest evaluation
                     // (`crate::deferred`): its result is stale, whatever changed, and it sleeps
                     // as soon as its window is empty, until an event wakes it.
-                    q.note(r, wv.value, wv.support, st.hist.evals);
+                    q.remember(r, wv.value, wv.support);
                     self.skipped += u64::from(d.mark(r));
                     if st.bins.newest(r) < first - layout.lookback_bins {
                         q.sleep_until_woken(r, st.hist.evals);

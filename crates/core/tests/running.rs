@@ -20,6 +20,7 @@ const MEASURES: &[&str] = &[
     "ratio(urgent = TRUE, incident_type IN (crime))",
     "quantile(response_minutes, 0.5)",
     "keys_at_least(incident_type, 2)",
+    "keys_spread(incident_type, band, 2)",
     "mean(response_minutes)",
     "max_bin",
     "distinct_days",
@@ -105,7 +106,11 @@ fn rules_for(inds: &[Ind], alarm: bool) -> Arc<RuleSet> {
     let alarm_file = "[alarm]\nindicators = [\"i0\"]\nscan = \"2d\"\nbaseline = \"7d\"\n\
                       recurrence = { yellow = \"2d\", red = \"30d\" }\n";
     // Events up to two days late still count: late events reach every bin of a window.
-    let sources = mini::SOURCES.replace("allowed_lateness = \"2h\"", "allowed_lateness = \"2d\"");
+    // And a second enum for keys_spread's sets.
+    let sources = mini::SOURCES.replace("allowed_lateness = \"2h\"", "allowed_lateness = \"2d\"").replace(
+        "  type = \"bool\"",
+        "  type = \"bool\"\n\n  [[source.attr]]\n  name = \"band\"\n  type = \"enum\"\n  values = [\"a\", \"b\", \"c\"]",
+    );
     let mut edits = vec![("indicators/police.toml", file.as_str()), ("sources.toml", sources.as_str())];
     if alarm {
         edits.push(("alarm.toml", alarm_file));
@@ -146,6 +151,7 @@ fn stream(rules: &RuleSet, steps: &[(u8, u8, u8)], seed: u64) -> Vec<Event> {
                 e.set(2, (next() % 400) as i64);
             }
             e.set(3, (next() % 2) as i64);
+            e.set(4, (next() % 3) as i64);
             out.push(e);
         }
     }

@@ -157,16 +157,23 @@ impl Quiet {
     }
 
     /// Notes the value and support of `region` at the evaluation whose history count is
-    /// `evals` (and whether its entry changed), without asking whether its score's inputs did:
-    /// for a series whose score is computed only when read. True when they are the previous
-    /// evaluation's.
+    /// `evals`, and whether its entry changed. True when they are the previous evaluation's.
     #[inline]
-    pub fn note(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> bool {
+    fn note(&mut self, region: usize, value: Option<f64>, support: u64, evals: u64) -> bool {
         let key = Some((value.map(f64::to_bits), support));
         let same = self.last[region] == key;
         self.last[region] = key;
         self.set_bit(region, self.slot(evals), !same);
         same
+    }
+
+    /// Notes the value and support of `region` for a series whose score is computed only when
+    /// read and which only ever sleeps until woken ([`Quiet::sleep_until_woken`]): nothing asks
+    /// whether its entries changed, so no bit is kept (the bits lie a ring apart per region,
+    /// and writing them was a cache miss per series and hop in a city of grid cells).
+    #[inline]
+    pub fn remember(&mut self, region: usize, value: Option<f64>, support: u64) {
+        self.last[region] = Some((value.map(f64::to_bits), support));
     }
 
     /// Puts `region` to sleep after an evaluation (history count `evals`) whose window holds no

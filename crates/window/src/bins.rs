@@ -175,26 +175,6 @@ impl Bins {
         }
     }
 
-    /// Calls `f` with every region whose ring slot `slot` holds `bin` (its slot,
-    /// [`Bins::slot_of`]) and that bin's lanes, in region order: one slot of every region, read
-    /// in the order it lies in memory.
-    #[inline]
-    pub fn each_region_at(&self, bin: i64, slot: usize, mut f: impl FnMut(usize, &[i64])) {
-        debug_assert_eq!(slot, self.slot_of(bin));
-        let tags = &self.tags[slot * self.regions..(slot + 1) * self.regions];
-        let data = &self.data[slot * self.regions * self.lanes..(slot + 1) * self.regions * self.lanes];
-        for (r, &tag) in tags.iter().enumerate() {
-            if tag == bin {
-                f(r, &data[r * self.lanes..(r + 1) * self.lanes]);
-            }
-        }
-    }
-
-    /// The regions these bins hold.
-    pub fn regions(&self) -> usize {
-        self.regions
-    }
-
     /// Where (region, slot) lies in `tags` (and, times `lanes`, in `data`).
     #[inline]
     fn at(&self, region: usize, slot: usize) -> usize {

@@ -40,6 +40,8 @@ pub struct Layout {
     pub keys: usize,
     /// OR-merged lanes (sets) instead of added ones.
     pub or_merge: bool,
+    /// Values of the enum a `keys_spread` sets its bits by (0 for other measures).
+    pub spread_values: usize,
     /// Encoded-integer to real factor of the attribute a sum or mean reads.
     pub value_scale: f64,
     /// The largest attribute sum one bin may hold, either side of zero: `i64::MAX` over the
@@ -88,6 +90,7 @@ impl Layout {
         let mut or_merge = false;
         let mut quantile = None;
         let mut lookback_bins = 0;
+        let mut spread_values = 0;
         let lanes = match &ind.measure {
             Measure::Count | Measure::Growth { .. } | Measure::MaxBin | Measure::DistinctDays => 1,
             Measure::Sum { .. } | Measure::Mean { .. } | Measure::Share { .. } | Measure::Ratio { .. } => 2,
@@ -109,8 +112,9 @@ impl Layout {
                 keys = enum_len(rules, ind, *key);
                 1 + keys
             }
-            Measure::KeysSpread { key, .. } => {
+            Measure::KeysSpread { key, by, .. } => {
                 keys = enum_len(rules, ind, *key);
+                spread_values = enum_len(rules, ind, *by).min(64);
                 or_merge = true;
                 1 + keys
             }
@@ -146,6 +150,7 @@ impl Layout {
             lookback_bins,
             keys,
             or_merge,
+            spread_values,
             value_scale,
             sum_bound,
             quantile,
@@ -296,26 +301,30 @@ pub fn extract(
     let lanes = layout.lanes;
     let acc = &mut scratch[..lanes];
     acc.fill(0);
-    let mut max_bin = 0i64;
-    let mut nonzero_bins = 0u64;
-    bins.each_in(region, first, last, |s| {
-        if layout.or_merge {
-            acc[0] = acc[0].saturating_add(s[0]);
-            for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
-                *a |= v;
-            }
-        } else {
-            // Saturating, though no window of bins can overflow (see `would_overflow`).
-            for (a, v) in acc.iter_mut().zip(s) {
-                *a = a.saturating_add(*v);
-            }
-        }
-        max_bin = max_bin.max(s[0]);
-        if s[0] > 0 {
-            nonzero_bins += 1;
-        }
-    });
+    let (mut max_bin, mut nonzero_bins) = (0i64, 0u64);
+    bins.each_in(region, first, last, |s| merge_bin(layout.or_merge, acc, &mut max_bin, &mut nonzero_bins, s));
     value_of(ind, layout, bins, region, end, acc, max_bin, nonzero_bins)
+}
+
+/// Adds one bin's lanes `s` to a window's: summed (saturating, though no window of bins can
+/// overflow, see [`would_overflow`]), or OR-merged but for the count; and its count to the
+/// window's largest and to its bins with events.
+#[inline]
+pub(crate) fn merge_bin(or_merge: bool, acc: &mut [i64], max_bin: &mut i64, nonzero_bins: &mut u64, s: &[i64]) {
+    if or_merge {
+        acc[0] = acc[0].saturating_add(s[0]);
+        for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
+            *a |= v;
+        }
+    } else {
+        for (a, v) in acc.iter_mut().zip(s) {
+            *a = a.saturating_add(*v);
+        }
+    }
+    *max_bin = (*max_bin).max(s[0]);
+    if s[0] > 0 {
+        *nonzero_bins += 1;
+    }
 }
 
 /// The value of the window ending at `end` from its summed lanes `acc` (and, for `max_bin` and
@@ -392,9 +401,7 @@ fn coelevated_hours(bins: &Bins, region: usize, first: i64, last: i64, alpha: f6
     let mut hours = 0u32;
     let mut at = bins.slot_of(first);
     for b in first..=last {
-        if let Some(now) = bins.slot_at(region, b, at)
-            && coelevated(bins, region, b, at, [now[0], now[1]], alpha)
-        {
+        if coelevated_at(bins, region, b, at, alpha) {
             hours += 1;
         }
         at += 1;
@@ -403,6 +410,12 @@ fn coelevated_hours(bins: &Bins, region: usize, first: i64, last: i64, alpha: f6
         }
     }
     hours
+}
+
+/// Whether hour `b` (at ring slot `at`) of `region` is elevated on both legs.
+#[inline]
+pub(crate) fn coelevated_at(bins: &Bins, region: usize, b: i64, at: usize, alpha: f64) -> bool {
+    bins.slot_at(region, b, at).is_some_and(|now| coelevated(bins, region, b, at, [now[0], now[1]], alpha))
 }
 
 /// Whether hour `b` (at ring slot `at`) of `region`, whose legs counted `now`, is elevated on
@@ -432,81 +445,6 @@ fn coelevated(bins: &Bins, region: usize, b: i64, at: usize, now: [i64; 2], alph
         now[i] as f64 > m && now[i] as f64 > poisson_upper(m, alpha)
     };
     elevated(0) && elevated(1)
-}
-
-/// Windows read whole (the measures without running sums: sets, maxima, distinct bins,
-/// coelevation), every region at once: the window's bins are swept slot by slot, each slot's
-/// regions side by side as the bins lie ([`Bins`]), instead of region by region, where every
-/// bin of a region's window lies a slot's width from the next. Row `r` of `rows` (each
-/// [`Swept::width`] integers) then holds region `r`'s summed lanes, largest bin count, bins
-/// with events and (coelevation) elevated hours: exactly what [`extract`] reads region by
-/// region, in the same order, so the values are the same.
-#[derive(Clone, Debug, Default)]
-pub struct Swept {
-    rows: Vec<i64>,
-    width: usize,
-}
-
-impl Swept {
-    /// Sweeps the window ending (exclusive) at local-axis time `end` of every region of `bins`.
-    pub fn sweep(&mut self, ind: &Indicator, layout: &Layout, bins: &Bins, end: i64) {
-        let (first, last) = layout.window_of(end);
-        let lanes = layout.lanes;
-        let width = lanes + 3;
-        let regions = bins.regions();
-        self.width = width;
-        self.rows.clear();
-        self.rows.resize(regions * width, 0);
-        let alpha = match ind.measure {
-            Measure::Coelevation { alpha } => Some(alpha),
-            _ => None,
-        };
-        if last < first {
-            return;
-        }
-        let mut at = bins.slot_of(first);
-        for b in first..=last {
-            bins.each_region_at(b, at, |r, s| {
-                let row = &mut self.rows[r * width..(r + 1) * width];
-                let (acc, rest) = row.split_at_mut(lanes);
-                if layout.or_merge {
-                    acc[0] = acc[0].saturating_add(s[0]);
-                    for (a, v) in acc[1..].iter_mut().zip(&s[1..]) {
-                        *a |= v;
-                    }
-                } else {
-                    for (a, v) in acc.iter_mut().zip(s) {
-                        *a = a.saturating_add(*v);
-                    }
-                }
-                rest[0] = rest[0].max(s[0]);
-                if s[0] > 0 {
-                    rest[1] += 1;
-                }
-                if let Some(alpha) = alpha
-                    && coelevated(bins, r, b, at, [s[0], s[1]], alpha)
-                {
-                    rest[2] += 1;
-                }
-            });
-            at += 1;
-            if at == bins.ring {
-                at = 0;
-            }
-        }
-    }
-
-    /// Region `region`'s window value, from the last sweep.
-    #[inline]
-    pub fn value(&self, ind: &Indicator, layout: &Layout, bins: &Bins, region: usize, end: i64) -> WindowValue {
-        let row = &self.rows[region * self.width..(region + 1) * self.width];
-        let lanes = layout.lanes;
-        if matches!(ind.measure, Measure::Coelevation { .. }) {
-            let n = row[0].max(0) as u64;
-            return WindowValue { value: Some(row[lanes + 2] as f64), support: n };
-        }
-        value_of(ind, layout, bins, region, end, &row[..lanes], row[lanes], row[lanes + 1] as u64)
-    }
 }
 
 /// Bit set of the `top` keys with the largest counts (ties to the lower key), counts > 0 only.

@@ -157,3 +157,119 @@ proptest! {
         }
     }
 }
+
+/// The measures whose windows do not simply subtract, and a count, each with its own hop.
+const SLID: &[(&str, &str, &str)] = &[
+    ("keys_spread(incident_type, band, 2)", "24h", "1h"),
+    ("coelevation(0.05)", "24h", "1h"),
+    ("max_bin", "24h", "1h"),
+    ("distinct_days", "7d", "1d"),
+    ("count", "24h", "1h"),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Slid windows (`Running`) equal windows read bin by bin (`measure::extract`) at every hop,
+    /// for every region, while events arrive in order, late into the window, late into the 7
+    /// days before it (what coelevation's hours are judged against) and ahead of it. Each
+    /// `(gap, burst, kind)` step moves on `gap` hours and sends `burst` events; `kind` says how
+    /// late or early.
+    #[test]
+    fn slid_windows_equal_windows_read_whole(
+        steps in prop::collection::vec((0u8..6, 0u8..5, 0u8..10), 20..160),
+        seed in any::<u64>(),
+    ) {
+        let sources = mini::SOURCES.replace("allowed_lateness = \"2h\"", "allowed_lateness = \"3d\"").replace(
+            "  type = \"bool\"",
+            "  type = \"bool\"\n\n  [[source.attr]]\n  name = \"band\"\n  type = \"enum\"\n  values = [\"a\", \"b\", \"c\", \"d\", \"e\"]",
+        );
+        let mut file = String::new();
+        for (k, (measure, window, hop)) in SLID.iter().enumerate() {
+            let compare = match measure.starts_with("coelevation") {
+                true => "compare = { source = \"police\", filter = \"urgent = TRUE\" }\n",
+                false => "",
+            };
+            file.push_str(&format!(
+                "[[indicator]]\nid = \"i{k}\"\nname = \"I{k}\"\ncategory = \"volume\"\nsource = \"police\"\n\
+                 measure = \"{measure}\"\n{compare}window = \"{window}\"\nhop = \"{hop}\"\ndirection = \"up\"\n\
+                 min_support = 0\nweight = 0.2\nnormalise = {{ method = \"robust_z\", windows = 5 }}\n\n"
+            ));
+        }
+        let rules = compile(&mini::files_with(&[("sources.toml", &sources), ("indicators/police.toml", &file)]))
+            .unwrap_or_else(|d| panic!("{d}"));
+        let zone = &rules.zone;
+        let regions = rules.regions.len();
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        // Events and evaluations over the steps; the evaluations run at each hour boundary
+        // passed, every indicator on its own hop.
+        let mut events = Vec::new();
+        let mut t = base();
+        for &(gap, burst, kind) in &steps {
+            t += gap as i64 * HOUR;
+            for _ in 0..burst {
+                let ts = match kind {
+                    // Late into the window, into the days before it, ahead of it.
+                    0 | 1 => t - (next() % 20) as i64 * HOUR,
+                    2 => t - DAY - (next() % (6 * 24)) as i64 * HOUR,
+                    3 => t + (next() % 10) as i64 * HOUR,
+                    _ => t - (next() % 60) as i64 * 60_000,
+                };
+                let mut e = Event { region: (next() % regions as u64) as u32, ts, ..Event::default() };
+                e.set(0, (next() % 4) as i64);
+                e.set(3, (next() % 2) as i64);
+                e.set(4, (next() % 5) as i64);
+                events.push((t, e));
+            }
+        }
+        for (i, ind) in rules.indicators.iter().enumerate() {
+            let layout = Layout::for_indicator(&rules, ind);
+            let mut bins = layout.new_bins(regions);
+            let mut run = vigil_window::Running::new(ind, &layout, regions);
+            let mut scratch = [0i64; measure::MAX_LANES];
+            let hop = ind.hop.0;
+            let mut next_eval = zone.local(base()).div_euclid(hop) * hop + hop;
+            let mut evaluated = 0;
+            let feed = |bins: &mut vigil_window::Bins, run: &mut vigil_window::Running, e: &Event| {
+                let cx = EvalCtx::new(e, zone);
+                let bin = layout.bin_of(zone.local(e.ts));
+                for (leg, pred) in [(Leg::Primary, Some(&ind.filter)), (Leg::Compare, ind.compare.as_ref().map(|c| &c.filter))] {
+                    if !pred.is_some_and(|p| p.matches(&cx)) {
+                        continue;
+                    }
+                    // Where a chain would count the event: its region and its parents.
+                    for &r in &rules.regions.chains[e.region as usize] {
+                        if let Ok(lanes) = bins.slot_mut(r as usize, bin) {
+                            measure::update(ind, &layout, leg, &cx, lanes);
+                            run.apply(ind, &layout, leg, &cx, r as usize, bin);
+                        }
+                    }
+                }
+            };
+            for (now, e) in &events {
+                // Evaluate every boundary the watermark (the step's time) has passed.
+                while next_eval <= zone.local(*now) {
+                    let (first, last) = layout.window_of(next_eval);
+                    let mode = run.begin(&bins, first, last);
+                    for r in 0..regions {
+                        run.read(&bins, r, mode, first, last);
+                        let slid = run.value(ind, &layout, &bins, r, next_eval);
+                        let whole = measure::extract(ind, &layout, &bins, r, next_eval, &mut scratch);
+                        prop_assert_eq!(slid, whole, "{} region {} at {}", SLID[i].0, r, next_eval);
+                    }
+                    run.end(first, last);
+                    next_eval += hop;
+                    evaluated += 1;
+                }
+                feed(&mut bins, &mut run, e);
+            }
+            prop_assert!(evaluated > 0 || steps.iter().map(|s| s.0 as i64).sum::<i64>() * HOUR < hop);
+        }
+    }
+}
