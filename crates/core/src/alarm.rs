@@ -42,6 +42,9 @@ pub(crate) struct Scratch {
     city_of: Option<(usize, i64)>,
     weekdays: Vec<u8>,
     pub samples: Vec<RegionEvidence>,
+    /// Per scored slot, its strongest cut's statistic at the boundary being graded (0 where
+    /// not scanned): kept to be reused, not reallocated at every boundary.
+    pub raw: Vec<f64>,
     /// Per alarm cut: the float of its indicator's history entries that holds its unit counts
     /// (0, the window value itself, when the unit is the window).
     at: Vec<usize>,

@@ -1011,7 +1011,15 @@ impl Pipeline {
         let lowest = a.lowest_threshold();
         let n = self.scored.len();
         let scanned = |d: usize| self.scanned[d];
-        let raw: Vec<f64> = (0..n).map(|d| self.state.cuts.iter().map(|c| c[d].stat).fold(0.0, f64::max)).collect();
+        // Each scanned slot's strongest cut; the others are never read (only scanned slots
+        // alarm or are linked as children), and with every grid cell scored but none scanned,
+        // going through every cut of every slot at every boundary was a tenth of the work.
+        let mut raw = std::mem::take(&mut self.alarm.raw);
+        raw.clear();
+        raw.extend((0..n).map(|d| match self.scanned[d] {
+            true => self.state.cuts.iter().map(|c| c[d].stat).fold(0.0, f64::max),
+            false => 0.0,
+        }));
         let hists: Vec<&History> = a.cuts.iter().map(|c| &self.state.indicators[c.indicator].hist).collect();
         let mut samples = std::mem::take(&mut self.alarm.samples);
         samples.clear();
@@ -1047,6 +1055,7 @@ impl Pipeline {
         }
         out.evidence(p, &samples);
         self.alarm.samples = samples;
+        self.alarm.raw = raw;
     }
 
     /// Roll-up, grading and (with `publish`) score records of scored region `d`.
