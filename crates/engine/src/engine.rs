@@ -21,7 +21,7 @@ use vigil_rules::RuleSet;
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_window::Watermarks;
 
-use crate::metrics::{AlertLabels, IndexLabels, LevelLabel, Metrics, PartitionLabels, RejectLabels, SourceLabel};
+use crate::metrics::{AlertLabels, EventCounters, IndexLabels, LevelLabel, Metrics, PartitionLabels, SourceLabel};
 use crate::store::{StateLocation, Store};
 
 /// How far ahead of the slowest moving partition a partition may run before it is paused (and
@@ -475,8 +475,8 @@ pub struct Engine {
     /// (topic, partition) -> watermark input.
     /// Topic -> partition number -> watermark input (looked up by `&str`, without allocating).
     inputs: HashMap<String, Vec<Option<usize>>>,
-    /// Per source, its consumed counter (cloned handles: no label built per event).
-    consumed: Vec<prometheus_client::metrics::counter::Counter>,
+    /// Per source, its event counters (handles: no label built per event).
+    counters: EventCounters,
     input_source: Vec<SourceIdx>,
     last_seen: Vec<Instant>,
     /// Partitions paused by watermark alignment, and the events they delivered meanwhile.
@@ -634,11 +634,8 @@ impl Engine {
             cfg.task.map(|t| t.partition),
             metrics.clone(),
         );
-        let consumed = rules
-            .sources
-            .iter()
-            .map(|s| metrics.events_consumed.get_or_create(&SourceLabel { source: s.id.clone() }).clone())
-            .collect();
+        let sources: Vec<String> = rules.sources.iter().map(|s| s.id.clone()).collect();
+        let counters = EventCounters::new(&metrics, &sources);
         let now = Instant::now();
         Ok(Engine {
             next_offset,
@@ -661,7 +658,7 @@ impl Engine {
             store,
             routing,
             resume_at,
-            consumed,
+            counters,
             inputs,
             input_source,
             metrics,
@@ -738,6 +735,7 @@ impl Engine {
             partitions: &self.partitions,
             input_source: &self.input_source,
             next_offset: &mut self.next_offset,
+            counters: &mut self.counters,
         };
         let mut last_check = Instant::now();
         let mut last_checkpoint = Instant::now();
@@ -778,8 +776,7 @@ impl Engine {
                     }
                     self.last_seen[input] = now;
                     let source = self.input_source[input];
-                    let source_id = &rules.sources[source as usize].id;
-                    self.consumed[source as usize].inc();
+                    st.counters.consumed(source as usize);
                     let payload = m.payload().unwrap_or_default();
                     let mut decoded = decoder.decode(SourceHint::Fixed(source), payload, &mut ev);
                     // The broker's timestamp of the message (or, without one, the wall clock) is
@@ -816,13 +813,7 @@ impl Engine {
                             summary.rejected += 1;
                             summary.processed += 1;
                             st.next_offset[input] = m.offset() + 1;
-                            st.metrics
-                                .events_rejected
-                                .get_or_create(&RejectLabels {
-                                    source: source_id.clone(),
-                                    reason: rej.code.as_str().to_string(),
-                                })
-                                .inc();
+                            st.counters.rejected(st.metrics, source as usize, rej.code);
                             let dl = DeadLetter {
                                 topic,
                                 partition,
@@ -1033,6 +1024,7 @@ struct LoopState<'a> {
     partitions: &'a [(String, i32)],
     input_source: &'a [SourceIdx],
     next_offset: &'a mut [i64],
+    counters: &'a mut EventCounters,
 }
 
 impl LoopState<'_> {
@@ -1087,20 +1079,10 @@ impl LoopState<'_> {
         });
         match outcome {
             Ingest::Accepted | Ingest::AcceptedLate => {}
-            Ingest::Duplicate => {
-                let source = &self.rules.sources[self.input_source[input] as usize].id;
-                self.metrics.events_duplicate.get_or_create(&SourceLabel { source: source.clone() }).inc();
-            }
+            Ingest::Duplicate => self.counters.duplicate(self.input_source[input] as usize),
             Ingest::Overflow => {
                 summary.rejected += 1;
-                let source = &self.rules.sources[self.input_source[input] as usize].id;
-                self.metrics
-                    .events_rejected
-                    .get_or_create(&RejectLabels {
-                        source: source.clone(),
-                        reason: RejectCode::SumOverflow.as_str().into(),
-                    })
-                    .inc();
+                self.counters.rejected(self.metrics, self.input_source[input] as usize, RejectCode::SumOverflow);
                 let (topic, partition) = &self.partitions[input];
                 let dl = DeadLetter {
                     topic,
@@ -1115,8 +1097,7 @@ impl LoopState<'_> {
             }
             outcome @ (Ingest::Late | Ingest::TooEarly) => {
                 summary.late += 1;
-                let source = &self.rules.sources[self.input_source[input] as usize].id;
-                self.metrics.events_late.get_or_create(&SourceLabel { source: source.clone() }).inc();
+                self.counters.late(self.input_source[input] as usize);
                 let (topic, partition) = &self.partitions[input];
                 let region = &self.rules.regions.codes[ev.region as usize];
                 let late = LateEvent {

@@ -67,6 +67,58 @@ pub struct VersionLabel {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// Handles of the per-source event counters, taken once, so that counting a consumed, late,
+/// duplicate or refused event increments an atomic instead of building its label strings and
+/// looking the series up: the per-event paths allocate nothing. A refusal reason's handle is
+/// taken at its first use, so that only the series `Metrics::init_series` creates are shown
+/// before any event needs them.
+#[derive(Debug)]
+pub struct EventCounters {
+    sources: Vec<String>,
+    consumed: Vec<Counter>,
+    late: Vec<Counter>,
+    duplicate: Vec<Counter>,
+    rejected: Vec<Vec<Option<Counter>>>,
+}
+
+/// Refusal reasons: one more than the largest code (they are numbered from 0).
+const REJECT_CODES: usize = RejectCode::TimestampInFuture as usize + 1;
+
+impl EventCounters {
+    pub fn new(metrics: &Metrics, sources: &[String]) -> EventCounters {
+        let of = |family: &Family<SourceLabel, Counter>| {
+            sources.iter().map(|s| family.get_or_create(&SourceLabel { source: s.clone() }).clone()).collect()
+        };
+        EventCounters {
+            sources: sources.to_vec(),
+            consumed: of(&metrics.events_consumed),
+            late: of(&metrics.events_late),
+            duplicate: of(&metrics.events_duplicate),
+            rejected: vec![vec![None; REJECT_CODES]; sources.len()],
+        }
+    }
+
+    pub fn consumed(&self, source: usize) {
+        self.consumed[source].inc();
+    }
+
+    pub fn late(&self, source: usize) {
+        self.late[source].inc();
+    }
+
+    pub fn duplicate(&self, source: usize) {
+        self.duplicate[source].inc();
+    }
+
+    pub fn rejected(&mut self, metrics: &Metrics, source: usize, code: RejectCode) {
+        let handle = self.rejected[source][code as usize].get_or_insert_with(|| {
+            let labels = RejectLabels { source: self.sources[source].clone(), reason: code.as_str().into() };
+            metrics.events_rejected.get_or_create(&labels).clone()
+        });
+        handle.inc();
+    }
+}
+
 /// The engine's metrics. Cloning shares the underlying series.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -271,5 +323,48 @@ impl Metrics {
             self.checkpoint_last_success.clone(),
         );
         r.register("vigil_build_info", "Build information (value 1)", self.build_info.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    /// The handles count into the labelled series the exposition shows, each event into its own
+    /// source's; a refusal reason's series appears at its first use.
+    #[test]
+    fn event_counters_count_into_their_series() {
+        let m = Metrics::default();
+        let sources = ["police".to_string(), "petition".to_string()];
+        m.init_series(&sources);
+        let mut c = EventCounters::new(&m, &sources);
+        assert!(!exposition(&m).contains(r#"reason="late""#));
+        c.consumed(0);
+        c.consumed(0);
+        c.late(1);
+        c.duplicate(0);
+        c.rejected(&m, 1, RejectCode::Late);
+        c.rejected(&m, 1, RejectCode::Late);
+        c.rejected(&m, 0, RejectCode::TooLarge);
+        let text = exposition(&m);
+        for line in [
+            r#"vigil_events_consumed_total{source="police"} 2"#,
+            r#"vigil_events_consumed_total{source="petition"} 0"#,
+            r#"vigil_events_late_total{source="petition"} 1"#,
+            r#"vigil_events_late_total{source="police"} 0"#,
+            r#"vigil_events_duplicate_total{source="police"} 1"#,
+            r#"vigil_events_rejected_total{source="petition",reason="late"} 2"#,
+            r#"vigil_events_rejected_total{source="police",reason="too_large"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }
