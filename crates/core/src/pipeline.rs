@@ -1016,7 +1016,7 @@ impl Pipeline {
         // going through every cut of every slot at every boundary was a tenth of the work.
         let mut raw = std::mem::take(&mut self.alarm.raw);
         raw.clear();
-        raw.extend((0..n).map(|d| match self.scanned[d] {
+        raw.extend((0..n).map(|d| match scanned(d) {
             true => self.state.cuts.iter().map(|c| c[d].stat).fold(0.0, f64::max),
             false => 0.0,
         }));

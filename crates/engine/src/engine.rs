@@ -813,7 +813,7 @@ impl Engine {
                             summary.rejected += 1;
                             summary.processed += 1;
                             st.next_offset[input] = m.offset() + 1;
-                            st.counters.rejected(st.metrics, source as usize, rej.code);
+                            st.counters.rejected(source as usize, rej.code);
                             let dl = DeadLetter {
                                 topic,
                                 partition,
@@ -1082,7 +1082,7 @@ impl LoopState<'_> {
             Ingest::Duplicate => self.counters.duplicate(self.input_source[input] as usize),
             Ingest::Overflow => {
                 summary.rejected += 1;
-                self.counters.rejected(self.metrics, self.input_source[input] as usize, RejectCode::SumOverflow);
+                self.counters.rejected(self.input_source[input] as usize, RejectCode::SumOverflow);
                 let (topic, partition) = &self.partitions[input];
                 let dl = DeadLetter {
                     topic,

@@ -79,6 +79,8 @@ pub struct EventCounters {
     late: Vec<Counter>,
     duplicate: Vec<Counter>,
     rejected: Vec<Vec<Option<Counter>>>,
+    /// The family refusals are counted in (a clone shares its series).
+    rejected_family: Family<RejectLabels, Counter>,
 }
 
 /// Refusal reasons: one more than the largest code (they are numbered from 0).
@@ -95,6 +97,7 @@ impl EventCounters {
             late: of(&metrics.events_late),
             duplicate: of(&metrics.events_duplicate),
             rejected: vec![vec![None; REJECT_CODES]; sources.len()],
+            rejected_family: metrics.events_rejected.clone(),
         }
     }
 
@@ -110,10 +113,10 @@ impl EventCounters {
         self.duplicate[source].inc();
     }
 
-    pub fn rejected(&mut self, metrics: &Metrics, source: usize, code: RejectCode) {
+    pub fn rejected(&mut self, source: usize, code: RejectCode) {
         let handle = self.rejected[source][code as usize].get_or_insert_with(|| {
             let labels = RejectLabels { source: self.sources[source].clone(), reason: code.as_str().into() };
-            metrics.events_rejected.get_or_create(&labels).clone()
+            self.rejected_family.get_or_create(&labels).clone()
         });
         handle.inc();
     }
@@ -351,9 +354,9 @@ mod tests {
         c.consumed(0);
         c.late(1);
         c.duplicate(0);
-        c.rejected(&m, 1, RejectCode::Late);
-        c.rejected(&m, 1, RejectCode::Late);
-        c.rejected(&m, 0, RejectCode::TooLarge);
+        c.rejected(1, RejectCode::Late);
+        c.rejected(1, RejectCode::Late);
+        c.rejected(0, RejectCode::TooLarge);
         let text = exposition(&m);
         for line in [
             r#"vigil_events_consumed_total{source="police"} 2"#,
