@@ -37,6 +37,10 @@ pub struct CalibrateArgs {
     /// `vigil scorecard --signals` reads), over the whole replay.
     #[arg(long)]
     signals: Option<PathBuf>,
+    /// With `per = "region"`: one set of thresholds for every region level, fitted on all
+    /// their region-days together, instead of each alerting region level on its own.
+    #[arg(long)]
+    pool_levels: bool,
 }
 
 struct Collect<'r> {
@@ -106,12 +110,22 @@ impl Sink for Collect<'_> {
 /// the thresholds the one before fitted until the lowest stays where it was.
 const MAX_PASSES: usize = 4;
 
-/// One pass: replays the history with `rules`' thresholds and fits new ones.
-struct Pass {
-    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+/// The thresholds fitted for some region levels: the rule set's (`region_level` `None`, in
+/// `thresholds`), or one region level's own (`region_level_thresholds`).
+struct Group {
+    region_level: Option<u8>,
+    /// The region levels whose region-days it was fitted on.
+    levels: Vec<u8>,
     cal: Calibration,
     /// Per raised level, the fitted threshold (rounded up to 2 decimals).
     fitted: Vec<(vigil_model::Level, f64, f64)>,
+}
+
+/// One pass: replays the history with `rules`' thresholds and fits new ones.
+struct Pass {
+    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+    /// The rule set's thresholds first, then region levels with their own.
+    groups: Vec<Group>,
 }
 
 fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pass> {
@@ -146,33 +160,87 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pas
     if let Some(mut w) = sink.signals.take() {
         w.flush()?;
     }
-    // Recurrence per rule set: the distribution of the daily maximum; per region: of every
-    // region-day's statistic.
-    let maxima: Vec<f64> = if alarm.per_region {
-        sink.days.values().flat_map(|d| d.1.values().copied()).collect()
-    } else {
-        sink.days.values().map(|d| d.0).collect()
-    };
     let (Some(first), Some(last)) = (sink.days.keys().next(), sink.days.keys().next_back()) else {
         bail!("no day with a full baseline in the calibration period: give more history");
     };
-    let calibration = (sink.days.len() >= vigil_scan::recurrence::MIN_DAYS)
-        .then(|| Calibration::from_daily_maxima(&maxima))
-        .flatten();
-    let Some(cal) = calibration else {
+    if sink.days.len() < vigil_scan::recurrence::MIN_DAYS {
         bail!(
             "{} days with a full baseline ({first}..{last}); calibration needs at least {}",
-            maxima.len(),
+            sink.days.len(),
             vigil_scan::recurrence::MIN_DAYS
         );
+    }
+    // Recurrence per rule set: the distribution of the daily maximum. Per region: of every
+    // region-day's statistic, each alerting region level on its own region-days (a city's
+    // statistic, on counts a hundred times a street's, has a heavier tail than a street's, and
+    // fitted together one level's region-days would spend the others' budget), unless asked to
+    // pool them. The level with the most region-days gives `thresholds`; a level with fewer
+    // region-days than a calibration needs is pooled into it.
+    let level_of = |r: &u32| rules.regions.levels[*r as usize];
+    let mut by_level: BTreeMap<u8, Vec<f64>> = BTreeMap::new();
+    if alarm.per_region {
+        for d in sink.days.values() {
+            for (r, v) in &d.1 {
+                by_level.entry(if args.pool_levels { 0 } else { level_of(r) }).or_default().push(*v);
+            }
+        }
+    }
+    let main = by_level.iter().max_by_key(|(l, v)| (v.len(), std::cmp::Reverse(**l))).map(|(l, _)| *l);
+    let mut shared: (Vec<u8>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut own: Vec<(u8, Vec<f64>)> = Vec::new();
+    for (l, v) in by_level {
+        if Some(l) == main || v.len() < vigil_scan::recurrence::MIN_DAYS {
+            shared.0.push(l);
+            shared.1.extend(v);
+        } else {
+            own.push((l, v));
+        }
+    }
+    if !alarm.per_region {
+        shared.1 = sink.days.values().map(|d| d.0).collect();
+    }
+    if args.pool_levels {
+        shared.0.clear();
+    }
+    let fit = |region_level: Option<u8>, levels: Vec<u8>, values: &[f64]| -> Result<Group> {
+        let Some(cal) = Calibration::from_daily_maxima(values) else {
+            bail!(
+                "{} region-days to calibrate on; calibration needs at least {}",
+                values.len(),
+                vigil_scan::recurrence::MIN_DAYS
+            );
+        };
+        let fitted = alarm
+            .levels
+            .iter()
+            .flatten()
+            .map(|l| (l.level, l.recurrence_days, (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0))
+            .collect();
+        Ok(Group { region_level, levels, cal, fitted })
     };
-    let fitted = alarm
-        .levels
+    let mut groups = vec![fit(None, shared.0, &shared.1)?];
+    for (l, v) in own {
+        groups.push(fit(Some(l), vec![l], &v)?);
+    }
+    Ok(Pass { days: sink.days, groups })
+}
+
+/// The lowest threshold of each group as `rules` has it (the rule set's at its main region
+/// level, a region level's own at that level), against the one fitted: linking settles when
+/// they agree.
+fn settled(rules: &RuleSet, groups: &[Group]) -> Vec<(f64, f64)> {
+    let Some(alarm) = &rules.alarm else { return Vec::new() };
+    groups
         .iter()
-        .flatten()
-        .map(|l| (l.level, l.recurrence_days, (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0))
-        .collect();
-    Ok(Pass { days: sink.days, cal, fitted })
+        .map(|g| {
+            let used = match g.region_level {
+                Some(l) => alarm.lowest_threshold(l),
+                None => alarm.levels.iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min),
+            };
+            let fitted = g.fitted.iter().map(|f| f.2).fold(f64::INFINITY, f64::min);
+            (used, fitted)
+        })
+        .collect()
 }
 
 pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
@@ -190,13 +258,12 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     let fit = loop {
         passes += 1;
         let fit = pass(&rules, &args, warmup)?;
-        let lowest = fit.fitted.iter().map(|f| f.2).fold(f64::INFINITY, f64::min);
-        let used = rules.alarm.as_ref().map_or(f64::NAN, |a| a.lowest_threshold());
-        if lowest == used || passes == MAX_PASSES {
-            if lowest != used {
+        let lowest = settled(&rules, &fit.groups);
+        if lowest.iter().all(|(u, f)| u == f) || passes == MAX_PASSES {
+            for (u, f) in lowest.iter().filter(|(u, f)| u != f) {
                 // Part of the report: the thresholds printed are not yet the ones that link.
                 println!(
-                    "note: after {passes} passes the lowest threshold has not settled (replayed at {used:.2}, fitted {lowest:.2}); calibrate the written rules again"
+                    "note: after {passes} passes the lowest threshold has not settled (replayed at {u:.2}, fitted {f:.2}); calibrate the written rules again"
                 );
             }
             break fit;
@@ -204,13 +271,11 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         // Replay with what was fitted: the children linked are those that alarm at it.
         let mut next = (*rules).clone();
         if let Some(a) = &mut next.alarm {
-            for (l, f) in a.levels.iter_mut().flatten().zip(&fit.fitted) {
-                l.threshold = f.2;
-            }
+            apply(a, &fit.groups);
         }
         rules = Arc::new(next);
     };
-    let Pass { days: by_day, cal, fitted, .. } = fit;
+    let Pass { days: by_day, groups } = fit;
     let (Some(first), Some(last)) = (by_day.keys().next(), by_day.keys().next_back()) else {
         bail!("no day with a full baseline in the calibration period: give more history");
     };
@@ -226,56 +291,108 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             String::new()
         }
     );
-    println!(
-        "{:<8} {:>10} {:>10} {:>18} {:>14} {:>22}",
-        "level",
-        "recurrence",
-        "threshold",
-        format!("{unit} reached"),
-        "once in (days)",
-        "alarm /100 region-days"
-    );
-    let mut written = Vec::new();
-    for &(level, recurrence, t) in &fitted {
-        let a = cal.achieved(t);
-        let alarm_days = by_day.values().flat_map(|d| d.1.values()).filter(|&&s| s >= t).count();
+    let names = &rules.regions.level_names;
+    let mut lines = Vec::new();
+    for g in &groups {
+        // Region-days of this group's region levels (all of them when the thresholds are the
+        // rule set's and pooled).
+        let mine = |r: &u32| g.levels.is_empty() || g.levels.contains(&rules.regions.levels[*r as usize]);
+        let group_days: usize = by_day.values().map(|d| d.1.keys().filter(|r| mine(r)).count()).sum();
+        if groups.len() > 1 {
+            let which: Vec<&str> = g.levels.iter().map(|&l| names[l as usize].as_str()).collect();
+            println!(
+                "\n{} ({group_days} region-days){}",
+                which.join(", "),
+                if g.region_level.is_none() { ": thresholds" } else { ": region_level_thresholds" }
+            );
+        }
         println!(
-            "{:<8} {:>10} {:>10.2} {:>18} {:>14} {:>22.3}",
-            level.as_str(),
-            format!("{recurrence}d"),
-            t,
-            a.days,
-            a.every_days.map_or("never".to_string(), |e| format!("{e:.1}")),
-            100.0 * alarm_days as f64 / region_days.max(1) as f64
+            "{:<8} {:>10} {:>10} {:>18} {:>14} {:>22}",
+            "level",
+            "recurrence",
+            "threshold",
+            format!("{unit} reached"),
+            "once in (days)",
+            "alarm /100 region-days"
         );
-        written.push(format!("{} = {t:.2}", level.as_str()));
+        let mut written = Vec::new();
+        for &(level, recurrence, t) in &g.fitted {
+            let a = g.cal.achieved(t);
+            let alarm_days = by_day
+                .values()
+                .flat_map(|d| d.1.iter().filter(|(r, _)| mine(r)).map(|(_, s)| *s))
+                .filter(|&s| s >= t)
+                .count();
+            println!(
+                "{:<8} {:>10} {:>10.2} {:>18} {:>14} {:>22.3}",
+                level.as_str(),
+                format!("{recurrence}d"),
+                t,
+                a.days,
+                a.every_days.map_or("never".to_string(), |e| format!("{e:.1}")),
+                100.0 * alarm_days as f64 / group_days.max(1) as f64
+            );
+            written.push(format!("{} = {t:.2}", level.as_str()));
+        }
+        lines.push((g.region_level, format!("{{ {} }}", written.join(", "))));
     }
-    let thresholds = format!("thresholds = {{ {} }}", written.join(", "));
-    let on = format!("calibrated_on = \"{first}..{last}, {days} days\"");
-    println!("\n# alarm.toml\n{thresholds}\n{on}");
+    let mut toml = vec![format!("thresholds = {}", lines[0].1)];
+    let own: Vec<String> =
+        lines[1..].iter().filter_map(|(l, t)| l.map(|l| format!("{} = {t}", names[l as usize]))).collect();
+    if !own.is_empty() {
+        toml.push(format!("region_level_thresholds = {{ {} }}", own.join(", ")));
+    }
+    toml.push(format!("calibrated_on = \"{first}..{last}, {days} days\""));
+    println!("\n# alarm.toml\n{}", toml.join("\n"));
     if args.write {
-        write_thresholds(&args.rules, &thresholds, &on)?;
+        write_thresholds(&args.rules, &toml)?;
         println!("written to {}", args.rules.join("alarm.toml").display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Replaces `thresholds` and `calibrated_on` in alarm.toml (after `recurrence` when absent),
-/// and checks the rule set still compiles, restoring the file if not.
-fn write_thresholds(dir: &std::path::Path, thresholds: &str, on: &str) -> Result<()> {
+/// Puts the fitted thresholds into `alarm`: the rule set's (the first group), and each region
+/// level's own.
+fn apply(alarm: &mut vigil_rules::Alarm, groups: &[Group]) {
+    let set = |levels: &mut [Option<vigil_rules::AlarmLevel>; 4], fitted: &[(vigil_model::Level, f64, f64)]| {
+        for l in levels.iter_mut().flatten() {
+            if let Some(f) = fitted.iter().find(|f| f.0 == l.level) {
+                l.threshold = f.2;
+            }
+        }
+    };
+    alarm.region_levels.clear();
+    for g in groups {
+        match g.region_level {
+            None => set(&mut alarm.levels, &g.fitted),
+            Some(rl) => {
+                let mut own = alarm.levels;
+                set(&mut own, &g.fitted);
+                alarm.region_levels.push((rl, own));
+            }
+        }
+    }
+}
+
+/// Replaces `thresholds`, `region_level_thresholds` and `calibrated_on` in alarm.toml with
+/// `lines` (after `recurrence`), and checks the rule set still compiles, restoring the file if
+/// not.
+fn write_thresholds(dir: &std::path::Path, lines: &[String]) -> Result<()> {
     let path = dir.join("alarm.toml");
     let old = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     let mut placed = false;
     for line in old.lines() {
         let key = line.trim_start();
-        if key.starts_with("thresholds") || key.starts_with("calibrated_on") {
+        if key.starts_with("thresholds")
+            || key.starts_with("region_level_thresholds")
+            || key.starts_with("calibrated_on")
+        {
             continue;
         }
         out.push(line.to_string());
         if key.starts_with("recurrence") && !placed {
-            out.push(thresholds.to_string());
-            out.push(on.to_string());
+            out.extend(lines.iter().cloned());
             placed = true;
         }
     }

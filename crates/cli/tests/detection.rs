@@ -235,6 +235,16 @@ fn evidence_alarms_calibrated_on_one_half_hold_their_rate_on_the_other() {
     assert!(table.contains("recurrence per region"), "{table}");
     let alarm = std::fs::read_to_string(dir.join("rules/alarm.toml")).unwrap();
     assert!(alarm.contains("thresholds = { yellow = ") && alarm.contains("calibrated_on = \"2019-"), "{alarm}");
+    // Each alerting region level on its own region-days: the beats, most of them, in
+    // `thresholds`, the city and the districts in thresholds of their own, the city's the
+    // highest (its counts are the largest, and its statistic's tail the heaviest).
+    assert!(table.contains("\nbeat (") && table.contains("\ndistrict (") && table.contains("\ncity ("), "{table}");
+    let own = alarm.lines().find(|l| l.starts_with("region_level_thresholds = ")).expect("region_level_thresholds");
+    assert!(own.contains("city = { yellow = ") && own.contains("district = { yellow = "), "{own}");
+    let written = vigil_rules::load(&dir.join("rules")).unwrap();
+    let a = written.alarm.as_ref().unwrap();
+    let level = |name: &str| written.regions.level_names.iter().position(|l| l == name).unwrap() as u8;
+    assert!(a.lowest_threshold(level("city")) > a.lowest_threshold(level("beat")), "{own}");
     // Linking depends on the lowest threshold: calibrate replayed at what it fitted (the file
     // had none, so the first pass linked at the Bonferroni bound) until it settled, so the
     // written rules calibrate to themselves in one pass.

@@ -232,7 +232,7 @@ pub(crate) struct Verdict {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verdict(
     rules: &RuleSet,
-    slot: usize,
+    (slot, slot_regions): (usize, &[u32]),
     children: &[(u32, bool)],
     hists: &[&History],
     cuts: &[Vec<Cut>],
@@ -241,7 +241,10 @@ pub(crate) fn verdict(
     sc: &mut Scratch,
 ) -> Verdict {
     let alarm = rules.alarm.as_ref().expect("verdict without alarm rules");
-    let lowest = alarm.lowest_threshold();
+    // Each region is judged at its own region level's thresholds (`region_level_thresholds`).
+    let level_of = |s: usize| rules.regions.levels[slot_regions[s] as usize];
+    let region_level = level_of(slot);
+    let lowest = alarm.lowest_threshold(region_level);
     let mut stats: Vec<f64> = Vec::with_capacity(alarm.cuts.len());
     let mut linked = Vec::new();
     let any_alarms = children.iter().any(|c| c.1);
@@ -268,7 +271,7 @@ pub(crate) fn verdict(
             // ended still explains its parent's excess over a scan that holds it.
             if let Some((obs, exp, stat)) = vigil_scan::tail_at(&sc.xs, &sc.fs, w, &params(cut, counted))
                 && obs > exp
-                && (alarms || stat >= lowest)
+                && (alarms || stat >= alarm.lowest_threshold(level_of(ch as usize)))
             {
                 excess += obs - exp;
                 if !linked.contains(&ch) {
@@ -319,7 +322,7 @@ pub(crate) fn verdict(
         named_stat: named.map_or(0.0, |c| stats[c]),
         sources,
         joint,
-        level: alarm.level_for(stat),
+        level: alarm.level_for(region_level, stat),
         linked,
     }
 }
@@ -355,11 +358,13 @@ pub(crate) fn record(
     slot_regions: &[u32],
 ) -> AlertRecord {
     let alarm = rules.alarm.as_ref().expect("record without alarm rules");
+    let region_level = rules.regions.levels[r];
+    let points = alarm.recurrence_points(region_level);
     let evidence = v.cut.map(|c| {
         let cut = cuts[c][slot];
         let unit = alarm.cuts[c].unit;
         let ind = &rules.indicators[alarm.cuts[c].indicator];
-        let recurrence = vigil_scan::recurrence::interpolate(&alarm.recurrence_points(), v.named_stat);
+        let recurrence = vigil_scan::recurrence::interpolate(&points, v.named_stat);
         // The cut's scan ends at its own last evaluation (a daily cut read at a later hour).
         let last = b - b.rem_euclid(ind.hop.0);
         let since = rules.zone.utc(last - cut.windows as i64 * unit);
@@ -382,14 +387,14 @@ pub(crate) fn record(
         }
         let sources: Vec<String> = v.sources.iter().map(|&s| rules.sources[s].id.clone()).collect();
         if !sources.is_empty() {
-            let together = vigil_scan::recurrence::interpolate(&alarm.recurrence_points(), v.joint);
+            let together = vigil_scan::recurrence::interpolate(&points, v.joint);
             summary.push_str(&format!(
                 "; {} rise together here, which by chance happens {}",
                 sources.join(", "),
                 every(round_days(together))
             ));
         }
-        if let Some(l) = v.level.and_then(|l| alarm.levels[l.rank() as usize - 1]) {
+        if let Some(l) = v.level.and_then(|l| alarm.levels_at(region_level)[l.rank() as usize - 1]) {
             summary.push_str(&format!(
                 "; {} is once in {:.0} days or rarer",
                 l.level.as_str(),

@@ -1008,7 +1008,8 @@ impl Pipeline {
     /// Evidence alarms at boundary `b` (see [`crate::alarm`]): linking, grading, records.
     fn alarm_results(&mut self, rules: &RuleSet, b: i64, p: &Period, out: &mut dyn Output) {
         let Some(a) = &rules.alarm else { return };
-        let lowest = a.lowest_threshold();
+        // A region level may have thresholds of its own (`region_level_thresholds`).
+        let lowest = |d: usize| a.lowest_threshold(rules.regions.levels[self.scored[d] as usize]);
         let n = self.scored.len();
         let scanned = |d: usize| self.scanned[d];
         // Each scanned slot's strongest cut; the others are never read (only scanned slots
@@ -1034,9 +1035,18 @@ impl Pipeline {
             // alarms (or whose episode is open, its level held while the evidence dips) does.
             alarmed.extend(self.children[d].iter().copied().filter(|&c| scanned(c as usize)).map(|c| {
                 let open = self.state.evidence[c as usize].level.is_some();
-                (c, raw[c as usize] >= lowest || open)
+                (c, raw[c as usize] >= lowest(c as usize) || open)
             }));
-            let v = alarm::verdict(rules, d, &alarmed, &hists, &self.state.cuts, b, &self.tops, &mut self.alarm);
+            let v = alarm::verdict(
+                rules,
+                (d, &self.scored),
+                &alarmed,
+                &hists,
+                &self.state.cuts,
+                b,
+                &self.tops,
+                &mut self.alarm,
+            );
             let r = self.scored[d] as usize;
             samples.push(RegionEvidence {
                 region: r as u32,

@@ -932,6 +932,33 @@ fn a_weekly_count_evaluated_daily_is_scanned_in_days() {
     }
 }
 
+/// A region level graded at thresholds of its own (`region_level_thresholds`, which `vigil
+/// calibrate` fits per region level): districts that cannot reach theirs open nothing, and no
+/// longer take D1's burst of 03-21 out of the city, which raises it instead.
+#[test]
+fn a_region_level_is_graded_at_its_own_thresholds() {
+    let thresholds = "per = \"region\"\nthresholds = { yellow = 1.5, orange = 2.5, red = 3.5 }\n";
+    let pooled = alarm_rules_with(thresholds);
+    let own = alarm_rules_with(&format!(
+        "{thresholds}region_level_thresholds = {{ district = {{ yellow = 90.0, orange = 95.0, red = 99.0 }} }}\n"
+    ));
+    let events = scenario(&pooled);
+    let opened = |rules: &Arc<RuleSet>| -> Vec<(String, String)> {
+        run(rules, &events, None)
+            .0
+            .iter()
+            .map(|a| serde_json::from_str::<vigil_model::record::AlertRecord>(a).unwrap())
+            .filter(|a| a.scope == "evidence" && a.event == AlertEvent::Opened)
+            .map(|a| (a.region, a.window_end[..10].to_string()))
+            .collect()
+    };
+    let (pooled, own) = (opened(&pooled), opened(&own));
+    let on = |v: &[(String, String)], r: &str| v.iter().any(|(reg, d)| reg == r && d == "2026-03-21");
+    assert!(on(&pooled, "D1") && !on(&pooled, "C"), "{pooled:?}");
+    assert!(!own.iter().any(|(r, _)| r.starts_with('D')), "{own:?}");
+    assert!(on(&own, "C"), "{own:?}");
+}
+
 /// After D1's burst of 03-21 ends, the city's 3-day scan still holds it, and D2's calls run a
 /// little above their usual rate on the two days after: a city excess that is D1's burst read
 /// again. D1, silent by then (its newest days are not in excess), is still linked, so the city
@@ -956,8 +983,8 @@ fn a_child_whose_burst_has_ended_still_explains_its_parents_excess() {
         p.ingest(ev);
         p.advance(ev.ts - 5 * MINUTE, &mut out);
     }
-    let lowest = rules.alarm.as_ref().unwrap().lowest_threshold();
     let city = rules.regions.lookup("C").unwrap();
+    let lowest = rules.alarm.as_ref().unwrap().lowest_threshold(rules.regions.levels[city as usize]);
     let after: Vec<f64> =
         out.0.iter().filter(|s| s.1 == city && s.0 > start && s.0 <= start + 3 * DAY).map(|s| s.2).collect();
     let d1_burst = out.0.iter().filter(|s| s.1 == rules.regions.lookup("D1").unwrap()).map(|s| s.2).fold(0.0, f64::max);

@@ -320,7 +320,8 @@ impl<'a, 's> Compiler<'a, 's> {
         let grading = grading?;
         let indicators = indicators?;
         let scored = (0..regions.len()).filter(|&r| evaluate_levels[regions.levels[r] as usize]).count();
-        let alarm = self.alarm(&indicators, scored);
+        let region_levels: Vec<String> = level_names.clone().unwrap_or_default();
+        let alarm = self.alarm(&indicators, scored, &region_levels, &alert_levels);
         let fixtures = self
             .files
             .files
@@ -357,7 +358,13 @@ impl<'a, 's> Compiler<'a, 's> {
     /// `alarm.toml`, when present: the scanned count indicators, scan and baseline lengths in
     /// their windows, and each level's threshold (calibrated, or the Bonferroni bound over
     /// `scored` regions × cuts when `thresholds` is absent).
-    fn alarm(&mut self, indicators: &[Indicator], scored: usize) -> Option<Alarm> {
+    fn alarm(
+        &mut self,
+        indicators: &[Indicator],
+        scored: usize,
+        region_levels: &[String],
+        alert_levels: &[bool],
+    ) -> Option<Alarm> {
         let file = "alarm.toml";
         let text = self.text(file)?;
         let src = SourceText::new(file, text);
@@ -568,6 +575,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 "give at least one level a recurrence interval, e.g. recurrence = { orange = \"14d\", red = \"100d\" }",
             );
         }
+        let own = self.region_level_thresholds(&src, &raw, &levels, region_levels, alert_levels);
         // The alarm is evaluated at every boundary of its shortest hop.
         let cadence = cuts.iter().map(|c| indicators[c.indicator].hop.0).min().unwrap_or(HOUR).max(1);
         let hold = match &raw.hold {
@@ -587,11 +595,106 @@ impl<'a, 's> Compiler<'a, 's> {
         Some(Alarm {
             cuts,
             levels,
+            region_levels: own,
             per_region,
             calibrated: thresholds.is_some(),
             calibrated_on: raw.calibrated_on,
             hold,
         })
+    }
+
+    /// `region_level_thresholds`: for each region level named, the same raised levels as
+    /// `levels` at thresholds of its own. Each must be an alerting region level, give every
+    /// raised level a threshold (and no other), in increasing order, and `thresholds` must be
+    /// there for the other region levels.
+    fn region_level_thresholds(
+        &mut self,
+        src: &SourceText<'_>,
+        raw: &crate::raw::RawAlarm,
+        levels: &[Option<AlarmLevel>; 4],
+        region_levels: &[String],
+        alert_levels: &[bool],
+    ) -> Vec<(u8, [Option<AlarmLevel>; 4])> {
+        let Some(by_level) = &raw.region_level_thresholds else { return Vec::new() };
+        if raw.thresholds.is_none() {
+            self.sink.at(
+                src,
+                span_of(by_level),
+                "region_level_thresholds without thresholds: the other region levels need theirs (run `vigil calibrate`)",
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (name, map) in by_level.get_ref() {
+            let Some(rl) = region_levels.iter().position(|l| l == name) else {
+                self.sink.at(
+                    src,
+                    span_of(map),
+                    format!(
+                        "unknown region level `{name}` in region_level_thresholds: levels are {}",
+                        region_levels.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if !alert_levels.get(rl).copied().unwrap_or(false) {
+                self.sink.at(
+                    src,
+                    span_of(map),
+                    format!(
+                        "region level `{name}` raises no alerts (alert_region_levels): its thresholds would do nothing"
+                    ),
+                );
+                continue;
+            }
+            let mut own = *levels;
+            let mut ok = true;
+            for l in own.iter_mut().flatten() {
+                match map.get_ref().get(l.level.as_str()) {
+                    Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 && *t.get_ref() < 300.0 => {
+                        l.threshold = *t.get_ref();
+                    }
+                    Some(t) => {
+                        self.sink.at(
+                            src,
+                            span_of(t),
+                            "a threshold is a number above 0 and below 300 (−log10 of a probability)",
+                        );
+                        ok = false;
+                    }
+                    None => {
+                        self.sink.at(
+                            src,
+                            span_of(map),
+                            format!(
+                                "region level `{name}` has no threshold for `{}`, which has a recurrence: run `vigil calibrate` again",
+                                l.level.as_str()
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            for level in map.get_ref().keys() {
+                if !own.iter().flatten().any(|l| l.level.as_str() == level) {
+                    self.sink.at(src, span_of(map), format!("threshold for `{level}`, which has no recurrence"));
+                    ok = false;
+                }
+            }
+            let set: Vec<f64> = own.iter().flatten().map(|l| l.threshold).collect();
+            if ok && set.windows(2).any(|p| p[1] <= p[0]) {
+                self.sink.at(
+                    src,
+                    span_of(map),
+                    format!("region level `{name}`: each level's threshold must exceed the level below's"),
+                );
+                ok = false;
+            }
+            if ok {
+                out.push((rl as u8, own));
+            }
+        }
+        out
     }
 
     /// A list of level names (`alert_region_levels`, `evaluate_region_levels`) as flags over

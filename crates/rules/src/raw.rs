@@ -245,6 +245,9 @@ pub struct RawExpect {
     pub grey: Option<bool>,
 }
 
+/// Level name -> threshold on the evidence statistic.
+pub type LevelThresholds = std::collections::BTreeMap<String, S<f64>>;
+
 /// `[alarm]` in `alarm.toml`: evidence-based alarms (docs/methodology.md §16).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,15 +269,20 @@ pub struct RawAlarm {
     /// city's weekday pattern).
     #[serde(default)]
     pub expectation: Option<S<String>>,
-    /// How long the evidence must stay below a level before the level is lowered or the
-    /// episode resolved (default "3h"; raising is immediate).
+    /// How long a raised level is kept: "day" (the default: to the end of its local day) or a
+    /// duration the evidence must stay below it before it is lowered (raising is immediate).
     #[serde(default)]
     pub hold: Option<S<String>>,
     /// Level -> recurrence interval ("2d", "14d", "100d"); a level left out is not raised.
     pub recurrence: S<std::collections::BTreeMap<String, S<String>>>,
     /// Level -> threshold on the evidence statistic, as `vigil calibrate` writes them.
     #[serde(default)]
-    pub thresholds: Option<S<std::collections::BTreeMap<String, S<f64>>>>,
+    pub thresholds: Option<S<LevelThresholds>>,
+    /// Region level -> its own level -> threshold map, for region levels whose statistic is
+    /// distributed otherwise (`vigil calibrate` with `per = "region"` fits each alerting region
+    /// level on its own region-days); the others take `thresholds`.
+    #[serde(default)]
+    pub region_level_thresholds: Option<S<std::collections::BTreeMap<String, S<LevelThresholds>>>>,
     /// What the thresholds were calibrated on (written by `vigil calibrate`, for people).
     #[serde(default)]
     pub calibrated_on: Option<String>,

@@ -464,8 +464,13 @@ impl RuleSet {
 pub struct Alarm {
     /// The scanned indicators, in rule order.
     pub cuts: Vec<AlarmCut>,
-    /// Per level (blue, yellow, orange, red): `None` when the level is not raised.
+    /// Per level (blue, yellow, orange, red): `None` when the level is not raised. The
+    /// thresholds of every region level without its own in [`Alarm::region_levels`].
     pub levels: [Option<AlarmLevel>; 4],
+    /// Region levels (index into the rule set's levels) with thresholds of their own
+    /// (`region_level_thresholds`): the same levels raised at the same recurrence intervals,
+    /// each at the threshold its own region-days reach at that rate.
+    pub region_levels: Vec<(u8, [Option<AlarmLevel>; 4])>,
     /// Whether recurrence intervals count per region (a rate per region-day) rather than over
     /// the whole rule set (the daily maximum).
     pub per_region: bool,
@@ -540,19 +545,27 @@ impl AlarmCut {
 }
 
 impl Alarm {
-    /// The highest level whose threshold `stat` reaches.
-    pub fn level_for(&self, stat: f64) -> Option<Level> {
-        self.levels.iter().rev().flatten().find(|l| stat >= l.threshold).map(|l| l.level)
+    /// The raised levels of a region of region level `region_level`: its own thresholds, or
+    /// the rule set's.
+    pub fn levels_at(&self, region_level: u8) -> &[Option<AlarmLevel>; 4] {
+        self.region_levels.iter().find(|(l, _)| *l == region_level).map_or(&self.levels, |(_, t)| t)
     }
 
-    /// The lowest threshold of any raised level.
-    pub fn lowest_threshold(&self) -> f64 {
-        self.levels.iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min)
+    /// The highest level whose threshold `stat` reaches in a region of `region_level`.
+    pub fn level_for(&self, region_level: u8, stat: f64) -> Option<Level> {
+        self.levels_at(region_level).iter().rev().flatten().find(|l| stat >= l.threshold).map(|l| l.level)
     }
 
-    /// (threshold, recurrence days) of the raised levels, by threshold.
-    pub fn recurrence_points(&self) -> Vec<(f64, f64)> {
-        let mut v: Vec<(f64, f64)> = self.levels.iter().flatten().map(|l| (l.threshold, l.recurrence_days)).collect();
+    /// The lowest threshold of any raised level in a region of `region_level`.
+    pub fn lowest_threshold(&self, region_level: u8) -> f64 {
+        self.levels_at(region_level).iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min)
+    }
+
+    /// (threshold, recurrence days) of the raised levels in a region of `region_level`, by
+    /// threshold.
+    pub fn recurrence_points(&self, region_level: u8) -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> =
+            self.levels_at(region_level).iter().flatten().map(|l| (l.threshold, l.recurrence_days)).collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     }

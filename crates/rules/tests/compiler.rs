@@ -223,8 +223,8 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     // 4 scored regions x 1 cut x 3 windows x 14 days.
     let orange = a.levels[2].unwrap();
     assert!((orange.threshold - (4.0f64 * 3.0 * 14.0).log10()).abs() < 1e-9, "{orange:?}");
-    assert_eq!(a.level_for(orange.threshold), Some(vigil_model::Level::Orange));
-    assert_eq!(a.level_for(orange.threshold - 0.01), None);
+    assert_eq!(a.level_for(0, orange.threshold), Some(vigil_model::Level::Orange));
+    assert_eq!(a.level_for(0, orange.threshold - 0.01), None);
 
     let calibrated = ALARM.replace(
         "recurrence = { orange = \"14d\", red = \"100d\" }",
@@ -236,6 +236,22 @@ fn an_alarm_scans_count_indicators_with_bonferroni_thresholds_until_calibrated()
     // A duration is counted in evaluations of the hourly count.
     assert_eq!(a.hold, vigil_rules::Hold::Evaluations(48));
     assert_eq!(a.levels[3].unwrap().threshold, 6.25);
+    assert!(a.region_levels.is_empty());
+
+    // A region level with thresholds of its own (the city: 0); the districts (1) take the
+    // rule set's.
+    let own = calibrated.replace(
+        "thresholds = { orange = 4.5, red = 6.25 }",
+        "thresholds = { orange = 4.5, red = 6.25 }\nregion_level_thresholds = { city = { orange = 7.0, red = 11.5 } }",
+    );
+    let rs = compile(&mini::files_with(&[("alarm.toml", &own)])).unwrap_or_else(|d| panic!("{d}"));
+    let a = rs.alarm.unwrap();
+    assert_eq!((a.lowest_threshold(0), a.lowest_threshold(1)), (7.0, 4.5));
+    assert_eq!(a.level_for(0, 6.5), None);
+    assert_eq!(a.level_for(1, 6.5), Some(vigil_model::Level::Red));
+    assert_eq!(a.level_for(0, 11.5), Some(vigil_model::Level::Red));
+    assert_eq!(a.recurrence_points(0), vec![(7.0, 14.0), (11.5, 100.0)]);
+    assert_eq!(a.recurrence_points(1), vec![(4.5, 14.0), (6.25, 100.0)]);
 
     // With the unfiltered count of the same window and hop, the filtered one takes its share
     // of the rest of the city's calls, the unfiltered one of its own.
@@ -297,4 +313,29 @@ hold = "8d"
     let order = ALARM.replace("red = \"100d\"", "red = \"7d\"");
     let text = compile(&mini::files_with(&[("alarm.toml", &order)])).unwrap_err().to_string();
     assert!(text.contains("must exceed the level below's"), "{text}");
+
+    // Thresholds of a region level: every mistake at once, with its position.
+    let own = format!(
+        "{ALARM}thresholds = {{ orange = 4.5, red = 6.25 }}\nregion_level_thresholds = {{ {} }}\n",
+        [
+            "town = { orange = 5.0, red = 6.0 }",
+            "grid = { orange = 5.0, red = 6.0 }",
+            "city = { orange = 5.0, blue = 1.0 }",
+            "district = { orange = 7.0, red = 6.0 }",
+        ]
+        .join(", ")
+    );
+    let text = compile(&mini::files_with(&[("alarm.toml", &own)])).unwrap_err().to_string();
+    for want in [
+        "alarm.toml:6:36: unknown region level `town` in region_level_thresholds: levels are city, district, grid",
+        "region level `grid` raises no alerts (alert_region_levels)",
+        "region level `city` has no threshold for `red`, which has a recurrence",
+        "threshold for `blue`, which has no recurrence",
+        "region level `district`: each level's threshold must exceed the level below's",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let alone = format!("{ALARM}region_level_thresholds = {{ city = {{ orange = 5.0, red = 6.0 }} }}\n");
+    let text = compile(&mini::files_with(&[("alarm.toml", &alone)])).unwrap_err().to_string();
+    assert!(text.contains("region_level_thresholds without thresholds"), "{text}");
 }

@@ -6,7 +6,8 @@
 //! Where history holds at least five such days the threshold is the empirical quantile;
 //! beyond (R longer than a fifth of the history) the tail is extrapolated with an exponential
 //! fitted to the largest tenth of the days (peaks over a threshold with a Gumbel-type tail,
-//! which the maximum of many negative-binomial tails has). Without history the thresholds
+//! which the maximum of many negative-binomial tails has), but never below the empirical
+//! quantile where the history holds one to four such days. Without history the thresholds
 //! fall back to a Bonferroni bound over the cuts and scan lengths, which real streams, with
 //! their genuine clusters, exceed more often than it promises: calibrate before relying on it.
 
@@ -65,7 +66,12 @@ impl Calibration {
             // aside).
             return midpoint(self.desc[allowed - 1], self.desc[allowed]);
         }
-        self.tail_from + self.tail_scale * (self.tail_share * recurrence_days).max(1.0).ln()
+        let tail = self.tail_from + self.tail_scale * (self.tail_share * recurrence_days).max(1.0).ln();
+        // Never below what the history itself shows: where one to four days should reach the
+        // threshold and more than that many reach the extrapolated one, the tail is heavier
+        // than an exponential (a city's maximum over a few clustered days), and the empirical
+        // quantile, noisy as it is, errs on the side of the recurrence asked for.
+        if allowed >= 1 && allowed < n { tail.max(midpoint(self.desc[allowed - 1], self.desc[allowed])) } else { tail }
     }
 
     /// How often, in days, the daily maximum reaches `stat` by chance.
@@ -147,6 +153,20 @@ mod tests {
         let t = c.threshold(5000.0);
         assert!((t - 5000f64.ln()).abs() < 0.3, "{t}");
         assert!((c.recurrence(t) / 5000.0 - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn a_tail_heavier_than_the_exponential_is_not_extrapolated_below_the_history() {
+        // 1,000 days, the largest tenth exponential but for seven days of one cluster far
+        // above it: asked for once in 500 days (two days), the exponential alone would let all
+        // seven through.
+        let mut maxima: Vec<f64> = (1..=1000).map(|i| -((i as f64 - 0.5) / 1000.0).ln()).collect();
+        maxima[..7].copy_from_slice(&[10.4, 10.2, 9.7, 9.5, 9.3, 9.2, 9.1]);
+        let c = Calibration::from_daily_maxima(&maxima).unwrap();
+        let t = c.threshold(500.0);
+        assert_eq!(c.achieved(t).days, 2, "{t}");
+        // Where the history holds fewer days than asked for, the exponential is all there is.
+        assert!(c.threshold(5000.0) > t);
     }
 
     #[test]
