@@ -16,6 +16,7 @@ mod demo;
 mod eval_cmd;
 mod gen_cmd;
 mod history;
+mod log;
 mod perms;
 mod report_cmd;
 mod run_cmd;
@@ -148,6 +149,7 @@ pub(crate) fn prefix(dir: &std::path::Path, d: &vigil_rules::Diagnostic) -> Stri
 }
 
 fn main() -> ExitCode {
+    log::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -510,7 +510,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: Arc<RuleSet>, cfg: EngineConfig, metrics: Metrics) -> Result<Engine, EngineError> {
         let topics = cfg.source_topics(&rules);
-        let warn = &mut |w: String| eprintln!("vigil: {w}");
+        let warn = &mut |w: String| tracing::warn!("{w}");
         // The checkpoint directory is locked for the run, first of all: an instance that finds
         // it taken refuses to start before it could disturb the holder. In exactly-once mode the
         // producer registers next, which fences an earlier instance of the group (on another
@@ -560,16 +560,17 @@ impl Engine {
         let mut resumed: Option<(crate::checkpoint::Checkpoint, Pipeline)> = None;
         if let Some(cp) = restored {
             match Pipeline::restore_adopting(Arc::clone(&rules), cfg.options, owned.as_deref(), &cp.pipeline) {
-                Ok((_, Some(c))) if c.layout_changed => eprintln!(
-                    "vigil: the checkpoint was taken with rules {} whose sources, regions, scored levels, cadence or \
+                Ok((_, Some(c))) if c.layout_changed => tracing::warn!(
+                    "the checkpoint was taken with rules {} whose sources, regions, scored levels, cadence or \
                      time zone differ from rules {}, or holds other regions than this task's: rebuilding state from \
                      the beginning of the topics",
-                    cp.rules_version, rules.version
+                    cp.rules_version,
+                    rules.version
                 ),
                 Ok((pipeline, carried)) => {
                     if let Some(c) = &carried {
-                        eprintln!(
-                            "vigil: the checkpoint was taken with rules {}, now {}: {}",
+                        tracing::info!(
+                            "the checkpoint was taken with rules {}, now {}: {}",
                             cp.rules_version,
                             rules.version,
                             describe(c)
@@ -577,8 +578,8 @@ impl Engine {
                     }
                     resumed = Some((cp, pipeline));
                 }
-                Err(vigil_core::snapshot::SnapshotError::Version { found }) => eprintln!(
-                    "vigil: the checkpoint's state is of format {found}, which this version does not read: \
+                Err(vigil_core::snapshot::SnapshotError::Version { found }) => tracing::warn!(
+                    "the checkpoint's state is of format {found}, which this version does not read: \
                      rebuilding state from the beginning of the topics"
                 ),
                 Err(e) => return Err(EngineError::Resume(e.to_string())),
@@ -826,7 +827,7 @@ impl Engine {
                         }
                     }
                 }
-                Some(Err(e)) => eprintln!("vigil: consumer error: {e}"),
+                Some(Err(e)) => tracing::warn!("consumer error: {e}"),
                 None => {}
             }
             if idle_poll || now.duration_since(last_check) >= Duration::from_millis(50) {
@@ -837,7 +838,7 @@ impl Engine {
                 vigil_kafka::poll(&self.producer);
                 if debug && last_debug.elapsed() >= Duration::from_secs(2) {
                     last_debug = Instant::now();
-                    eprintln!(
+                    tracing::info!(
                         "debug: consumed {} held {} paused {} min_active {:?} wm {:?} idle? {:?} inputs {:?} held {:?}",
                         summary.consumed,
                         self.held.iter().map(|h| h.len()).sum::<usize>(),
@@ -1271,7 +1272,7 @@ pub(crate) fn resume_archive(archive: &mut dyn Archive, resumed_at: Option<Posit
     }
     let removed = archive.rewind(at).map_err(EngineError::Archive)?;
     if removed > 0 {
-        eprintln!("vigil: removed {removed} archive files committed after the checkpoint this run resumes from");
+        tracing::info!("removed {removed} archive files committed after the checkpoint this run resumes from");
     }
     archive.begin(at);
     Ok(())

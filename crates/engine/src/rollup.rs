@@ -46,7 +46,7 @@ pub fn run(
     let name = crate::scale::part_name(ROLLUP, cfg.partition_level);
     let group = format!("{}.{name}", cfg.group);
     let location = cfg.state.as_ref().map(|s| s.part(&name));
-    let mut warn = |w: String| eprintln!("vigil: roll-up: {w}");
+    let mut warn = |w: String| tracing::warn!("roll-up: {w}");
     let mut store = match &location {
         Some(l) => Some(loop {
             // The instance that ran the roll-up before releases its directory's lock when it
@@ -126,7 +126,7 @@ pub fn run(
                     stage.record(&rec, &mut out);
                 }
             }
-            Some(Err(e)) => eprintln!("vigil: roll-up consumer error: {e}"),
+            Some(Err(e)) => tracing::warn!("roll-up consumer error: {e}"),
             None => {}
         }
         metrics.rollup_pending.set(stage.pending_hours() as i64);

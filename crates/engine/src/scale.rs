@@ -97,9 +97,9 @@ impl vigil_kafka::Membership for Member {
         }
         let tasks: BTreeSet<i32> = count.iter().filter(|(_, n)| **n == self.topics).map(|(p, _)| *p).collect();
         if tasks.len() != count.len() {
-            eprintln!("vigil: the group assigned partitions of only some event topics: {partitions:?}");
+            tracing::warn!("the group assigned partitions of only some event topics: {partitions:?}");
         }
-        eprintln!("vigil: assigned tasks {tasks:?}");
+        tracing::info!("assigned tasks {tasks:?}");
         *lock(&self.shared.assigned) = Some(tasks);
     }
 

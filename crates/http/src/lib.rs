@@ -67,10 +67,10 @@ pub fn serve(addr: &str, api: Api) -> Result<SocketAddr, HttpError> {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => {
                         if let Err(e) = axum::serve(l, router(api)).await {
-                            eprintln!("vigil: http server stopped: {e}");
+                            tracing::error!("http server stopped: {e}");
                         }
                     }
-                    Err(e) => eprintln!("vigil: http server: {e}"),
+                    Err(e) => tracing::error!("http server: {e}"),
                 }
             })
         })

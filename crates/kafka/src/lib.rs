@@ -608,11 +608,11 @@ impl<M: Membership> ConsumerContext for MemberContext<M> {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 if let Err(e) = consumer.pause(tpl) {
-                    eprintln!("vigil: could not pause the group member's partitions: {e}");
+                    tracing::warn!("could not pause the group member's partitions: {e}");
                 }
                 self.membership.assigned(&listed(tpl));
             }
-            Rebalance::Error(e) => eprintln!("vigil: consumer group rebalance failed: {e}"),
+            Rebalance::Error(e) => tracing::warn!("consumer group rebalance failed: {e}"),
             Rebalance::Revoke(_) => {}
         }
     }

@@ -270,7 +270,7 @@ impl Worker {
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let why = format!("alertmanager {}: {e}", self.endpoint);
-                eprintln!("vigil: {why} (retried every {} s)", self.resend.as_secs());
+                tracing::warn!("{why} (retried every {} s)", self.resend.as_secs());
                 *self.stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
         }

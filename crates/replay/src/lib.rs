@@ -141,12 +141,23 @@ pub struct Summary {
 
 struct Stream {
     input: Input,
-    head: Option<(Event, u64)>,
-    /// The record after `head`: the reference time a head must not run ahead of.
-    ahead: Option<(Event, u64)>,
-    /// The time of the last record that became `head` (the reference at the end of the input).
+    /// Two records and their positions, read in place (an event is a few hundred bytes, and
+    /// moving it between look-ahead slots was a tenth of a replay at ten times the city's
+    /// rate): `slots[cur]` is the head when `has_head`, the other the record after it when
+    /// `has_ahead`, the reference time a head must not run ahead of.
+    slots: [(Event, u64); 2],
+    cur: usize,
+    has_head: bool,
+    has_ahead: bool,
+    /// The time of the last record that became the head (the reference at the end of the input).
     prev: Option<Ts>,
     delay: i64,
+}
+
+impl Stream {
+    fn head(&self) -> Option<&(Event, u64)> {
+        self.has_head.then(|| &self.slots[self.cur])
+    }
 }
 
 /// Counts outputs on their way to the real sink.
@@ -179,7 +190,15 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
         .into_iter()
         .map(|input| {
             let delay = input.source.map_or(min_delay, |s| rules.sources[s as usize].allowed_delay.0);
-            Stream { input, head: None, ahead: None, prev: None, delay }
+            Stream {
+                input,
+                slots: [(Event::default(), 0), (Event::default(), 0)],
+                cur: 0,
+                has_head: false,
+                has_ahead: false,
+                prev: None,
+                delay,
+            }
         })
         .collect();
     let mut wms = Watermarks::new(&streams.iter().map(|s| s.delay).collect::<Vec<_>>());
@@ -187,7 +206,7 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     let mut out = Counting { inner: sink, scores: 0, alerts: 0 };
     for (i, s) in streams.iter_mut().enumerate() {
         refill(s, &rules, &decoder, &mut summary, out.inner)?;
-        if s.head.is_none() {
+        if !s.has_head {
             wms.set_idle(i, true);
         }
     }
@@ -195,12 +214,13 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
     let mut last: Option<Ts> = None;
     // Always take the stream whose next event is earliest (ties: the first input).
     while let Some(i) =
-        streams.iter().enumerate().filter_map(|(i, s)| s.head.as_ref().map(|(e, _)| (e.ts, i))).min().map(|(_, i)| i)
+        streams.iter().enumerate().filter_map(|(i, s)| s.head().map(|(e, _)| (e.ts, i))).min().map(|(_, i)| i)
     {
-        let Some((ev, line)) = streams[i].head.take() else { break };
+        let Some((ev, line)) = streams[i].head() else { break };
+        let line = *line;
         first = Some(first.map_or(ev.ts, |f: Ts| f.min(ev.ts)));
         last = Some(last.map_or(ev.ts, |l: Ts| l.max(ev.ts)));
-        match vigil_core::step(pipeline, &mut wms, i, &ev, &mut |p, wm| p.advance(wm, &mut out)) {
+        match vigil_core::step(pipeline, &mut wms, i, ev, &mut |p, wm| p.advance(wm, &mut out)) {
             Ingest::Accepted => summary.accepted += 1,
             Ingest::AcceptedLate => summary.accepted_late += 1,
             Ingest::Duplicate => summary.duplicates += 1,
@@ -226,8 +246,9 @@ pub fn replay<S: Sink>(pipeline: &mut Pipeline, inputs: Vec<Input>, sink: &mut S
                 });
             }
         }
+        streams[i].has_head = false;
         refill(&mut streams[i], &rules, &decoder, &mut summary, out.inner)?;
-        if streams[i].head.is_none() {
+        if !streams[i].has_head {
             wms.set_idle(i, true);
         }
     }
@@ -261,57 +282,64 @@ fn refill<S: Sink>(
     sink: &mut S,
 ) -> io::Result<()> {
     loop {
-        let current = match s.ahead.take() {
-            Some(r) => Some(r),
-            None => read_record(s, decoder, summary, sink)?,
-        };
-        let Some((ev, pos)) = current else {
-            s.head = None;
+        // The candidate, in `slots[cur]`: the record read ahead, or the next one.
+        if s.has_ahead {
+            s.cur = 1 - s.cur;
+            s.has_ahead = false;
+        } else if !read_record(&mut s.input, &mut s.slots[s.cur], decoder, summary, sink)? {
+            s.has_head = false;
             return Ok(());
-        };
-        s.ahead = read_record(s, decoder, summary, sink)?;
+        }
+        let next = 1 - s.cur;
+        s.has_ahead = read_record(&mut s.input, &mut s.slots[next], decoder, summary, sink)?;
         // The later of its neighbours, and only while a record follows: a late record after it
         // must not make it look early, and the last record of a sparse input is not judged by
         // the one before it alone.
-        let reference = s.ahead.as_ref().map(|(e, _)| e.ts.max(s.prev.unwrap_or(e.ts)));
-        if let Some(rejection) = reference.and_then(|r| vigil_core::ahead_of_reference(rules, &ev, r)) {
+        let reference = s.has_ahead.then(|| {
+            let e = &s.slots[next].0;
+            e.ts.max(s.prev.unwrap_or(e.ts))
+        });
+        let (ev, pos) = &s.slots[s.cur];
+        if let Some(rejection) = reference.and_then(|r| vigil_core::ahead_of_reference(rules, ev, r)) {
             *summary.rejected.entry(rejection.code.as_str().to_string()).or_default() += 1;
             sink.rejected(Rejected {
                 input: s.input.name.clone(),
-                line: pos,
+                line: *pos,
                 code: rejection.code,
                 detail: rejection.detail,
             });
             continue;
         }
         s.prev = Some(ev.ts);
-        s.head = Some((ev, pos));
+        s.has_head = true;
         return Ok(());
     }
 }
 
-/// The input's next record that decodes; the ones that do not are reported on the way.
+/// Reads the input's next record that decodes into `slot` (the event and its position);
+/// `false` at the end. The ones that do not decode are reported on the way.
 fn read_record<S: Sink>(
-    s: &mut Stream,
+    input: &mut Input,
+    slot: &mut (Event, u64),
     decoder: &Decoder<'_>,
     summary: &mut Summary,
     sink: &mut S,
-) -> io::Result<Option<(Event, u64)>> {
-    let hint = s.input.source.map_or(SourceHint::None, SourceHint::Default);
-    let mut ev = Event::default();
+) -> io::Result<bool> {
+    let hint = input.source.map_or(SourceHint::None, SourceHint::Default);
     loop {
-        match s.input.records.next_record(decoder, hint, &mut ev)? {
-            Next::End => return Ok(None),
+        match input.records.next_record(decoder, hint, &mut slot.0)? {
+            Next::End => return Ok(false),
             Next::Event { pos, dropped_fields } => {
                 summary.lines += 1;
                 summary.dropped_fields += dropped_fields as u64;
-                return Ok(Some((ev, pos)));
+                slot.1 = pos;
+                return Ok(true);
             }
             Next::Rejected { pos, rejection } => {
                 summary.lines += 1;
                 *summary.rejected.entry(rejection.code.as_str().to_string()).or_default() += 1;
                 sink.rejected(Rejected {
-                    input: s.input.name.clone(),
+                    input: input.name.clone(),
                     line: pos,
                     code: rejection.code,
                     detail: rejection.detail,
