@@ -210,11 +210,19 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pas
                 vigil_scan::recurrence::MIN_DAYS
             );
         };
+        // Higher levels need higher thresholds (the rules refuse others): the empirical floor of
+        // a lower level's (one to four days above it) can lie above the exponential tail a
+        // higher level is extrapolated from, on a short history.
+        let mut prev = f64::NEG_INFINITY;
         let fitted = alarm
             .levels
             .iter()
             .flatten()
-            .map(|l| (l.level, l.recurrence_days, (cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0))
+            .map(|l| {
+                let t = ((cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0).max(prev + 0.01);
+                prev = t;
+                (l.level, l.recurrence_days, t)
+            })
             .collect();
         Ok(Group { region_level, levels, cal, fitted })
     };
