@@ -243,7 +243,7 @@ fn settled(rules: &RuleSet, groups: &[Group]) -> Vec<(f64, f64)> {
         .map(|g| {
             let used = match g.region_level {
                 Some(l) => alarm.lowest_threshold(l),
-                None => alarm.levels.iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min),
+                None => vigil_rules::lowest(&alarm.levels),
             };
             let fitted = g.fitted.iter().map(|f| f.2).fold(f64::INFINITY, f64::min);
             (used, fitted)

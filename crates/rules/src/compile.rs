@@ -320,8 +320,7 @@ impl<'a, 's> Compiler<'a, 's> {
         let grading = grading?;
         let indicators = indicators?;
         let scored = (0..regions.len()).filter(|&r| evaluate_levels[regions.levels[r] as usize]).count();
-        let region_levels: Vec<String> = level_names.clone().unwrap_or_default();
-        let alarm = self.alarm(&indicators, scored, &region_levels, &alert_levels);
+        let alarm = self.alarm(&indicators, scored, level_names.as_deref().unwrap_or(&[]), &alert_levels);
         let fixtures = self
             .files
             .files
@@ -522,15 +521,10 @@ impl<'a, 's> Compiler<'a, 's> {
             }
             let days = d.0 as f64 / DAY as f64;
             let threshold = match thresholds.map(|t| t.get(name)) {
-                Some(Some(t)) if t.get_ref().is_finite() && *t.get_ref() > 0.0 && *t.get_ref() < 300.0 => *t.get_ref(),
-                Some(Some(t)) => {
-                    self.sink.at(
-                        &src,
-                        span_of(t),
-                        "a threshold is a number above 0 and below 300 (−log10 of a probability)",
-                    );
-                    continue;
-                }
+                Some(Some(t)) => match self.threshold(&src, t) {
+                    Some(t) => t,
+                    None => continue,
+                },
                 Some(None) => {
                     self.sink.at(
                         &src,
@@ -651,17 +645,10 @@ impl<'a, 's> Compiler<'a, 's> {
             let mut ok = true;
             for l in own.iter_mut().flatten() {
                 match map.get_ref().get(l.level.as_str()) {
-                    Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 && *t.get_ref() < 300.0 => {
-                        l.threshold = *t.get_ref();
-                    }
-                    Some(t) => {
-                        self.sink.at(
-                            src,
-                            span_of(t),
-                            "a threshold is a number above 0 and below 300 (−log10 of a probability)",
-                        );
-                        ok = false;
-                    }
+                    Some(t) => match self.threshold(src, t) {
+                        Some(t) => l.threshold = t,
+                        None => ok = false,
+                    },
                     None => {
                         self.sink.at(
                             src,
@@ -695,6 +682,16 @@ impl<'a, 's> Compiler<'a, 's> {
             }
         }
         out
+    }
+
+    /// A threshold on the evidence statistic as written: a number above 0 and below 300.
+    fn threshold(&mut self, src: &SourceText<'_>, t: &S<f64>) -> Option<f64> {
+        let v = *t.get_ref();
+        if v.is_finite() && v > 0.0 && v < 300.0 {
+            return Some(v);
+        }
+        self.sink.at(src, span_of(t), "a threshold is a number above 0 and below 300 (−log10 of a probability)");
+        None
     }
 
     /// A list of level names (`alert_region_levels`, `evaluate_region_levels`) as flags over

@@ -558,7 +558,7 @@ impl Alarm {
 
     /// The lowest threshold of any raised level in a region of `region_level`.
     pub fn lowest_threshold(&self, region_level: u8) -> f64 {
-        self.levels_at(region_level).iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min)
+        lowest(self.levels_at(region_level))
     }
 
     /// (threshold, recurrence days) of the raised levels in a region of `region_level`, by
@@ -574,6 +574,11 @@ impl Alarm {
     pub fn cut_of(&self, i: usize) -> Option<usize> {
         self.cuts.iter().position(|c| c.indicator == i)
     }
+}
+
+/// The lowest threshold of any raised level of `levels` (infinite when none is raised).
+pub fn lowest(levels: &[Option<AlarmLevel>; 4]) -> f64 {
+    levels.iter().flatten().map(|l| l.threshold).fold(f64::INFINITY, f64::min)
 }
 
 /// The longest alarm scan, in windows of the scanned indicator.
