@@ -15,10 +15,13 @@ import argparse, csv, json, os, platform, subprocess, sys, time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import ceiling
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TARGETS = [0.03, 0.1, 1.0, 5.0]
 LEVELS = ["blue", "yellow", "orange", "red"]
+CEILING_RATES = [0.1, 1.0, 5.0]
 
 
 def sh(cmd, **kw):
@@ -283,6 +286,9 @@ def write_results(a, out, rows, secs):
             b = ev["levels"]["orange"]["all"]["point"]["by_bucket"]
             lines.append("\nOrange and above by bucket, whole stream (own region / surges): " + ", ".join(
                 f"{k} {v['detected_own']}/{v['surges']}" for k, v in sorted(b.items())) + ".")
+        if "vigil-evidence" in methods:
+            curves = {m: json.load(open(d / f"curve-{m}.json")) for m in methods}
+            lines += [""] + ceiling.table(d, CEILING_RATES, curves, best)
         who = "the default rules" if s == "synthetic" else "the rule set a new user writes from the docs"
         lines.append(f"\nvigil's index alerts ({who}; composite and domain scores):\n")
         lines.append("| level and above | own region | region or ancestor | chance | false /100 region-days | median delay (days) |")
@@ -332,7 +338,7 @@ def write_results(a, out, rows, secs):
         "user's history holds them) of the first half of each stream.",
         "",
         "How to read it. Each stream has 49 injected surges, 7 per bucket (1.5x, 2x, 3x, +1/day,",
-        "+2/day, ramp, spatial). *Own region*: an alarm in a surge's region on one of its days.",
+        "+2/day, ramp, spatial). *Own region*: an alarm in a surge's region, or in a region inside it, on one of its days.",
         "*False alerts*: alarm region-days outside every surge window (its regions, their ancestors and descendants,",
         "to one day after), per 100 region-days. Swept detectors (every threshold) are compared at",
         "matched rates: the best detection at or below each rate, with the chance level random",

@@ -27,12 +27,12 @@ pub struct Point {
     pub false_alerts: u64,
     pub false_per_100_region_days: f64,
     pub surges: usize,
-    /// Detected in a region of the surge.
+    /// Detected in a region of the surge or inside one (a sub-region holds part of its excess).
     pub detected_own: usize,
-    /// Detected in a region of the surge or an ancestor.
+    /// Detected in a region of the surge, inside one, or in an ancestor.
     pub detected_related: usize,
-    /// Of the related detections: the first alarm named the surge's region (or its parent) and
-    /// the surge's category.
+    /// Of the related detections: the first alarm named the surge's region (or a region inside
+    /// it, or its parent) and the surge's category.
     pub localised: usize,
     /// Expected own-region detections of random alarms at this false-alert rate.
     pub chance: f64,
@@ -95,6 +95,10 @@ pub struct Evaluation<'a> {
     /// descendants, from its
     /// first day to `grace_days` after its last).
     covered: Vec<bool>,
+    /// Per surge of the truth: its regions, then the regions inside them (its own regions for
+    /// detection: a district-wide surge's events fall in some of its streets, and an alarm
+    /// there has found it, more precisely).
+    inside: Vec<Vec<u32>>,
 }
 
 impl<'a> Evaluation<'a> {
@@ -119,7 +123,20 @@ impl<'a> Evaluation<'a> {
                 }
             }
         }
-        Evaluation { rules, truth, sig, grace_days, covered }
+        let inside = truth
+            .surges
+            .iter()
+            .map(|s| {
+                let mut own = s.regions.clone();
+                for r in 0..rules.regions.len() as u32 {
+                    if !own.contains(&r) && s.regions.iter().any(|&x| rules.regions.is_ancestor_or_self(x, r)) {
+                        own.push(r);
+                    }
+                }
+                own
+            })
+            .collect();
+        Evaluation { rules, truth, sig, grace_days, covered, inside }
     }
 
     fn region_days(&self) -> u64 {
@@ -158,11 +175,11 @@ impl<'a> Evaluation<'a> {
         None
     }
 
-    fn surge(&self, s: &Surge, t: f64) -> SurgeResult {
-        let own = self.first_alarm(s, &s.regions, t);
-        // Own regions first, then their ancestors from the nearest up, so a same-day alarm in
-        // the surge's own region is the one reported.
-        let mut related: Vec<u32> = s.regions.clone();
+    fn surge(&self, s: &Surge, inside: &[u32], t: f64) -> SurgeResult {
+        let own = self.first_alarm(s, inside, t);
+        // Own regions first (the surge's, then those inside them), then their ancestors from the
+        // nearest up, so a same-day alarm in the surge's own region is the one reported.
+        let mut related: Vec<u32> = inside.to_vec();
         for depth in 1..vigil_rules::MAX_LEVELS {
             for &r in &s.regions {
                 if let Some(&a) = self.rules.regions.chains[r as usize].get(depth)
@@ -178,7 +195,7 @@ impl<'a> Evaluation<'a> {
                 let r = self.sig.regions[slot];
                 let parent_of_surge = s.regions.iter().any(|&x| self.rules.regions.parents[x as usize] == Some(r));
                 let cat = self.sig.category_at(slot, (day - self.sig.first_day) as usize);
-                let localised = (s.regions.contains(&r) || parent_of_surge) && cat.is_some_and(|c| s.names(c));
+                let localised = (inside.contains(&r) || parent_of_surge) && cat.is_some_and(|c| s.names(c));
                 (Some(self.rules.regions.codes[r as usize].clone()), cat.map(str::to_string), localised)
             }
             None => (None, None, false),
@@ -202,12 +219,13 @@ impl<'a> Evaluation<'a> {
         // The chance level: false alerts can only fall on region-days outside the surge windows.
         let uncovered = self.covered.iter().filter(|c| !**c).count().max(1) as f64;
         let p = false_alerts as f64 / uncovered;
-        let results: Vec<SurgeResult> = self.truth.surges.iter().map(|s| self.surge(s, t)).collect();
+        let results: Vec<SurgeResult> =
+            self.truth.surges.iter().zip(&self.inside).map(|(s, inside)| self.surge(s, inside, t)).collect();
         let mut by_bucket: BTreeMap<String, Bucket> = BTreeMap::new();
         let mut chance = 0.0;
         let mut delays: Vec<i64> = Vec::new();
-        for (s, r) in self.truth.surges.iter().zip(&results) {
-            let own_slots = s.regions.iter().filter(|&&x| self.sig.slot(x).is_some()).count();
+        for ((s, r), inside) in self.truth.surges.iter().zip(&results).zip(&self.inside) {
+            let own_slots = inside.iter().filter(|&&x| self.sig.slot(x).is_some()).count();
             let c = 1.0 - (1.0 - p).powi((s.last - s.first + 1) as i32 * own_slots as i32);
             chance += c;
             let b = by_bucket.entry(s.bucket.clone()).or_default();

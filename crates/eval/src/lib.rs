@@ -7,7 +7,8 @@
 //! - A *signal* is a detector's score for one region, day and (optionally) category; larger is
 //!   more alarming. A threshold `t` turns it into alarms: region `r` alarms on day `d` when its
 //!   largest signal that day is at least `t`.
-//! - A surge is *detected* when a region of the surge (own-region detection), or also one of
+//! - A surge is *detected* when a region of the surge or a region inside one (own-region
+//!   detection: a district-wide surge's events fall in some of its streets), or also one of
 //!   their ancestors (region-or-ancestor detection), alarms on a day of the surge; the delay is
 //!   the first such day minus the surge's first day.
 //! - A *false alert* is an alarm region-day (at or above `t`) outside every surge's regions,

@@ -107,8 +107,8 @@ fn bad_truth_is_refused_with_the_line() {
 }
 
 /// A district-wide surge's events fall in its grid cells: an alarm in one of them during the
-/// surge has found it (not a false alert), though only an alarm in the district itself counts as
-/// own-region detection.
+/// surge has found it, more precisely than the district's own (the most specific region that
+/// explains the excess): not a false alert, an own-region detection, localised.
 #[test]
 fn alarms_inside_a_surge_region_are_not_false() {
     let rules = rules();
@@ -120,9 +120,21 @@ fn alarms_inside_a_surge_region_are_not_false() {
     // G1 (in D1) alarms on day 5, inside the surge; D2 on day 5 is false.
     let signals = "method,region,category,date,stat\nm,G1,volume,2026-03-05,5\nm,D2,volume,2026-03-05,5\nm,D1,volume,2026-03-09,1\n";
     let sig = from_baseline_csv("s.csv", signals, &rules, "m", truth.first_day, truth.last_day).unwrap();
-    let card = Evaluation::new(&rules, &truth, &sig, 1).card(5.0);
+    let ev = Evaluation::new(&rules, &truth, &sig, 1);
+    let card = ev.card(5.0);
     assert_eq!(card.point.false_alerts, 1, "{:?}", card.point);
-    assert_eq!(card.point.detected_own, 0);
+    assert_eq!((card.point.detected_own, card.point.localised), (1, 1), "{:?}", card.point);
+    assert_eq!(card.per_surge[0].first_region.as_deref(), Some("G1"));
+    assert_eq!(card.per_surge[0].delay_days, Some(1));
+    // Chance: random alarms in G1 find the surge as well as D1's: p = 1 false over the 24
+    // region-days outside the window (D1 and G1 on days 4-6 covered), over 2 days x 2 regions.
+    let q: f64 = 23.0 / 24.0;
+    assert!((card.point.chance - (1.0 - q.powi(4))).abs() < 1e-12, "{}", card.point.chance);
+    // An alarm in the surge's parent is related, not own.
+    let signals = "method,region,category,date,stat\nm,C,volume,2026-03-05,5\nm,G1,volume,2026-03-01,1\nm,D2,volume,2026-03-01,1\n";
+    let sig = from_baseline_csv("s.csv", signals, &rules, "m", truth.first_day, truth.last_day).unwrap();
+    let p = Evaluation::new(&rules, &truth, &sig, 1).card(5.0).point;
+    assert_eq!((p.detected_own, p.detected_related), (0, 1), "{p:?}");
 }
 
 /// A synthetic incident's events count in several categories; its truth lists the others as
