@@ -41,7 +41,20 @@ pub struct CalibrateArgs {
     /// their region-days together, instead of each alerting region level on its own.
     #[arg(long)]
     pool_levels: bool,
+    /// Monte Carlo replicates of the history to fit on as well (methodology §16.3): each a
+    /// history whose every day is a recorded day of the same weekday drawn at random, as long
+    /// as the recorded one or as a full baseline and a calibration need. For a history too
+    /// short to calibrate on; replicates lose the order of days, so real multi-day clusters
+    /// pass their thresholds more often than promised.
+    #[arg(long, default_value_t = 0)]
+    replicates: u32,
+    /// Seed of the replicates' draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
+
+/// A day of the calibration: the replicate it belongs to (0: the recorded history) and its date.
+type Day = (u32, String);
 
 struct Collect<'r> {
     rules: &'r RuleSet,
@@ -51,9 +64,11 @@ struct Collect<'r> {
     last_date: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    /// Date -> (largest statistic, each alarm region's largest statistic that day: below a
+    /// The replicate replayed (0: the recorded history).
+    replicate: u32,
+    /// Day -> (largest statistic, each alarm region's largest statistic that day: below a
     /// daily cadence a day holds many evaluations).
-    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+    days: BTreeMap<Day, (f64, BTreeMap<u32, f64>)>,
     signals: Option<std::io::BufWriter<std::fs::File>>,
     error: Option<std::io::Error>,
 }
@@ -91,7 +106,7 @@ impl Output for Collect<'_> {
         }
         let alerting =
             regions.iter().filter(|e| self.rules.alert_levels[self.rules.regions.levels[e.region as usize] as usize]);
-        let entry = self.days.entry(date).or_insert((0.0, BTreeMap::new()));
+        let entry = self.days.entry((self.replicate, date)).or_insert((0.0, BTreeMap::new()));
         for e in alerting {
             entry.0 = entry.0.max(e.stat);
             let r = entry.1.entry(e.region).or_insert(0.0);
@@ -123,12 +138,19 @@ struct Group {
 
 /// One pass: replays the history with `rules`' thresholds and fits new ones.
 struct Pass {
-    days: BTreeMap<String, (f64, BTreeMap<u32, f64>)>,
+    days: BTreeMap<Day, (f64, BTreeMap<u32, f64>)>,
     /// The rule set's thresholds first, then region levels with their own.
     groups: Vec<Group>,
 }
 
-fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pass> {
+/// The replicates to fit on with the recorded history: the history they are drawn from, and
+/// each one's length in days.
+struct Replicates {
+    recorded: Arc<crate::resample::Recorded>,
+    days: i64,
+}
+
+fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize, replicates: Option<&Replicates>) -> Result<Pass> {
     let alarm = rules.alarm.as_ref().expect("checked by the caller");
     let signals = match &args.signals {
         Some(p) => Some(std::io::BufWriter::new(
@@ -143,6 +165,7 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pas
         last_date: None,
         from: args.from.clone(),
         to: args.to.clone(),
+        replicate: 0,
         days: BTreeMap::new(),
         signals,
         error: None,
@@ -160,12 +183,32 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize) -> Result<Pas
     if let Some(mut w) = sink.signals.take() {
         w.flush()?;
     }
-    let (Some(first), Some(last)) = (sink.days.keys().next(), sink.days.keys().next_back()) else {
-        bail!("no day with a full baseline in the calibration period: give more history");
-    };
+    for (k, r) in (1..=args.replicates).filter_map(|k| replicates.map(|r| (k, r))) {
+        let input = r.recorded.replicate(args.seed, k, r.days)?;
+        // A replicate's days are all drawn from the calibration period: every one with a full
+        // baseline is calibrated on.
+        let mut rep = Collect {
+            rules,
+            warmup,
+            seen_days: 0,
+            last_date: None,
+            from: None,
+            to: None,
+            replicate: k,
+            days: BTreeMap::new(),
+            signals: None,
+            error: None,
+        };
+        let mut pipeline = vigil_core::Pipeline::new(Arc::clone(rules), options);
+        vigil_replay::replay(&mut pipeline, vec![input], &mut rep).with_context(|| format!("replicate {k}"))?;
+        sink.days.append(&mut rep.days);
+    }
+    if sink.days.is_empty() {
+        bail!("no day with a full baseline in the calibration period: give more history (or --replicates)");
+    }
     if sink.days.len() < vigil_scan::recurrence::MIN_DAYS {
         bail!(
-            "{} days with a full baseline ({first}..{last}); calibration needs at least {}",
+            "{} days with a full baseline; calibration needs at least {} (give more history, or --replicates)",
             sink.days.len(),
             vigil_scan::recurrence::MIN_DAYS
         );
@@ -262,10 +305,23 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         .map(|c| ((c.windows + c.baseline) as i64 * c.unit).div_euclid(vigil_model::time::DAY) as usize + 1)
         .max()
         .unwrap_or(0);
+    let replicates = if args.replicates > 0 {
+        let last = match &args.to {
+            Some(t) => Some(crate::resample::day_of(t).with_context(|| format!("--to {t}: not a YYYY-MM-DD date"))?),
+            None => None,
+        };
+        let inputs = crate::history::event_inputs(&rules, &args.events, None)?;
+        let recorded = crate::resample::Recorded::read(&rules, inputs, last)?;
+        let (first, last) = recorded.span();
+        let days = (last - first + 1).max((warmup + vigil_scan::recurrence::MIN_DAYS) as i64);
+        Some(Replicates { recorded: Arc::new(recorded), days })
+    } else {
+        None
+    };
     let mut passes = 0;
     let fit = loop {
         passes += 1;
-        let fit = pass(&rules, &args, warmup)?;
+        let fit = pass(&rules, &args, warmup, replicates.as_ref())?;
         let lowest = settled(&rules, &fit.groups);
         if lowest.iter().all(|(u, f)| u == f) || passes == MAX_PASSES {
             for (u, f) in lowest.iter().filter(|(u, f)| u != f) {
@@ -284,14 +340,36 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         rules = Arc::new(next);
     };
     let Pass { days: by_day, groups } = fit;
-    let (Some(first), Some(last)) = (by_day.keys().next(), by_day.keys().next_back()) else {
-        bail!("no day with a full baseline in the calibration period: give more history");
+    // The recorded days calibrated on, and the replicates' (their days drawn from the same
+    // history, dated as its own).
+    let recorded: Vec<&String> = by_day.keys().filter(|(k, _)| *k == 0).map(|(_, d)| d).collect();
+    let span = match (recorded.first(), recorded.last()) {
+        (Some(first), Some(last)) => format!("{first}..{last}"),
+        _ => "no recorded day with a full baseline".to_string(),
     };
     let region_days: usize = by_day.values().map(|d| d.1.len()).sum();
     let days = by_day.len();
+    // `calibrated_on` and the report's first line: the recorded days calibrated on and, with
+    // replicates, what they were drawn from.
+    let (period, header) = match &replicates {
+        Some(r) => {
+            let (first, last) = r.recorded.span();
+            let date = |d: i64| vigil_model::Zone::date_of_local(d * vigil_model::time::DAY);
+            let drawn = format!(
+                "{span} and {} replicates of {}..{} ({} days each, seed {})",
+                args.replicates,
+                date(first),
+                date(last),
+                r.days,
+                args.seed
+            );
+            (format!("{drawn}, {days} days"), format!("{drawn}: {days} days ({} recorded)", recorded.len()))
+        }
+        None => (format!("{span}, {days} days"), format!("{span}: {days} days")),
+    };
     let unit = if alarm.per_region { "region-days" } else { "days" };
     println!(
-        "calibrated on {first}..{last}: {days} days, {region_days} alarm region-days; recurrence per {}{}",
+        "calibrated on {header}, {region_days} alarm region-days; recurrence per {}{}",
         if alarm.per_region { "region" } else { "rule set" },
         if passes > 1 {
             format!(" ({passes} passes: children linked at the fitted thresholds)")
@@ -350,7 +428,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     if !own.is_empty() {
         toml.push(format!("region_level_thresholds = {{ {} }}", own.join(", ")));
     }
-    toml.push(format!("calibrated_on = \"{first}..{last}, {days} days\""));
+    toml.push(format!("calibrated_on = \"{period}\""));
     println!("\n# alarm.toml\n{}", toml.join("\n"));
     if args.write {
         write_thresholds(&args.rules, &toml)?;

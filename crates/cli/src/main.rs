@@ -19,6 +19,7 @@ mod history;
 mod log;
 mod perms;
 mod report_cmd;
+mod resample;
 mod run_cmd;
 mod service;
 mod tail;
