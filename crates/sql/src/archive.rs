@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
-    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, DictionaryArray, Float64Array, Float64Builder, Int32Array,
+    Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray,
+    TimestampMillisecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use vigil_core::{Output, Position};
@@ -736,6 +737,9 @@ fn date_groups(dir: &Path) -> io::Result<Vec<(String, Vec<PathBuf>)>> {
 enum AttrCol {
     Missing,
     Str(StringArray),
+    /// An enum read as a dictionary: each row's key, and each dictionary value's declared index
+    /// (`None`: a value the rules do not declare), resolved once per batch rather than per row.
+    Dict(Int32Array, Vec<Option<i64>>),
     I64(Int64Array),
     F64(Float64Array),
     Bool(BooleanArray),
@@ -748,10 +752,55 @@ struct Bound {
     cols: Vec<AttrCol>,
     /// Attribute columns of the file that the rules do not declare (dropped, and counted).
     undeclared: Vec<ArrayRef>,
-    region: Option<StringArray>,
+    region: Option<Codes>,
     ts: Option<TimestampMillisecondArray>,
     /// Why the batch cannot be used at all.
     problem: Option<String>,
+}
+
+/// A batch's region codes: as written, or read as a dictionary with each value's region index
+/// (`None`: not in the registry) resolved once per batch.
+enum Codes {
+    Str(StringArray),
+    Dict(Int32Array, Vec<Option<u32>>, StringArray),
+}
+
+/// The rows of one archive file. Its enum and region columns are read as dictionaries (a day's
+/// file holds a few dozen distinct values in hundreds of thousands of rows, so each value is
+/// looked up once per batch instead of once per row); a file that cannot be read so is read as
+/// written.
+fn open_rows(path: &Path, decoder: &Decoder<'_>, source: u8) -> Result<ParquetRecordBatchReader, String> {
+    let open = || File::open(path).map_err(|e| e.to_string());
+    let plain = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| e.to_string())?;
+    let src = &decoder.rules().sources[source as usize];
+    let schema = plain.schema();
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut hinted = false;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let coded = f.name() == "region"
+                || src.attr_index(f.name()).is_some_and(|i| matches!(src.attrs[i].ty, AttrType::Enum(_)));
+            if coded && f.data_type() == &DataType::Utf8 {
+                hinted = true;
+                f.as_ref().clone().with_data_type(dictionary.clone())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let builder = if hinted {
+        let options = ArrowReaderOptions::new()
+            .with_schema(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())));
+        match ParquetRecordBatchReaderBuilder::try_new_with_options(open()?, options) {
+            Ok(b) => b,
+            Err(_) => plain,
+        }
+    } else {
+        plain
+    };
+    builder.with_batch_size(BATCH_ROWS).build().map_err(|e| e.to_string())
 }
 
 /// Reads one source's archived events back into [`Event`]s, checking every value against the
@@ -777,10 +826,7 @@ impl ArchivedEvents {
             let mut keyed: Vec<(i64, u32, u32)> = Vec::new();
             for path in files {
                 let with_path = |e: &dyn std::fmt::Display| io::Error::other(format!("{}: {e}", path.display()));
-                let file = File::open(&path).map_err(|e| with_path(&e))?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-                    .map_err(|e| with_path(&e))?;
+                let reader = open_rows(&path, decoder, source).map_err(|e| with_path(&e))?;
                 for batch in reader {
                     let batch = batch.map_err(|e| with_path(&e))?;
                     let b = bind(decoder, source, &batch);
@@ -807,7 +853,19 @@ impl ArchivedEvents {
 fn bind(decoder: &Decoder<'_>, source: u8, b: &RecordBatch) -> Bound {
     let source = &decoder.rules().sources[source as usize];
     let schema = b.schema();
-    let region = b.column_by_name("region").and_then(|c| c.as_any().downcast_ref::<StringArray>()).cloned();
+    let regions = &decoder.rules().regions;
+    let region = b.column_by_name("region").and_then(|c| {
+        let c = c.as_any();
+        if let Some(s) = c.downcast_ref::<StringArray>() {
+            return Some(Codes::Str(s.clone()));
+        }
+        let d = c.downcast_ref::<DictionaryArray<Int32Type>>()?;
+        let values = d.values().as_any().downcast_ref::<StringArray>()?;
+        let map = (0..values.len())
+            .map(|i| (!values.is_null(i)).then(|| regions.lookup(values.value(i))).flatten())
+            .collect();
+        Some(Codes::Dict(d.keys().clone(), map, values.clone()))
+    });
     let ts = b.column_by_name("ts").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()).cloned();
     let problem = (region.is_none() || ts.is_none())
         .then(|| "archive file lacks a `region` (string) or `ts` (timestamp) column".to_string());
@@ -821,6 +879,24 @@ fn bind(decoder: &Decoder<'_>, source: u8, b: &RecordBatch) -> Bound {
                 match &a.ty {
                     AttrType::Enum(_) if c.is::<StringArray>() => {
                         c.downcast_ref::<StringArray>().map_or(AttrCol::Missing, |c| AttrCol::Str(c.clone()))
+                    }
+                    AttrType::Enum(declared) if c.is::<DictionaryArray<Int32Type>>() => {
+                        let d = c.downcast_ref::<DictionaryArray<Int32Type>>();
+                        match d.and_then(|d| Some((d, d.values().as_any().downcast_ref::<StringArray>()?))) {
+                            Some((d, values)) => {
+                                let map = (0..values.len())
+                                    .map(|i| {
+                                        (!values.is_null(i))
+                                            .then(|| {
+                                                declared.iter().position(|x| x == values.value(i)).map(|p| p as i64)
+                                            })
+                                            .flatten()
+                                    })
+                                    .collect();
+                                AttrCol::Dict(d.keys().clone(), map)
+                            }
+                            None => AttrCol::Mismatch(b.column(i).data_type().clone()),
+                        }
                     }
                     AttrType::Int { .. } | AttrType::Float { .. } if c.is::<Int64Array>() => {
                         c.downcast_ref::<Int64Array>().map_or(AttrCol::Missing, |c| AttrCol::I64(c.clone()))
@@ -856,14 +932,24 @@ impl Bound {
         };
         *out = Event::default();
         out.source = source;
-        if region.is_null(r) {
-            return Err(Rejection { code: RejectCode::MissingField, detail: "`region` is missing".into() });
-        }
-        let code = region.value(r);
-        out.region = rules.regions.lookup(code).ok_or_else(|| Rejection {
+        let unknown = |code: &str| Rejection {
             code: RejectCode::UnknownRegion,
             detail: format!("`region` ({} characters) is not in the registry", code.chars().count()),
-        })?;
+        };
+        let missing = || Rejection { code: RejectCode::MissingField, detail: "`region` is missing".into() };
+        out.region = match region {
+            Codes::Str(c) if c.is_null(r) => return Err(missing()),
+            Codes::Str(c) => rules.regions.lookup(c.value(r)).ok_or_else(|| unknown(c.value(r)))?,
+            Codes::Dict(keys, _, _) if keys.is_null(r) => return Err(missing()),
+            Codes::Dict(keys, map, values) => {
+                let k = keys.value(r) as usize;
+                match map.get(k) {
+                    Some(Some(idx)) => *idx,
+                    Some(None) if !values.is_null(k) => return Err(unknown(values.value(k))),
+                    _ => return Err(missing()),
+                }
+            }
+        };
         if ts.is_null(r) {
             return Err(Rejection { code: RejectCode::MissingField, detail: "`ts` is missing".into() });
         }
@@ -889,6 +975,16 @@ impl Bound {
                             false => Some(values.iter().position(|x| x == c.value(r)).ok_or_else(|| {
                                 bad(RejectCode::UnknownValue, "value is not one of the declared values")
                             })? as i64),
+                        }
+                    }
+                    (AttrCol::Dict(keys, map), AttrType::Enum(_)) => {
+                        match keys.is_null(r) {
+                            true => None,
+                            // A key outside the dictionary cannot be written by arrow; treated as a
+                            // value the rules do not declare rather than trusted.
+                            false => Some(map.get(keys.value(r) as usize).copied().flatten().ok_or_else(|| {
+                                bad(RejectCode::UnknownValue, "value is not one of the declared values")
+                            })?),
                         }
                     }
                     (AttrCol::I64(c), AttrType::Int { min, max }) => match c.is_null(r) {
@@ -952,5 +1048,85 @@ impl Records for ArchivedEvents {
             Ok(dropped_fields) => Next::Event { pos: self.pos, dropped_fields },
             Err(rejection) => Next::Rejected { pos: self.pos, rejection },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_rules::testing as mini;
+
+    /// Enum and region columns come back as dictionaries, each value resolved once per batch:
+    /// a declared value and a known region convert, a value or region the replaying rules do
+    /// not declare is refused with the same reason as when read as written.
+    #[test]
+    fn enum_and_region_columns_are_read_as_dictionaries() {
+        let rules = Arc::new(vigil_rules::compile(&mini::files_with(&[])).unwrap());
+        let dir = std::env::temp_dir().join(format!("vigil-archive-dict-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut w = ArchiveWriter::create(
+            &dir,
+            Arc::clone(&rules),
+            Tables { events: true, results: false },
+            Mode::Replace,
+            "t",
+        )
+        .unwrap();
+        let decoder = Decoder::new(&rules);
+        let lines = [
+            r#"{"region":"G1","ts":"2026-03-02T10:00:00+08:00","attrs":{"incident_type":"theft"}}"#,
+            r#"{"region":"D2","ts":"2026-03-02T11:00:00+08:00","attrs":{"incident_type":"theft"}}"#,
+            r#"{"region":"G1","ts":"2026-03-02T12:00:00+08:00","attrs":{"incident_type":"other"}}"#,
+        ];
+        for line in lines {
+            let mut ev = Event::default();
+            decoder.decode(SourceHint::Fixed(0), line.as_bytes(), &mut ev).unwrap();
+            w.event(&ev);
+        }
+        w.finish().unwrap();
+        let file = fs::read_dir(dir.join(EVENTS).join("source=police"))
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .expect("an events file");
+        let batch = open_rows(&file, &decoder, 0).unwrap().next().unwrap().unwrap();
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(batch.column_by_name("region").unwrap().data_type(), &dictionary);
+        assert_eq!(batch.column_by_name("incident_type").unwrap().data_type(), &dictionary);
+        let b = bind(&decoder, 0, &batch);
+        let mut ev = Event::default();
+        let codes: Vec<u32> = (0..3).map(|r| b.convert(&decoder, 0, r, &mut ev).map(|_| ev.region).unwrap()).collect();
+        assert_eq!(
+            codes,
+            [
+                rules.regions.lookup("G1").unwrap(),
+                rules.regions.lookup("D2").unwrap(),
+                rules.regions.lookup("G1").unwrap()
+            ]
+        );
+        b.convert(&decoder, 0, 2, &mut ev).unwrap();
+        assert_eq!(ev.get(0), Some(3), "other is the fourth declared incident type");
+
+        // Replayed by rules without `other` and without D2: refused, each with its reason.
+        let narrowed = mini::files_with(&[
+            (
+                "sources.toml",
+                &mini::SOURCES.replace(
+                    r#"values = ["theft", "fight", "dispute", "other"]"#,
+                    r#"values = ["theft", "fight", "dispute"]"#,
+                ),
+            ),
+            ("regions.csv", &mini::REGIONS.replace("D2,C,district,West,10000\n", "")),
+        ]);
+        let narrowed = vigil_rules::compile(&narrowed).unwrap();
+        let decoder = Decoder::new(&narrowed);
+        let b = bind(&decoder, 0, &batch);
+        assert!(b.convert(&decoder, 0, 0, &mut ev).is_ok());
+        let refused = b.convert(&decoder, 0, 1, &mut ev).unwrap_err();
+        assert_eq!(refused.code, RejectCode::UnknownRegion, "{}", refused.detail);
+        let refused = b.convert(&decoder, 0, 2, &mut ev).unwrap_err();
+        assert_eq!(refused.code, RejectCode::UnknownValue, "{}", refused.detail);
+        let _ = fs::remove_dir_all(&dir);
     }
 }
