@@ -73,6 +73,31 @@ struct Collect<'r> {
     error: Option<std::io::Error>,
 }
 
+impl<'r> Collect<'r> {
+    /// Collects the days of `replicate` (0: the recorded history) from `period` (first and last
+    /// dates, inclusive) after `warmup` days, writing the signals to `signals` if given.
+    fn new(
+        rules: &'r RuleSet,
+        warmup: usize,
+        (from, to): (Option<String>, Option<String>),
+        replicate: u32,
+        signals: Option<std::io::BufWriter<std::fs::File>>,
+    ) -> Self {
+        Collect {
+            rules,
+            warmup,
+            seen_days: 0,
+            last_date: None,
+            from,
+            to,
+            replicate,
+            days: BTreeMap::new(),
+            signals,
+            error: None,
+        }
+    }
+}
+
 impl Output for Collect<'_> {
     fn score(&mut self, _: ScoreRecord) {}
     fn alert(&mut self, _: AlertRecord) {}
@@ -158,18 +183,8 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize, replicates: O
         )),
         None => None,
     };
-    let mut sink = Collect {
-        rules,
-        warmup: if args.from.is_some() { 0 } else { warmup },
-        seen_days: 0,
-        last_date: None,
-        from: args.from.clone(),
-        to: args.to.clone(),
-        replicate: 0,
-        days: BTreeMap::new(),
-        signals,
-        error: None,
-    };
+    let warmup_days = if args.from.is_some() { 0 } else { warmup };
+    let mut sink = Collect::new(rules, warmup_days, (args.from.clone(), args.to.clone()), 0, signals);
     if let Some(w) = &mut sink.signals {
         w.write_all(b"method,region,category,date,stat\n")?;
     }
@@ -187,18 +202,7 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize, replicates: O
         let input = r.recorded.replicate(args.seed, k, r.days)?;
         // A replicate's days are all drawn from the calibration period: every one with a full
         // baseline is calibrated on.
-        let mut rep = Collect {
-            rules,
-            warmup,
-            seen_days: 0,
-            last_date: None,
-            from: None,
-            to: None,
-            replicate: k,
-            days: BTreeMap::new(),
-            signals: None,
-            error: None,
-        };
+        let mut rep = Collect::new(rules, warmup, (None, None), k, None);
         let mut pipeline = vigil_core::Pipeline::new(Arc::clone(rules), options);
         vigil_replay::replay(&mut pipeline, vec![input], &mut rep).with_context(|| format!("replicate {k}"))?;
         sink.days.append(&mut rep.days);
@@ -307,7 +311,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         .unwrap_or(0);
     let replicates = if args.replicates > 0 {
         let last = match &args.to {
-            Some(t) => Some(crate::resample::day_of(t).with_context(|| format!("--to {t}: not a YYYY-MM-DD date"))?),
+            Some(t) => Some(vigil_eval::parse_day(t).with_context(|| format!("--to {t}: not a YYYY-MM-DD date"))?),
             None => None,
         };
         let inputs = crate::history::event_inputs(&rules, &args.events, None)?;
@@ -354,7 +358,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     let (period, header) = match &replicates {
         Some(r) => {
             let (first, last) = r.recorded.span();
-            let date = |d: i64| vigil_model::Zone::date_of_local(d * vigil_model::time::DAY);
+            let date = crate::resample::date;
             let drawn = format!(
                 "{span} and {} replicates of {}..{} ({} days each, seed {})",
                 args.replicates,

@@ -158,15 +158,9 @@ fn weekday(day: i64) -> usize {
     (day + 3).rem_euclid(7) as usize
 }
 
-fn date(day: i64) -> String {
+/// The `YYYY-MM-DD` date of a local day number.
+pub fn date(day: i64) -> String {
     vigil_model::Zone::date_of_local(day * DAY)
-}
-
-/// The local day number of a `YYYY-MM-DD` date.
-pub fn day_of(text: &str) -> Option<i64> {
-    let mut it = text.splitn(3, '-');
-    let (y, m, d) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
-    Some(vigil_model::time::days_from_civil(y, m, d))
 }
 
 #[cfg(test)]
@@ -219,7 +213,7 @@ mod tests {
             assert!(i == 0 || evs[i - 1].ts <= e.ts, "in time order");
             // The recorded day it copies: 2026-03-<response_minutes>, same weekday and time of day.
             let of_month = attrs[minutes].to_real(e.get(minutes).unwrap()) as i64;
-            let source_day = day_of(&format!("2026-03-{of_month:02}")).unwrap();
+            let source_day = vigil_eval::parse_day(&format!("2026-03-{of_month:02}")).unwrap();
             assert_eq!(weekday(source_day), weekday(target));
             assert!(local.rem_euclid(DAY) == 10 * HOUR || local.rem_euclid(DAY) == 11 * HOUR);
             days += usize::from(i == 0 || evs[i - 1].ts.div_euclid(DAY) != e.ts.div_euclid(DAY));

@@ -803,6 +803,11 @@ fn open_rows(path: &Path, decoder: &Decoder<'_>, source: u8) -> Result<ParquetRe
     builder.with_batch_size(BATCH_ROWS).build().map_err(|e| e.to_string())
 }
 
+/// Each value of a dictionary resolved by `f` (`None` for a null value, or where `f` finds none).
+fn resolve<T>(values: &StringArray, f: impl Fn(&str) -> Option<T>) -> Vec<Option<T>> {
+    (0..values.len()).map(|i| if values.is_null(i) { None } else { f(values.value(i)) }).collect()
+}
+
 /// Reads one source's archived events back into [`Event`]s, checking every value against the
 /// rule set being replayed (which may differ from the one that wrote the archive).
 struct ArchivedEvents {
@@ -861,10 +866,7 @@ fn bind(decoder: &Decoder<'_>, source: u8, b: &RecordBatch) -> Bound {
         }
         let d = c.downcast_ref::<DictionaryArray<Int32Type>>()?;
         let values = d.values().as_any().downcast_ref::<StringArray>()?;
-        let map = (0..values.len())
-            .map(|i| (!values.is_null(i)).then(|| regions.lookup(values.value(i))).flatten())
-            .collect();
-        Some(Codes::Dict(d.keys().clone(), map, values.clone()))
+        Some(Codes::Dict(d.keys().clone(), resolve(values, |v| regions.lookup(v)), values.clone()))
     });
     let ts = b.column_by_name("ts").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()).cloned();
     let problem = (region.is_none() || ts.is_none())
@@ -884,16 +886,8 @@ fn bind(decoder: &Decoder<'_>, source: u8, b: &RecordBatch) -> Bound {
                         let d = c.downcast_ref::<DictionaryArray<Int32Type>>();
                         match d.and_then(|d| Some((d, d.values().as_any().downcast_ref::<StringArray>()?))) {
                             Some((d, values)) => {
-                                let map = (0..values.len())
-                                    .map(|i| {
-                                        (!values.is_null(i))
-                                            .then(|| {
-                                                declared.iter().position(|x| x == values.value(i)).map(|p| p as i64)
-                                            })
-                                            .flatten()
-                                    })
-                                    .collect();
-                                AttrCol::Dict(d.keys().clone(), map)
+                                let index = |v: &str| declared.iter().position(|x| x == v).map(|p| p as i64);
+                                AttrCol::Dict(d.keys().clone(), resolve(values, index))
                             }
                             None => AttrCol::Mismatch(b.column(i).data_type().clone()),
                         }
