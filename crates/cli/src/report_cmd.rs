@@ -131,8 +131,9 @@ fn print_pdf(html: &str, out: &Path) -> Result<()> {
     let Some(exe) = exe else {
         bail!("a PDF is printed by headless Chromium, which is not installed (apt install chromium), or write .html")
     };
-    let dir = std::env::temp_dir().join(format!("vigil-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed when dropped, whichever way this returns (Chromium's profile is a few MB).
+    let scratch = tempfile::Builder::new().prefix("vigil-report-").tempdir()?;
+    let dir = scratch.path();
     let page = dir.join("bulletin.html");
     std::fs::write(&page, html)?;
     let out_abs = std::path::absolute(out)?;
@@ -145,7 +146,7 @@ fn print_pdf(html: &str, out: &Path) -> Result<()> {
         .stderr(Stdio::null())
         .status()
         .with_context(|| format!("run {}", exe.display()))?;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     if !status.success() || !out_abs.is_file() {
         bail!("{} could not print the bulletin to {}", exe.display(), out.display());
     }

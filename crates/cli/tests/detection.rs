@@ -360,8 +360,11 @@ fn format_day(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A fresh directory under the target's scratch space: one per test, replaced by the next run
+/// (not one per process in the system's temporary directory, which no one removed), and kept
+/// after a failure for a look.
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("detection-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

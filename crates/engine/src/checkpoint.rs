@@ -400,14 +400,22 @@ mod tests {
         }
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("vigil-cp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// An empty checkpoint directory, removed when dropped.
+    struct Scratch(tempfile::TempDir);
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    fn dir(name: &str) -> Scratch {
+        Scratch(tempfile::Builder::new().prefix(&format!("vigil-cp-{name}-")).tempdir().unwrap())
     }
 
     /// Writes `prev` then `cur` as a running engine would.
-    fn two(name: &str, prev: Option<u64>, cur: Option<u64>) -> PathBuf {
+    fn two(name: &str, prev: Option<u64>, cur: Option<u64>) -> Scratch {
         let d = dir(name);
         write(&d, &cp(prev, 10)).unwrap();
         write(&d, &cp(cur, 20)).unwrap();
