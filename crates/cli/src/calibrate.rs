@@ -42,7 +42,8 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pool_levels: bool,
     /// Monte Carlo replicates of the history to fit on as well (methodology §16.3): each a
-    /// history whose every day is a recorded day of the same weekday drawn at random, as long
+    /// history whose every day is a recorded day of the same weekday, dealt in a random order
+    /// (every recorded day once before any twice), as long
     /// as the recorded one or as a full baseline and a calibration need. For a history too
     /// short to calibrate on; replicates lose the order of days, so real multi-day clusters
     /// pass their thresholds more often than promised.

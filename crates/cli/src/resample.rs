@@ -4,7 +4,8 @@
 //!
 //! Each replicate covers the recorded days (or, where they are too few to calibrate on, as many
 //! as a full baseline and a calibration need), and each of its local days is a copy of a recorded
-//! day of the same weekday drawn at random, shifted by whole local days: the city's events of that
+//! day of the same weekday, shifted by whole local days, the recorded days of each weekday dealt
+//! in a random order (each once before any twice, as in a permutation test): the city's events of that
 //! day, every region, source and category together, at their local times of day. So a replicate
 //! keeps each day's mix and the weekly pattern; what it loses is the order of the days (runs of
 //! busy days, trends, clusters that last several days), which makes its days chance by
@@ -100,16 +101,31 @@ impl Recorded {
         let mut rng = ChaCha8Rng::from_seed(key);
         let first = self.days[0].0;
         let mut plan = Vec::with_capacity(len as usize);
+        // Per weekday, its recorded days in a random order, dealt one by one and shuffled again
+        // when all are dealt: every day is copied once before any is copied twice. (Drawn with
+        // replacement, a busy day copied twice within a baseline is its own precedent, and the
+        // scan discounts an excess its series has already seen: methodology §16.2.)
+        let mut decks: [Vec<usize>; 7] = Default::default();
         for target in first..first + len {
-            let pool = &by_weekday[weekday(target)];
-            if pool.is_empty() {
+            let wd = weekday(target);
+            if by_weekday[wd].is_empty() {
                 bail!("no recorded day falls on the weekday of {}: replicates need every weekday", date(target));
             }
-            // Modulo bias is below 2^-50 for any history a machine holds.
-            plan.push((pool[(rng.next_u64() % pool.len() as u64) as usize], target));
+            if decks[wd].is_empty() {
+                decks[wd].clone_from(&by_weekday[wd]);
+                shuffle(&mut decks[wd], &mut rng);
+            }
+            plan.extend(decks[wd].pop().map(|src| (src, target)));
         }
         let records = Replicate { rec: Arc::clone(self), plan, day: 0, next: 0, pos: 0 };
         Ok(Input { name: format!("replicate-{k}"), source: None, records: Box::new(records) })
+    }
+}
+
+/// Fisher–Yates. Modulo bias is below 2^-50 for any history a machine holds.
+fn shuffle(v: &mut [usize], rng: &mut ChaCha8Rng) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
 }
 
@@ -219,6 +235,18 @@ mod tests {
             days += usize::from(i == 0 || evs[i - 1].ts.div_euclid(DAY) != e.ts.div_euclid(DAY));
         }
         assert_eq!(days, 35, "every day of the replicate holds its copy");
+        // Dealt, not drawn: the first 21 days copy each of the 21 recorded days (March 2..22) once.
+        let copied = |from: i64, to: i64| {
+            let mut v: Vec<i64> = evs
+                .iter()
+                .filter(|e| (from..to).contains(&rules.zone.local(e.ts).div_euclid(DAY)))
+                .map(|e| attrs[minutes].to_real(e.get(minutes).unwrap()) as i64)
+                .collect();
+            v.dedup();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(copied(rec.span().0, rec.span().0 + 21), (2..=22).collect::<Vec<_>>());
         // Mondays hold two events, other days one.
         assert_eq!(evs.len(), 35 + 5);
         // The same seed and replicate give the same events; another replicate, other draws.

@@ -279,7 +279,8 @@ pub(crate) fn verdict(
                 }
             }
         }
-        stats.push(vigil_scan::tail_stat(own.observed - excess, own.expected, own.phi_eff));
+        // Never above the cut's own statistic, which may be held down by its series' record.
+        stats.push(vigil_scan::tail_stat(own.observed - excess, own.expected, own.phi_eff).min(own.stat));
     }
     // The strongest cut (ties: the first), then one of its category children within half a
     // decade of it, if any: "street assaults" says more than "assaults" at about the same

@@ -22,6 +22,10 @@
 //! Kulldorff's space-time permutation scan; the Poisson noise of the rest's count over the
 //! scan adds `B²/(E + a)` to the variance.
 //!
+//! Each tail is taken as at least the rate at which the baseline itself began as large an excess
+//! over the same length ([`recurrence_cap`]): an excess the series has seen before within its
+//! baseline is as common as its record says, whatever the model says.
+//!
 //! The cut's evidence is the smallest tail over the scan lengths whose newest window is itself
 //! above expectation and makes the scan's excess more surprising than it was without it: an
 //! excess that has stopped no longer alarms, so a burst is not re-raised for the W days it stays
@@ -124,6 +128,10 @@ pub fn scan(x: &[f64], f: &[f64], params: &Params) -> Cut {
                 continue;
             }
         }
+        let stat = stat.min(recurrence_cap(x, f, w, params.baseline, c, e));
+        if stat <= best.stat {
+            continue;
+        }
         best = Cut { stat, windows: w as u16, observed: c, expected: b, phi_eff };
     }
     best
@@ -151,7 +159,46 @@ pub fn tail_at(x: &[f64], f: &[f64], w: usize, params: &Params) -> Option<(f64, 
     let c: f64 = x[..w].iter().sum();
     let e: f64 = f[..w].iter().sum();
     let b = base.rate * e;
-    Some((c, b, tail_stat(c, b, predictive(&base, b, e, params.counted))))
+    let stat = tail_stat(c, b, predictive(&base, b, e, params.counted));
+    Some((c, b, stat.min(recurrence_cap(x, f, w, params.baseline, c, e))))
+}
+
+/// The ceiling the baseline's own record puts on a scan's statistic. Of the `m` scans of the same
+/// length wholly inside the baseline, those that saw as large an excess (a count over exposure at
+/// least `c / e`) form `k` episodes (runs of consecutive scans: one burst day lies in `w` of
+/// them): an excess like this one began about once in `m / k` windows in the series itself,
+/// whatever the null model says, so its tail is taken as at least `k / m`. No ceiling where none
+/// did (`k = 0`): a first burst, or one larger than any before it, keeps its full tail. The null
+/// model cannot tell a series whose bursts recur (roadworks logged in batches, the tail days of
+/// an incident) from one whose burst is new, because its rate and dispersion are fitted to the
+/// capped baseline so that a past surge does not raise the expectation; this tells them apart,
+/// at a price: a second surge in the same cut within one baseline, smaller than the first, is
+/// held down with it (methodology §16.2).
+fn recurrence_cap(x: &[f64], f: &[f64], w: usize, n: usize, c: f64, e: f64) -> f64 {
+    let end = (w + n).min(x.len()).min(f.len());
+    if end < 2 * w || c <= 0.0 || e <= 0.0 {
+        return f64::INFINITY;
+    }
+    // k counts episodes: a run of qualifying positions (one burst day is in w of them) is one.
+    let (mut k, mut m, mut hit) = (0u32, 0u32, false);
+    // Summed afresh at each position, not as a running sum: this runs only for a cut that is
+    // in excess and the best so far, and fresh sums are exact for whole counts.
+    for (xw, fw) in x[w..end].windows(w).zip(f[w..end].windows(w)) {
+        if xw.iter().chain(fw).any(|v| !v.is_finite()) {
+            hit = false;
+            continue;
+        }
+        m += 1;
+        let (sx, sf) = (xw.iter().sum::<f64>(), fw.iter().sum::<f64>());
+        // sx / sf ≥ c / e, without dividing by a zero exposure.
+        let now = sx > 0.0 && sx * e >= c * sf;
+        k += u32::from(now && !hit);
+        hit = now;
+    }
+    if k == 0 || (m as usize) * 2 < n.saturating_sub(w) {
+        return f64::INFINITY;
+    }
+    -(k as f64 / m as f64).log10()
 }
 
 /// The predictive's variance over its mean at expected count `b` over exposure `e`: Poisson, the
@@ -347,7 +394,29 @@ mod tests {
         let dirty = scan(&x, &vec![1.0; 60], &params(1));
         // The 120 extra events raise the expectation by less than the cap lets through.
         assert!(dirty.expected < clean.expected * 1.4, "{dirty:?} vs {clean:?}");
-        assert!(dirty.stat > 1.5, "{dirty:?}");
+        // A surge larger than the past one keeps its full tail; a smaller one is held to the
+        // past surge's recurrence: one episode in the 28 baseline days.
+        x[0] = 60.0;
+        let larger = scan(&x, &vec![1.0; 60], &params(1));
+        assert!(larger.stat > 15.0, "{larger:?}");
+        x[0] = 9.0;
+        assert!((dirty.stat - 28f64.log10()).abs() < 1e-12, "{dirty:?}");
+    }
+
+    #[test]
+    fn an_excess_the_series_has_seen_before_is_held_to_its_recurrence() {
+        // Roadworks logged in a batch every Monday: 12 on a base of 2.
+        let mut x: Vec<f64> = (0..60).map(|j| if j % 7 == 0 { 12.0 } else { 2.0 }).collect();
+        let f = vec![1.0; 60];
+        // Today's batch: 4 batches in the 28 baseline days (days 7, 14, 21, 28).
+        let cut = scan(&x, &f, &params(7));
+        assert_eq!(cut.windows, 1);
+        assert!((cut.stat - (28.0f64 / 4.0).log10()).abs() < 1e-12, "{cut:?}");
+        // The same day in a series with no batches before it: far stronger evidence.
+        for (j, v) in x.iter_mut().enumerate().skip(1) {
+            *v = if j % 7 == 0 { 2.0 } else { *v };
+        }
+        assert!(scan(&x, &f, &params(7)).stat > 4.0);
     }
 
     /// The baseline fit as first written (three capping passes, then the χ² pass), against

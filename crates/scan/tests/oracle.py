@@ -7,7 +7,8 @@ docs/methodology.md §16.1-16.2 defines it, with the negative-binomial tail from
 scipy.stats.nbinom (Poisson where there is no excess dispersion). A third of the cases take
 counted exposures (the rest of the city's counts plus one, `Params::counted`), whose noise adds
 B/(E + 1/2) to the dispersion; a scan of several windows counts only while its newest window
-makes the excess more surprising (bursts that ended a day or two ago test that). Re-run after changing the
+makes the excess more surprising (bursts that ended a day or two ago test that), and each tail is
+at least the rate k/m at which the baseline's own scans of that length began as large an excess. Re-run after changing the
 method:  python3 crates/scan/tests/oracle.py   (Python 3 with numpy and scipy).
 """
 import math, random
@@ -54,6 +55,29 @@ def tail(c, mean, phi_eff):
     return nbinom.sf(k - 1, size, size / (size + mean))
 
 
+def record_cap(x, f, w, N, c, e):
+    """-log10(k/m): of the m scans of length w inside the baseline, k episodes (runs) with
+    count/exposure >= c/e; no cap where there are none."""
+    end = min(w + N, len(x), len(f))
+    if end < 2 * w or c <= 0 or e <= 0:
+        return math.inf
+    k = m = 0
+    previous = False
+    for i in range(w, end - w + 1):
+        xs, fs = x[i:i + w], f[i:i + w]
+        if any(math.isnan(v) for v in xs + fs):
+            previous = False
+            continue
+        m += 1
+        hit = sum(xs) > 0 and sum(xs) * e >= c * sum(fs)
+        if hit and not previous:
+            k += 1  # a new episode: consecutive scans holding the same burst count once
+        previous = hit
+    if k == 0 or 2 * m < N - w:
+        return math.inf
+    return -math.log10(k / m)
+
+
 def scan(x, f, W, N, counted):
     best = (0.0, 0, 0.0, 0.0)
     c = e = 0.0
@@ -85,6 +109,7 @@ def scan(x, f, W, N, counted):
         # scan without it, against the same baseline.
         if w > 1 and stat <= stat_of(c - x[0], rate * (e - f[0]), e - f[0]):
             continue
+        stat = min(stat, record_cap(x, f, w, N, c, e))
         if stat > best[0]:
             best = (stat, w, c, b)
     return best
