@@ -315,8 +315,9 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             Some(t) => Some(vigil_eval::parse_day(t).with_context(|| format!("--to {t}: not a YYYY-MM-DD date"))?),
             None => None,
         };
-        let inputs = crate::history::event_inputs(&rules, &args.events, None)?;
-        let recorded = crate::resample::Recorded::read(&rules, inputs, last)?;
+        let inputs = || crate::history::event_inputs(&rules, &args.events, None);
+        let refused = crate::resample::refused(&rules, inputs()?)?;
+        let recorded = crate::resample::Recorded::read(&rules, inputs()?, &refused, last)?;
         let (first, last) = recorded.span();
         let days = (last - first + 1).max((warmup + vigil_scan::recurrence::MIN_DAYS) as i64);
         Some(Replicates { recorded: Arc::new(recorded), days })

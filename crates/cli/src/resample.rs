@@ -6,19 +6,22 @@
 //! as a full baseline and a calibration need), and each of its local days is a copy of a recorded
 //! day of the same weekday, shifted by whole local days, the recorded days of each weekday dealt
 //! in a random order (each once before any twice, as in a permutation test): the city's events of that
-//! day, every region, source and category together, at their local times of day. So a replicate
+//! day, every region, source and category together, at their local times of day (less what the
+//! recorded history's replay refuses as late, which it does not count either). So a replicate
 //! keeps each day's mix and the weekly pattern; what it loses is the order of the days (runs of
 //! busy days, trends, clusters that last several days), which makes its days chance by
 //! construction: thresholds fitted on replicates alone are lower than real clusters warrant.
 //! Draws come from ChaCha8 keyed by the seed and the replicate's number, so the same history,
 //! rules and seed give the same replicates.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use vigil_core::{Options, ScoreDetail};
 use vigil_model::Event;
 use vigil_model::time::DAY;
 use vigil_replay::{Input, Next, Records};
@@ -37,14 +40,40 @@ pub struct Recorded {
     days: Vec<(i64, usize, usize)>,
 }
 
+/// The events a replay refuses as late or out of range, by input name and position.
+pub type Refused = HashMap<String, HashSet<u64>>;
+
+/// The events a replay of `inputs` refuses as late or out of range: the recorded history's own
+/// replay counts none of them, so its replicates must not copy them either (each replicate's
+/// events come in time order, so none of them would be late there).
+pub fn refused(rules: &Arc<RuleSet>, inputs: Vec<Input>) -> Result<Refused> {
+    let options = Options { scores: ScoreDetail::None, ..Options::default() };
+    let mut pipeline = vigil_core::Pipeline::new(Arc::clone(rules), options);
+    let mut sink = vigil_replay::MemSink::default();
+    vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replaying the recorded history")?;
+    let mut out = Refused::new();
+    for r in sink.late {
+        out.entry(r.input).or_default().insert(r.line);
+    }
+    Ok(out)
+}
+
 impl Recorded {
-    /// Reads every event of `inputs` that decodes (those that do not are left to the replay of
-    /// the recorded history to report), up to the local day `last_day` inclusive.
-    pub fn read(rules: &Arc<RuleSet>, inputs: Vec<Input>, last_day: Option<i64>) -> Result<Recorded> {
+    /// Reads every event of `inputs` that decodes and is not `refused` (those that do not decode
+    /// are left to the replay of the recorded history to report), up to the local day
+    /// `last_day` inclusive.
+    pub fn read(
+        rules: &Arc<RuleSet>,
+        inputs: Vec<Input>,
+        refused: &Refused,
+        last_day: Option<i64>,
+    ) -> Result<Recorded> {
         let decoder = Decoder::new(rules);
         let mut events = Vec::new();
+        let none = HashSet::new();
         for mut input in inputs {
             let hint = input.source.map_or(SourceHint::None, SourceHint::Default);
+            let refused = refused.get(&input.name).unwrap_or(&none);
             let mut ev = Event::default();
             loop {
                 match input
@@ -52,8 +81,8 @@ impl Recorded {
                     .next_record(&decoder, hint, &mut ev)
                     .with_context(|| format!("reading {}", input.name))?
                 {
-                    Next::Event { .. } => {
-                        if last_day.is_none_or(|l| local_day(rules, ev.ts) <= l) {
+                    Next::Event { pos, .. } => {
+                        if !refused.contains(&pos) && last_day.is_none_or(|l| local_day(rules, ev.ts) <= l) {
                             if events.len() == MAX_EVENTS {
                                 bail!(
                                     "replicates are for a short history, and this one holds more than {MAX_EVENTS} events: calibrate on its own days (without --replicates), or on fewer of them (--to)"
@@ -198,7 +227,7 @@ mod tests {
             }
         }
         let input = Input::lines("police.jsonl".into(), rules.source_index("police"), Box::new(io::Cursor::new(text)));
-        Recorded::read(rules, vec![input], None).unwrap()
+        Recorded::read(rules, vec![input], &Refused::new(), None).unwrap()
     }
 
     fn events(rec: &Arc<Recorded>, seed: u64, k: u32, len: i64) -> Vec<Event> {
@@ -256,5 +285,28 @@ mod tests {
         // A copy is not a resend of the recorded event.
         let ids: std::collections::BTreeSet<u64> = evs.iter().map(|e| e.id_hash).collect();
         assert_eq!(ids.len(), evs.len());
+    }
+
+    /// An event the recorded history's replay refuses as late is not copied into replicates.
+    #[test]
+    fn events_refused_as_late_are_left_out() {
+        let rules = Arc::new(vigil_rules::compile(&mini::files_with(&[])).unwrap());
+        let line = |day: u32, h: u32| {
+            format!(
+                "{{\"region\":\"G1\",\"ts\":\"2026-03-{day:02}T{h:02}:00:00+08:00\",\"attrs\":{{\"incident_type\":\"theft\",\"response_minutes\":{day}}}}}\n"
+            )
+        };
+        // The third line comes a day after the second's time: late by far more than 5 minutes.
+        let text = [line(2, 10), line(3, 10), line(2, 11), line(3, 12)].concat();
+        let input = || {
+            Input::lines("police.jsonl".into(), rules.source_index("police"), Box::new(io::Cursor::new(text.clone())))
+        };
+        let refused = refused(&rules, vec![input()]).unwrap();
+        assert_eq!(refused.get("police.jsonl").map(|s| s.len()), Some(1), "{refused:?}");
+        let all = Recorded::read(&rules, vec![input()], &Refused::new(), None).unwrap();
+        let kept = Recorded::read(&rules, vec![input()], &refused, None).unwrap();
+        assert_eq!((all.events.len(), kept.events.len()), (4, 3));
+        let hours: Vec<i64> = kept.events.iter().map(|e| rules.zone.local(e.ts).rem_euclid(DAY) / HOUR).collect();
+        assert_eq!(hours, [10, 10, 12]);
     }
 }
