@@ -318,13 +318,14 @@ def write_results(a, out, rows, secs):
                          f"measured on the stream with its surges from {ev['from']} on, out of sample, and over the whole stream):\n")
         if ev:
             lines.append("| level and above | budget /100 | false /100, out of sample | own region, out of sample | chance | "
-                         "median delay (days) | localised | own region, whole stream | false /100, whole stream |")
+                         "median delay (days) | localised, of own / related detections | own region, whole stream | false /100, whole stream |")
             lines.append("|---|---|---|---|---|---|---|---|---|")
             for lvl in LEVELS[1:]:
                 o, w = ev["levels"][lvl]["oos"]["point"], ev["levels"][lvl]["all"]["point"]
                 no = max(1, o["surges"])
                 delay = "—" if o["median_delay_days"] is None else f"{o['median_delay_days']:g}"
-                loc = "—" if not o["detected_related"] else f"{100*o['localised']/o['detected_related']:.0f} %"
+                share = lambda k, n: "—" if not n else f"{100*k/n:.0f} %"
+                loc = f"{share(o['localised_own'], o['detected_own'])} / {share(o['localised'], o['detected_related'])}"
                 lines.append(f"| {lvl} | {budget(out / s, lvl, ev['levels'][lvl]['oos']['regions'])} | {o['false_per_100_region_days']:.2f} | {o['detected_own']}/{o['surges']} "
                              f"({100*o['detected_own']/no:.0f} %) | {100*o['chance']/no:.0f} % | {delay} | {loc} | "
                              f"{100*w['detected_own']/n:.0f} % | {w['false_per_100_region_days']:.2f} |")

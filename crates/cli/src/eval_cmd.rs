@@ -99,6 +99,7 @@ fn table(c: &LevelCard, level: &str) -> String {
     s += &format!("  in region or an ancestor    {}\n", pct(p.detected_related, p.surges));
     s += &format!("  chance level (own region)   {:.1} of {}\n", p.chance, p.surges);
     s += &format!("  localised (region+category) {}\n", pct(p.localised, p.detected_related));
+    s += &format!("    of own-region detections  {}\n", pct(p.localised_own, p.detected_own));
     s += &format!(
         "  delay, days                 median {}, p90 {}\n",
         p.median_delay_days.map_or("-".into(), |d| d.to_string()),

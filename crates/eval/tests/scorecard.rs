@@ -40,7 +40,7 @@ fn hand_checked_case() {
     // t = 5: one false onset (G1, day 10) in 30 region-days; s1 found in G1 on day 5.
     let card = ev.card(5.0);
     let p = &card.point;
-    assert_eq!((p.false_alerts, p.detected_own, p.detected_related, p.localised), (1, 1, 1, 1));
+    assert_eq!((p.false_alerts, p.detected_own, p.detected_related, p.localised, p.localised_own), (1, 1, 1, 1, 1));
     assert!((p.false_per_100_region_days - 100.0 / 30.0).abs() < 1e-9);
     assert_eq!(p.median_delay_days, Some(1.0));
     // Chance: p = 1 false alert over the 22 region-days outside the surge windows (G1 and D1 on
@@ -135,6 +135,19 @@ fn alarms_inside_a_surge_region_are_not_false() {
     let sig = from_baseline_csv("s.csv", signals, &rules, "m", truth.first_day, truth.last_day).unwrap();
     let p = Evaluation::new(&rules, &truth, &sig, 1).card(5.0).point;
     assert_eq!((p.detected_own, p.detected_related), (0, 1), "{p:?}");
+}
+
+/// A parent's alarm naming the surge's category during a surge its own region never raised is a
+/// related detection and localised, but no own-region detection: it counts among the related
+/// detections' localisation, not the own-region detections'.
+#[test]
+fn a_parent_only_alarm_is_localised_among_related_detections_only() {
+    let rules = rules();
+    let truth = parse_truth("truth.json", TRUTH, &rules).unwrap();
+    let signals = "method,region,category,date,stat\nm,D1,volume,2026-03-04,3\nm,G1,volume,2026-03-10,1\n";
+    let sig = from_baseline_csv("s.csv", signals, &rules, "m", truth.first_day, truth.last_day).unwrap();
+    let p = Evaluation::new(&rules, &truth, &sig, 1).card(3.0).point;
+    assert_eq!((p.detected_own, p.detected_related, p.localised, p.localised_own), (0, 1, 1, 0), "{p:?}");
 }
 
 /// A synthetic incident's events count in several categories; its truth lists the others as
