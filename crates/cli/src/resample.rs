@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use vigil_core::{Options, ScoreDetail};
 use vigil_model::Event;
+use vigil_model::record::{AlertRecord, ScoreRecord};
 use vigil_model::time::DAY;
 use vigil_replay::{Input, Next, Records};
 use vigil_rules::RuleSet;
@@ -49,13 +50,24 @@ pub type Refused = HashMap<String, HashSet<u64>>;
 pub fn refused(rules: &Arc<RuleSet>, inputs: Vec<Input>) -> Result<Refused> {
     let options = Options { scores: ScoreDetail::None, ..Options::default() };
     let mut pipeline = vigil_core::Pipeline::new(Arc::clone(rules), options);
-    let mut sink = vigil_replay::MemSink::default();
+    let mut sink = LateOnly(Refused::new());
     vigil_replay::replay(&mut pipeline, inputs, &mut sink).context("replaying the recorded history")?;
-    let mut out = Refused::new();
-    for r in sink.late {
-        out.entry(r.input).or_default().insert(r.line);
+    Ok(sink.0)
+}
+
+/// Keeps where the late events were, nothing else (no alerts, no scores).
+struct LateOnly(Refused);
+
+impl vigil_core::Output for LateOnly {
+    fn score(&mut self, _: ScoreRecord) {}
+    fn alert(&mut self, _: AlertRecord) {}
+}
+
+impl vigil_replay::Sink for LateOnly {
+    fn rejected(&mut self, _: vigil_replay::Rejected) {}
+    fn late(&mut self, r: vigil_replay::LateRecord) {
+        self.0.entry(r.input).or_default().insert(r.line);
     }
-    Ok(out)
 }
 
 impl Recorded {
