@@ -1056,8 +1056,9 @@ mod tests {
     #[test]
     fn enum_and_region_columns_are_read_as_dictionaries() {
         let rules = Arc::new(vigil_rules::compile(&mini::files_with(&[])).unwrap());
-        let dir = std::env::temp_dir().join(format!("vigil-archive-dict-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        // Removed when dropped, also when an assertion fails.
+        let scratch = tempfile::Builder::new().prefix("vigil-archive-dict-").tempdir().unwrap();
+        let dir = scratch.path().join("archive");
         let mut w = ArchiveWriter::create(
             &dir,
             Arc::clone(&rules),
@@ -1121,6 +1122,5 @@ mod tests {
         assert_eq!(refused.code, RejectCode::UnknownRegion, "{}", refused.detail);
         let refused = b.convert(&decoder, 0, 2, &mut ev).unwrap_err();
         assert_eq!(refused.code, RejectCode::UnknownValue, "{}", refused.detail);
-        let _ = fs::remove_dir_all(&dir);
     }
 }
