@@ -20,7 +20,7 @@ use vigil_window::{Bins, Running};
 
 use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
-use crate::deferred::Deferred;
+use crate::deferred::{Deferred, every, ones};
 use crate::explain::{self, Period};
 use crate::scope;
 
@@ -383,6 +383,8 @@ pub struct Pipeline {
     unread: Vec<bool>,
     /// Stale results marked stale again before anything read them: scores never computed.
     skipped: u64,
+    /// The evaluation's scratch: one bit per scored slot, the series to look at.
+    visit: Vec<u64>,
     /// Per indicator, which regions' series have stayed the same long enough that scoring them
     /// again would give the last result (derived, never saved); `None` where every evaluation
     /// is scored.
@@ -509,7 +511,7 @@ impl Pipeline {
             })
             .collect();
         let any_unread = unread.iter().any(|&u| u);
-        let deferred = quiet.iter().map(|q| (any_unread && q.is_some()).then(|| Deferred::new(scored.len()))).collect();
+        let deferred = quiet.iter().map(|q| (any_unread && q.is_some()).then(|| Deferred::new(&unread))).collect();
         Pipeline {
             scored,
             slot_of,
@@ -533,6 +535,7 @@ impl Pipeline {
             deferred,
             unread,
             skipped: 0,
+            visit: Vec::new(),
             quiet,
             kept: 0,
             slept: 0,
@@ -796,6 +799,9 @@ impl Pipeline {
                     if let Some(q) = &mut self.quiet[i] {
                         q.wake(r as usize, evals);
                     }
+                    if let Some(d) = &mut self.deferred[i] {
+                        d.touch(r as usize);
+                    }
                     if let Some(run) = &mut self.runs[i] {
                         run.apply(ind, layout, tap.leg, &cx, r as usize, bin);
                     }
@@ -904,7 +910,33 @@ impl Pipeline {
             let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
             let unit = self.units[i];
             let defer = &mut self.deferred[i];
-            for r in 0..regions {
+            // An unread series (scored only when read, `crate::deferred`) whose window and
+            // unit neither gained nor lost a bin with events, and had no event counted, has
+            // the value and history entry it had: it is passed over, and only the rest are
+            // looked at, one by one.
+            let mut visit = std::mem::take(&mut self.visit);
+            match (mode, defer.as_mut()) {
+                (Mode::Slide { first: f, last: l, .. }, Some(d)) if st.hist.evals > 0 => {
+                    let (passed, stale) = d.pass_over(&mut visit, |held| {
+                        st.bins.mark_held(f, first - 1, held);
+                        st.bins.mark_held(l + 1, last, held);
+                        if let Some(u) = unit {
+                            st.bins.mark_held(l - u.bins + 1, last - u.bins, held);
+                        }
+                    });
+                    st.hist.repeat_previous();
+                    self.skipped += stale;
+                    self.kept += passed;
+                    self.slept += passed;
+                }
+                (_, d) => {
+                    if let Some(d) = d {
+                        d.untouch();
+                    }
+                    every(regions, &mut visit);
+                }
+            }
+            for r in ones(&visit) {
                 if let Some(q) = &mut self.quiet[i]
                     && q.asleep(r, st.hist.evals)
                 {
@@ -967,6 +999,7 @@ impl Pipeline {
                 let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
                 st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
             }
+            self.visit = visit;
             st.hist.advance();
             if let Some(run) = run {
                 run.end(first, last);

@@ -349,9 +349,10 @@ proptest! {
     ) {
         let mut inds = inds;
         if alarm {
-            // The alarm scans i0: a count whose window fits the scan 1 to 14 times.
+            // The alarm scans i0: a count whose window fits the scan 1 to 14 times, or a 7-day
+            // count evaluated daily, read in days (its entries keep the newest day's count).
             inds[0].measure = 0;
-            inds[0].shape = if inds[0].shape % 2 == 0 { 2 } else { 5 };
+            inds[0].shape = [2, 5, 4][inds[0].shape % 3];
         }
         let rules = rules_for(&inds, alarm);
         let events = stream(&rules, &steps, seed);

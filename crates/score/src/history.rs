@@ -107,6 +107,20 @@ impl History {
         self.data[i] = v;
     }
 
+    /// Writes the previous evaluation's entries as the current one's for every region: what a
+    /// region whose window and unit count did not change writes, so that only the others need
+    /// be written (over them). Nothing before the first evaluation.
+    pub fn repeat_previous(&mut self) {
+        if self.evals == 0 || self.len < 2 {
+            // With one slot the previous entry is where the current one goes.
+            return;
+        }
+        let n = self.regions * self.width;
+        let now = (self.evals % self.len as u64) as usize * n;
+        let prev = ((self.evals - 1) % self.len as u64) as usize * n;
+        self.data.copy_within(prev..prev + n, now);
+    }
+
     pub fn advance(&mut self) {
         self.evals += 1;
     }
@@ -241,6 +255,28 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every region's entry is the previous evaluation's until it writes its own, across the
+    /// ring's wrap; a ring of one slot keeps what it holds.
+    #[test]
+    fn repeated_entries_are_the_previous_evaluations() {
+        for len in [1usize, 3] {
+            let mut h = History::new(2, len, 2);
+            h.repeat_previous();
+            assert!(h.get(0, 0).unwrap()[0].is_nan(), "nothing before the first evaluation");
+            for e in 0..7u64 {
+                h.repeat_previous();
+                if e % 3 == 0 {
+                    h.set(0, &[e as f32, 1.0]);
+                }
+                h.set_at(1, 1, e as f32);
+                let want0 = (e / 3 * 3) as f32;
+                assert_eq!(h.get(0, 0).unwrap(), &[want0, 1.0], "len {len}, evaluation {e}");
+                assert_eq!(h.get(1, 0).unwrap()[1], e as f32);
+                h.advance();
+            }
+        }
+    }
 
     /// A strided run of lags reads what `value` reads lag by lag, in the same order, however
     /// far the ring has filled and wrapped.

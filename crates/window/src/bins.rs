@@ -146,6 +146,30 @@ impl Bins {
         self.each_in_from(region, first, last, self.slot_of(first), f);
     }
 
+    /// Sets bit `r` of `out` (one bit per region) for every region `r` with events in a bin of
+    /// `first..=last`: one pass along each bin's slot, where every region's tag lies side by
+    /// side. A range of a ring or more marks every region.
+    pub fn mark_held(&self, first: i64, last: i64, out: &mut [u64]) {
+        if last < first {
+            return;
+        }
+        if last - first >= self.ring as i64 {
+            out.fill(u64::MAX);
+            return;
+        }
+        let mut slot = self.slot_of(first);
+        for bin in first..=last {
+            let tags = &self.tags[slot * self.regions..(slot + 1) * self.regions];
+            for (r, &t) in tags.iter().enumerate() {
+                out[r / 64] |= u64::from(t == bin) << (r % 64);
+            }
+            slot += 1;
+            if slot == self.ring {
+                slot = 0;
+            }
+        }
+    }
+
     /// The ring slot of `bin`: the same for every region.
     #[inline]
     pub fn slot_of(&self, bin: i64) -> usize {
@@ -241,6 +265,29 @@ impl Bins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The regions marked are those a bin of the range holds events for, whatever the other
+    /// bins sharing their slots hold; a range of a whole ring marks every region.
+    #[test]
+    fn the_regions_holding_events_in_a_range_are_marked() {
+        let mut b = Bins::new(70, 4, 1);
+        b.slot_mut(0, 10).unwrap()[0] += 1;
+        b.slot_mut(3, 11).unwrap()[0] += 1;
+        b.slot_mut(65, 12).unwrap()[0] += 1;
+        // Bin 9 shares slot 1 with bin 13: region 5's event is in a bin outside the range.
+        b.slot_mut(5, 13).unwrap()[0] += 1;
+        let marked = |first, last| {
+            let mut out = vec![0u64; 2];
+            b.mark_held(first, last, &mut out);
+            (0..70).filter(|&r| out[r / 64] >> (r % 64) & 1 == 1).collect::<Vec<_>>()
+        };
+        assert_eq!(marked(10, 12), vec![0, 3, 65]);
+        assert_eq!(marked(11, 11), vec![3]);
+        assert_eq!(marked(9, 9), Vec::<usize>::new());
+        assert_eq!(marked(12, 13), vec![5, 65]);
+        assert_eq!(marked(13, 12), Vec::<usize>::new());
+        assert_eq!(marked(9, 13).len(), 70);
+    }
 
     #[test]
     fn lazily_resets_and_refuses_evicted() {
