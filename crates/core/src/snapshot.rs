@@ -6,21 +6,21 @@ use std::sync::Arc;
 use vigil_rules::RuleSet;
 
 use crate::pipeline::{Carried, Options, Pipeline, State};
+use crate::scope;
 
 /// Format version of snapshots; bumped whenever the layout of the state changes.
-pub const SNAPSHOT_VERSION: u32 = 8;
+pub const SNAPSHOT_VERSION: u32 = 9;
 
-/// The format before: the same state with each indicator's window bins region-major
-/// ([`vigil_window::Bins::from_region_major`]), still read.
-const PREVIOUS_SNAPSHOT_VERSION: u32 = 7;
+/// The oldest format still read. 8: the scored slots in region order, not coarsest level first
+/// (`crate::scope::scored_in`), laid out anew when restored ([`reorder`]); 7: besides, each
+/// indicator's window bins region-major ([`vigil_window::Bins::from_region_major`]).
+const OLDEST_SNAPSHOT_VERSION: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("snapshot is not readable: {0}")]
     Corrupt(String),
-    #[error(
-        "snapshot format {found} is not one this version reads ({PREVIOUS_SNAPSHOT_VERSION} or {SNAPSHOT_VERSION})"
-    )]
+    #[error("snapshot format {found} is not one this version reads ({OLDEST_SNAPSHOT_VERSION} to {SNAPSHOT_VERSION})")]
     Version { found: u32 },
     #[error("snapshot was taken with rules {found}, but rules {expected} are loaded")]
     RulesMismatch { found: String, expected: String },
@@ -36,20 +36,44 @@ struct Envelope {
     state: State,
 }
 
-/// Reads a snapshot of this format or of the one before (its bins laid out anew).
-fn read(bytes: &[u8]) -> Result<State, SnapshotError> {
+/// Reads a snapshot of this format or of an older one still read, laid out as this format lays
+/// out the state of `rules` (and `scope`, see [`reorder`]).
+fn read(bytes: &[u8], rules: &RuleSet, scope: Option<&[bool]>) -> Result<State, SnapshotError> {
     let env: Envelope = postcard::from_bytes(bytes).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
     match env.version {
         SNAPSHOT_VERSION => Ok(env.state),
-        PREVIOUS_SNAPSHOT_VERSION => {
+        v @ OLDEST_SNAPSHOT_VERSION..SNAPSHOT_VERSION => {
             let mut state = env.state;
-            for st in &mut state.indicators {
-                st.bins = std::mem::take(&mut st.bins).from_region_major();
+            if v == 7 {
+                for st in &mut state.indicators {
+                    st.bins = std::mem::take(&mut st.bins).from_region_major();
+                }
             }
-            Ok(state)
+            Ok(reorder(rules, scope, state))
         }
         found => Err(SnapshotError::Version { found }),
     }
+}
+
+/// A state of a format before 9, whose scored slots lie in region order, with its slots in the
+/// order of [`scope::scored_in`] (coarsest level first) and the layout fingerprint that order
+/// gives: when it holds the loaded rules' regions, all of them or `scope`'s. A state of other
+/// regions is left as it is: adoption finds its layout changed, as it did before.
+fn reorder(rules: &RuleSet, scope: Option<&[bool]>, state: State) -> State {
+    let old_all = scope::scored_in_region_order(rules, None);
+    let scoped = scope.map(|s| scope::scored_in_region_order(rules, Some(s)));
+    let (old, new) = if state.layout == scope::layout(rules, &old_all) {
+        (old_all, scope::scored_in(rules, None))
+    } else if let (Some(s), Some(old)) = (scope, scoped)
+        && state.layout == scope::layout(rules, &old)
+    {
+        (old, scope::scored_in(rules, Some(s)))
+    } else {
+        return state;
+    };
+    let at: std::collections::HashMap<u32, usize> = old.iter().enumerate().map(|(d, &r)| (r, d)).collect();
+    let from: Vec<Option<usize>> = new.iter().map(|r| at.get(r).copied()).collect();
+    scope::select(&state, &from, scope::layout(rules, &new))
 }
 
 impl Pipeline {
@@ -76,7 +100,7 @@ impl Pipeline {
         scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<Pipeline, SnapshotError> {
-        let state = read(bytes)?;
+        let state = read(bytes, &rules, scope)?;
         if state.rules_version != rules.version {
             return Err(SnapshotError::RulesMismatch { found: state.rules_version, expected: rules.version.clone() });
         }
@@ -92,7 +116,7 @@ impl Pipeline {
         scope: Option<&[bool]>,
         bytes: &[u8],
     ) -> Result<(Pipeline, Option<Carried>), SnapshotError> {
-        let state = read(bytes)?;
+        let state = read(bytes, &rules, scope)?;
         // A task's checkpoint of other regions (the partitions changed) falls through to
         // adoption, which finds the layout changed: rebuilt from the topics, not refused. Without
         // a scope, a snapshot of the loaded rules that does not fit them is refused (below).
@@ -234,7 +258,7 @@ mod tests {
         for st in &mut env.state.indicators {
             st.bins = st.bins.to_region_major();
         }
-        env.version = PREVIOUS_SNAPSHOT_VERSION;
+        env.version = OLDEST_SNAPSHOT_VERSION;
         let before = postcard::to_allocvec(&env).unwrap();
         assert_ne!(before, now, "the layouts differ");
         let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &before).unwrap();
@@ -244,9 +268,74 @@ mod tests {
         assert!(carried.is_none());
         assert_eq!(adopted.snapshot().unwrap(), now);
         // A format older still is refused, and says which it reads.
-        env.version = PREVIOUS_SNAPSHOT_VERSION - 1;
+        env.version = OLDEST_SNAPSHOT_VERSION - 1;
         let older = postcard::to_allocvec(&env).unwrap();
         let err = Pipeline::restore(rules, Options::default(), None, &older).err().unwrap();
         assert!(matches!(err, SnapshotError::Version { found: 6 }), "{err}");
+    }
+
+    /// A snapshot of a format before 9, whose slots lie in region order (here a district, its
+    /// grid cell, then the other district), restores with its slots coarsest level first, to
+    /// the state a snapshot of this format holds; narrowed to a scope it restores as the same
+    /// scope's snapshot does.
+    #[test]
+    fn a_snapshot_in_region_order_restores_to_the_same_state() {
+        let regions = "code,parent,level,name,population\nC,,city,City,30000\nD1,C,district,East,20000\n\
+                       D1G,D1,grid,Cell,1\nD2,C,district,West,10000\n";
+        let files = vigil_rules::testing::files_with(&[("regions.csv", regions)]);
+        let rules = Arc::new(vigil_rules::compile(&files).unwrap());
+        let old = scope::scored_in_region_order(&rules, None);
+        let new = scope::scored_in(&rules, None);
+        assert_eq!(old.len(), 4, "every level scored");
+        assert_ne!(old, new, "the orders differ");
+        let mut p = Pipeline::new(Arc::clone(&rules), Options::default());
+        let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
+        for (i, code) in ["D1G", "D2", "D1G", "D1", "D2"].iter().cycle().take(300).enumerate() {
+            let mut e = Event {
+                region: rules.regions.lookup(code).unwrap(),
+                ts: start + i as i64 * 1_200_000,
+                ..Event::default()
+            };
+            e.set(0, (i % 2) as i64);
+            p.ingest(&e);
+            p.advance(e.ts, &mut crate::VecOutput::default());
+        }
+        let now = p.snapshot().unwrap();
+        let env: Envelope = postcard::from_bytes(&now).unwrap();
+        // The same state in region order, as format 8 wrote it.
+        let from: Vec<Option<usize>> = old.iter().map(|r| new.iter().position(|n| n == r)).collect();
+        let mut before = Envelope { version: 8, state: scope::select(&env.state, &from, env.state.layout) };
+        let eight = postcard::to_allocvec(&before).unwrap();
+        assert_ne!(eight, now);
+        let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &eight).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), now);
+        let (mut adopted, carried) =
+            Pipeline::restore_adopting(Arc::clone(&rules), Options::default(), None, &eight).unwrap();
+        assert!(carried.is_none());
+        assert_eq!(adopted.snapshot().unwrap(), now);
+        // Format 7: region order and region-major bins.
+        for st in &mut before.state.indicators {
+            st.bins = st.bins.to_region_major();
+        }
+        before.version = 7;
+        let seven = postcard::to_allocvec(&before).unwrap();
+        let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &seven).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), now);
+        // A task's scope: its own snapshot in region order, and the whole one narrowed to it.
+        let owned: Vec<bool> = rules.regions.codes.iter().map(|c| c != "C").collect();
+        let mut task = Pipeline::restore(Arc::clone(&rules), Options::default(), Some(&owned), &now).unwrap();
+        let task_now = task.snapshot().unwrap();
+        let task_env: Envelope = postcard::from_bytes(&task_now).unwrap();
+        let (old_t, new_t) =
+            (scope::scored_in_region_order(&rules, Some(&owned)), scope::scored_in(&rules, Some(&owned)));
+        assert_ne!(old_t, new_t);
+        let from_t: Vec<Option<usize>> = old_t.iter().map(|r| new_t.iter().position(|n| n == r)).collect();
+        let task_eight =
+            Envelope { version: 8, state: scope::select(&task_env.state, &from_t, scope::layout(&rules, &old_t)) };
+        let task_eight = postcard::to_allocvec(&task_eight).unwrap();
+        for bytes in [&task_eight, &eight] {
+            let mut t = Pipeline::restore(Arc::clone(&rules), Options::default(), Some(&owned), bytes).unwrap();
+            assert_eq!(t.snapshot().unwrap(), task_now);
+        }
     }
 }
