@@ -234,25 +234,48 @@ mod tests {
     use super::*;
     use vigil_model::Event;
 
-    /// A snapshot of the format before, whose bins are region-major, restores to the same
-    /// state: written again, it is byte for byte the snapshot of the current format.
-    #[test]
-    fn a_snapshot_of_the_format_before_restores_to_the_same_state() {
-        let rules = Arc::new(vigil_rules::compile(&vigil_rules::testing::files_with(&[])).unwrap());
-        let mut p = Pipeline::new(Arc::clone(&rules), Options::default());
+    /// A pipeline of `rules` fed `n` events, one every 20 minutes from 2026-03-01, in the regions
+    /// `codes` in turn.
+    fn fed(rules: &Arc<RuleSet>, codes: &[&str], n: usize) -> Pipeline {
+        let mut p = Pipeline::new(Arc::clone(rules), Options::default());
         let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
-        let hour = 3_600_000;
-        for (i, code) in ["G1", "D2", "G1", "G1", "D2"].iter().cycle().take(200).enumerate() {
+        for (i, code) in codes.iter().cycle().take(n).enumerate() {
             let mut e = Event {
                 region: rules.regions.lookup(code).unwrap(),
-                ts: start + i as i64 * hour / 3,
+                ts: start + i as i64 * 1_200_000,
                 ..Event::default()
             };
             e.set(0, (i % 2) as i64);
             p.ingest(&e);
             p.advance(e.ts, &mut crate::VecOutput::default());
         }
-        let now = p.snapshot().unwrap();
+        p
+    }
+
+    /// Restoring `bytes`, and restoring them adopting, gives back the snapshot `now`.
+    fn restores_to(rules: &Arc<RuleSet>, bytes: &[u8], now: &[u8]) {
+        let mut restored = Pipeline::restore(Arc::clone(rules), Options::default(), None, bytes).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), now);
+        let (mut adopted, carried) =
+            Pipeline::restore_adopting(Arc::clone(rules), Options::default(), None, bytes).unwrap();
+        assert!(carried.is_none());
+        assert_eq!(adopted.snapshot().unwrap(), now);
+    }
+
+    /// `state` (of `scope`) with its slots in region order, as formats before 9 laid it out.
+    fn in_region_order(rules: &RuleSet, scope: Option<&[bool]>, state: &State) -> State {
+        let (old, new) = (scope::scored_in_region_order(rules, scope), scope::scored_in(rules, scope));
+        assert_ne!(old, new, "the orders differ");
+        let from: Vec<Option<usize>> = old.iter().map(|r| new.iter().position(|n| n == r)).collect();
+        scope::select(state, &from, scope::layout(rules, &old))
+    }
+
+    /// A snapshot of the format before, whose bins are region-major, restores to the same
+    /// state: written again, it is byte for byte the snapshot of the current format.
+    #[test]
+    fn a_snapshot_of_the_format_before_restores_to_the_same_state() {
+        let rules = Arc::new(vigil_rules::compile(&vigil_rules::testing::files_with(&[])).unwrap());
+        let now = fed(&rules, &["G1", "D2", "G1", "G1", "D2"], 200).snapshot().unwrap();
         let mut env: Envelope = postcard::from_bytes(&now).unwrap();
         assert!(env.state.indicators.iter().any(|st| st.bins.newest(0) > i64::MIN || st.bins.newest(1) > i64::MIN));
         for st in &mut env.state.indicators {
@@ -261,12 +284,7 @@ mod tests {
         env.version = OLDEST_SNAPSHOT_VERSION;
         let before = postcard::to_allocvec(&env).unwrap();
         assert_ne!(before, now, "the layouts differ");
-        let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &before).unwrap();
-        assert_eq!(restored.snapshot().unwrap(), now);
-        let (mut adopted, carried) =
-            Pipeline::restore_adopting(Arc::clone(&rules), Options::default(), None, &before).unwrap();
-        assert!(carried.is_none());
-        assert_eq!(adopted.snapshot().unwrap(), now);
+        restores_to(&rules, &before, &now);
         // A format older still is refused, and says which it reads.
         env.version = OLDEST_SNAPSHOT_VERSION - 1;
         let older = postcard::to_allocvec(&env).unwrap();
@@ -284,35 +302,14 @@ mod tests {
                        D1G,D1,grid,Cell,1\nD2,C,district,West,10000\n";
         let files = vigil_rules::testing::files_with(&[("regions.csv", regions)]);
         let rules = Arc::new(vigil_rules::compile(&files).unwrap());
-        let old = scope::scored_in_region_order(&rules, None);
-        let new = scope::scored_in(&rules, None);
-        assert_eq!(old.len(), 4, "every level scored");
-        assert_ne!(old, new, "the orders differ");
-        let mut p = Pipeline::new(Arc::clone(&rules), Options::default());
-        let start = vigil_model::time::parse_rfc3339("2026-03-01T00:00:00+08:00").unwrap();
-        for (i, code) in ["D1G", "D2", "D1G", "D1", "D2"].iter().cycle().take(300).enumerate() {
-            let mut e = Event {
-                region: rules.regions.lookup(code).unwrap(),
-                ts: start + i as i64 * 1_200_000,
-                ..Event::default()
-            };
-            e.set(0, (i % 2) as i64);
-            p.ingest(&e);
-            p.advance(e.ts, &mut crate::VecOutput::default());
-        }
-        let now = p.snapshot().unwrap();
+        assert_eq!(scope::scored_in(&rules, None).len(), 4, "every level scored");
+        let now = fed(&rules, &["D1G", "D2", "D1G", "D1", "D2"], 300).snapshot().unwrap();
         let env: Envelope = postcard::from_bytes(&now).unwrap();
         // The same state in region order, as format 8 wrote it.
-        let from: Vec<Option<usize>> = old.iter().map(|r| new.iter().position(|n| n == r)).collect();
-        let mut before = Envelope { version: 8, state: scope::select(&env.state, &from, env.state.layout) };
+        let mut before = Envelope { version: 8, state: in_region_order(&rules, None, &env.state) };
         let eight = postcard::to_allocvec(&before).unwrap();
         assert_ne!(eight, now);
-        let mut restored = Pipeline::restore(Arc::clone(&rules), Options::default(), None, &eight).unwrap();
-        assert_eq!(restored.snapshot().unwrap(), now);
-        let (mut adopted, carried) =
-            Pipeline::restore_adopting(Arc::clone(&rules), Options::default(), None, &eight).unwrap();
-        assert!(carried.is_none());
-        assert_eq!(adopted.snapshot().unwrap(), now);
+        restores_to(&rules, &eight, &now);
         // Format 7: region order and region-major bins.
         for st in &mut before.state.indicators {
             st.bins = st.bins.to_region_major();
@@ -326,12 +323,7 @@ mod tests {
         let mut task = Pipeline::restore(Arc::clone(&rules), Options::default(), Some(&owned), &now).unwrap();
         let task_now = task.snapshot().unwrap();
         let task_env: Envelope = postcard::from_bytes(&task_now).unwrap();
-        let (old_t, new_t) =
-            (scope::scored_in_region_order(&rules, Some(&owned)), scope::scored_in(&rules, Some(&owned)));
-        assert_ne!(old_t, new_t);
-        let from_t: Vec<Option<usize>> = old_t.iter().map(|r| new_t.iter().position(|n| n == r)).collect();
-        let task_eight =
-            Envelope { version: 8, state: scope::select(&task_env.state, &from_t, scope::layout(&rules, &old_t)) };
+        let task_eight = Envelope { version: 8, state: in_region_order(&rules, Some(&owned), &task_env.state) };
         let task_eight = postcard::to_allocvec(&task_eight).unwrap();
         for bytes in [&task_eight, &eight] {
             let mut t = Pipeline::restore(Arc::clone(&rules), Options::default(), Some(&owned), bytes).unwrap();
