@@ -200,14 +200,21 @@ fn main() {
     );
     report.push_str(&row("baseline: bare consumer (poll + touch payload)", &bare));
     report.push_str(&row("engine: decode, watermarks, scoring, outputs produced", &engine));
+    // What one evaluation covers, as the default rules say.
+    let rules = vigil_benches::default_rules();
+    let r = &rules.regions;
+    let count = |levels: &[bool]| (0..r.len()).filter(|&i| levels[r.levels[i] as usize]).count();
     report.push_str(&format!(
         "\nThe engine runs at {:.2}x the bare consumer's rate ({:.2}x its events per CPU-second). \
-         {} evaluations (one per hour boundary: 60 indicators x 69 scored regions, roll-up, grading, \
-         score records for the city and districts): p50 {:.2} ms, p99 {:.2} ms (from the \
+         {} evaluations (one per hour boundary: {} indicators x {} scored regions, {} of them alerting, \
+         roll-up, grading, score records for the city and districts): p50 {:.2} ms, p99 {:.2} ms (from the \
          `vigil_evaluation_duration_seconds` histogram, interpolated within buckets). {} alert events.\n",
         rate(&engine) / rate(&bare),
         per_cpu(&engine) / per_cpu(&bare),
         engine.evaluations,
+        rules.indicators.len(),
+        count(&rules.evaluate_levels),
+        count(&rules.alert_levels),
         engine.eval_p50_ms,
         engine.eval_p99_ms,
         engine.alerts

@@ -32,7 +32,7 @@ fn rules_check_summarises_the_default_rules() {
         "{text}"
     );
     // The count windows other engines compute (benches/peers/run.py): every count indicator
-    // without a second stream, and each region with its scored ancestors (grids are not scored).
+    // without a second stream, and each region with itself and its scored ancestors (every level is scored).
     let out = vigil().args(["rules", "windows"]).arg(root().join("rules")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -45,8 +45,12 @@ fn rules_check_summarises_the_default_rules() {
     assert_eq!(v["indicators"].as_array().unwrap().len(), counts);
     let chains = v["chains"].as_array().unwrap();
     let grid = rules.regions.codes[rules.regions.levels.iter().position(|&l| l == 3).unwrap()].as_str();
-    assert_eq!(chains.iter().filter(|c| c[0] == grid).count(), 3, "a grid counts for its street, district and city");
-    assert!(chains.iter().all(|c| c[1] != grid), "grids are not scored");
+    assert_eq!(
+        chains.iter().filter(|c| c[0] == grid).count(),
+        4,
+        "a grid counts for itself, its street, district and city"
+    );
+    assert!(chains.iter().any(|c| c == &serde_json::json!([grid, grid])), "grids are scored");
 }
 
 #[test]

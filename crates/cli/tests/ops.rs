@@ -145,12 +145,15 @@ fn a_running_engine_serves_health_api_and_metrics() {
     assert_eq!(v["grades"].as_object().unwrap().len(), rules.domains.len() + 2);
     assert!(v["grades"].as_object().unwrap().contains_key("evidence"), "{body}");
     assert!(v["composite"].is_number(), "after 33 days the district has a composite: {body}");
+    // Grid cells are scored (for their view and history) though they do not alert: their
+    // scores, computed only when read, come with the view.
     let grid = &rules.regions.codes[rules.regions.levels.iter().position(|&l| l == 3).unwrap()];
-    assert_eq!(
-        http(&addr, "GET", &format!("/api/regions/{grid}"), Some(TOKEN)).unwrap().0,
-        404,
-        "grids are not scored"
-    );
+    let (status, body) = http(&addr, "GET", &format!("/api/regions/{grid}"), Some(TOKEN)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["region_level"], "grid");
+    assert_eq!(v["alerted"], false, "{body}");
+    assert_eq!(v["indicators"].as_array().unwrap().len(), rules.indicators.len());
     assert_eq!(http(&addr, "GET", "/api/regions/nowhere", Some(TOKEN)).unwrap().0, 404);
 
     // Active alerts: the incident's district is open at some level; the filter is "at least".

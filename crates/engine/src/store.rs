@@ -243,7 +243,7 @@ impl TopicStore {
                             None => return (seq, Some(Err(format!("chunk {i} of {chunks} is missing")))),
                         }
                     }
-                    (seq, Some(decompress(&bytes).and_then(|b| checkpoint::decode(&b))))
+                    (seq, Some(checkpoint::decompress(&bytes).and_then(|b| checkpoint::decode(&b))))
                 }
             }
         };
@@ -270,7 +270,7 @@ impl TopicStore {
 
     fn write(&mut self, cp: &Checkpoint, producer: &BaseProducer, transactional: bool) -> Result<u64, EngineError> {
         let raw = checkpoint::encode(cp).map_err(|e| self.err(format!("cannot encode a checkpoint: {e}")))?;
-        let bytes = compress(&raw);
+        let bytes = checkpoint::compress(&raw);
         let (slot, seq) = match self.current {
             Some((cur, seq)) => (1 - cur, seq.checked_add(1).ok_or_else(|| self.err("sequence numbers ran out"))?),
             None => (0, 1),
@@ -336,27 +336,4 @@ fn send_all<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
         }
     }
     Ok(())
-}
-
-/// A checkpoint's bytes as a state topic holds them: the length uncompressed, then LZ4 blocks.
-fn compress(raw: &[u8]) -> Vec<u8> {
-    let mut out = (raw.len() as u64).to_le_bytes().to_vec();
-    out.extend(lz4_flex::block::compress(raw));
-    out
-}
-
-/// The inverse of [`compress`]; a length LZ4 could not have produced from these bytes (at most
-/// 255 times their size) is refused before anything is allocated for it.
-fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let (len, body) = bytes.split_at_checked(8).ok_or("shorter than its header")?;
-    let len = u64::from_le_bytes(len.try_into().unwrap_or_default());
-    if len > 255 * body.len() as u64 + 16 {
-        return Err(format!("claims {len} bytes from {} compressed ones", body.len()));
-    }
-    let mut raw = vec![0u8; len as usize];
-    let n = lz4_flex::block::decompress_into(body, &mut raw).map_err(|e| format!("not LZ4: {e}"))?;
-    if n != raw.len() {
-        return Err(format!("{n} bytes of {len}"));
-    }
-    Ok(raw)
 }

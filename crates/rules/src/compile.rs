@@ -319,8 +319,10 @@ impl<'a, 's> Compiler<'a, 's> {
         } = ruleset?;
         let grading = grading?;
         let indicators = indicators?;
-        let scored = (0..regions.len()).filter(|&r| evaluate_levels[regions.levels[r] as usize]).count();
-        let alarm = self.alarm(&indicators, scored, level_names.as_deref().unwrap_or(&[]), &alert_levels);
+        // The alarm scans the regions that alert (every alerting level is scored), so they are
+        // the regions its Bonferroni bound counts; scored levels that do not alert add no tests.
+        let scanned = (0..regions.len()).filter(|&r| alert_levels[regions.levels[r] as usize]).count();
+        let alarm = self.alarm(&indicators, scanned, level_names.as_deref().unwrap_or(&[]), &alert_levels);
         let fixtures = self
             .files
             .files
@@ -356,11 +358,11 @@ impl<'a, 's> Compiler<'a, 's> {
 
     /// `alarm.toml`, when present: the scanned count indicators, scan and baseline lengths in
     /// their windows, and each level's threshold (calibrated, or the Bonferroni bound over
-    /// `scored` regions × cuts when `thresholds` is absent).
+    /// `scanned` (alerting) regions × cuts when `thresholds` is absent).
     fn alarm(
         &mut self,
         indicators: &[Indicator],
-        scored: usize,
+        scanned: usize,
         region_levels: &[String],
         alert_levels: &[bool],
     ) -> Option<Alarm> {
@@ -501,7 +503,7 @@ impl<'a, 's> Compiler<'a, 's> {
         };
         // The Bonferroni bound counts the tests behind one recurrence: every cut of the rule set,
         // or of one region.
-        let tests = if per_region { 1 } else { scored.max(1) };
+        let tests = if per_region { 1 } else { scanned.max(1) };
         let mut levels: [Option<AlarmLevel>; 4] = [None; 4];
         let thresholds = raw.thresholds.as_ref().map(|t| t.get_ref());
         let max_windows = cuts.iter().map(|c| c.windows).max().unwrap_or(1);
