@@ -166,7 +166,8 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     // The embedded cluster keeps at most 5 MB per partition and does not compact: while a
     // killed instance's session times out (10 s), the survivor's checkpoints every 300 ms would
     // push the killed one's last checkpoints off the state topic, which a real broker keeps
-    // (compaction keeps each key's newest record). There, checkpoints are taken less often.
+    // (compaction keeps each key's newest record). So a killed pair on the embedded cluster
+    // checkpoints every 3 s.
     let every = if broker.is_external() || signal == "TERM" { "300ms" } else { "3s" };
     let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery, true, every);
     let mut a = start(&pair_cfg, &a_http, None);
