@@ -12,6 +12,7 @@ mod explain;
 mod pipeline;
 pub mod ruletest;
 mod scope;
+mod series;
 pub mod snapshot;
 
 pub use alarm::RegionEvidence;

@@ -15,12 +15,11 @@ use vigil_score::normalise::{self, DetectorState, Scored};
 use vigil_score::quiet::Quiet;
 use vigil_score::rollup::{Rollup, rollup};
 use vigil_window::measure::{self, AHEAD_HOURS, Layout, Leg};
-use vigil_window::running::Mode;
 use vigil_window::{Bins, Running};
 
 use crate::alarm::{self, RegionEvidence};
 use crate::dedup::Seen;
-use crate::deferred::{Deferred, every, ones};
+use crate::deferred::Deferred;
 use crate::explain::{self, Period};
 use crate::scope;
 
@@ -359,7 +358,6 @@ pub struct Pipeline {
     // Scratch reused across evaluations.
     ind_scores: Vec<Option<f64>>,
     roll: Rollup,
-    lanes: Vec<i64>,
     floats: Vec<f64>,
     /// The regions this pipeline holds state for, as given by region (see
     /// [`Pipeline::scoped`]); `None`: every scored region. Kept across rule reloads.
@@ -383,8 +381,6 @@ pub struct Pipeline {
     unread: Vec<bool>,
     /// Stale results marked stale again before anything read them: scores never computed.
     skipped: u64,
-    /// The evaluation's scratch: one bit per scored slot, the series to look at.
-    visit: Vec<u64>,
     /// Per indicator, which regions' series have stayed the same long enough that scoring them
     /// again would give the last result (derived, never saved); `None` where every evaluation
     /// is scored.
@@ -398,6 +394,8 @@ pub struct Pipeline {
     /// parent), so its cuts would be read by nothing; scoring grid cells costs no scans.
     scanned: Vec<bool>,
     alarm: alarm::Scratch,
+    /// The indicators' evaluation's scratch.
+    scratch: crate::series::Scratch,
     /// Per indicator: where its unit counts go, when the alarm scans it in units shorter than
     /// its window (a 7-day count read as daily counts).
     units: Vec<Option<UnitCount>>,
@@ -525,7 +523,6 @@ impl Pipeline {
             state,
             ind_scores: vec![None; n],
             roll: Rollup::default(),
-            lanes: vec![0; measure::MAX_LANES],
             floats: Vec::with_capacity(2048),
             scope,
             children,
@@ -535,12 +532,12 @@ impl Pipeline {
             deferred,
             unread,
             skipped: 0,
-            visit: Vec::new(),
             quiet,
             kept: 0,
             slept: 0,
             scanned,
             alarm,
+            scratch: Default::default(),
             units,
         }
     }
@@ -899,113 +896,23 @@ impl Pipeline {
     fn evaluate(&mut self, b: i64, out: &mut dyn Output) {
         let rules = Arc::clone(&self.rules);
         let regions = self.scored.len();
-        for (i, ind) in rules.indicators.iter().enumerate() {
-            if b.rem_euclid(ind.hop.0) != 0 {
-                continue;
-            }
-            let layout = &self.layouts[i];
-            let st = &mut self.state.indicators[i];
-            let mut run = self.runs[i].as_mut();
-            let (first, last) = layout.window_of(b);
-            let mode = run.as_ref().map_or(Mode::Full, |r| r.begin(&st.bins, first, last));
-            let unit = self.units[i];
-            let defer = &mut self.deferred[i];
-            // An unread series (scored only when read, `crate::deferred`) whose window and
-            // unit neither gained nor lost a bin with events, and had no event counted, has
-            // the value and history entry it had: it is passed over, and only the rest are
-            // looked at, one by one.
-            let mut visit = std::mem::take(&mut self.visit);
-            match (mode, defer.as_mut()) {
-                (Mode::Slide { first: f, last: l, .. }, Some(d)) if st.hist.evals > 0 => {
-                    let (passed, stale) = d.pass_over(&mut visit, |held| {
-                        st.bins.mark_held(f, first - 1, held);
-                        st.bins.mark_held(l + 1, last, held);
-                        if let Some(u) = unit {
-                            st.bins.mark_held(l - u.bins + 1, last - u.bins, held);
-                        }
-                    });
-                    st.hist.repeat_previous();
-                    self.skipped += stale;
-                    self.kept += passed;
-                    self.slept += passed;
-                }
-                (_, d) => {
-                    if let Some(d) = d {
-                        d.untouch();
-                    }
-                    every(regions, &mut visit);
-                }
-            }
-            for r in ones(&visit) {
-                if let Some(q) = &mut self.quiet[i]
-                    && q.asleep(r, st.hist.evals)
-                {
-                    // Its window holds no event and its inputs are as they were: only its
-                    // (unchanged) entry is written, and a unit count of an empty window.
-                    st.hist.set(r, &q.entry(r));
-                    if let Some(u) = unit {
-                        st.hist.set_at(r, u.at, 0.0);
-                    }
-                    self.kept += 1;
-                    self.slept += 1;
-                    // One nothing reads sleeps through changes its score reads: its result is
-                    // this evaluation's, stale even if computed since it fell asleep.
-                    if self.unread[r]
-                        && let Some(d) = defer.as_mut()
-                    {
-                        d.mark(r);
-                    }
-                    continue;
-                }
-                let wv = match run.as_mut() {
-                    Some(run) => {
-                        run.read(&st.bins, r, mode, first, last);
-                        run.value(ind, layout, &st.bins, r, b)
-                    }
-                    None => measure::extract(ind, layout, &st.bins, r, b, &mut self.lanes),
-                };
-                st.hist.set(r, &normalise::history_entry(wv.value, wv.support));
-                if let Some(u) = unit {
-                    // The alarm reads this count in its own units: the newest unit's count.
-                    let mut n = 0i64;
-                    st.bins.each_in(r, last - u.bins + 1, last, |s| n = n.saturating_add(s[0]));
-                    st.hist.set_at(r, u.at, n as f32);
-                }
-                if self.unread[r]
-                    && let (Some(d), Some(q)) = (defer.as_mut(), &mut self.quiet[i])
-                {
-                    // Nothing reads its score before it is computed as of its latest evaluation
-                    // (`crate::deferred`): its result is stale, whatever changed, and it sleeps
-                    // as soon as its window is empty, until an event wakes it.
-                    q.remember(r, wv.value, wv.support);
-                    self.skipped += u64::from(d.mark(r));
-                    if st.bins.newest(r) < first - layout.lookback_bins {
-                        q.sleep_until_woken(r, st.hist.evals);
-                    }
-                    continue;
-                }
-                if let Some(q) = &mut self.quiet[i]
-                    && q.unchanged(r, wv.value, wv.support, st.hist.evals)
-                {
-                    self.kept += 1;
-                    // No bin its value reads holds an event: nothing changes until one is counted
-                    // (which wakes it) or a changed entry reaches a lag its score reads, so it
-                    // is not even looked at till then.
-                    if st.bins.newest(r) < first - layout.lookback_bins {
-                        q.sleep(r, st.hist.evals);
-                    }
-                    continue;
-                }
-                let s = normalise::score(ind, &st.hist, r, wv.value, wv.support, &mut st.det[r], &mut self.floats);
-                st.latest[r] = Latest { value: s.value, expected: s.expected, score: s.score, support: wv.support };
-            }
-            self.visit = visit;
-            st.hist.advance();
-            if let Some(run) = run {
-                run.end(first, last);
-            }
-            self.state.counters.evaluations += regions as u64;
-        }
+        let tally = crate::series::evaluate_due(
+            &rules,
+            b,
+            regions,
+            &self.unread,
+            &self.layouts,
+            &mut self.state.indicators,
+            &mut self.runs,
+            &self.units,
+            &mut self.deferred,
+            &mut self.quiet,
+            &mut self.scratch,
+        );
+        self.kept += tally.kept;
+        self.slept += tally.slept;
+        self.skipped += tally.skipped;
+        self.state.counters.evaluations += tally.due * regions as u64;
         // The alarm's cuts are scanned once every ring has its window: a cut's exposure may be
         // another indicator's count in the rest of the city (`AlarmCut::share`).
         if let Some(a) = &rules.alarm {
