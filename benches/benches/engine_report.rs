@@ -227,8 +227,8 @@ fn main() {
     report.push_str(&row("engine: decode, watermarks, scoring, outputs produced", &engine));
     // What one evaluation covers, as the default rules say.
     let rules = vigil_benches::default_rules();
-    let r = &rules.regions;
-    let count = |levels: &[bool]| (0..r.len()).filter(|&i| levels[r.levels[i] as usize]).count();
+    let count =
+        |at: fn(&vigil_rules::RuleSet, usize) -> bool| (0..rules.regions.len()).filter(|&i| at(&rules, i)).count();
     report.push_str(&format!(
         "\nThe engine runs at {:.2}x the bare consumer's rate ({:.2}x once events flow, {:.2}x its events per \
          CPU-second). \
@@ -240,8 +240,8 @@ fn main() {
         per_cpu(&engine) / per_cpu(&bare),
         engine.evaluations,
         rules.indicators.len(),
-        count(&rules.evaluate_levels),
-        count(&rules.alert_levels),
+        count(vigil_rules::RuleSet::is_scored),
+        count(vigil_rules::RuleSet::raises_alerts),
         engine.eval_p50_ms,
         engine.eval_p99_ms,
         engine.alerts

@@ -100,7 +100,7 @@ fn chains(rules: &RuleSet) -> RecordBatch {
     let (mut from, mut to) = (Vec::new(), Vec::new());
     for (r, chain) in rules.regions.chains.iter().enumerate() {
         for &a in chain {
-            if rules.evaluate_levels[rules.regions.levels[a as usize] as usize] {
+            if rules.is_scored(a as usize) {
                 from.push(rules.regions.codes[r].clone());
                 to.push(rules.regions.codes[a as usize].clone());
             }

@@ -70,11 +70,7 @@ pub fn machine() -> String {
 
 /// For each region, the regions an event of it counts for under the rules' scored levels.
 pub fn scored_chains(rules: &RuleSet) -> Vec<Vec<u32>> {
-    let r = &rules.regions;
-    r.chains
-        .iter()
-        .map(|c| c.iter().copied().filter(|&x| rules.evaluate_levels[r.levels[x as usize] as usize]).collect())
-        .collect()
+    rules.regions.chains.iter().map(|c| c.iter().copied().filter(|&x| rules.is_scored(x as usize)).collect()).collect()
 }
 
 /// The baseline of the routing benchmark: the same filter and routing as the pipeline, counted

@@ -130,8 +130,7 @@ impl Output for Collect<'_> {
         {
             return;
         }
-        let alerting =
-            regions.iter().filter(|e| self.rules.alert_levels[self.rules.regions.levels[e.region as usize] as usize]);
+        let alerting = regions.iter().filter(|e| self.rules.raises_alerts(e.region as usize));
         let entry = self.days.entry((self.replicate, date)).or_insert((0.0, BTreeMap::new()));
         for e in alerting {
             entry.0 = entry.0.max(e.stat);

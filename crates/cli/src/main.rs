@@ -254,7 +254,7 @@ fn count_windows(rules: &RuleSet) -> Result<serde_json::Value> {
         .flat_map(|i| {
             r.chains[i]
                 .iter()
-                .filter(|&&a| rules.evaluate_levels[r.levels[a as usize] as usize])
+                .filter(|&&a| rules.is_scored(a as usize))
                 .map(move |&a| [r.codes[i].as_str(), r.codes[a as usize].as_str()])
         })
         .collect();

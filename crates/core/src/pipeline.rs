@@ -1165,7 +1165,7 @@ impl Pipeline {
             .collect();
         Some(RegionView {
             region_name: rules.regions.names[r].clone(),
-            alerted: rules.alert_levels[rules.regions.levels[r] as usize],
+            alerted: rules.raises_alerts(r),
             score: record,
             grades,
         })
@@ -1377,8 +1377,5 @@ fn quiet_series(rules: &RuleSet, state: &State, regions: usize) -> Vec<Option<Qu
 
 /// Per scored slot, whether the alarm scans it (see `Pipeline::scanned`).
 fn scanned_slots(rules: &RuleSet, scored: &[u32]) -> Vec<bool> {
-    scored
-        .iter()
-        .map(|&r| rules.alarm.is_some() && rules.alert_levels[rules.regions.levels[r as usize] as usize])
-        .collect()
+    scored.iter().map(|&r| rules.alarm.is_some() && rules.raises_alerts(r as usize)).collect()
 }

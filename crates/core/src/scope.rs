@@ -24,7 +24,7 @@ pub(crate) fn scored_in(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
 /// [`scored_in`] in region order: the slots of snapshots before format 9.
 pub(crate) fn scored_in_region_order(rules: &RuleSet, scope: Option<&[bool]>) -> Vec<u32> {
     (0..rules.regions.len() as u32)
-        .filter(|&r| rules.evaluate_levels[rules.regions.levels[r as usize] as usize])
+        .filter(|&r| rules.is_scored(r as usize))
         .filter(|&r| scope.is_none_or(|s| s.get(r as usize).copied().unwrap_or(false)))
         .collect()
 }

@@ -132,9 +132,7 @@ fn a_tasks_state_is_its_share_of_the_citys() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
     let rules = Arc::new(vigil_core::compile_rules(&vigil_rules::RuleFiles::load_dir(&dir).unwrap()).unwrap());
     let scored = |owned: Option<&[bool]>| {
-        (0..rules.regions.len())
-            .filter(|&r| rules.evaluate_levels[rules.regions.levels[r] as usize] && owned.is_none_or(|o| o[r]))
-            .count()
+        (0..rules.regions.len()).filter(|&r| rules.is_scored(r) && owned.is_none_or(|o| o[r])).count()
     };
     let whole = Pipeline::new(Arc::clone(&rules), Options::default()).snapshot().unwrap().len();
     let all = scored(None);

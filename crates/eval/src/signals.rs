@@ -160,9 +160,7 @@ pub fn from_alerts(
     last_day: i64,
     scope: Option<&str>,
 ) -> Result<Signals, EvalError> {
-    let regions: Vec<u32> = (0..rules.regions.len() as u32)
-        .filter(|&r| rules.alert_levels[rules.regions.levels[r as usize] as usize])
-        .collect();
+    let regions: Vec<u32> = (0..rules.regions.len() as u32).filter(|&r| rules.raises_alerts(r as usize)).collect();
     let mut sig = Signals::new("vigil-alerts", first_day, last_day, regions);
     // (region, scope) -> changes (day, level rank, category), in file order.
     type Change = (i64, f64, Option<String>);

@@ -435,6 +435,17 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Whether region `r`'s level is scored (`evaluate_region_levels`).
+    pub fn is_scored(&self, r: usize) -> bool {
+        self.evaluate_levels[self.regions.levels[r] as usize]
+    }
+
+    /// Whether region `r`'s level raises alerts (`alert_region_levels`; every such level is
+    /// scored too).
+    pub fn raises_alerts(&self, r: usize) -> bool {
+        self.alert_levels[self.regions.levels[r] as usize]
+    }
+
     pub fn source_index(&self, id: &str) -> Option<SourceIdx> {
         self.sources.iter().position(|s| s.id == id).map(|i| i as SourceIdx)
     }
