@@ -48,6 +48,9 @@ def main():
                     help="further draws of the surges (comma-separated seeds), each run the same way into OUT/seed-N; "
                          "the summary adds vigil-evidence against the best baseline pooled over every draw")
     ap.add_argument("--results", default=str(ROOT / "benches" / "results" / "detection.md"))
+    ap.add_argument("--confidence", default=None,
+                    help="vigil calibrate --confidence C for the evidence alarm's thresholds, or 'point' for "
+                         "--point-estimate (default: vigil's own, 0.9)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the results from an earlier run's --out")
     ap.add_argument("--reuse-baselines", action="store_true",
                     help="keep an earlier run's baselines.csv in --out (the R baselines take most of the time)")
@@ -65,7 +68,8 @@ def main():
         if not a.report_only and real:
             sh([sys.executable, __file__, "--data", a.data, "--out", d, "--vigil", a.vigil, "--streams", ",".join(real),
                 "--methods", a.methods, "--seed", seed, "--results", d / "detection.md"]
-               + (["--sample", a.sample] if a.sample else []) + (["--reuse-baselines"] if a.reuse_baselines else []))
+               + (["--sample", a.sample] if a.sample else []) + (["--reuse-baselines"] if a.reuse_baselines else [])
+               + (["--confidence", a.confidence] if a.confidence else []))
     a.draws = draws
     if a.report_only:
         rows = []
@@ -106,8 +110,8 @@ def main():
             real_events.parent.mkdir(exist_ok=True)
             recorded_only(d / "events.jsonl", real_events)
             with open(d / "calibrate.txt", "w") as f:
-                sh([a.vigil, "calibrate", "--rules", rules, "--events", real_events, "--to", midpoint(d), "--write"],
-                   stdout=f)
+                sh([a.vigil, "calibrate", "--rules", rules, "--events", real_events, "--to", midpoint(d), "--write"]
+                   + confidence(a), stdout=f)
             # vigil as a new user would run it: the stream's rule set, every indicator's score kept.
             sh([a.vigil, "replay", "--rules", rules, "--events", d / "events.jsonl", "--out", d / "vigil",
                 "--scores", "full", "--score-levels", ",".join(levels_of(rules))])
@@ -153,7 +157,7 @@ def short_history(a, d):
     shutil.copytree(d / "rules", out / "rules")
     with open(out / "calibrate.txt", "w") as f:
         sh([a.vigil, "calibrate", "--rules", out / "rules", "--events", d / "recorded" / "events.jsonl", "--to", to,
-            "--replicates", SHORT_REPLICATES, "--write"], stdout=f)
+            "--replicates", SHORT_REPLICATES, "--write"] + confidence(a), stdout=f)
     sh([a.vigil, "replay", "--rules", out / "rules", "--events", d / "events.jsonl", "--out", out / "vigil", "--scores", "none"])
     split_alerts(out / "vigil")
 
@@ -200,6 +204,20 @@ def recorded_only(src, dst):
         for line in f:
             if not line.startswith('{"id":"inj-'):
                 out.write(line)
+
+
+def confidence(a):
+    """The calibration's --confidence (or --point-estimate), when asked for."""
+    if not a.confidence:
+        return []
+    return ["--point-estimate"] if a.confidence == "point" else ["--confidence", a.confidence]
+
+
+def fit_how(a):
+    """How the thresholds were fitted, for the results' prose."""
+    if a.confidence == "point":
+        return "(point estimates)"
+    return f"(to hold with {a.confidence or 0.9} confidence)"
 
 
 def midpoint(d):
@@ -307,13 +325,13 @@ def write_results(a, out, rows, secs):
             for p in c["points"]:
                 csv_rows.append([s, m, p["false_per_100_region_days"], p["detected_own"] / n])
         if ev and ev["from"] is None:
-            lines.append("\nvigil's evidence alarms (the default rules' alarm.toml, its thresholds fitted by `vigil calibrate` on a "
+            lines.append(f"\nvigil's evidence alarms (the default rules' alarm.toml, its thresholds fitted by `vigil calibrate` {fit_how(a)} on a "
                          "surge-free synthetic city of another seed: the whole stream is out of sample). Their recurrence "
                          "intervals count days anywhere in the rule set, so the budget shown, 100 / (R x alarm regions), "
                          "assumes one alarming region per alarm day and is a lower bound; `vigil calibrate` prints the alarm "
                          "region-days its thresholds reach on the city they were fitted on (rule-authoring §8.1):\n")
         elif ev:
-            lines.append(f"\nvigil's evidence alarms (alarm.toml; thresholds fitted by `vigil calibrate` on the recorded events "
+            lines.append(f"\nvigil's evidence alarms (alarm.toml; thresholds fitted by `vigil calibrate` {fit_how(a)} on the recorded events "
                          f"of the days before {ev['from']}, without the injected surges, as a user calibrates on their history; "
                          f"measured on the stream with its surges from {ev['from']} on, out of sample, and over the whole stream):\n")
         if ev:

@@ -52,6 +52,31 @@ pub struct CalibrateArgs {
     /// Seed of the replicates' draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Fit each threshold so that it holds its recurrence interval with this confidence (0.5
+    /// to 0.99) given how few days of the history lie above it (methodology §16.3): fewer
+    /// days may reach it than the point estimate allows, none where the history is too short
+    /// to vouch for the rate.
+    #[arg(long, value_parser = parse_confidence, default_value_t = 0.9)]
+    confidence: f64,
+    /// Fit the point estimate instead (exactly history ÷ recurrence days reach each
+    /// threshold), which a later period passes more often than promised about half the time.
+    #[arg(long, conflicts_with = "confidence")]
+    point_estimate: bool,
+}
+
+impl CalibrateArgs {
+    /// The confidence thresholds are fitted at (`None`: the point estimate).
+    fn confidence(&self) -> Option<f64> {
+        (!self.point_estimate).then_some(self.confidence)
+    }
+}
+
+fn parse_confidence(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.5..=0.99).contains(&c) => Ok(c),
+        Ok(c) => Err(format!("{c} is not between 0.5 and 0.99")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 /// A day of the calibration: the replicate it belongs to (0: the recorded history) and its date.
@@ -266,7 +291,7 @@ fn pass(rules: &Arc<RuleSet>, args: &CalibrateArgs, warmup: usize, replicates: O
             .iter()
             .flatten()
             .map(|l| {
-                let t = ((cal.threshold(l.recurrence_days) * 100.0).ceil() / 100.0).max(prev + 0.01);
+                let t = ((cal.threshold(l.recurrence_days, args.confidence()) * 100.0).ceil() / 100.0).max(prev + 0.01);
                 prev = t;
                 (l.level, l.recurrence_days, t)
             })
@@ -371,6 +396,13 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             (format!("{drawn}, {days} days"), format!("{drawn}: {days} days ({} recorded)", recorded.len()))
         }
         None => (format!("{span}, {days} days"), format!("{span}: {days} days")),
+    };
+    let (period, header) = match args.confidence() {
+        Some(c) => {
+            let at = format!(", at {} % confidence", (c * 100.0).round());
+            (format!("{period}{at}"), format!("{header}{at}"))
+        }
+        None => (period, header),
     };
     let unit = if alarm.per_region { "region-days" } else { "days" };
     println!(

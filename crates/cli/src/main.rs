@@ -149,7 +149,27 @@ pub(crate) fn prefix(dir: &std::path::Path, d: &vigil_rules::Diagnostic) -> Stri
     d.to_string()
 }
 
+/// `vigil … | head` closes the pipe before vigil has printed everything. Rust ignores SIGPIPE,
+/// so the next `println!` panics ("failed printing to stdout: Broken pipe") and the reader sees
+/// a backtrace after the lines it asked for. The reader has what it wanted: exit quietly with
+/// success, as ripgrep does (restoring SIGPIPE's default would need `unsafe`, and would let a
+/// closed client socket kill `vigil run`).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        let msg = msg.unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     log::init();
     let cli = Cli::parse();
     match run(cli) {

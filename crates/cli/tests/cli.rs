@@ -36,6 +36,20 @@ fn rules_check_summarises_the_default_rules() {
     let out = vigil().args(["rules", "windows"]).arg(root().join("rules")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Read by a reader that stops early (`| head`): the pipe is closed before vigil prints
+    // (it has to load the rule set first), so its print meets a broken pipe, which ends it
+    // quietly with success rather than with a panic and a backtrace.
+    let mut child = vigil()
+        .args(["rules", "windows"])
+        .arg(root().join("rules"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(closed.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", closed.status);
     let rules = vigil_rules::load(&root().join("rules")).unwrap();
     let counts = rules
         .indicators

@@ -80,7 +80,7 @@ fn check(days: &[Vec<f64>], per_region: bool, recurrence: f64) -> (f64, f64) {
         }
     };
     let cal = Calibration::from_daily_maxima(&sample(&days[..half])).unwrap();
-    let t = cal.threshold(recurrence);
+    let t = cal.threshold(recurrence, None);
     let later = sample(&days[half..]);
     let reached = later.iter().filter(|&&v| v >= t).count();
     (reached as f64 / later.len() as f64, 1.0 / recurrence)
