@@ -236,16 +236,15 @@ mod tests {
         // Many short histories whose daily maxima are exponential (P(M >= s) = exp(-s)): the
         // point estimate's threshold lets through more than the budget about half the time, the
         // 0.9-confidence one in about a tenth of the histories (for R = 20 on 300 days).
+        use rand_chacha::ChaCha8Rng;
+        use rand_core::{RngCore, SeedableRng};
         let r = 20.0;
-        let (mut over_point, mut over_conf, mut seed) = (0, 0, 7u64);
+        let (mut over_point, mut over_conf) = (0, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
         let draws = 400;
         for _ in 0..draws {
-            let maxima: Vec<f64> = (0..300)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    -(((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln()
-                })
-                .collect();
+            let maxima: Vec<f64> =
+                (0..300).map(|_| -(((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln()).collect();
             let c = Calibration::from_daily_maxima(&maxima).unwrap();
             // The true rate at threshold t is exp(-t).
             over_point += usize::from((-c.threshold(r, None)).exp() > 1.0 / r);
