@@ -7,8 +7,11 @@
 //! in exactly-once mode. The pair shares no checkpoint directory: its tasks and roll-up
 //! checkpoint to a state topic, so a task's state moves between the instances through the
 //! brokers alone (the single instance checkpoints to a directory, so the two stores are
-//! compared too). Every run also archives (each task and the roll-up in files of their own), and
-//! the pair's archive must hold every event, score and alert once, as the single instance's does.
+//! compared too). Every run also archives (each task and the roll-up in files of their own), the
+//! pair's instances each to a directory of their own (a disk of their own), and the two
+//! archives together must hold every event, score and alert once, as the single instance's
+//! does: after SIGKILL the killed instance is started again on its own disk, as an operator or
+//! Kubernetes would, and removes what it archived that no checkpoint covers.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -79,6 +82,23 @@ score_levels = ["city", "district"]
     let path = dir.join("vigil.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Copies the files of an archive, hidden ones (lock and temporary files) left out.
+fn copy_visible(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_visible(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
 }
 
 /// Starts `vigil run`; with `exit_when_idle`, it ends after that long with nothing to read.
@@ -170,11 +190,13 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     // written early in a run, which the checks below look for (the exactly-once pair lost
     // task-0's once, 2026-12-07). So a pair on the embedded cluster checkpoints every 3 s.
     let every = if broker.is_external() { "300ms" } else { "3s" };
-    let pair_cfg = config(&base.join("pair"), &settings.brokers, &pair_group, &pair, delivery, true, every);
-    let mut a = start(&pair_cfg, &a_http, None);
+    // Each instance archives to a directory of its own.
+    let a_cfg = config(&base.join("pair/a"), &settings.brokers, &pair_group, &pair, delivery, true, every);
+    let b_cfg = config(&base.join("pair/b"), &settings.brokers, &pair_group, &pair, delivery, true, every);
+    let mut a = start(&a_cfg, &a_http, None);
     // B is quiet until the feed starts, which waits for A's tasks too: on two busy cores A's
     // assignment has taken longer than 4 s after B's (B then ended before the feed began).
-    let mut b = start(&pair_cfg, &b_http, Some("15s"));
+    let mut b = start(&b_cfg, &b_http, Some("15s"));
     // The feed starts once the group has settled: each instance holds tasks, four in all.
     let tasks = |addr: &str| testkit::metric_sum(addr, "vigil_tasks").unwrap_or(0.0);
     let t = Instant::now();
@@ -238,17 +260,31 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     eprintln!("B done after {:?}", clock.elapsed());
 
     // A held some tasks, and they moved: to B, or (after a kill that the group noticed only
-    // once B had finished its own) to a third instance.
+    // once B had finished its own) to A started again.
     let (a_tasks, b_tasks) = (assignments(&a_err), assignments(&b_err));
     assert!(a_tasks.first().is_some_and(|t| t != "{}"), "A was assigned tasks: {a_err}");
     let all = "{0, 1, 2, 3}";
     if signal == "TERM" {
         assert_eq!(b_tasks.last().map(String::as_str), Some(all), "B takes over A's tasks: {b_err}");
         assert!(b_tasks.len() >= 2, "B saw a rebalance: {b_tasks:?}");
-    } else if b_tasks.last().map(String::as_str) != Some(all) {
-        let c_err = wait(start(&pair_cfg, &free_addr(), Some("4s")), "instance C", Duration::from_secs(180));
-        assert_eq!(assignments(&c_err).last().map(String::as_str), Some(all), "C takes every task: {c_err}");
-        eprintln!("a third instance finished A's tasks");
+    } else {
+        // Killed, A is started again on its own disk: it judges what its killed run archived
+        // there by the tasks' newest checkpoints (wherever they ran since), and finishes any task
+        // B did not.
+        let again = wait(start(&a_cfg, &free_addr(), Some("4s")), "A started again", Duration::from_secs(180));
+        if b_tasks.last().map(String::as_str) != Some(all) {
+            assert_eq!(assignments(&again).last().map(String::as_str), Some(all), "A takes every task: {again}");
+            eprintln!("A, started again, finished its tasks");
+        }
+        // Its killed run's lock files are judged and gone; its new run's were removed when it
+        // finished.
+        let locks = std::fs::read_dir(base.join("pair/a/archive/.writers")).unwrap().count();
+        assert_eq!(locks, 0, "lock files left in A's archive after its restart: {again}");
+    }
+    // The instances' archives gathered into one directory, as an operator would: file names
+    // never collide.
+    for instance in ["a", "b"] {
+        copy_visible(&base.join(format!("pair/{instance}/archive")), &base.join("pair/archive"));
     }
 
     // Every task and the roll-up of the pair kept its state on the state topic (a manifest per

@@ -28,10 +28,57 @@ use vigil_model::record::{AlertRecord, ScoreRecord};
 /// Where a driver with checkpoints stands: the sum of its partitions' next offsets and the last
 /// hour it evaluated. Both only grow from one checkpoint to the next, so positions order the
 /// intervals between checkpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub offsets: u64,
     pub evaluated: i64,
+}
+
+/// Which archive writers a driver's checkpoints have seen, each with the position of the last
+/// checkpoint it landed: the only files of a writer that a checkpoint covers are those of the
+/// intervals that began before that position. A writer is one run of a task (or a single
+/// engine, or the roll-up) on one machine, named by a random token.
+///
+/// Instances of a scale-out group may archive to disks of their own: the files of a run killed
+/// between committing an interval's files and landing its checkpoint then sit on its own disk,
+/// where the task's next owner cannot see them. Whoever later opens that disk with the task's
+/// newest checkpoint (the killed instance restarting, or the task moving back) tells them apart
+/// by this log; positions alone cannot, since the next owner archives the same positions anew.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveLog {
+    /// (writer token, position of its last checkpoint), the most recently written last.
+    pub writers: Vec<(u64, Position)>,
+    /// Whether older writers were dropped to keep the log within [`ArchiveLog::MAX`]: a writer
+    /// absent from a trimmed log may have landed checkpoints.
+    pub trimmed: bool,
+}
+
+impl ArchiveLog {
+    /// Writers kept: one is added per run of the driver (a start, a restart, a move), so this
+    /// bounds the checkpoint, not anything an input can grow.
+    pub const MAX: usize = 256;
+
+    /// Records that `writer` landed a checkpoint at `at`.
+    pub fn record(&mut self, writer: u64, at: Position) {
+        self.writers.retain(|(w, _)| *w != writer);
+        self.writers.push((writer, at));
+        if self.writers.len() > Self::MAX {
+            self.writers.remove(0);
+            self.trimmed = true;
+        }
+    }
+
+    /// Whether the files of `writer`'s interval that began at `start` are covered by a landed
+    /// checkpoint, for a driver that resumes from `resumed`: yes when the writer's last
+    /// checkpoint is later than the interval's start. A writer the log does not know landed
+    /// none, unless the log was trimmed, when only what begins at or after `resumed` is surely
+    /// uncovered.
+    pub fn covers(&self, writer: u64, start: Position, resumed: Position) -> bool {
+        match self.writers.iter().find(|(w, _)| *w == writer) {
+            Some((_, last)) => start < *last,
+            None => self.trimmed && start < resumed,
+        }
+    }
 }
 
 /// A durable copy of what a driver consumed and produced (the Parquet archive of `vigil-sql`
@@ -40,18 +87,28 @@ pub struct Position {
 /// Drivers with checkpoints work in intervals between checkpoints: `commit` makes the current
 /// interval's rows durable just before a checkpoint is written, and `begin` starts the next
 /// interval at the position of that checkpoint. After a crash, the driver resumes from its last
-/// good checkpoint and first calls `rewind` with that checkpoint's position, removing whatever
-/// was committed at or after it, so that nothing is archived twice.
+/// good checkpoint and first calls `rewind` with that checkpoint's position and [`ArchiveLog`],
+/// removing whatever no landed checkpoint covers, so that nothing is archived twice.
 pub trait Archive: Send {
     fn event(&mut self, event: &Event);
     fn score(&mut self, record: &ScoreRecord);
     fn alert(&mut self, record: &AlertRecord);
     fn commit(&mut self) -> std::io::Result<()>;
     fn begin(&mut self, at: Position);
-    /// Removes this writer's files at or after `at`; returns how many.
-    fn rewind(&mut self, at: Position) -> std::io::Result<usize>;
-    /// Counts this writer's files after `at`.
+    /// This writer's token for the checkpoint's [`ArchiveLog`] (`None` before its first
+    /// interval).
+    fn writer(&self) -> Option<u64>;
+    /// Removes the files of this archive's driver that no landed checkpoint covers, for a driver
+    /// resuming from the checkpoint at `at` whose log is `log`: files of earlier runs (of any
+    /// machine whose disk this is) the log does not cover, files of earlier versions (without a
+    /// writer token) at or after `at`, temporary files. Files of writers still running (in
+    /// another process sharing the directory) are left alone. Returns how many were removed.
+    fn rewind(&mut self, at: Position, log: &ArchiveLog) -> std::io::Result<usize>;
+    /// Counts this driver's files (of any run) of intervals that began after `at`.
     fn count_after(&self, at: Position) -> std::io::Result<usize>;
+    /// Whether an earlier run of this driver here ended without finishing (killed, or failed):
+    /// its files may need a [`Archive::rewind`] by the driver's newest checkpoint.
+    fn has_ended_runs(&self) -> std::io::Result<bool>;
 }
 
 /// The one rule every driver applies before an event can move any watermark: an event whose time
@@ -116,4 +173,34 @@ pub fn step(
         advance(pipeline, wm);
     }
     pipeline.ingest(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ArchiveLog, Position};
+
+    fn at(k: u64) -> Position {
+        Position { offsets: k, evaluated: 0 }
+    }
+
+    #[test]
+    fn an_archive_log_covers_what_began_before_each_runs_last_checkpoint() {
+        let mut log = ArchiveLog::default();
+        log.record(1, at(10));
+        log.record(2, at(20));
+        log.record(1, at(30));
+        assert_eq!(log.writers, vec![(2, at(20)), (1, at(30))], "the latest write last, each run once");
+        assert!(log.covers(2, at(19), at(30)) && !log.covers(2, at(20), at(30)));
+        assert!(log.covers(1, at(20), at(30)) && !log.covers(1, at(30), at(30)));
+        // A run the log never heard of landed nothing.
+        assert!(!log.covers(3, at(0), at(30)));
+        // Past its bound the oldest run is dropped; an unknown run then may have landed, but
+        // not at or after the position resumed from.
+        for w in 10..(10 + ArchiveLog::MAX as u64) {
+            log.record(w, at(40 + w));
+        }
+        assert_eq!(log.writers.len(), ArchiveLog::MAX);
+        assert!(log.trimmed && !log.writers.iter().any(|(w, _)| *w == 2));
+        assert!(log.covers(2, at(19), at(30)) && !log.covers(2, at(30), at(30)));
+    }
 }

@@ -17,10 +17,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vigil_core::ArchiveLog;
 use vigil_window::Watermarks;
 
 /// Format version of checkpoint files.
-pub const CHECKPOINT_FORMAT: u32 = 2;
+pub const CHECKPOINT_FORMAT: u32 = 3;
 const MAGIC: &[u8; 8] = b"VIGILCP\x01";
 /// A file holding an encoded checkpoint (the magic above and the rest) compressed by [`compress`].
 const MAGIC_LZ4: &[u8; 8] = b"VIGILCZ\x01";
@@ -41,6 +42,21 @@ pub struct Checkpoint {
     /// written: a commit topic that shows less has lost records, and resuming by it would
     /// publish committed intervals again.
     pub after: Option<u64>,
+    /// The archive writers of this driver's runs and how far each one's files are covered
+    /// (empty without an archive).
+    pub archive: ArchiveLog,
+}
+
+/// Format 2: the same without `archive`.
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    _format: u32,
+    rules_version: String,
+    offsets: Vec<(String, i32, i64)>,
+    watermarks: Watermarks,
+    pipeline: Vec<u8>,
+    txn: Option<u64>,
+    after: Option<u64>,
 }
 
 /// Format 1: the same without `txn` (read, so that an upgrade resumes where it stopped).
@@ -242,6 +258,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
                 pipeline: v1.pipeline,
                 txn: None,
                 after: None,
+                archive: ArchiveLog::default(),
+            }
+        }
+        2 => {
+            let v2: CheckpointV2 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+            Checkpoint {
+                format: CHECKPOINT_FORMAT,
+                rules_version: v2.rules_version,
+                offsets: v2.offsets,
+                watermarks: v2.watermarks,
+                pipeline: v2.pipeline,
+                txn: v2.txn,
+                after: v2.after,
+                archive: ArchiveLog::default(),
             }
         }
         CHECKPOINT_FORMAT => postcard::from_bytes(body).map_err(|e| e.to_string())?,
@@ -432,6 +462,7 @@ mod tests {
             pipeline: vec![1, 2, 3],
             txn,
             after: txn.and_then(|t| t.checked_sub(1)).filter(|&a| a > 0),
+            archive: ArchiveLog::default(),
         }
     }
 
@@ -562,6 +593,26 @@ mod tests {
         bytes.extend(&body);
         let c = decode(&bytes).unwrap();
         assert_eq!((c.rules_version.as_str(), c.offsets[0].2, c.txn, c.pipeline), ("old", 7, None, vec![9]));
+    }
+
+    /// Format 2 (before checkpoints logged the archive's writers) is read with an empty log,
+    /// and format 3 keeps the log it was written with.
+    #[test]
+    fn format_2_files_are_read_and_the_archive_log_round_trips() {
+        #[derive(Serialize)]
+        struct V2<'a>(u32, &'a str, Vec<(String, i32, i64)>, Watermarks, Vec<u8>, Option<u64>, Option<u64>);
+        let old = V2(2, "old", vec![("t".into(), 0, 7)], Watermarks::new(&[0]), vec![9], Some(4), Some(3));
+        let body = postcard::to_allocvec(&old).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(fnv(&body).to_le_bytes());
+        bytes.extend(&body);
+        let c = decode(&bytes).unwrap();
+        assert_eq!((c.offsets[0].2, c.txn, c.after, c.archive), (7, Some(4), Some(3), ArchiveLog::default()));
+        let mut log = ArchiveLog::default();
+        log.record(0xabc, vigil_core::Position { offsets: 70, evaluated: 5 });
+        let now = Checkpoint { archive: log.clone(), ..cp(None, 70) };
+        assert_eq!(decode(&encode(&now).unwrap()).unwrap().archive, log);
     }
 
     /// Files are written compressed (a state of quiet rings shrinks severalfold), and a file

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseProducer, Producer as _};
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use vigil_core::{ActiveAlert, Archive, Carried, Ingest, Options, Output, Pipeline, Position, RegionView};
+use vigil_core::{ActiveAlert, Archive, ArchiveLog, Carried, Ingest, Options, Output, Pipeline, Position, RegionView};
 use vigil_kafka::{KafkaSettings, Message};
 use vigil_model::record::{AlertRecord, RejectCode, ScoreRecord};
 use vigil_model::time::format_utc;
@@ -493,6 +493,8 @@ pub struct Engine {
     /// The position of the checkpoint this run resumed from (see [`Archive`]); `None` when it
     /// starts from the beginning of the topics.
     resumed_at: Option<Position>,
+    /// The archive writers of this task's runs, from the checkpoint resumed (see [`ArchiveLog`]).
+    archive_log: ArchiveLog,
     /// Exactly-once mode's transaction numbers.
     txn: Option<TxnState>,
     /// Where checkpoints go (a directory is locked while the engine exists: one instance per
@@ -586,10 +588,12 @@ impl Engine {
             }
         }
         let mut start = BTreeMap::new();
-        if let Some((cp, _)) = &resumed {
+        let mut restored_log = ArchiveLog::default();
+        if let Some((cp, _)) = &mut resumed {
             for (t, p, o) in &cp.offsets {
                 start.insert((t.clone(), *p), *o);
             }
+            restored_log = std::mem::take(&mut cp.archive);
         }
         let only = cfg.task.map(|t| (t.partition, t.partitions));
         let vigil_kafka::Assigned { consumer, partitions, offsets: broker_offsets, resume_at } =
@@ -625,6 +629,7 @@ impl Engine {
         let routing = cfg.task.map(|t| (t.partition, t.region_partitions(&rules)));
         let next_offset = partitions.iter().map(|tp| start.get(tp).copied().unwrap_or(-1)).collect();
         let resumed_at = (!start.is_empty()).then(|| position(start.values().copied(), pipeline.last_evaluated()));
+        let archive_log = if resumed_at.is_some() { restored_log } else { ArchiveLog::default() };
         metrics.set_rules(&rules.name, &rules.version);
         metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
         let gauges = Gauges::new(
@@ -655,6 +660,7 @@ impl Engine {
             inbox: None,
             archive: None,
             resumed_at,
+            archive_log,
             txn,
             store,
             routing,
@@ -674,7 +680,7 @@ impl Engine {
     /// to start if anything later is archived, since re-reading the topics would archive it twice
     /// and deleting it could lose history the topics no longer hold.
     pub fn set_archive(&mut self, mut archive: Box<dyn Archive>) -> Result<(), EngineError> {
-        resume_archive(archive.as_mut(), self.resumed_at)?;
+        resume_archive(archive.as_mut(), self.resumed_at, &self.archive_log)?;
         self.archive = Some(archive);
         Ok(())
     }
@@ -911,6 +917,7 @@ impl Engine {
                     checkpoint(
                         &self.cfg,
                         self.store.as_mut(),
+                        &mut self.archive_log,
                         out.archive.as_deref_mut(),
                         &self.producer,
                         &self.metrics,
@@ -968,6 +975,7 @@ impl Engine {
                 checkpoint(
                     &self.cfg,
                     self.store.as_mut(),
+                    &mut self.archive_log,
                     out.archive.as_deref_mut(),
                     &self.producer,
                     &self.metrics,
@@ -1171,6 +1179,7 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
 fn checkpoint(
     cfg: &EngineConfig,
     store: Option<&mut Store>,
+    log: &mut ArchiveLog,
     mut archive: Option<&mut (dyn Archive + '_)>,
     producer: &BaseProducer,
     metrics: &Metrics,
@@ -1197,7 +1206,12 @@ fn checkpoint(
             let o = held[i].front().map_or(next_offset[i], |(_, o)| *o);
             (o >= 0).then(|| (t.clone(), *p, o))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let at = position(offsets.iter().map(|(_, _, o)| *o), pipeline.last_evaluated());
+    // This run's files up to here are covered once the checkpoint lands.
+    if let Some(w) = archive.as_deref().and_then(|a| a.writer()) {
+        log.record(w, at);
+    }
     let cp = crate::checkpoint::Checkpoint {
         format: crate::checkpoint::CHECKPOINT_FORMAT,
         rules_version: pipeline.rules().version.clone(),
@@ -1206,6 +1220,7 @@ fn checkpoint(
         pipeline: pipeline.snapshot().map_err(|e| EngineError::Resume(e.to_string()))?,
         txn: txn.as_ref().map(|t| t.state.last + 1),
         after: txn.as_ref().and_then(|t| t.state.committed),
+        archive: log.clone(),
     };
     // The state is written before the transaction commits: a crash in between leaves a newest
     // file one step ahead of what consumers saw, which a restart recognises (its transaction is
@@ -1224,7 +1239,7 @@ fn checkpoint(
         }
     }
     if let Some(a) = archive {
-        a.begin(position(cp.offsets.iter().map(|(_, _, o)| *o), pipeline.last_evaluated()));
+        a.begin(at);
     }
     metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
     metrics.checkpoint_size.set(bytes as i64);
@@ -1262,7 +1277,11 @@ pub fn transactional_id(group: &str) -> String {
 
 /// Prepares an archive for a driver that resumed from the checkpoint at `resumed_at` (`None`:
 /// from the beginning of its topics), as [`Engine::set_archive`] describes; the roll-up shares it.
-pub(crate) fn resume_archive(archive: &mut dyn Archive, resumed_at: Option<Position>) -> Result<(), EngineError> {
+pub(crate) fn resume_archive(
+    archive: &mut dyn Archive,
+    resumed_at: Option<Position>,
+    log: &ArchiveLog,
+) -> Result<(), EngineError> {
     let at = resumed_at.unwrap_or_default();
     if resumed_at.is_none() {
         let files = archive.count_after(at).map_err(EngineError::Archive)?;
@@ -1270,9 +1289,9 @@ pub(crate) fn resume_archive(archive: &mut dyn Archive, resumed_at: Option<Posit
             return Err(EngineError::ArchiveNotEmpty { files });
         }
     }
-    let removed = archive.rewind(at).map_err(EngineError::Archive)?;
+    let removed = archive.rewind(at, log).map_err(EngineError::Archive)?;
     if removed > 0 {
-        tracing::info!("removed {removed} archive files committed after the checkpoint this run resumes from");
+        tracing::info!("removed {removed} archive files that no checkpoint covers (a run ended before it landed)");
     }
     archive.begin(at);
     Ok(())

@@ -69,6 +69,7 @@ pub fn run(
     let mut start = BTreeMap::new();
     let mut stage = CityRollup::at_level(Arc::clone(&rules), cfg.partition_level);
     let mut resumed_at = None;
+    let mut log = vigil_core::ArchiveLog::default();
     if let Some(cp) = restored {
         match serde_json::from_slice::<RollupState>(&cp.pipeline)
             .map_err(|e| e.to_string())
@@ -78,6 +79,7 @@ pub fn run(
                 stage = s;
                 start = cp.offsets.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
                 resumed_at = Some(position(cp.offsets.iter().map(|(_, _, o)| *o), None));
+                log = cp.archive;
             }
             Err(e) => warn(format!("its checkpoint cannot be resumed ({e}): reading {topic} from the beginning")),
         }
@@ -85,7 +87,7 @@ pub fn run(
     let mut archive = match archive {
         Some(open) => {
             let mut a = open(&group, &rules).map_err(EngineError::Archive)?;
-            resume_archive(a.as_mut(), resumed_at)?;
+            resume_archive(a.as_mut(), resumed_at, &log)?;
             Some(a)
         }
         None => None,
@@ -145,6 +147,12 @@ pub fn run(
                 a.commit().map_err(EngineError::Archive)?;
             }
             vigil_kafka::flush(&producer, Duration::from_secs(30))?;
+            // Offsets alone order the roll-up's intervals: it publishes only on reading a
+            // record, and every record read moves them.
+            let at = position(next.values().copied(), None);
+            if let Some(w) = out.archive.as_deref().and_then(|a| a.writer()) {
+                log.record(w, at);
+            }
             if let Some(store) = &mut store {
                 let cp = crate::checkpoint::Checkpoint {
                     format: crate::checkpoint::CHECKPOINT_FORMAT,
@@ -154,13 +162,12 @@ pub fn run(
                     pipeline: serde_json::to_vec(stage.state()).unwrap_or_default(),
                     txn: None,
                     after: None,
+                    archive: log.clone(),
                 };
                 store.write(&cp, &producer, false)?;
             }
-            // Offsets alone order the roll-up's intervals: it publishes only on reading a
-            // record, and every record read moves them.
             if let Some(a) = out.archive.as_deref_mut() {
-                a.begin(position(next.values().copied(), None));
+                a.begin(at);
             }
             last_checkpoint = Instant::now();
         }

@@ -21,9 +21,13 @@
 //! City scores and alerts come from the roll-up ([`crate::rollup`]), which runs alongside task 0.
 //!
 //! With an archive, every task and the roll-up write files of their own (named by their consumer
-//! groups) into the one archive directory, committed with their checkpoints; the new owner of a
-//! moved task discards what the old one archived after the checkpoint it resumes from, exactly as
-//! a restarted engine does, so the archive holds everything once.
+//! groups and their run), committed with their checkpoints, into the archive directory of the
+//! instance running them: one shared directory, or one per instance. A run killed between
+//! committing its files and landing its checkpoint leaves files that no checkpoint covers; each
+//! checkpoint logs which runs' files it covers ([`vigil_core::ArchiveLog`]), and the files are
+//! removed by whoever next opens that directory: the task's new owner when it is shared, this
+//! instance's next start ([`sweep_archive`]) when it is its own. The instances' archives together
+//! hold everything once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,6 +166,9 @@ pub fn run(
     if let Some(StateLocation::Dir(dir)) = &cfg.state {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::ScaleOut(format!("{}: {e}", dir.display())))?;
     }
+    if let (Some(open), Some(state)) = (&archive, &cfg.state) {
+        sweep_archive(&rules, &cfg, state, partitions, open)?;
+    }
     metrics.set_rules(&rules.name, &rules.version);
     metrics.init_series(&rules.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
     let shared = Arc::new(Shared::default());
@@ -273,6 +280,42 @@ fn supervise(
             rules = new;
         }
     }
+}
+
+/// Judges what earlier runs on this instance's archive left that no checkpoint covers, for every
+/// task and the roll-up, before this instance takes any: a task this instance was killed in
+/// may run elsewhere now (or never come back here), so its new owner's start cannot clear this
+/// disk. Each is judged by its newest checkpoint's archive log, wherever that checkpoint was
+/// written; runs still going (sharing this directory) are left alone.
+fn sweep_archive(
+    rules: &Arc<RuleSet>,
+    cfg: &EngineConfig,
+    state: &StateLocation,
+    partitions: i32,
+    open: &ArchiveFactory,
+) -> Result<(), EngineError> {
+    let names = (0..partitions)
+        .map(|p| part_name(&format!("task-{p}"), cfg.partition_level))
+        .chain([part_name(crate::rollup::ROLLUP, cfg.partition_level)]);
+    for name in names {
+        let group = format!("{}.{name}", cfg.group);
+        let mut archive = open(&group, rules).map_err(EngineError::Archive)?;
+        if !archive.has_ended_runs().map_err(EngineError::Archive)? {
+            continue;
+        }
+        let mut warn = |w: String| tracing::warn!("{name}: {w}");
+        let cp = crate::store::peek(&state.part(&name), &cfg.kafka, &group, cfg.checkpoint_every, &mut warn)?;
+        // A checkpoint's own position is the last its log records (its writer records it before
+        // writing); without a log (no archive then, or an older version) there is nothing to
+        // judge by, and the task's next start here judges its files as before.
+        let Some(log) = cp.map(|c| c.archive) else { continue };
+        let Some(&(_, at)) = log.writers.last() else { continue };
+        let removed = archive.rewind(at, &log).map_err(EngineError::Archive)?;
+        if removed > 0 {
+            tracing::info!("{name}: removed {removed} archive files of an earlier run that no checkpoint covers");
+        }
+    }
+    Ok(())
 }
 
 /// The name of a task or the roll-up (its consumer group's suffix and its state's place): cut at

@@ -187,6 +187,22 @@ impl Store {
     }
 }
 
+/// The newest good checkpoint at `location` of the engine of consumer group `group`, read
+/// without taking the store over: no lock taken, nothing written (the engine that owns it may
+/// be running elsewhere).
+pub fn peek(
+    location: &StateLocation,
+    settings: &KafkaSettings,
+    group: &str,
+    checkpoint_every: Duration,
+    warn: &mut dyn FnMut(String),
+) -> Result<Option<Checkpoint>, CheckpointError> {
+    match location {
+        StateLocation::Dir(dir) => checkpoint::read(dir, warn),
+        StateLocation::Topic(_) => Store::open(location, settings, group, checkpoint_every)?.read(warn),
+    }
+}
+
 impl TopicStore {
     fn err(&self, why: impl Into<String>) -> CheckpointError {
         CheckpointError::Topic { topic: self.topic.clone(), why: why.into() }

@@ -39,6 +39,7 @@ fn cp(offset: i64, len: usize, txn: Option<u64>) -> Checkpoint {
         pipeline,
         txn,
         after: None,
+        archive: Default::default(),
     }
 }
 

@@ -17,6 +17,15 @@
 //! crash) never sees half a file. `commit` closes every open file; the Kafka engine calls it at
 //! each checkpoint, which makes the archive exactly as durable as the checkpoint: whatever was
 //! consumed after it is consumed and archived again after a restart.
+//!
+//! A driver with checkpoints names its files by the interval's starting position and by its
+//! run's token (`part-<tag>.<token>-<position>-<n>.parquet`), and its checkpoints log the last
+//! position each run landed ([`vigil_core::ArchiveLog`]). A run killed between committing an
+//! interval's files and landing the checkpoint leaves files no checkpoint covers; `rewind`
+//! finds them by the log wherever they are (a scale-out task may have moved to another machine
+//! meanwhile and archived the same positions anew there), and leaves running writers alone
+//! ([`crate::writers`]). So the archives of a group's instances, each on its own disk, add up to
+//! every row once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
@@ -34,7 +43,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use vigil_core::{Output, Position};
+use vigil_core::{ArchiveLog, Output, Position};
 use vigil_model::record::{AlertRecord, RejectCode, Rejection, ScoreRecord};
 use vigil_model::time::{DAY, civil_from_days, parse_rfc3339};
 use vigil_model::{Event, Ts};
@@ -42,6 +51,8 @@ use vigil_replay::{Input, Next, Records};
 use vigil_rules::decode::{Decoder, SourceHint};
 use vigil_rules::filter::EvalCtx;
 use vigil_rules::{AttrType, RuleSet};
+
+use crate::writers::{Ended, WriterLock};
 
 /// Rows buffered per open file before they are handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
@@ -261,6 +272,9 @@ pub struct ArchiveWriter {
     tag: String,
     /// The checkpoint interval being written, when a driver with checkpoints uses the writer.
     interval: Option<Position>,
+    /// This run's token and lock, taken at its first interval (crate::writers).
+    token: Option<u64>,
+    lock: Option<WriterLock>,
     mode: Mode,
     schemas: Vec<SchemaRef>,
     /// Relative directory of each table slot (`events/source=police`, `scores`, ...).
@@ -324,6 +338,8 @@ impl ArchiveWriter {
             rules,
             tag: tag.to_string(),
             interval: None,
+            token: None,
+            lock: None,
             mode,
             schemas,
             dirs,
@@ -374,15 +390,17 @@ impl ArchiveWriter {
     /// File names of this writer (and interval) start with this. An interval's position is in
     /// the name with fixed widths, so names sort in the order intervals were written.
     fn prefix(&self, interval: Option<Position>) -> String {
-        match interval {
-            Some(p) => format!("part-{}-{:020}-{:013}-", self.tag, p.offsets, p.evaluated.max(0)),
-            None => format!("part-{}-", self.tag),
+        match (interval, self.token) {
+            (Some(p), Some(t)) => format!("part-{}.{t:016x}-{:020}-{:013}-", self.tag, p.offsets, p.evaluated.max(0)),
+            (Some(p), None) => format!("part-{}-{:020}-{:013}-", self.tag, p.offsets, p.evaluated.max(0)),
+            (None, _) => format!("part-{}-", self.tag),
         }
     }
 
-    /// This writer's files that belong to an interval, with their positions (temporary files a
-    /// crash left behind included, flagged).
-    fn interval_files(&self) -> io::Result<Vec<(PathBuf, Position, bool)>> {
+    /// This driver's files that belong to an interval, with their writers' tokens (`None`:
+    /// written before files carried one) and positions (temporary files a crash left behind
+    /// included, flagged).
+    fn interval_files(&self) -> io::Result<Vec<(PathBuf, IntervalName)>> {
         let mut out = Vec::new();
         for dir in &self.dirs {
             let dir = self.root.join(dir);
@@ -394,8 +412,8 @@ impl ArchiveWriter {
             for date in dates.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
                 for f in fs::read_dir(date.path()).map_err(|e| with_path(&date.path(), e))?.filter_map(|e| e.ok()) {
                     let name = f.file_name();
-                    if let Some((pos, tmp)) = parse_interval_name(&name.to_string_lossy(), &self.tag) {
-                        out.push((f.path(), pos, tmp));
+                    if let Some(parsed) = parse_interval_name(&name.to_string_lossy(), &self.tag) {
+                        out.push((f.path(), parsed));
                     }
                 }
             }
@@ -556,6 +574,14 @@ impl vigil_core::Archive for ArchiveWriter {
         ArchiveWriter::commit(self)
     }
     fn begin(&mut self, at: Position) {
+        if self.token.is_none() {
+            let token = crate::writers::new_token();
+            match WriterLock::take(&self.root, &self.tag, token) {
+                Ok(l) => self.lock = Some(l),
+                Err(e) => self.keep(Err(with_path(&self.root.join(crate::writers::WRITERS), e))),
+            }
+            self.token = Some(token);
+        }
         // Two checkpoints at the same position (nothing moved in between) share an interval:
         // its file numbers simply continue.
         if self.interval != Some(at) {
@@ -563,35 +589,87 @@ impl vigil_core::Archive for ArchiveWriter {
             self.next_file.clear();
         }
     }
-    fn rewind(&mut self, at: Position) -> io::Result<usize> {
-        let mut removed = 0;
-        for (path, pos, tmp) in self.interval_files()? {
-            if tmp || pos >= at {
-                fs::remove_file(&path).map_err(|e| with_path(&path, e))?;
-                removed += usize::from(!tmp);
+    fn writer(&self) -> Option<u64> {
+        self.token
+    }
+    fn rewind(&mut self, at: Position, log: &ArchiveLog) -> io::Result<usize> {
+        // Every other run of this driver that wrote here, or began to: ended ones are judged
+        // (and held ended meanwhile), running ones left alone.
+        let mut runs: BTreeMap<u64, Option<Ended>> = BTreeMap::new();
+        let files = self.interval_files()?;
+        let tokens = files.iter().filter_map(|(_, n)| n.token).chain(crate::writers::tokens(&self.root, &self.tag)?);
+        for t in tokens.collect::<Vec<_>>() {
+            if Some(t) != self.token && !runs.contains_key(&t) {
+                let state = crate::writers::ended(&self.root, &self.tag, t)?;
+                runs.insert(t, state);
             }
         }
+        let mut removed = 0;
+        for (path, n) in files {
+            let stale = match n.token {
+                // Another run's files, once it has ended: what its checkpoints do not cover.
+                Some(t) if Some(t) != self.token => {
+                    runs.get(&t).is_some_and(|r| r.is_some()) && (n.tmp || !log.covers(t, n.at, at))
+                }
+                // This run's own (rewinding after it began) and those of versions without
+                // tokens: what began at or after the position resumed from.
+                _ => n.tmp || n.at >= at,
+            };
+            if stale {
+                fs::remove_file(&path).map_err(|e| with_path(&path, e))?;
+                removed += usize::from(!n.tmp);
+            }
+        }
+        runs.into_values().flatten().for_each(Ended::forget);
         Ok(removed)
     }
     fn count_after(&self, at: Position) -> io::Result<usize> {
-        Ok(self.interval_files()?.into_iter().filter(|(_, pos, tmp)| !tmp && *pos > at).count())
+        Ok(self.interval_files()?.into_iter().filter(|(_, n)| !n.tmp && n.at > at).count())
+    }
+    fn has_ended_runs(&self) -> io::Result<bool> {
+        // A run that finished removed its lock file; one left behind whose lock can be taken
+        // belongs to a run that did not.
+        for t in crate::writers::tokens(&self.root, &self.tag)? {
+            if Some(t) != self.token && crate::writers::ended(&self.root, &self.tag, t)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
-/// Reads `[.]part-<tag>-<20 digits>-<13 digits>-<5 digits>.parquet[.tmp]` exactly: the position
-/// and whether it is a temporary file. Other writers' files (another tag, even one that starts
-/// with this one) do not parse.
-fn parse_interval_name(name: &str, tag: &str) -> Option<(Position, bool)> {
+/// What an interval file's name says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IntervalName {
+    /// The run that wrote it (`None`: a version before runs had tokens).
+    token: Option<u64>,
+    /// The position its interval began at.
+    at: Position,
+    /// A temporary file, never completed.
+    tmp: bool,
+}
+
+/// Reads `[.]part-<tag>[.<16 hex digits>]-<20 digits>-<13 digits>-<5 digits>.parquet[.tmp]`
+/// exactly. Other drivers' files (another tag, even one that starts with this one) do not
+/// parse: a tag holds no `.`, so the token cannot be mistaken for the end of a longer tag.
+fn parse_interval_name(name: &str, tag: &str) -> Option<IntervalName> {
     let (name, tmp) = match name.strip_prefix('.') {
         Some(n) => (n.strip_suffix(".tmp")?, true),
         None => (name, false),
     };
-    let rest = name.strip_prefix("part-")?.strip_prefix(tag)?.strip_prefix('-')?.strip_suffix(".parquet")?;
+    let rest = name.strip_prefix("part-")?.strip_prefix(tag)?.strip_suffix(".parquet")?;
+    let (token, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let (t, r) = r.split_once('-')?;
+            (Some(crate::writers::parse_token(t)?), r)
+        }
+        None => (None, rest.strip_prefix('-')?),
+    };
     let parts: Vec<&str> = rest.split('-').collect();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
         [o, e, n] if digits(o, 20) && digits(e, 13) && digits(n, 5) => {
-            Some((Position { offsets: o.parse().ok()?, evaluated: e.parse().ok()? }, tmp))
+            Some(IntervalName { token, at: Position { offsets: o.parse().ok()?, evaluated: e.parse().ok()? }, tmp })
         }
         _ => None,
     }

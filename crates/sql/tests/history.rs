@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, Int64Array, StringArray};
-use vigil_core::{Options, Pipeline, ScoreDetail};
+use vigil_core::{ArchiveLog, Options, Pipeline, ScoreDetail};
 use vigil_model::Level;
 use vigil_replay::{Input, MemSink};
 use vigil_rules::{RuleFiles, RuleSet};
@@ -468,7 +468,7 @@ fn engine_style_archive_replays_in_event_time_and_rewinds_by_position() {
     .unwrap();
     let after_two = w.count_after(at(1)).unwrap();
     assert!(after_two > 0);
-    let removed = w.rewind(at(2)).unwrap();
+    let removed = w.rewind(at(2), &ArchiveLog::default()).unwrap();
     assert_eq!(removed, after_two, "everything from position 2 on, and nothing before");
     assert!(other.exists(), "another writer's file stays");
     assert!(!date.join(".part-engine-t-00000000000000099999-0000000000000-00000.parquet.tmp").exists());
