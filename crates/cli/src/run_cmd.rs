@@ -347,7 +347,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let group = cfg.group.clone();
+    // On a state topic one instance of the group runs at a time; another stands by until it
+    // stops (a checkpoint directory is locked by Engine::new instead).
+    let lock = vigil_engine::StateLock::acquire(&cfg, &stop)?;
+    if lock.is_none() && matches!(cfg.state, Some(StateLocation::Topic(_))) {
+        eprintln!("vigil run: stopped while standing by");
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut engine = Engine::new(Arc::clone(&rules), cfg, metrics)?;
+    if let Some(lock) = lock {
+        engine.hold(lock);
+    }
     let console = service.console.clone();
     engine.attach(service.inbox);
     if let Some(dir) = archive_dir {

@@ -11,7 +11,8 @@
 //! pair's instances each to a directory of their own (a disk of their own), and the two
 //! archives together must hold every event, score and alert once, as the single instance's
 //! does: after SIGKILL the killed instance is started again on its own disk, as an operator or
-//! Kubernetes would, and removes what it archived that no checkpoint covers.
+//! Kubernetes would, and removes what it archived that no checkpoint covers. A last test runs two
+//! instances outside scale-out on one state topic: the second stands by until the first stops.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -82,23 +83,6 @@ score_levels = ["city", "district"]
     let path = dir.join("vigil.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Copies the files of an archive, hidden ones (lock and temporary files) left out.
-fn copy_visible(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_visible(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
 }
 
 /// Starts `vigil run`; with `exit_when_idle`, it ends after that long with nothing to read.
@@ -284,7 +268,7 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
     // The instances' archives gathered into one directory, as an operator would: file names
     // never collide.
     for instance in ["a", "b"] {
-        copy_visible(&base.join(format!("pair/{instance}/archive")), &base.join("pair/archive"));
+        vigil_sql::archive::gather(&base.join(format!("pair/{instance}/archive")), &base.join("pair/archive")).unwrap();
     }
 
     // Every task and the roll-up of the pair kept its state on the state topic (a manifest per
@@ -374,4 +358,53 @@ fn pair_with_one_stopped(signal: &str, delivery: &str) {
         let (single, pair) = (sql(&base.join("single"), &q), sql(&base.join("pair"), &q));
         assert!(single == pair, "the archived {table} differ ({} rows vs {})", single.len(), pair.len());
     }
+}
+
+/// Outside scale-out, one instance of a group runs on a state topic at a time: a second one
+/// started with the same configuration stands by (the lock: the one partition of
+/// `<state topic>.lock`, held in the group `<group>.lock`) until the first stops, then takes
+/// over from the first's final checkpoint on the state topic, with nothing left to read and
+/// nothing published twice.
+#[test]
+fn a_second_instance_on_a_state_topic_stands_by_and_takes_over() {
+    let rules = testkit::default_rules();
+    let broker = Broker::from_env();
+    let settings = broker.settings();
+    let topics = RunTopics::new(&rules, "standby");
+    broker.create_topics(&topics.all(2));
+    if !broker.is_external() {
+        // The embedded cluster takes no CreateTopics requests; on a real broker vigil makes it.
+        broker.create_topics(&[(format!("{}.lock", topics.state), 1)]);
+    }
+    let lines = testkit::city(&rules, 11, 10);
+    let total = testkit::produce_keyed(&settings, &topics.events, &lines, &|r| testkit::district_key(&rules, r), None);
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-test-standby");
+    let _ = std::fs::remove_dir_all(&base);
+    let group = format!("standby-{}", std::process::id());
+    let cfg = config(&base, &settings.brokers, &group, &topics, "at-least-once", true, "1s");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("scale_out = true", "scale_out = false");
+    std::fs::write(&cfg, text).unwrap();
+    let a_http = free_addr();
+    // The first stays 10 s after its last event: time for the second to join and stand by.
+    let a = start(&cfg, &a_http, Some("10s"));
+    // The second starts once the first runs (it has consumed events), so it must stand by.
+    let t = Instant::now();
+    while consumed(&a_http) < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "the first instance consumes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b = start(&cfg, &free_addr(), Some("4s"));
+    let a_err = wait(a, "the first instance", Duration::from_secs(180));
+    let b_err = wait(b, "the second instance", Duration::from_secs(180));
+    assert!(
+        b_err.contains("standing by until it stops") && b_err.contains("took over the state topic"),
+        "{b_err}\n--- the first instance:\n{a_err}"
+    );
+    assert!(!a_err.contains("standing by"), "{a_err}");
+    assert!(a_err.contains(&format!("stopped after {total} events")), "the first read everything: {a_err}");
+    assert!(b_err.contains("stopped after 0 events"), "the second resumed where the first stopped: {b_err}");
+    let quiet = Duration::from_secs(3);
+    let (alerts, dups) = dedupe("alert", &testkit::read_topic(&settings, &topics.outputs.alerts, quiet), alert_key);
+    assert!(!alerts.is_empty());
+    assert_eq!(dups, 0, "nothing published twice");
 }

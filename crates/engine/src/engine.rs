@@ -76,6 +76,12 @@ pub enum EngineError {
     CommitRecord { topic: String, why: String },
     #[error("scale-out: {0}")]
     ScaleOut(String),
+    #[error(
+        "lost the lock of state topic {topic} (consumer group {group}): this instance's session timed out (it \
+         stalled, or lost sight of the brokers) and another instance may have resumed from the last checkpoint, \
+         so this one stopped without writing another. Start it again: it stands by while the other one runs"
+    )]
+    LockLost { topic: String, group: String },
 }
 
 /// What the engine guarantees about its outputs across crashes (README, "Delivery guarantees").
@@ -495,6 +501,8 @@ pub struct Engine {
     resumed_at: Option<Position>,
     /// The archive writers of this task's runs, from the checkpoint resumed (see [`ArchiveLog`]).
     archive_log: ArchiveLog,
+    /// The state topic's lock, when this engine holds one ([`crate::lock`]).
+    lock: Option<crate::lock::StateLock>,
     /// Exactly-once mode's transaction numbers.
     txn: Option<TxnState>,
     /// Where checkpoints go (a directory is locked while the engine exists: one instance per
@@ -661,6 +669,7 @@ impl Engine {
             archive: None,
             resumed_at,
             archive_log,
+            lock: None,
             txn,
             store,
             routing,
@@ -683,6 +692,12 @@ impl Engine {
         resume_archive(archive.as_mut(), self.resumed_at, &self.archive_log)?;
         self.archive = Some(archive);
         Ok(())
+    }
+
+    /// Keeps `lock` for the run, serving its group membership; the run stops with
+    /// [`EngineError::LockLost`] if it is lost.
+    pub fn hold(&mut self, lock: crate::lock::StateLock) {
+        self.lock = Some(lock);
     }
 
     /// Answers the queries of `handle`'s API while running.
@@ -838,6 +853,11 @@ impl Engine {
             }
             if idle_poll || now.duration_since(last_check) >= Duration::from_millis(50) {
                 last_check = now;
+                // Lost, the lock's new holder may have resumed from the last checkpoint already:
+                // stop before writing anything more.
+                if let Some(l) = &mut self.lock {
+                    l.check()?;
+                }
                 // Delivery reports are served here, not per message: the output producer's
                 // context drops them (outputs are re-sent after a restart), and a full local
                 // queue is served by the send that meets it.

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod engine;
+pub mod lock;
 pub mod metrics;
 pub mod rollup;
 pub mod scale;
@@ -17,5 +18,6 @@ pub use engine::{
     ArchiveFactory, Delivery, Engine, EngineConfig, EngineError, EngineHandle, OutputTopics, QueryInbox, RunSummary,
     ScoreTap, Task, Unavailable, describe,
 };
+pub use lock::StateLock;
 pub use metrics::Metrics;
 pub use store::StateLocation;

@@ -182,3 +182,94 @@ fn a_checkpoint_the_brokers_do_not_take_fails_and_changes_nothing() {
     assert_eq!(got.map(|c| c.offsets[0].2), Some(30));
     assert!(w.is_empty(), "{w:?}");
 }
+
+/// Outside scale-out, one engine of a group runs on a state topic at a time: a second instance
+/// stands by while the first holds the lock (the one partition of `<state topic>.lock` in the
+/// group `<group>.lock`), takes it over when the first's session lapses, and the first, finding
+/// its lock lost, stops; a clean stop hands the lock over without waiting for a session to
+/// lapse. Sessions are cut to a few seconds here; a member that is not served for longer than
+/// `max.poll.interval.ms` leaves the group, as a stalled engine would.
+#[test]
+fn a_second_instance_stands_by_until_the_first_loses_the_state_topic_lock() {
+    use std::sync::atomic::AtomicBool;
+    use vigil_engine::{EngineConfig, EngineError, StateLock};
+
+    let broker = Broker::from_env();
+    // A state topic of two partitions, as a scale-out group would use: the lock is on a topic of
+    // its own, of one, which the first instance creates (the embedded cluster takes no
+    // CreateTopics requests: it is made here).
+    let state = topic(&broker, "state-lock");
+    if !broker.is_external() {
+        broker.create_topics(&[(format!("{state}.lock"), 1)]);
+    }
+    let mut settings = broker.settings();
+    for (k, v) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"), ("max.poll.interval.ms", "7000")] {
+        settings.client.insert(k.into(), v.into());
+    }
+    let cfg = EngineConfig {
+        group: format!("lock-test-{}", std::process::id()),
+        state: Some(StateLocation::Topic(state.clone())),
+        ..EngineConfig::new(settings)
+    };
+    let never = AtomicBool::new(false);
+    let mut first = StateLock::acquire(&cfg, &never).unwrap().expect("the first instance takes the lock");
+    assert!(first.held());
+    let second = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            let never = AtomicBool::new(false);
+            let lock = StateLock::acquire(&cfg, &never).unwrap();
+            (lock, std::time::Instant::now())
+        })
+    };
+    // While the first is served, the second stands by.
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        assert!(first.check().is_ok(), "the first keeps its lock while it is served");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!second.is_finished(), "the second instance stands by");
+    // The first stalls: no longer served, it leaves the group, and the second takes over.
+    let stalled = std::time::Instant::now();
+    let (lock, took) = second.join().unwrap();
+    let second = lock.expect("the second instance takes the lock over");
+    assert!(second.held());
+    eprintln!("taken over {:?} after the first stalled", took - stalled);
+    // The first learns it at its next check, and stops.
+    let t = std::time::Instant::now();
+    let err = loop {
+        match first.check() {
+            Err(e) => break e,
+            Ok(()) if t.elapsed() > Duration::from_secs(20) => panic!("the first never learned it lost the lock"),
+            Ok(()) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(matches!(err, EngineError::LockLost { .. }), "{err}");
+    assert!(err.to_string().contains(&state), "{err}");
+    // The first stops there (its process exits); the second keeps the lock.
+    drop(first);
+    let mut second = second;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        assert!(second.check().is_ok() && second.held(), "the instance that took over keeps the lock");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A third stands by; the second stops cleanly (leaving the group), and the third takes over
+    // at once, without waiting for a session to time out.
+    let third = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || StateLock::acquire(&cfg, &AtomicBool::new(false)).unwrap())
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!third.is_finished(), "the third instance stands by");
+    second.check().unwrap();
+    let left = std::time::Instant::now();
+    drop(second);
+    let third = third.join().unwrap().expect("the third instance takes the lock over");
+    assert!(third.held());
+    let waited = left.elapsed();
+    eprintln!("handed over {waited:?} after a clean stop");
+    // At once on tansu and Kafka; the embedded cluster's coordinator lets the rebalance run up
+    // to a session timeout (6 s here). A lapsed session (the first case) took 7.5 s on tansu.
+    assert!(waited < Duration::from_secs(10), "a clean stop hands the lock over, not after {waited:?}");
+}

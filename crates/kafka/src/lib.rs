@@ -580,6 +580,12 @@ pub trait Membership: Send + Sync + 'static {
     /// The partitions this member gives up. Called before the group reassigns them, and the
     /// rebalance waits for it to return: the member must finish with them (checkpoint) first.
     fn revoked(&self, partitions: &[TopicPartition]);
+    /// The partitions this member has lost: the group has moved on without it (its session
+    /// timed out), so they may belong to another member already. [`Membership::revoked`] unless
+    /// overridden.
+    fn lost(&self, partitions: &[TopicPartition]) {
+        self.revoked(partitions);
+    }
 }
 
 /// The context of a group member: hands rebalances to its [`Membership`], and pauses whatever it
@@ -598,9 +604,13 @@ fn listed(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 impl<M: Membership> ConsumerContext for MemberContext<M> {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.membership.revoked(&listed(tpl));
+            if consumer.assignment_lost() {
+                self.membership.lost(&listed(tpl));
+            } else {
+                self.membership.revoked(&listed(tpl));
+            }
         }
     }
 
@@ -630,6 +640,62 @@ pub fn group_member<M: Membership>(
     topics: &[String],
     membership: M,
 ) -> Result<GroupMember<M>> {
+    member(settings, group, topics, membership, "range")
+}
+
+/// A member of consumer group `group` subscribed to `topic` with the cooperative-sticky
+/// assignor, which leaves a partition with the member holding it for as long as that member
+/// stays in the group (a member that lost its session and comes back finds it with the member
+/// that holds it now). On a topic of one partition the first member holds it and the ones that
+/// join later stand by. [`Membership::assigned`] and [`Membership::revoked`] are told the
+/// partitions added and taken away (incremental rebalancing).
+pub fn sticky_member<M: Membership>(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    membership: M,
+) -> Result<GroupMember<M>> {
+    member(settings, group, &[topic.to_string()], membership, "cooperative-sticky")
+}
+
+/// Makes sure `topic` exists with exactly one partition, creating it when it does not, with
+/// three replicas (as many as there are brokers, when fewer).
+pub fn ensure_single_partition(settings: &KafkaSettings, topic: &str) -> Result<()> {
+    match partition_counts(settings, &[topic.to_string()]) {
+        Ok(c) if c[0] == 1 => return Ok(()),
+        Ok(c) => {
+            return Err(KafkaEdgeError::CreateTopic {
+                topic: topic.into(),
+                reason: format!("it exists with {} partitions, where it must have exactly one", c[0]),
+            });
+        }
+        Err(KafkaEdgeError::MissingTopic(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let brokers = {
+        let consumer: BaseConsumer = settings.config().create()?;
+        consumer.fetch_metadata(None, Duration::from_secs(10))?.brokers().len()
+    };
+    let admin: AdminClient<DefaultClientContext> = settings.config().create()?;
+    let new = [NewTopic::new(topic, 1, TopicReplication::Fixed(brokers.clamp(1, 3) as i32))];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for r in futures_executor::block_on(admin.create_topics(&new, &opts))? {
+        if let Err((topic, code)) = r
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(KafkaEdgeError::CreateTopic { topic, reason: code.to_string() });
+        }
+    }
+    Ok(())
+}
+
+fn member<M: Membership>(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+    membership: M,
+    strategy: &str,
+) -> Result<GroupMember<M>> {
     let mut c = ClientConfig::new();
     // A crashed member's tasks move after its session times out: 10 s (Kafka's default before
     // 3.0) rather than librdkafka's 45 s, with a heartbeat each second. Settings win.
@@ -639,7 +705,7 @@ pub fn group_member<M: Membership>(
         c.set(k, v);
     }
     c.set("group.id", group)
-        .set("partition.assignment.strategy", "range")
+        .set("partition.assignment.strategy", strategy)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");

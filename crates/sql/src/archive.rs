@@ -710,6 +710,30 @@ fn next_free(dir: &Path, prefix: &str) -> io::Result<u32> {
     Ok(next)
 }
 
+/// Copies the files of archive `from` into archive `into` (created if needed), hidden ones (lock
+/// and temporary files) left out; returns how many. Writers never share a file name, so the
+/// archives of a scale-out group's instances, each gathered into one directory this way, make
+/// the group's whole archive. Files already in `into` under the same name are replaced.
+pub fn gather(from: &Path, into: &Path) -> io::Result<u64> {
+    fs::create_dir_all(into).map_err(|e| with_path(into, e))?;
+    let mut copied = 0;
+    for e in fs::read_dir(from).map_err(|e| with_path(from, e))? {
+        let e = e?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let (src, dest) = (e.path(), into.join(&name));
+        if src.is_dir() {
+            copied += gather(&src, &dest)?;
+        } else {
+            fs::copy(&src, &dest).map_err(|e| with_path(&src, e))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
 /// True when `path` looks like an archive root (it has an `events` or `scores` directory).
 pub fn is_archive(path: &Path) -> bool {
     path.join(EVENTS).is_dir() || path.join(SCORES).is_dir() || path.join(ALERTS).is_dir()

@@ -49,7 +49,7 @@ fn at(k: u64) -> Position {
 fn archived(roots: &[&Path], name: &str) -> Vec<i64> {
     let union = scratch(name);
     for root in roots {
-        copy_visible(root, &union);
+        vigil_sql::archive::gather(root, &union).unwrap();
     }
     if !has_parquet(&union) {
         return Vec::new();
@@ -62,22 +62,6 @@ fn archived(roots: &[&Path], name: &str) -> Vec<i64> {
         out.extend((0..c.len()).map(|i| (c.value(i) - 1_780_000_000_000) / 3_600_000));
     }
     out
-}
-
-fn copy_visible(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_visible(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
 }
 
 fn has_parquet(dir: &Path) -> bool {
