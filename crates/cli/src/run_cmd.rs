@@ -348,7 +348,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let group = cfg.group.clone();
     // On a state topic one instance of the group runs at a time; another stands by until it
-    // stops (a checkpoint directory is locked by Engine::new instead).
+    // stops (a checkpoint directory is locked by Engine::new instead). Before it stands by,
+    // whatever a killed run left on this instance's archive that no checkpoint covers goes: the
+    // run that holds the lock now may have archived it again on its own disk.
+    if let (Some(dir), Some(state @ StateLocation::Topic(_))) = (&archive_dir, &cfg.state) {
+        let mut archive = crate::history::engine_archive(dir, &rules, &group)?;
+        vigil_engine::scale::sweep_ended_runs(archive.as_mut(), &cfg, state, &group)?;
+    }
     let lock = vigil_engine::StateLock::acquire(&cfg, &stop)?;
     if lock.is_none() && matches!(cfg.state, Some(StateLocation::Topic(_))) {
         eprintln!("vigil run: stopped while standing by");

@@ -56,7 +56,7 @@ pub struct ArchiveLog {
 impl ArchiveLog {
     /// Writers kept: one is added per run of the driver (a start, a restart, a move), so this
     /// bounds the checkpoint, not anything an input can grow.
-    pub const MAX: usize = 256;
+    pub const MAX: usize = 1024;
 
     /// Records that `writer` landed a checkpoint at `at`.
     pub fn record(&mut self, writer: u64, at: Position) {
@@ -98,17 +98,23 @@ pub trait Archive: Send {
     /// This writer's token for the checkpoint's [`ArchiveLog`] (`None` before its first
     /// interval).
     fn writer(&self) -> Option<u64>;
+    /// Takes hold of the earlier runs of this driver here that ended without finishing
+    /// (killed, or failed before their last checkpoint landed), so that they can be judged by
+    /// [`Archive::rewind`]: held, no one else judges them meanwhile. Read the checkpoint to judge
+    /// them by after this, not before: a run that was still going may have landed more. Returns
+    /// how many are held.
+    fn hold_ended(&mut self) -> std::io::Result<usize>;
     /// Removes the files of this archive's driver that no landed checkpoint covers, for a driver
-    /// resuming from the checkpoint at `at` whose log is `log`: files of earlier runs (of any
-    /// machine whose disk this is) the log does not cover, files of earlier versions (without a
-    /// writer token) at or after `at`, temporary files. Files of writers still running (in
-    /// another process sharing the directory) are left alone. Returns how many were removed.
+    /// resuming from the checkpoint at `at` whose log is `log`: files of the runs held by
+    /// [`Archive::hold_ended`] the log does not cover, files of earlier versions (without a run
+    /// token) and of this run at or after `at`, temporary files. Files of other runs (running,
+    /// or finished) are left alone. The held runs are then forgotten. Returns how many files
+    /// were removed.
     fn rewind(&mut self, at: Position, log: &ArchiveLog) -> std::io::Result<usize>;
     /// Counts this driver's files (of any run) of intervals that began after `at`.
     fn count_after(&self, at: Position) -> std::io::Result<usize>;
-    /// Whether an earlier run of this driver here ended without finishing (killed, or failed):
-    /// its files may need a [`Archive::rewind`] by the driver's newest checkpoint.
-    fn has_ended_runs(&self) -> std::io::Result<bool>;
+    /// This run finished: its last checkpoint landed and covers every file it wrote.
+    fn finished(&mut self);
 }
 
 /// The one rule every driver applies before an event can move any watermark: an event whose time

@@ -308,7 +308,7 @@ fn load_file(p: &Path) -> Result<Loaded, CheckpointError> {
 
 /// The pair of `dir`; the previous file is read only when `both` or the current one is not
 /// good (a start from a good current file does not depend on the previous one being readable).
-fn load_dir(dir: &Path, both: bool) -> Result<Pair, CheckpointError> {
+pub(crate) fn load_dir(dir: &Path, both: bool) -> Result<Pair, CheckpointError> {
     let (cur, prev) = (current(dir), previous(dir));
     let first = load_file(&cur)?;
     let second = if both || !matches!(first, Some(Ok(_))) { load_file(&prev)? } else { None };

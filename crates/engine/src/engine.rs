@@ -528,15 +528,7 @@ impl Engine {
         // exactly the transactions that committed.
         let mut store =
             cfg.state.as_ref().map(|l| Store::open(l, &cfg.kafka, &cfg.group, cfg.checkpoint_every)).transpose()?;
-        let committed = |cfg: &EngineConfig| -> Result<Option<u64>, EngineError> {
-            let topic = &cfg.outputs.commits;
-            match vigil_kafka::read_last_committed(&cfg.kafka, topic, cfg.group.as_bytes())? {
-                None => Ok(None),
-                Some(bytes) => serde_json::from_slice::<CommitRecord>(&bytes)
-                    .map(|r| Some(r.checkpoint))
-                    .map_err(|e| EngineError::CommitRecord { topic: topic.clone(), why: e.to_string() }),
-            }
-        };
+        let committed = |cfg: &EngineConfig| last_committed(&cfg.kafka, &cfg.outputs.commits, &cfg.group);
         let (producer, restored, txn) = match (&mut store, cfg.delivery) {
             (None, Delivery::ExactlyOnce) => return Err(EngineError::ExactlyOnceNeedsCheckpoints),
             (Some(_), Delivery::ExactlyOnce) if cfg.checkpoint_every > MAX_TXN_INTERVAL => {
@@ -937,6 +929,7 @@ impl Engine {
                     checkpoint(
                         &self.cfg,
                         self.store.as_mut(),
+                        self.lock.as_mut(),
                         &mut self.archive_log,
                         out.archive.as_deref_mut(),
                         &self.producer,
@@ -995,6 +988,7 @@ impl Engine {
                 checkpoint(
                     &self.cfg,
                     self.store.as_mut(),
+                    self.lock.as_mut(),
                     &mut self.archive_log,
                     out.archive.as_deref_mut(),
                     &self.producer,
@@ -1011,6 +1005,10 @@ impl Engine {
                 last_checkpoint = Instant::now();
             }
             if stopping {
+                // The final checkpoint landed: it covers everything this run archived.
+                if let Some(a) = out.archive.as_deref_mut() {
+                    a.finished();
+                }
                 break;
             }
         }
@@ -1199,6 +1197,7 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
 fn checkpoint(
     cfg: &EngineConfig,
     store: Option<&mut Store>,
+    lock: Option<&mut crate::lock::StateLock>,
     log: &mut ArchiveLog,
     mut archive: Option<&mut (dyn Archive + '_)>,
     producer: &BaseProducer,
@@ -1212,6 +1211,10 @@ fn checkpoint(
 ) -> Result<(), EngineError> {
     // Timed from here: writing the archive's files is part of a checkpoint's cost.
     let started = Instant::now();
+    // Nothing is written once the state topic's lock is lost: its new holder may have resumed.
+    if let Some(l) = lock {
+        l.confirm()?;
+    }
     // The archive commits first: if the checkpoint then fails to land, a restart from the
     // previous one discards this interval's files before archiving it again.
     if let Some(a) = archive.as_deref_mut() {
@@ -1267,6 +1270,17 @@ fn checkpoint(
     Ok(())
 }
 
+/// The checkpoint number of the last transaction consumer group `group` committed, from its
+/// newest record on the commit topic.
+pub(crate) fn last_committed(kafka: &KafkaSettings, topic: &str, group: &str) -> Result<Option<u64>, EngineError> {
+    match vigil_kafka::read_last_committed(kafka, topic, group.as_bytes())? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice::<CommitRecord>(&bytes)
+            .map(|r| Some(r.checkpoint))
+            .map_err(|e| EngineError::CommitRecord { topic: topic.to_string(), why: e.to_string() }),
+    }
+}
+
 /// Exactly-once mode's transaction numbers.
 #[derive(Clone, Copy, Debug)]
 struct TxnState {
@@ -1303,6 +1317,7 @@ pub(crate) fn resume_archive(
     log: &ArchiveLog,
 ) -> Result<(), EngineError> {
     let at = resumed_at.unwrap_or_default();
+    archive.hold_ended().map_err(EngineError::Archive)?;
     if resumed_at.is_none() {
         let files = archive.count_after(at).map_err(EngineError::Archive)?;
         if files > 0 {

@@ -35,6 +35,10 @@ const STANDBY: u8 = 3;
 /// How often a running engine serves the lock's group membership.
 const SERVE_EVERY: Duration = Duration::from_millis(500);
 
+/// Served less often than this (the process stalled), the membership is given a moment to
+/// learn whether the group moved on before anything is written.
+const STALLED: Duration = Duration::from_secs(3);
+
 struct Holder {
     state: Arc<AtomicU8>,
 }
@@ -89,6 +93,8 @@ impl StateLock {
         let mut said = false;
         loop {
             let _ = lock.member.poll(Duration::from_millis(100));
+            // Given and taken back within one poll: still waiting.
+            let _ = lock.state.compare_exchange(LOST, WAITING, Ordering::SeqCst, Ordering::SeqCst);
             match lock.state.load(Ordering::SeqCst) {
                 HELD => {
                     if said {
@@ -119,9 +125,31 @@ impl StateLock {
     /// is lost.
     pub fn check(&mut self) -> Result<(), EngineError> {
         if self.served.elapsed() >= SERVE_EVERY {
-            let _ = self.member.poll(Duration::ZERO);
-            self.served = Instant::now();
+            self.serve();
         }
+        self.verdict()
+    }
+
+    /// [`StateLock::check`] before a checkpoint is written, the membership served whatever the
+    /// time; after a stall, the group's verdict (the session may have lapsed meanwhile) is waited
+    /// for a second first.
+    pub(crate) fn confirm(&mut self) -> Result<(), EngineError> {
+        if self.served.elapsed() >= STALLED {
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until && self.state.load(Ordering::SeqCst) == HELD {
+                let _ = self.member.poll(Duration::from_millis(100));
+            }
+        }
+        self.serve();
+        self.verdict()
+    }
+
+    fn serve(&mut self) {
+        let _ = self.member.poll(Duration::ZERO);
+        self.served = Instant::now();
+    }
+
+    fn verdict(&mut self) -> Result<(), EngineError> {
         if self.state.load(Ordering::SeqCst) == LOST {
             // Out of the group at once: a member that stays in it only delays rebalances.
             self.member.unsubscribe();

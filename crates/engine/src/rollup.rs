@@ -168,6 +168,10 @@ pub fn run(
             }
             if let Some(a) = out.archive.as_deref_mut() {
                 a.begin(at);
+                // The final checkpoint landed: it covers everything this run archived.
+                if done {
+                    a.finished();
+                }
             }
             last_checkpoint = Instant::now();
         }

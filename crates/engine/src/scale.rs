@@ -285,8 +285,7 @@ fn supervise(
 /// Judges what earlier runs on this instance's archive left that no checkpoint covers, for every
 /// task and the roll-up, before this instance takes any: a task this instance was killed in
 /// may run elsewhere now (or never come back here), so its new owner's start cannot clear this
-/// disk. Each is judged by its newest checkpoint's archive log, wherever that checkpoint was
-/// written; runs still going (sharing this directory) are left alone.
+/// disk.
 fn sweep_archive(
     rules: &Arc<RuleSet>,
     cfg: &EngineConfig,
@@ -300,22 +299,48 @@ fn sweep_archive(
     for name in names {
         let group = format!("{}.{name}", cfg.group);
         let mut archive = open(&group, rules).map_err(EngineError::Archive)?;
-        if !archive.has_ended_runs().map_err(EngineError::Archive)? {
-            continue;
-        }
-        let mut warn = |w: String| tracing::warn!("{name}: {w}");
-        let cp = crate::store::peek(&state.part(&name), &cfg.kafka, &group, cfg.checkpoint_every, &mut warn)?;
-        // A checkpoint's own position is the last its log records (its writer records it before
-        // writing); without a log (no archive then, or an older version) there is nothing to
-        // judge by, and the task's next start here judges its files as before.
-        let Some(log) = cp.map(|c| c.archive) else { continue };
-        let Some(&(_, at)) = log.writers.last() else { continue };
-        let removed = archive.rewind(at, &log).map_err(EngineError::Archive)?;
-        if removed > 0 {
-            tracing::info!("{name}: removed {removed} archive files of an earlier run that no checkpoint covers");
-        }
+        sweep_ended_runs(archive.as_mut(), cfg, &state.part(&name), &group)?;
     }
     Ok(())
+}
+
+/// Judges the runs of the driver of consumer group `group` that ended without finishing on this
+/// archive by that driver's checkpoint at `location`, wherever it was written since, and removes
+/// what they archived that no landed checkpoint covers; returns how many files. The runs are
+/// held first and the checkpoint read after, so a run still going meanwhile cannot have landed
+/// more than the checkpoint shows. Runs still going (sharing the directory) are left alone.
+/// Without a checkpoint, only what such runs archived before any could land (their files of
+/// the first interval) is removed, and only when nothing later is archived: a store emptied
+/// while its archive was kept must not cost the archive its history.
+pub fn sweep_ended_runs(
+    archive: &mut dyn vigil_core::Archive,
+    cfg: &EngineConfig,
+    location: &StateLocation,
+    group: &str,
+) -> Result<usize, EngineError> {
+    if archive.hold_ended().map_err(EngineError::Archive)? == 0 {
+        return Ok(0);
+    }
+    let mut warn = |w: String| tracing::warn!("{group}: {w}");
+    let cp = crate::store::peek(location, &cfg.kafka, group, &cfg.outputs.commits, cfg.checkpoint_every, &mut warn)?;
+    let (at, log) = match cp {
+        // A checkpoint's own position is the last its log records (its writer records it before
+        // writing); without a log (no archive then, or an older version) there is nothing to
+        // judge by: the runs stay held until dropped, and are judged another time.
+        Some(c) => match c.archive.writers.last() {
+            Some(&(_, at)) => (at, c.archive),
+            None => return Ok(0),
+        },
+        None if archive.count_after(vigil_core::Position::default()).map_err(EngineError::Archive)? > 0 => {
+            return Ok(0);
+        }
+        None => (vigil_core::Position::default(), vigil_core::ArchiveLog::default()),
+    };
+    let removed = archive.rewind(at, &log).map_err(EngineError::Archive)?;
+    if removed > 0 {
+        tracing::info!("{group}: removed {removed} archive files of an earlier run that no checkpoint covers");
+    }
+    Ok(removed)
 }
 
 /// The name of a task or the roll-up (its consumer group's suffix and its state's place): cut at

@@ -187,20 +187,33 @@ impl Store {
     }
 }
 
-/// The newest good checkpoint at `location` of the engine of consumer group `group`, read
-/// without taking the store over: no lock taken, nothing written (the engine that owns it may
-/// be running elsewhere).
+/// The checkpoint at `location` that the engine of consumer group `group` would resume from,
+/// read without taking the store over: no lock taken, nothing written (the engine that owns it
+/// may be running elsewhere). A store written in exactly-once mode is resolved by the group's
+/// last commit on `commits`, as the engine resolves it (its newest checkpoint may belong to a
+/// transaction that never committed).
 pub fn peek(
     location: &StateLocation,
     settings: &KafkaSettings,
     group: &str,
+    commits: &str,
     checkpoint_every: Duration,
     warn: &mut dyn FnMut(String),
-) -> Result<Option<Checkpoint>, CheckpointError> {
-    match location {
-        StateLocation::Dir(dir) => checkpoint::read(dir, warn),
-        StateLocation::Topic(_) => Store::open(location, settings, group, checkpoint_every)?.read(warn),
-    }
+) -> Result<Option<Checkpoint>, EngineError> {
+    let pair = match location {
+        StateLocation::Dir(dir) => checkpoint::load_dir(dir, true)?,
+        StateLocation::Topic(_) => match Store::open(location, settings, group, checkpoint_every)? {
+            Store::Topic(mut t) => t.load()?,
+            Store::Dir { .. } => unreachable!("a topic location opens a topic store"),
+        },
+    };
+    let transactional = pair.files.iter().any(|f| matches!(f, Some(Ok(c)) if c.txn.is_some()));
+    Ok(if transactional {
+        let committed = crate::engine::last_committed(settings, commits, group)?;
+        checkpoint::committed_of(pair, committed, warn)?.checkpoint
+    } else {
+        checkpoint::newest(pair, warn)?
+    })
 }
 
 impl TopicStore {

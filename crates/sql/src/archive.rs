@@ -275,6 +275,8 @@ pub struct ArchiveWriter {
     /// This run's token and lock, taken at its first interval (crate::writers).
     token: Option<u64>,
     lock: Option<WriterLock>,
+    /// Earlier runs that ended without finishing, held to be judged by `rewind`.
+    held: BTreeMap<u64, Ended>,
     mode: Mode,
     schemas: Vec<SchemaRef>,
     /// Relative directory of each table slot (`events/source=police`, `scores`, ...).
@@ -340,6 +342,7 @@ impl ArchiveWriter {
             interval: None,
             token: None,
             lock: None,
+            held: BTreeMap::new(),
             mode,
             schemas,
             dirs,
@@ -592,25 +595,24 @@ impl vigil_core::Archive for ArchiveWriter {
     fn writer(&self) -> Option<u64> {
         self.token
     }
-    fn rewind(&mut self, at: Position, log: &ArchiveLog) -> io::Result<usize> {
-        // Every other run of this driver that wrote here, or began to: ended ones are judged
-        // (and held ended meanwhile), running ones left alone.
-        let mut runs: BTreeMap<u64, Option<Ended>> = BTreeMap::new();
-        let files = self.interval_files()?;
-        let tokens = files.iter().filter_map(|(_, n)| n.token).chain(crate::writers::tokens(&self.root, &self.tag)?);
-        for t in tokens.collect::<Vec<_>>() {
-            if Some(t) != self.token && !runs.contains_key(&t) {
-                let state = crate::writers::ended(&self.root, &self.tag, t)?;
-                runs.insert(t, state);
+    fn hold_ended(&mut self) -> io::Result<usize> {
+        for t in crate::writers::tokens(&self.root, &self.tag)? {
+            if Some(t) != self.token
+                && !self.held.contains_key(&t)
+                && let Some(e) = crate::writers::ended(&self.root, &self.tag, t)?
+            {
+                self.held.insert(t, e);
             }
         }
+        Ok(self.held.len())
+    }
+    fn rewind(&mut self, at: Position, log: &ArchiveLog) -> io::Result<usize> {
         let mut removed = 0;
-        for (path, n) in files {
+        for (path, n) in self.interval_files()? {
             let stale = match n.token {
-                // Another run's files, once it has ended: what its checkpoints do not cover.
-                Some(t) if Some(t) != self.token => {
-                    runs.get(&t).is_some_and(|r| r.is_some()) && (n.tmp || !log.covers(t, n.at, at))
-                }
+                // Another run's files: judged only when that run ended without finishing
+                // (held); what its landed checkpoints do not cover.
+                Some(t) if Some(t) != self.token => self.held.contains_key(&t) && (n.tmp || !log.covers(t, n.at, at)),
                 // This run's own (rewinding after it began) and those of versions without
                 // tokens: what began at or after the position resumed from.
                 _ => n.tmp || n.at >= at,
@@ -620,21 +622,16 @@ impl vigil_core::Archive for ArchiveWriter {
                 removed += usize::from(!n.tmp);
             }
         }
-        runs.into_values().flatten().for_each(Ended::forget);
+        std::mem::take(&mut self.held).into_values().for_each(Ended::forget);
         Ok(removed)
     }
     fn count_after(&self, at: Position) -> io::Result<usize> {
         Ok(self.interval_files()?.into_iter().filter(|(_, n)| !n.tmp && n.at > at).count())
     }
-    fn has_ended_runs(&self) -> io::Result<bool> {
-        // A run that finished removed its lock file; one left behind whose lock can be taken
-        // belongs to a run that did not.
-        for t in crate::writers::tokens(&self.root, &self.tag)? {
-            if Some(t) != self.token && crate::writers::ended(&self.root, &self.tag, t)?.is_some() {
-                return Ok(true);
-            }
+    fn finished(&mut self) {
+        if let Some(l) = &mut self.lock {
+            l.finish();
         }
-        Ok(false)
     }
 }
 
@@ -713,7 +710,9 @@ fn next_free(dir: &Path, prefix: &str) -> io::Result<u32> {
 /// Copies the files of archive `from` into archive `into` (created if needed), hidden ones (lock
 /// and temporary files) left out; returns how many. Writers never share a file name, so the
 /// archives of a scale-out group's instances, each gathered into one directory this way, make
-/// the group's whole archive. Files already in `into` under the same name are replaced.
+/// the group's whole archive, once every instance killed since has started again on its disk
+/// (until then, what it archived that no checkpoint covers is still there). Files already in
+/// `into` under the same name (gathered before) are replaced.
 pub fn gather(from: &Path, into: &Path) -> io::Result<u64> {
     fs::create_dir_all(into).map_err(|e| with_path(into, e))?;
     let mut copied = 0;

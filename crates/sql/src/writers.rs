@@ -4,10 +4,12 @@
 //! writer by a random token, which goes into its file names and into the checkpoints it lands
 //! ([`vigil_core::ArchiveLog`]). While it runs it holds an exclusive lock on
 //! `ROOT/.writers/<tag>.<token>`; the operating system releases the lock when the process ends,
-//! `kill -9` included. A writer whose lock can be taken (or whose lock file is gone) has ended,
-//! and its files can be judged by a checkpoint's log; a live writer's are never touched, even by
-//! a process that shares the directory (another instance on the same machine, or on a shared
-//! volume whose file system honours locks).
+//! `kill -9` included. The file stays unless the run finished cleanly (its last checkpoint
+//! landed), so a lock file whose lock can be taken marks a run that ended without finishing:
+//! its files may need judging by a checkpoint's log. Whoever judges takes the lock first and
+//! holds it until done, so that no one else judges the run meanwhile; a live writer's files are
+//! never touched, even by a process that shares the directory (another instance on the same
+//! machine, or on a shared volume whose file system honours locks).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::hash::{BuildHasher, RandomState};
@@ -28,11 +30,13 @@ fn lock_path(root: &Path, tag: &str, token: u64) -> PathBuf {
     root.join(WRITERS).join(format!("{tag}.{token:016x}"))
 }
 
-/// The lock a running writer holds; dropping it (the writer finished) removes its file.
+/// The lock a running writer holds. Dropped, it is released, and its file removed only when
+/// [`WriterLock::finish`] said the run finished cleanly.
 #[derive(Debug)]
 pub struct WriterLock {
     file: File,
     path: PathBuf,
+    finished: bool,
 }
 
 impl WriterLock {
@@ -46,30 +50,38 @@ impl WriterLock {
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(&tmp)?;
         file.try_lock().map_err(|e| io::Error::other(format!("{}: {e}", tmp.display())))?;
         fs::rename(&tmp, &path)?;
-        Ok(WriterLock { file, path })
+        Ok(WriterLock { file, path, finished: false })
+    }
+
+    /// Every file of the run is covered by its last checkpoint, which has landed: nothing of it
+    /// needs judging.
+    pub fn finish(&mut self) {
+        self.finished = true;
     }
 }
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        // Unlinked while still locked: a reader that opened it just before sees it locked.
-        let _ = fs::remove_file(&self.path);
+        // Unlinked while still locked: a reader that opened it just before sees it locked,
+        // and then finds it gone.
+        if self.finished {
+            let _ = fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }
 
-/// A writer found to have ended, holding its lock file (when there is one) until its files
-/// have been judged; [`Ended::forget`] then removes that file.
+/// A run found to have ended without finishing, its lock held here until its files have been
+/// judged; [`Ended::forget`] then removes its lock file (dropped, it is only released).
+#[derive(Debug)]
 pub struct Ended {
-    held: Option<(File, PathBuf)>,
+    _file: File,
+    path: PathBuf,
 }
 
 impl Ended {
     pub fn forget(self) {
-        if let Some((file, path)) = self.held {
-            let _ = fs::remove_file(&path);
-            drop(file);
-        }
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -100,17 +112,19 @@ pub fn parse_token(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// `Some` when writer `token` of `tag` has ended (its lock taken here, so that it stays ended
-/// while its files are judged), `None` while it runs.
+/// `Some` when run `token` of `tag` ended without finishing (its lock taken here), `None` while
+/// it runs or once it finished (its lock file gone).
 pub fn ended(root: &Path, tag: &str, token: u64) -> io::Result<Option<Ended>> {
     let path = lock_path(root, tag, token);
     let file = match OpenOptions::new().write(true).open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Ended { held: None })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io::Error::other(format!("{}: {e}", path.display()))),
     };
     match file.try_lock() {
-        Ok(()) => Ok(Some(Ended { held: Some((file, path)) })),
+        // Opened just as its run finished and removed it: nothing to judge.
+        Ok(()) if !path.exists() => Ok(None),
+        Ok(()) => Ok(Some(Ended { _file: file, path })),
         Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(e)) => Err(io::Error::other(format!("{}: {e}", path.display()))),
     }

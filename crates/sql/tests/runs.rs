@@ -71,11 +71,16 @@ fn has_parquet(dir: &Path) -> bool {
     })
 }
 
-/// What a run killed by the operating system leaves: its lock file, no longer locked.
+/// What a run killed by the operating system leaves: its lock file, no longer locked (a run
+/// that ends without [`Archive::finished`] leaves the same).
 fn kill(w: ArchiveWriter, root: &Path) {
     let token = Archive::writer(&w).unwrap();
     drop(w);
-    std::fs::write(root.join(WRITERS).join(format!("{TAG}.{token:016x}")), b"").unwrap();
+    assert!(root.join(WRITERS).join(format!("{TAG}.{token:016x}")).exists());
+}
+
+fn lock_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join(WRITERS)).map_or(0, |d| d.count())
 }
 
 #[test]
@@ -96,7 +101,7 @@ fn a_run_killed_before_its_checkpoint_landed_leaves_nothing_twice_across_disks()
 
     // Run B on machine Y resumes from the checkpoint at 10: its disk holds nothing of A's.
     let mut b = writer(&y, &rules);
-    assert!(!Archive::has_ended_runs(&b).unwrap());
+    assert_eq!(Archive::hold_ended(&mut b).unwrap(), 0);
     assert_eq!(Archive::rewind(&mut b, at(10), &log).unwrap(), 0);
     Archive::begin(&mut b, at(10));
     archive_events(&mut b, 10, 20);
@@ -109,19 +114,27 @@ fn a_run_killed_before_its_checkpoint_landed_leaves_nothing_twice_across_disks()
     // X's next start: A's lock file is there and free, so A ended without finishing; judged
     // by the task's newest checkpoint (written by B at 20), A's interval at 10 is not covered.
     let mut sweep = writer(&x, &rules);
-    assert!(Archive::has_ended_runs(&sweep).unwrap(), "a killed run is seen");
+    assert_eq!(Archive::hold_ended(&mut sweep).unwrap(), 1, "a killed run is seen, and held");
+    // Held, it is no one else's to judge meanwhile.
+    assert_eq!(Archive::hold_ended(&mut writer(&x, &rules)).unwrap(), 0);
     let removed = Archive::rewind(&mut sweep, at(20), &log).unwrap();
     assert!(removed > 0, "A's uncovered files removed");
-    assert!(!Archive::has_ended_runs(&sweep).unwrap(), "and A forgotten");
+    assert_eq!(Archive::hold_ended(&mut sweep).unwrap(), 0, "and A forgotten");
+    assert_eq!(lock_files(&x), 0);
     assert_eq!(archived(&[&x], "u3"), (0..10).collect::<Vec<_>>(), "what A's checkpoint covered stays");
     assert_eq!(archived(&[&x, &y], "u4"), (0..20).collect::<Vec<_>>(), "every event once");
     // Judging again changes nothing.
-    assert_eq!(Archive::rewind(&mut writer(&x, &rules), at(20), &log).unwrap(), 0);
+    let mut again = writer(&x, &rules);
+    Archive::hold_ended(&mut again).unwrap();
+    assert_eq!(Archive::rewind(&mut again, at(20), &log).unwrap(), 0);
+    // B finishes cleanly: its lock file goes, nothing of it is left to judge.
+    Archive::finished(&mut b);
     drop(b);
+    assert_eq!(lock_files(&y), 0);
 }
 
 #[test]
-fn a_running_writer_is_never_touched_and_a_finished_one_leaves_no_lock() {
+fn running_and_finished_runs_are_never_judged() {
     let rules = rules();
     let root = scratch("live");
     // Run C is running (its lock held) in an interval no checkpoint covers.
@@ -131,17 +144,17 @@ fn a_running_writer_is_never_touched_and_a_finished_one_leaves_no_lock() {
     // Another driver of the same tag rewinds the shared directory with a log that knows
     // nothing of C: C's files stay.
     let mut other = writer(&root, &rules);
-    assert!(!Archive::has_ended_runs(&other).unwrap(), "a running writer has not ended");
+    assert_eq!(Archive::hold_ended(&mut other).unwrap(), 0, "a running writer has not ended");
     assert_eq!(Archive::rewind(&mut other, at(0), &ArchiveLog::default()).unwrap(), 0);
     assert_eq!(archived(&[&root], "live-1"), (0..5).collect::<Vec<_>>());
-    // Finished, C removes its lock file: nothing is left to judge, and its files are judged by
-    // the log from then on (here none covers them: they go).
+    // Finished (its last checkpoint landed), C removes its lock file, and its files are its
+    // last checkpoint's: no log judges them again, even one that does not know C.
+    Archive::finished(&mut c);
     drop(c);
-    let locks = std::fs::read_dir(root.join(WRITERS)).unwrap().count();
-    assert_eq!(locks, 0, "a finished run leaves no lock file");
-    assert!(!Archive::has_ended_runs(&other).unwrap());
-    assert!(Archive::rewind(&mut other, at(0), &ArchiveLog::default()).unwrap() > 0);
-    assert!(archived(&[&root], "live-2").is_empty());
+    assert_eq!(lock_files(&root), 0, "a finished run leaves no lock file");
+    assert_eq!(Archive::hold_ended(&mut other).unwrap(), 0);
+    assert_eq!(Archive::rewind(&mut other, at(0), &ArchiveLog::default()).unwrap(), 0);
+    assert_eq!(archived(&[&root], "live-2"), (0..5).collect::<Vec<_>>());
 }
 
 #[test]
@@ -162,6 +175,7 @@ fn a_log_that_dropped_old_runs_keeps_their_files_before_the_position_resumed() {
     assert!(log.trimmed && log.writers.len() == ArchiveLog::MAX);
     // Resuming from 4: A's interval at 0 may have been covered and stays; the one at 4 cannot be.
     let mut b = writer(&root, &rules);
+    assert_eq!(Archive::hold_ended(&mut b).unwrap(), 1);
     Archive::rewind(&mut b, at(4), &log).unwrap();
     assert_eq!(archived(&[&root], "trimmed-1"), (0..4).collect::<Vec<_>>());
 }
