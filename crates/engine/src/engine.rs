@@ -82,6 +82,11 @@ pub enum EngineError {
          so this one stopped without writing another. Start it again: it stands by while the other one runs"
     )]
     LockLost { topic: String, group: String },
+    #[error(
+        "this task was lost to the consumer group (the instance's session lapsed) and another instance may have \
+         resumed it from its last checkpoint: stopped without writing another"
+    )]
+    TaskLost,
 }
 
 /// What the engine guarantees about its outputs across crashes (README, "Delivery guarantees").
@@ -503,6 +508,8 @@ pub struct Engine {
     archive_log: ArchiveLog,
     /// The state topic's lock, when this engine holds one ([`crate::lock`]).
     lock: Option<crate::lock::StateLock>,
+    /// Set when the task was lost to the group: stop without a checkpoint ([`Engine::abort_when`]).
+    abort: Option<Arc<AtomicBool>>,
     /// Exactly-once mode's transaction numbers.
     txn: Option<TxnState>,
     /// Where checkpoints go (a directory is locked while the engine exists: one instance per
@@ -662,6 +669,7 @@ impl Engine {
             resumed_at,
             archive_log,
             lock: None,
+            abort: None,
             txn,
             store,
             routing,
@@ -690,6 +698,14 @@ impl Engine {
     /// [`EngineError::LockLost`] if it is lost.
     pub fn hold(&mut self, lock: crate::lock::StateLock) {
         self.lock = Some(lock);
+    }
+
+    /// Stops the run with [`EngineError::TaskLost`], writing nothing more (no final checkpoint,
+    /// no archive commit), once `flag` is set: a scale-out task whose partitions the group gave
+    /// to another instance while this one's session had lapsed, which may have resumed from the
+    /// last checkpoint already.
+    pub fn abort_when(&mut self, flag: Arc<AtomicBool>) {
+        self.abort = Some(flag);
     }
 
     /// Answers the queries of `handle`'s API while running.
@@ -756,6 +772,9 @@ impl Engine {
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
         let mut last_debug = Instant::now();
         loop {
+            if self.abort.as_ref().is_some_and(|a| a.load(Ordering::Relaxed)) {
+                return Err(EngineError::TaskLost);
+            }
             // Read once per round: a stop seen here still gets this round's final checkpoint.
             let mut stopping = stop.load(Ordering::Relaxed);
             let polled = self.consumer.poll(Duration::from_millis(20));

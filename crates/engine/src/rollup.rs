@@ -33,7 +33,9 @@ use crate::store::Store;
 pub const ROLLUP: &str = "rollup";
 
 /// Runs the roll-up until `stop` is set, or, once `drain` is set, until it has read the score
-/// topic up to where it ended at that moment. `alerts` gets every city alert it publishes.
+/// topic up to where it ended at that moment. `alerts` gets every city alert it publishes. Once
+/// `abort` is set (task 0 was lost to the group), it stops without writing anything more.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     rules: Arc<RuleSet>,
     cfg: &EngineConfig,
@@ -41,6 +43,7 @@ pub fn run(
     archive: Option<&ArchiveFactory>,
     stop: &AtomicBool,
     drain: &AtomicBool,
+    abort: &AtomicBool,
     alerts: &mut dyn FnMut(&AlertRecord),
 ) -> Result<(), EngineError> {
     let name = crate::scale::part_name(ROLLUP, cfg.partition_level);
@@ -113,6 +116,10 @@ pub fn run(
     // Where the topic ended when draining began: (partition, low, high).
     let mut drain_to: Option<Vec<(i32, i64, i64)>> = None;
     loop {
+        if abort.load(Ordering::Relaxed) {
+            tracing::warn!("roll-up: lost to the consumer group with task 0; stopped without a checkpoint");
+            return Ok(());
+        }
         let stopping = stop.load(Ordering::Relaxed);
         if drain_to.is_none() && drain.load(Ordering::Relaxed) {
             drain_to = Some(vigil_kafka::watermarks(&cfg.kafka, &topic)?);

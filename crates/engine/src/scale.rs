@@ -17,6 +17,8 @@
 //! final checkpoint, before the rebalance completes (eager rebalancing waits for it); the new
 //! owner restores that checkpoint and continues from its offsets. A task's outputs are a
 //! function of its partitions' events, so a move changes nothing in them, as a restart does not.
+//! Tasks an instance loses (its session lapsed while it stalled, and the group moved on) stop
+//! without a final checkpoint instead: their new owner may have resumed from the last one.
 //!
 //! City scores and alerts come from the roll-up ([`crate::rollup`]), which runs alongside task 0.
 //!
@@ -54,6 +56,8 @@ struct Running {
     stop: Arc<AtomicBool>,
     /// The roll-up drains (reads what the tasks published) instead of stopping at once.
     drain: Arc<AtomicBool>,
+    /// Lost to the group: stop without writing anything more (see [`Engine::abort_when`]).
+    abort: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     api: Option<EngineHandle>,
 }
@@ -105,6 +109,21 @@ impl vigil_kafka::Membership for Member {
         }
         tracing::info!("assigned tasks {tasks:?}");
         *lock(&self.shared.assigned) = Some(tasks);
+    }
+
+    /// Lost (this instance's session lapsed), the tasks may run elsewhere already, resumed from
+    /// their last checkpoints: they stop without writing another, then as revoked.
+    fn lost(&self, partitions: &[vigil_kafka::TopicPartition]) {
+        let numbers: BTreeSet<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        {
+            let running = lock(&self.shared.running);
+            for (k, r) in running.iter() {
+                if numbers.contains(k) || (*k == ROLLUP_KEY && numbers.contains(&0)) {
+                    r.abort.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        self.revoked(partitions);
     }
 
     fn revoked(&self, partitions: &[vigil_kafka::TopicPartition]) {
@@ -368,6 +387,8 @@ fn start_task(
     tcfg.scale_out = None;
     tcfg.progress = None;
     let stop = Arc::new(AtomicBool::new(false));
+    let abort = Arc::new(AtomicBool::new(false));
+    let abort2 = Arc::clone(&abort);
     let (api, inbox) = EngineHandle::new();
     let (rules, metrics, shared2, alerts, stop2, archive) =
         (Arc::clone(rules), metrics.clone(), Arc::clone(shared), alerts.clone(), Arc::clone(&stop), archive.cloned());
@@ -403,6 +424,7 @@ fn start_task(
                 }
             }
             engine.attach(inbox);
+            engine.abort_when(abort2);
             let mut send = |a: &AlertRecord| {
                 let _ = alerts.send(a.clone());
             };
@@ -420,11 +442,13 @@ fn start_task(
                         lock(&shared2.finished).insert(p);
                     }
                 }
+                // Not this instance's failure: the group has moved on, and the task with it.
+                Err(EngineError::TaskLost) => tracing::warn!("task {p}: {}", EngineError::TaskLost),
                 Err(e) => *lock(&shared2.failure) = Some(e),
             }
         })
         .expect("spawning a thread");
-    Running { stop, drain: Arc::new(AtomicBool::new(false)), handle, api: Some(api) }
+    Running { stop, drain: Arc::new(AtomicBool::new(false)), abort, handle, api: Some(api) }
 }
 
 fn start_rollup(
@@ -437,7 +461,9 @@ fn start_rollup(
 ) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
+    let abort = Arc::new(AtomicBool::new(false));
     let archive = archive.cloned();
+    let abort2 = Arc::clone(&abort);
     let (rules, cfg, metrics, shared2, alerts, stop2, drain2) = (
         Arc::clone(rules),
         cfg.clone(),
@@ -453,12 +479,13 @@ fn start_rollup(
             let mut send = |a: &AlertRecord| {
                 let _ = alerts.send(a.clone());
             };
-            if let Err(e) = crate::rollup::run(rules, &cfg, &metrics, archive.as_ref(), &stop2, &drain2, &mut send) {
+            let (stop, drain, abort) = (&*stop2, &*drain2, &*abort2);
+            if let Err(e) = crate::rollup::run(rules, &cfg, &metrics, archive.as_ref(), stop, drain, abort, &mut send) {
                 *lock(&shared2.failure) = Some(e);
             }
         })
         .expect("spawning a thread");
-    Running { stop, drain, handle, api: None }
+    Running { stop, drain, abort, handle, api: None }
 }
 
 /// Answers the HTTP API from the tasks: a region from the task that scores it, the open alerts

@@ -157,3 +157,48 @@ fn a_tasks_state_is_its_share_of_the_citys() {
     }
     assert!(sum <= whole, "the tasks hold {sum} bytes together, the whole engine {whole}");
 }
+
+/// A task lost to the group (its instance's session lapsed, so another instance may have
+/// resumed it from its last checkpoint already) stops without writing anything more: aborted,
+/// the engine ends with `TaskLost` and no checkpoint, where a stop writes its final one.
+#[test]
+fn a_task_lost_to_the_group_stops_without_a_checkpoint() {
+    use vigil_engine::{Engine, EngineError, StateLocation};
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let settings = broker.settings();
+    let topics = RunTopics::new(&rules, "lost");
+    broker.create_topics(&topics.all(1));
+    testkit::produce(&settings, &topics.events, &testkit::city(&rules, 5, 3));
+    for lost in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            group: format!("lost-{lost}-{}", std::process::id()),
+            outputs: topics.outputs.clone(),
+            event_topics: topics.events.clone(),
+            state: Some(StateLocation::Dir(dir.path().to_path_buf())),
+            checkpoint_every: Duration::from_secs(3600),
+            ..EngineConfig::new(settings.clone())
+        };
+        let mut engine = Engine::new(Arc::clone(&rules), cfg, Metrics::default()).unwrap();
+        let (abort, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        engine.abort_when(Arc::clone(&abort));
+        let signal = {
+            let flag = Arc::clone(if lost { &abort } else { &stop });
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(2));
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        let result = engine.run(&stop, &mut |_| {});
+        signal.join().unwrap();
+        let written = dir.path().join("checkpoint").exists();
+        if lost {
+            assert!(matches!(result, Err(EngineError::TaskLost)), "{:?}", result.map(|s| s.consumed));
+            assert!(!written, "a lost task writes no checkpoint");
+        } else {
+            assert!(result.unwrap().consumed > 0);
+            assert!(written, "a stopped task writes its final checkpoint");
+        }
+    }
+}
