@@ -710,10 +710,23 @@ fn next_free(dir: &Path, prefix: &str) -> io::Result<u32> {
 /// Copies the files of archive `from` into archive `into` (created if needed), hidden ones (lock
 /// and temporary files) left out; returns how many. Writers never share a file name, so the
 /// archives of a scale-out group's instances, each gathered into one directory this way, make
-/// the group's whole archive, once every instance killed since has started again on its disk
-/// (until then, what it archived that no checkpoint covers is still there). Files already in
-/// `into` under the same name (gathered before) are replaced.
+/// the group's whole archive. An archive holding runs that ended without finishing and have not
+/// been judged yet (its instance was killed and has not started again on it) is refused: it may
+/// hold rows no checkpoint covers, archived again elsewhere. Files already in `into` under the
+/// same name (gathered before) are replaced.
 pub fn gather(from: &Path, into: &Path) -> io::Result<u64> {
+    let unjudged = crate::writers::unjudged(from)?;
+    if unjudged > 0 {
+        return Err(io::Error::other(format!(
+            "{} holds {unjudged} runs that ended without finishing (killed, or failed) and have not been judged: \
+             start its instance again on it first, which removes what no checkpoint covers",
+            from.display()
+        )));
+    }
+    copy_visible(from, into)
+}
+
+fn copy_visible(from: &Path, into: &Path) -> io::Result<u64> {
     fs::create_dir_all(into).map_err(|e| with_path(into, e))?;
     let mut copied = 0;
     for e in fs::read_dir(from).map_err(|e| with_path(from, e))? {
@@ -724,7 +737,7 @@ pub fn gather(from: &Path, into: &Path) -> io::Result<u64> {
         }
         let (src, dest) = (e.path(), into.join(&name));
         if src.is_dir() {
-            copied += gather(&src, &dest)?;
+            copied += copy_visible(&src, &dest)?;
         } else {
             fs::copy(&src, &dest).map_err(|e| with_path(&src, e))?;
             copied += 1;

@@ -129,3 +129,29 @@ pub fn ended(root: &Path, tag: &str, token: u64) -> io::Result<Option<Ended>> {
         Err(TryLockError::Error(e)) => Err(io::Error::other(format!("{}: {e}", path.display()))),
     }
 }
+
+/// How many runs of any driver under `root` ended without finishing and have not been judged
+/// yet (their lock files left, unlocked): until they are, the archive may hold rows that no
+/// checkpoint covers and that another archive holds too.
+pub fn unjudged(root: &Path) -> io::Result<usize> {
+    let dir = root.join(WRITERS);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io::Error::other(format!("{}: {e}", dir.display()))),
+    };
+    let mut n = 0;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((tag, token)) = name.rsplit_once('.') else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(t) = parse_token(token)
+            && ended(root, tag, t)?.is_some()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

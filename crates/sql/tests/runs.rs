@@ -44,17 +44,18 @@ fn at(k: u64) -> Position {
     Position { offsets: k, evaluated: 0 }
 }
 
-/// The event numbers archived under `roots` together (their files copied into one directory,
-/// as an operator gathering the instances' archives would), sorted.
-fn archived(roots: &[&Path], name: &str) -> Vec<i64> {
-    let union = scratch(name);
-    for root in roots {
-        vigil_sql::archive::gather(root, &union).unwrap();
-    }
-    if !has_parquet(&union) {
+/// The event numbers archived under `roots` together, sorted.
+fn archived(roots: &[&Path]) -> Vec<i64> {
+    let mut out: Vec<i64> = roots.iter().flat_map(|r| events_of(r)).collect();
+    out.sort();
+    out
+}
+
+fn events_of(root: &Path) -> Vec<i64> {
+    if !has_parquet(root) {
         return Vec::new();
     }
-    let h = History::open(&union).unwrap();
+    let h = History::open(root).unwrap();
     let batches = h.query("SELECT CAST(ts AS BIGINT) FROM events ORDER BY 1").unwrap();
     let mut out = Vec::new();
     for b in &batches {
@@ -97,7 +98,7 @@ fn a_run_killed_before_its_checkpoint_landed_leaves_nothing_twice_across_disks()
     Archive::begin(&mut a, at(10));
     archive_events(&mut a, 10, 15);
     kill(a, &x);
-    assert_eq!(archived(&[&x], "u1"), (0..15).collect::<Vec<_>>());
+    assert_eq!(archived(&[&x]), (0..15).collect::<Vec<_>>());
 
     // Run B on machine Y resumes from the checkpoint at 10: its disk holds nothing of A's.
     let mut b = writer(&y, &rules);
@@ -107,9 +108,12 @@ fn a_run_killed_before_its_checkpoint_landed_leaves_nothing_twice_across_disks()
     archive_events(&mut b, 10, 20);
     log.record(Archive::writer(&b).unwrap(), at(20));
     Archive::begin(&mut b, at(20));
-    // Together the two disks hold events 10..15 twice until X is judged.
-    let both = archived(&[&x, &y], "u2");
+    // Together the two disks hold events 10..15 twice until X is judged, and gathering them
+    // is refused meanwhile.
+    let both = archived(&[&x, &y]);
     assert_eq!(both.len(), 25, "{both:?}");
+    let err = vigil_sql::archive::gather(&x, &scratch("union-early")).unwrap_err();
+    assert!(err.to_string().contains("1 runs that ended without finishing"), "{err}");
 
     // X's next start: A's lock file is there and free, so A ended without finishing; judged
     // by the task's newest checkpoint (written by B at 20), A's interval at 10 is not covered.
@@ -121,8 +125,14 @@ fn a_run_killed_before_its_checkpoint_landed_leaves_nothing_twice_across_disks()
     assert!(removed > 0, "A's uncovered files removed");
     assert_eq!(Archive::hold_ended(&mut sweep).unwrap(), 0, "and A forgotten");
     assert_eq!(lock_files(&x), 0);
-    assert_eq!(archived(&[&x], "u3"), (0..10).collect::<Vec<_>>(), "what A's checkpoint covered stays");
-    assert_eq!(archived(&[&x, &y], "u4"), (0..20).collect::<Vec<_>>(), "every event once");
+    assert_eq!(archived(&[&x]), (0..10).collect::<Vec<_>>(), "what A's checkpoint covered stays");
+    assert_eq!(archived(&[&x, &y]), (0..20).collect::<Vec<_>>(), "every event once");
+    // Judged, the two disks gather into one archive that holds them once.
+    let union = scratch("union");
+    for root in [&x, &y] {
+        vigil_sql::archive::gather(root, &union).unwrap();
+    }
+    assert_eq!(events_of(&union), (0..20).collect::<Vec<_>>());
     // Judging again changes nothing.
     let mut again = writer(&x, &rules);
     Archive::hold_ended(&mut again).unwrap();
@@ -146,7 +156,7 @@ fn running_and_finished_runs_are_never_judged() {
     let mut other = writer(&root, &rules);
     assert_eq!(Archive::hold_ended(&mut other).unwrap(), 0, "a running writer has not ended");
     assert_eq!(Archive::rewind(&mut other, at(0), &ArchiveLog::default()).unwrap(), 0);
-    assert_eq!(archived(&[&root], "live-1"), (0..5).collect::<Vec<_>>());
+    assert_eq!(archived(&[&root]), (0..5).collect::<Vec<_>>());
     // Finished (its last checkpoint landed), C removes its lock file, and its files are its
     // last checkpoint's: no log judges them again, even one that does not know C.
     Archive::finished(&mut c);
@@ -154,7 +164,7 @@ fn running_and_finished_runs_are_never_judged() {
     assert_eq!(lock_files(&root), 0, "a finished run leaves no lock file");
     assert_eq!(Archive::hold_ended(&mut other).unwrap(), 0);
     assert_eq!(Archive::rewind(&mut other, at(0), &ArchiveLog::default()).unwrap(), 0);
-    assert_eq!(archived(&[&root], "live-2"), (0..5).collect::<Vec<_>>());
+    assert_eq!(archived(&[&root]), (0..5).collect::<Vec<_>>());
 }
 
 #[test]
@@ -177,5 +187,5 @@ fn a_log_that_dropped_old_runs_keeps_their_files_before_the_position_resumed() {
     let mut b = writer(&root, &rules);
     assert_eq!(Archive::hold_ended(&mut b).unwrap(), 1);
     Archive::rewind(&mut b, at(4), &log).unwrap();
-    assert_eq!(archived(&[&root], "trimmed-1"), (0..4).collect::<Vec<_>>());
+    assert_eq!(archived(&[&root]), (0..4).collect::<Vec<_>>());
 }
