@@ -261,3 +261,28 @@ fn kill_loop(delivery: &str) {
         assert_eq!(numbers.iter().max(), numbers.last(), "transaction numbers only grow");
     }
 }
+
+/// Without checkpoints every start reads the topics from the beginning and archives what it
+/// reads: the run before's files, covered by no checkpoint, go first, so that two runs to the
+/// end of the stream leave every event archived once.
+#[test]
+fn without_checkpoints_a_second_run_archives_every_event_once() {
+    let rules = testkit::default_rules();
+    let broker = Broker::embedded();
+    let settings = broker.settings();
+    let topics = RunTopics::new(&rules, "no-checkpoints");
+    broker.create_topics(&topics.all(2));
+    let total = testkit::produce(&settings, &topics.events, &testkit::city(&rules, 13, 5));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill-test-no-checkpoints");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config(&dir, &settings.brokers, &topics, &free_addr(), "at-least-once");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("checkpoint_dir")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&cfg, text).unwrap();
+    let count = || common::archive_sql(&dir.join("archive"), "SELECT count(*) FROM events");
+    finish(&cfg);
+    assert_eq!(count(), vec![total.to_string()], "the first run archives every event");
+    finish(&cfg);
+    assert_eq!(count(), vec![total.to_string()], "the second run archives every event again, in place of the first's");
+}

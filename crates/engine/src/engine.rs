@@ -772,7 +772,7 @@ impl Engine {
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
         let mut last_debug = Instant::now();
         loop {
-            if self.abort.as_ref().is_some_and(|a| a.load(Ordering::Relaxed)) {
+            if self.abort.as_ref().is_some_and(|a| a.load(Ordering::SeqCst)) {
                 return Err(EngineError::TaskLost);
             }
             // Read once per round: a stop seen here still gets this round's final checkpoint.
@@ -948,7 +948,7 @@ impl Engine {
                     checkpoint(
                         &self.cfg,
                         self.store.as_mut(),
-                        self.lock.as_mut(),
+                        Fence { lock: self.lock.as_mut(), abort: self.abort.as_deref() },
                         &mut self.archive_log,
                         out.archive.as_deref_mut(),
                         &self.producer,
@@ -1007,7 +1007,7 @@ impl Engine {
                 checkpoint(
                     &self.cfg,
                     self.store.as_mut(),
-                    self.lock.as_mut(),
+                    Fence { lock: self.lock.as_mut(), abort: self.abort.as_deref() },
                     &mut self.archive_log,
                     out.archive.as_deref_mut(),
                     &self.producer,
@@ -1024,8 +1024,12 @@ impl Engine {
                 last_checkpoint = Instant::now();
             }
             if stopping {
-                // The final checkpoint landed: it covers everything this run archived.
-                if let Some(a) = out.archive.as_deref_mut() {
+                // The final checkpoint landed: it covers everything this run archived. (Without
+                // checkpoints nothing covers it: a restart reads the topics from the beginning
+                // and archives them again, so this run's files must go then.)
+                if self.store.is_some()
+                    && let Some(a) = out.archive.as_deref_mut()
+                {
                     a.finished();
                 }
                 break;
@@ -1216,7 +1220,7 @@ fn one(t: &str, p: i32) -> rdkafka::TopicPartitionList {
 fn checkpoint(
     cfg: &EngineConfig,
     store: Option<&mut Store>,
-    lock: Option<&mut crate::lock::StateLock>,
+    fence: Fence<'_>,
     log: &mut ArchiveLog,
     mut archive: Option<&mut (dyn Archive + '_)>,
     producer: &BaseProducer,
@@ -1230,10 +1234,9 @@ fn checkpoint(
 ) -> Result<(), EngineError> {
     // Timed from here: writing the archive's files is part of a checkpoint's cost.
     let started = Instant::now();
-    // Nothing is written once the state topic's lock is lost: its new holder may have resumed.
-    if let Some(l) = lock {
-        l.confirm()?;
-    }
+    // Nothing is written once the state topic's lock or the task is lost: the new holder or
+    // owner may have resumed from the last checkpoint already.
+    fence.confirm()?;
     // The archive commits first: if the checkpoint then fails to land, a restart from the
     // previous one discards this interval's files before archiving it again.
     if let Some(a) = archive.as_deref_mut() {
@@ -1297,6 +1300,25 @@ pub(crate) fn last_committed(kafka: &KafkaSettings, topic: &str, group: &str) ->
         Some(bytes) => serde_json::from_slice::<CommitRecord>(&bytes)
             .map(|r| Some(r.checkpoint))
             .map_err(|e| EngineError::CommitRecord { topic: topic.to_string(), why: e.to_string() }),
+    }
+}
+
+/// What must still be this engine's for a checkpoint to be written: the state topic's lock, and
+/// (a scale-out task) its partitions.
+struct Fence<'a> {
+    lock: Option<&'a mut crate::lock::StateLock>,
+    abort: Option<&'a AtomicBool>,
+}
+
+impl Fence<'_> {
+    fn confirm(self) -> Result<(), EngineError> {
+        if self.abort.is_some_and(|a| a.load(Ordering::SeqCst)) {
+            return Err(EngineError::TaskLost);
+        }
+        match self.lock {
+            Some(l) => l.confirm(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -131,21 +131,23 @@ impl StateLock {
     }
 
     /// [`StateLock::check`] before a checkpoint is written, the membership served whatever the
-    /// time; after a stall, the group's verdict (the session may have lapsed meanwhile) is waited
-    /// for a second first.
+    /// time.
     pub(crate) fn confirm(&mut self) -> Result<(), EngineError> {
+        self.serve();
+        self.verdict()
+    }
+
+    /// Serves the membership; after a stall (the session may have lapsed meanwhile), the
+    /// group's verdict is waited for a second first, whichever check comes first.
+    fn serve(&mut self) {
         if self.served.elapsed() >= STALLED {
             let until = Instant::now() + Duration::from_secs(1);
             while Instant::now() < until && self.state.load(Ordering::SeqCst) == HELD {
                 let _ = self.member.poll(Duration::from_millis(100));
             }
+        } else {
+            let _ = self.member.poll(Duration::ZERO);
         }
-        self.serve();
-        self.verdict()
-    }
-
-    fn serve(&mut self) {
-        let _ = self.member.poll(Duration::ZERO);
         self.served = Instant::now();
     }
 

@@ -116,7 +116,7 @@ pub fn run(
     // Where the topic ended when draining began: (partition, low, high).
     let mut drain_to: Option<Vec<(i32, i64, i64)>> = None;
     loop {
-        if abort.load(Ordering::Relaxed) {
+        if abort.load(Ordering::SeqCst) {
             tracing::warn!("roll-up: lost to the consumer group with task 0; stopped without a checkpoint");
             return Ok(());
         }
@@ -148,6 +148,11 @@ pub fn run(
         });
         let done = stopping || drained;
         if done || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            // Lost with task 0, the roll-up's new owner may have resumed already.
+            if abort.load(Ordering::SeqCst) {
+                tracing::warn!("roll-up: lost to the consumer group with task 0; stopped without a checkpoint");
+                return Ok(());
+            }
             // The archive commits first, as an engine's: a checkpoint that then fails to land
             // leaves files that a restart from the previous one discards.
             if let Some(a) = out.archive.as_deref_mut() {
@@ -176,7 +181,7 @@ pub fn run(
             if let Some(a) = out.archive.as_deref_mut() {
                 a.begin(at);
                 // The final checkpoint landed: it covers everything this run archived.
-                if done {
+                if done && store.is_some() {
                     a.finished();
                 }
             }

@@ -341,7 +341,16 @@ pub fn sweep_ended_runs(
         return Ok(0);
     }
     let mut warn = |w: String| tracing::warn!("{group}: {w}");
-    let cp = crate::store::peek(location, &cfg.kafka, group, &cfg.outputs.commits, cfg.checkpoint_every, &mut warn)?;
+    let cp =
+        match crate::store::peek(location, &cfg.kafka, group, &cfg.outputs.commits, cfg.checkpoint_every, &mut warn) {
+            Ok(cp) => cp,
+            // Not this start's to fail on (the owner may be writing right now): the runs stay as
+            // they are and are judged another time.
+            Err(e) => {
+                tracing::warn!("{group}: the archive's ended runs are not judged this time: {e}");
+                return Ok(0);
+            }
+        };
     let (at, log) = match cp {
         // A checkpoint's own position is the last its log records (its writer records it before
         // writing); without a log (no archive then, or an older version) there is nothing to
@@ -442,8 +451,21 @@ fn start_task(
                         lock(&shared2.finished).insert(p);
                     }
                 }
-                // Not this instance's failure: the group has moved on, and the task with it.
-                Err(EngineError::TaskLost) => tracing::warn!("task {p}: {}", EngineError::TaskLost),
+                // Not this instance's failure: the group has moved on, and the task with it. What
+                // this run archived that its checkpoints do not cover goes at once, not at the
+                // next start, judged by the checkpoint its new owner resumed from.
+                Err(EngineError::TaskLost) => {
+                    tracing::warn!("task {p}: {}", EngineError::TaskLost);
+                    drop(engine);
+                    if let (Some(open), Some(state)) = (&archive, &tcfg.state) {
+                        let swept = open(&tcfg.group, &rules)
+                            .map_err(EngineError::Archive)
+                            .and_then(|mut a| sweep_ended_runs(a.as_mut(), &tcfg, state, &tcfg.group));
+                        if let Err(e) = swept {
+                            tracing::warn!("task {p}: {e}");
+                        }
+                    }
+                }
                 Err(e) => *lock(&shared2.failure) = Some(e),
             }
         })

@@ -200,20 +200,32 @@ pub fn peek(
     checkpoint_every: Duration,
     warn: &mut dyn FnMut(String),
 ) -> Result<Option<Checkpoint>, EngineError> {
-    let pair = match location {
-        StateLocation::Dir(dir) => checkpoint::load_dir(dir, true)?,
+    let pair = load(location, settings, group, checkpoint_every)?;
+    let transactional = pair.files.iter().any(|f| matches!(f, Some(Ok(c)) if c.txn.is_some()));
+    if !transactional {
+        return Ok(checkpoint::newest(pair, warn)?);
+    }
+    // The last commit first, then the checkpoints again, as an engine starting reads them: a
+    // transaction the owner commits in between then shows as a checkpoint one step ahead, which
+    // is passed over, rather than as a commit without its checkpoint.
+    let committed = crate::engine::last_committed(settings, commits, group)?;
+    let pair = load(location, settings, group, checkpoint_every)?;
+    Ok(checkpoint::committed_of(pair, committed, warn)?.checkpoint)
+}
+
+fn load(
+    location: &StateLocation,
+    settings: &KafkaSettings,
+    group: &str,
+    checkpoint_every: Duration,
+) -> Result<Pair, CheckpointError> {
+    match location {
+        StateLocation::Dir(dir) => checkpoint::load_dir(dir, true),
         StateLocation::Topic(_) => match Store::open(location, settings, group, checkpoint_every)? {
-            Store::Topic(mut t) => t.load()?,
+            Store::Topic(mut t) => t.load(),
             Store::Dir { .. } => unreachable!("a topic location opens a topic store"),
         },
-    };
-    let transactional = pair.files.iter().any(|f| matches!(f, Some(Ok(c)) if c.txn.is_some()));
-    Ok(if transactional {
-        let committed = crate::engine::last_committed(settings, commits, group)?;
-        checkpoint::committed_of(pair, committed, warn)?.checkpoint
-    } else {
-        checkpoint::newest(pair, warn)?
-    })
+    }
 }
 
 impl TopicStore {
