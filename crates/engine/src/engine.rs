@@ -772,9 +772,6 @@ impl Engine {
         let debug = std::env::var_os("VIGIL_DEBUG").is_some();
         let mut last_debug = Instant::now();
         loop {
-            if self.abort.as_ref().is_some_and(|a| a.load(Ordering::SeqCst)) {
-                return Err(EngineError::TaskLost);
-            }
             // Read once per round: a stop seen here still gets this round's final checkpoint.
             let mut stopping = stop.load(Ordering::Relaxed);
             let polled = self.consumer.poll(Duration::from_millis(20));
@@ -868,6 +865,10 @@ impl Engine {
                 // stop before writing anything more.
                 if let Some(l) = &mut self.lock {
                     l.check()?;
+                }
+                // Lost with its partitions, likewise (checked again before any checkpoint).
+                if self.abort.as_ref().is_some_and(|a| a.load(Ordering::SeqCst)) {
+                    return Err(EngineError::TaskLost);
                 }
                 // Delivery reports are served here, not per message: the output producer's
                 // context drops them (outputs are re-sent after a restart), and a full local

@@ -116,11 +116,13 @@ pub fn run(
     // Where the topic ended when draining began: (partition, low, high).
     let mut drain_to: Option<Vec<(i32, i64, i64)>> = None;
     loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        // Read after the stop: a loss sets it first, so a stop it caused is never taken for a
+        // clean one (which would write a final checkpoint).
         if abort.load(Ordering::SeqCst) {
             tracing::warn!("roll-up: lost to the consumer group with task 0; stopped without a checkpoint");
             return Ok(());
         }
-        let stopping = stop.load(Ordering::Relaxed);
         if drain_to.is_none() && drain.load(Ordering::Relaxed) {
             drain_to = Some(vigil_kafka::watermarks(&cfg.kafka, &topic)?);
         }
@@ -148,11 +150,6 @@ pub fn run(
         });
         let done = stopping || drained;
         if done || last_checkpoint.elapsed() >= cfg.checkpoint_every {
-            // Lost with task 0, the roll-up's new owner may have resumed already.
-            if abort.load(Ordering::SeqCst) {
-                tracing::warn!("roll-up: lost to the consumer group with task 0; stopped without a checkpoint");
-                return Ok(());
-            }
             // The archive commits first, as an engine's: a checkpoint that then fails to land
             // leaves files that a restart from the previous one discards.
             if let Some(a) = out.archive.as_deref_mut() {

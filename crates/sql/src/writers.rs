@@ -85,8 +85,9 @@ impl Ended {
     }
 }
 
-/// The tokens of `tag`'s lock files: the runs that wrote here (or began to), ended or not.
-pub fn tokens(root: &Path, tag: &str) -> io::Result<Vec<u64>> {
+/// The (tag, token) of every lock file under `root`: the runs that wrote there (or began to),
+/// ended or not.
+fn lock_files(root: &Path) -> io::Result<Vec<(String, u64)>> {
     let dir = root.join(WRITERS);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -95,14 +96,23 @@ pub fn tokens(root: &Path, tag: &str) -> io::Result<Vec<u64>> {
     };
     let mut out = Vec::new();
     for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name();
-        if let Some(t) =
-            name.to_string_lossy().strip_prefix(tag).and_then(|r| r.strip_prefix('.')).and_then(parse_token)
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Hidden: a lock file still being put in place.
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some((tag, token)) = name.rsplit_once('.')
+            && let Some(t) = parse_token(token)
         {
-            out.push(t);
+            out.push((tag.to_string(), t));
         }
     }
     Ok(out)
+}
+
+/// The tokens of `tag`'s lock files.
+pub fn tokens(root: &Path, tag: &str) -> io::Result<Vec<u64>> {
+    Ok(lock_files(root)?.into_iter().filter(|(t, _)| t == tag).map(|(_, token)| token).collect())
 }
 
 /// Sixteen lower-case hex digits, as tokens are written.
@@ -134,24 +144,9 @@ pub fn ended(root: &Path, tag: &str, token: u64) -> io::Result<Option<Ended>> {
 /// yet (their lock files left, unlocked): until they are, the archive may hold rows that no
 /// checkpoint covers and that another archive holds too.
 pub fn unjudged(root: &Path) -> io::Result<usize> {
-    let dir = root.join(WRITERS);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io::Error::other(format!("{}: {e}", dir.display()))),
-    };
     let mut n = 0;
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some((tag, token)) = name.rsplit_once('.') else { continue };
-        if name.starts_with('.') {
-            continue;
-        }
-        if let Some(t) = parse_token(token)
-            && ended(root, tag, t)?.is_some()
-        {
-            n += 1;
-        }
+    for (tag, token) in lock_files(root)? {
+        n += usize::from(ended(root, &tag, token)?.is_some());
     }
     Ok(n)
 }
